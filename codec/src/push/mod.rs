@@ -1,0 +1,35 @@
+//! The push frame format spoken between clients and rooms (raw TCP and WebSocket binary
+//! frames), and its JSON twin for browsers (WebSocket text frames).
+//!
+//! ```text
+//!  0       4      6      8       12      16
+//!  +-------+------+------+-------+-------+-----------+
+//!  |  len  | hlen | ver  |  op   |  seq  |   body    |
+//!  +-------+------+------+-------+-------+-----------+
+//!    u32     u16    u16    u32     u32
+//! ```
+//!
+//! `len` is the whole frame, header included (as in goim); `hlen` is 16. Ops are listed on
+//! [`Op`]. [`PushCodec`] reads and writes frames; [`PushMessage`] turns a frame's body into a
+//! typed message (postcard-encoded in binary frames) and back, and reads and writes the JSON
+//! form.
+
+mod frame;
+mod message;
+mod op;
+mod payload;
+
+pub use frame::{PushCodec, PushFrame, Unbatch};
+pub use message::{
+    Ack, Auth, AuthReply, Deliver, DeliveryMode, ErrorMessage, Kick, Net, PushMessage, Reconnect,
+    Subscribe, Upstream, UpstreamReply,
+};
+pub use op::Op;
+pub use payload::Payload;
+
+/// Length of the push frame header in bytes.
+pub const HEADER_LEN: usize = 16;
+/// The push protocol version this crate speaks.
+pub const VERSION: u16 = 1;
+/// Default largest push frame, header included: 64 KiB.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
