@@ -102,13 +102,13 @@ pub struct AuthReply {
     /// Whether the client is in.
     pub ok: bool,
     /// Why not, when refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub reason: Option<String>,
     /// Send a HEARTBEAT at least this often, in seconds.
     #[serde(default)]
     pub heartbeat_secs: u32,
     /// A session id the client may present to resume after a reconnect.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub session: Option<String>,
 }
 
@@ -158,7 +158,7 @@ pub struct UpstreamReply {
     /// Accepted or not.
     pub ok: bool,
     /// Why not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub reason: Option<String>,
 }
 
