@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Runs every check and test of the workspace, on a fresh Debian machine or a developer's.
+#
+# 1. Makes sure what the tests talk to is running on 127.0.0.1: MariaDB (3306, root with an
+#    empty password, database `test`), PostgreSQL (5432, trust auth, database `test`) and
+#    Redis (6379). Anything missing is installed with apt-get and started directly (no
+#    systemd on these machines).
+# 2. cargo fmt --check, cargo clippy -D warnings, then every test (cargo nextest, or cargo
+#    test where nextest is absent) and the doctests.
+#
+# Idempotent and non-interactive. Exits non-zero on the first failing step.
+# CARGO_TARGET_DIR defaults to a cache outside the clone so repeated runs reuse artifacts.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/longlink/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export DEBIAN_FRONTEND=noninteractive
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+log() { printf '\n== %s\n' "$*"; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  local port=$1 name=$2
+  for _ in $(seq 1 60); do
+    if port_open "$port"; then return 0; fi
+    sleep 1
+  done
+  echo "error: $name did not start listening on 127.0.0.1:$port" >&2
+  return 1
+}
+
+APT_UPDATED=0
+apt_install() {
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    $SUDO apt-get update -q
+    APT_UPDATED=1
+  fi
+  $SUDO apt-get install -y -q --no-install-recommends "$@"
+}
+
+ensure_mariadb() {
+  if ! port_open 3306; then
+    log "starting MariaDB"
+    command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || apt_install mariadb-server mariadb-client
+    $SUDO mkdir -p /run/mysqld && $SUDO chown mysql:mysql /run/mysqld
+    if [ ! -d /var/lib/mysql/mysql ]; then
+      $SUDO mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
+    fi
+    $SUDO start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
+    wait_port 3306 MariaDB
+  fi
+  # Debian's root logs in through the unix socket only; the tests log in over TCP with an
+  # empty password.
+  if ! mariadb -h 127.0.0.1 -P 3306 -u root -e 'SELECT 1' >/dev/null 2>&1; then
+    $SUDO mariadb -u root -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD(''); FLUSH PRIVILEGES;"
+  fi
+  mariadb -h 127.0.0.1 -P 3306 -u root -e 'CREATE DATABASE IF NOT EXISTS test'
+}
+
+ensure_postgres() {
+  if ! port_open 5432; then
+    log "starting PostgreSQL"
+    command -v pg_ctlcluster >/dev/null 2>&1 || apt_install postgresql postgresql-client
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    wait_port 5432 PostgreSQL
+  fi
+  if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc 'SELECT 1' >/dev/null 2>&1; then
+    # Trust local TCP connections (test machines only).
+    local version hba
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    hba="/etc/postgresql/$version/main/pg_hba.conf"
+    $SUDO sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+    sleep 1
+  fi
+  if [ "$(psql -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = 'test'")" != "1" ]; then
+    psql -h 127.0.0.1 -U postgres -d postgres -c 'CREATE DATABASE test' >/dev/null
+  fi
+}
+
+ensure_redis() {
+  if ! port_open 6379; then
+    log "starting Redis"
+    command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+    $SUDO mkdir -p /var/lib/redis /var/log/redis
+    $SUDO redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    wait_port 6379 Redis
+  fi
+}
+
+log "services"
+ensure_mariadb
+ensure_postgres
+ensure_redis
+echo "MariaDB, PostgreSQL and Redis are up on 127.0.0.1"
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --profile ci
+else
+  cargo test --workspace --locked --lib --bins --tests
+fi
+
+log "doctests"
+cargo test --workspace --locked --doc
+
+log "all checks passed"
