@@ -1,3 +1,7 @@
-//! Benchmarks and load tools comparing longlink with its peers.
+//! Benchmarks and load tools comparing longlink with the crates users would pick instead.
 //!
-//! This crate is filled in by a later issue; see the repository README.
+//! The criterion benches live in `benches/`; run them with `cargo bench -p longlink-benches`
+//! (or `scripts/bench.sh`). Each bench measures its baseline in the same run and ends by
+//! printing a table of ratios, read back from criterion's own estimates by [`report`].
+
+pub mod report;

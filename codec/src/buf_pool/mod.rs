@@ -36,6 +36,7 @@
 mod inner;
 mod pooled_buf;
 mod stats;
+mod thread_cache;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -44,6 +45,9 @@ pub use pooled_buf::PooledBuf;
 pub use stats::BufPoolStats;
 
 use inner::{Config, Inner};
+
+/// Most size classes a pool may have.
+pub const MAX_SIZE_CLASSES: usize = 16;
 
 /// The default size classes in bytes.
 pub const DEFAULT_SIZE_CLASSES: [usize; 5] = [256, 1024, 4096, 16 * 1024, 64 * 1024];
@@ -120,15 +124,18 @@ impl BufPool {
     /// assert_eq!(buf.capacity(), 1024);
     /// assert_eq!(pool.get(1 << 20).capacity(), 1 << 20); // oversize: exact, never kept
     /// ```
-    #[inline]
+    // Not inlined on purpose: returned through a pointer, the handle is built in place.
+    #[inline(never)]
     pub fn get(&self, capacity: usize) -> PooledBuf {
-        let (buf, class) = self.inner.get(capacity);
         let pool = if self.global {
             None
         } else {
             Some(Arc::clone(&self.inner))
         };
-        PooledBuf::new(buf, class, pool)
+        let mut handle = PooledBuf::new(pool);
+        let class = self.inner.get_into(handle.buf_mut(), capacity);
+        handle.set_class(class);
+        handle
     }
 
     /// A snapshot of the counters.
@@ -166,8 +173,14 @@ impl BufPool {
         self.inner.class_sizes().collect()
     }
 
+    /// The global pool's state; only called for handles the global pool handed out, so it
+    /// exists.
+    #[inline]
     fn global_inner() -> &'static Inner {
-        &BufPool::global().inner
+        &GLOBAL
+            .get()
+            .expect("a global handle implies the global pool")
+            .inner
     }
 }
 
@@ -211,11 +224,11 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// The buffer sizes in bytes, strictly ascending, at most 250 of them.
+    /// The buffer sizes in bytes, strictly ascending, at most [`MAX_SIZE_CLASSES`] of them.
     ///
     /// # Panics
     /// In [`build`](Builder::build), if the list is empty, not strictly ascending, holds a
-    /// zero, or is longer than 250.
+    /// zero, or is longer than [`MAX_SIZE_CLASSES`].
     pub fn size_classes(mut self, sizes: &[usize]) -> Builder {
         self.sizes = sizes.to_vec();
         self
@@ -252,11 +265,11 @@ impl Builder {
             "BufPool size classes must be strictly ascending"
         );
         BufPool {
-            inner: Arc::new(Inner::new(Config {
+            inner: Inner::new(Config {
                 sizes: self.sizes,
                 thread_cache_bytes: self.thread_cache_bytes,
                 shared_bytes_per_class: self.shared_bytes_per_class,
-            })),
+            }),
             global: false,
         }
     }

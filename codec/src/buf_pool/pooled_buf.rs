@@ -39,8 +39,21 @@ pub struct PooledBuf {
 }
 
 impl PooledBuf {
-    pub(super) fn new(buf: BytesMut, class: u8, pool: Option<Arc<Inner>>) -> PooledBuf {
-        PooledBuf { buf, class, pool }
+    /// An empty handle; the pool fills in the buffer and the class.
+    pub(super) fn new(pool: Option<Arc<Inner>>) -> PooledBuf {
+        PooledBuf {
+            buf: BytesMut::new(),
+            class: DETACHED,
+            pool,
+        }
+    }
+
+    pub(super) fn buf_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    pub(super) fn set_class(&mut self, class: u8) {
+        self.class = class;
     }
 
     fn inner(&self) -> &Inner {
@@ -102,8 +115,11 @@ impl PooledBuf {
 
 impl Drop for PooledBuf {
     fn drop(&mut self) {
-        let buf = mem::take(&mut self.buf);
-        self.inner().put(buf, self.class);
+        let class = self.class;
+        match &self.pool {
+            Some(inner) => inner.put(&mut self.buf, class),
+            None => BufPool::global_inner().put(&mut self.buf, class),
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use super::MAX_SIZE_CLASSES;
+
 /// A snapshot of a [`BufPool`](super::BufPool)'s counters, from [`BufPool::stats`](super::BufPool::stats).
 ///
 /// The `*_total`-style fields only grow; `retained_*` go up and down. Two identities hold
@@ -37,7 +39,8 @@ pub struct BufPoolStats {
     /// `Bytes`, larger than the largest class, arriving when their class was full, or
     /// detached with `into_inner`.
     pub dropped: u64,
-    /// Buffers the pool held and then freed in [`BufPool::trim`](super::BufPool::trim).
+    /// Buffers the pool held and then freed: by [`BufPool::trim`](super::BufPool::trim), or
+    /// because the thread whose cache held them exited.
     pub trimmed: u64,
     /// Bytes held right now by free lists and thread caches (capacity, not length).
     pub retained_bytes: u64,
@@ -135,23 +138,47 @@ impl fmt::Display for BufPoolStats {
     }
 }
 
-/// One thread's counters. Only the owning thread writes them (plain load + store, no
-/// read-modify-write, so two threads never fight over a cache line); `stats()` reads them
-/// from anywhere. Aligned so two threads' counters never share a cache line.
+/// One thread's counters for one size class.
+///
+/// Only the owning thread writes them (plain load + store, no read-modify-write, so two
+/// threads never fight over a cache line); `stats()` reads them from anywhere. The hot path
+/// touches one of them per operation (`pops` on a get, `pushes` on a put): measured here,
+/// every further counter updated per operation cost several nanoseconds, so everything else
+/// is derived or counted on the slow paths.
 #[derive(Debug, Default)]
-#[repr(align(128))]
-pub(super) struct ThreadCounters {
-    pub(super) gets: AtomicU64,
-    pub(super) hits: AtomicU64,
-    pub(super) misses: AtomicU64,
-    pub(super) returned: AtomicU64,
-    pub(super) dropped: AtomicU64,
-    /// Bytes in this thread's cache right now.
-    pub(super) cached_bytes: AtomicU64,
+#[repr(align(64))]
+pub(super) struct ClassCounters {
+    /// Buffers handed out from this thread's cache (every hit is one).
+    pub(super) pops: AtomicU64,
+    /// Buffers taken back into this thread's cache.
+    pub(super) pushes: AtomicU64,
+    /// Buffers moved from the shared list into this thread's cache.
+    pub(super) refilled: AtomicU64,
+    /// Buffers moved from this thread's cache to the shared list.
+    pub(super) spilled: AtomicU64,
+    /// Buffers taken back straight into the shared list (a cache too small to hold any).
+    pub(super) returned_shared: AtomicU64,
+    /// Buffers freed from this thread's cache by `trim`.
+    pub(super) trimmed: AtomicU64,
+    /// Most buffers this thread's cache has held at once.
+    pub(super) peak_len: AtomicU64,
+}
+
+impl ClassCounters {
     /// Buffers in this thread's cache right now.
-    pub(super) cached_buffers: AtomicU64,
-    /// Peak of `cached_bytes`.
-    pub(super) peak_bytes: AtomicU64,
+    pub(super) fn cached(&self) -> u64 {
+        let r = |c: &AtomicU64| c.load(Relaxed);
+        (r(&self.pushes) + r(&self.refilled))
+            .wrapping_sub(r(&self.pops) + r(&self.spilled) + r(&self.trimmed))
+    }
+}
+
+/// One thread's counters for one pool.
+#[derive(Debug)]
+pub(super) struct ThreadCounters {
+    pub(super) classes: [ClassCounters; MAX_SIZE_CLASSES],
+    pub(super) misses: AtomicU64,
+    pub(super) dropped: AtomicU64,
 }
 
 /// Adds to a counter only its owning thread writes.
@@ -160,37 +187,27 @@ pub(super) fn bump(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
-/// Subtracts from a counter only its owning thread writes.
-#[inline]
-pub(super) fn drain(counter: &AtomicU64, n: u64) {
-    counter.store(counter.load(Relaxed).wrapping_sub(n), Relaxed);
-}
-
 impl ThreadCounters {
-    pub(super) fn add_to(&self, stats: &mut BufPoolStats) {
-        stats.gets += self.gets.load(Relaxed);
-        stats.hits += self.hits.load(Relaxed);
-        stats.misses += self.misses.load(Relaxed);
-        stats.returned += self.returned.load(Relaxed);
-        stats.dropped += self.dropped.load(Relaxed);
-        stats.retained_bytes += self.cached_bytes.load(Relaxed);
-        stats.retained_buffers += self.cached_buffers.load(Relaxed);
-        stats.high_water_bytes += self.peak_bytes.load(Relaxed);
-    }
-
-    #[inline]
-    pub(super) fn cache_in(&self, bytes: u64, buffers: u64) {
-        bump(&self.cached_bytes, bytes);
-        bump(&self.cached_buffers, buffers);
-        let now = self.cached_bytes.load(Relaxed);
-        if now > self.peak_bytes.load(Relaxed) {
-            self.peak_bytes.store(now, Relaxed);
+    pub(super) fn new() -> ThreadCounters {
+        ThreadCounters {
+            classes: std::array::from_fn(|_| ClassCounters::default()),
+            misses: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         }
     }
 
-    #[inline]
-    pub(super) fn cache_out(&self, bytes: u64, buffers: u64) {
-        drain(&self.cached_bytes, bytes);
-        drain(&self.cached_buffers, buffers);
+    /// Adds this thread's counters to `stats`; `sizes` are the class sizes.
+    pub(super) fn add_to(&self, stats: &mut BufPoolStats, sizes: impl Iterator<Item = usize>) {
+        stats.misses += self.misses.load(Relaxed);
+        stats.dropped += self.dropped.load(Relaxed);
+        for (c, size) in self.classes.iter().zip(sizes) {
+            let cached = c.cached();
+            stats.hits += c.pops.load(Relaxed);
+            stats.returned += c.pushes.load(Relaxed) + c.returned_shared.load(Relaxed);
+            stats.trimmed += c.trimmed.load(Relaxed);
+            stats.retained_buffers += cached;
+            stats.retained_bytes += cached * size as u64;
+            stats.high_water_bytes += c.peak_len.load(Relaxed) * size as u64;
+        }
     }
 }

@@ -184,7 +184,14 @@ impl RpcCodec {
     fn join(&mut self, frame: RpcFrame) -> Result<Option<Message>, CodecError> {
         let id = frame.id;
         let more = frame.flags.contains(Flags::MORE);
-        if let Some(partial) = self.partial.get_mut(&id) {
+        // Checking for emptiness first keeps the common case (no chunked message in
+        // progress) from hashing every frame's id.
+        let joining = if self.partial.is_empty() {
+            None
+        } else {
+            self.partial.get_mut(&id)
+        };
+        if let Some(partial) = joining {
             if partial.head.kind() != frame.kind {
                 return Err(CodecError::UnexpectedChunk {
                     id,
