@@ -250,3 +250,23 @@ fn stats_render_as_prometheus_text() {
 fn unordered_size_classes_are_refused() {
     BufPool::builder().size_classes(&[1024, 256]).build();
 }
+
+#[test]
+fn exiting_threads_free_their_caches_and_keep_their_counts() {
+    let pool = BufPool::builder().thread_cache_bytes(64 * 1024).shared_bytes_per_class(0).build();
+    for _ in 0..50 {
+        let pool = pool.clone();
+        thread::spawn(move || {
+            let bufs: Vec<_> = (0..10).map(|_| pool.get(1024)).collect();
+            drop(bufs); // all ten land in this thread's cache
+        })
+        .join()
+        .unwrap();
+    }
+    let stats = pool.stats();
+    assert_eq!(stats.gets, 500);
+    assert_eq!(stats.returned, 500);
+    assert_eq!(stats.retained_buffers, 0, "an exited thread's cache is freed: {stats}");
+    assert_eq!(stats.trimmed, 500);
+    assert_balanced(stats);
+}
