@@ -253,7 +253,10 @@ fn unordered_size_classes_are_refused() {
 
 #[test]
 fn exiting_threads_free_their_caches_and_keep_their_counts() {
-    let pool = BufPool::builder().thread_cache_bytes(64 * 1024).shared_bytes_per_class(0).build();
+    let pool = BufPool::builder()
+        .thread_cache_bytes(64 * 1024)
+        .shared_bytes_per_class(0)
+        .build();
     for _ in 0..50 {
         let pool = pool.clone();
         thread::spawn(move || {
@@ -266,7 +269,10 @@ fn exiting_threads_free_their_caches_and_keep_their_counts() {
     let stats = pool.stats();
     assert_eq!(stats.gets, 500);
     assert_eq!(stats.returned, 500);
-    assert_eq!(stats.retained_buffers, 0, "an exited thread's cache is freed: {stats}");
+    assert_eq!(
+        stats.retained_buffers, 0,
+        "an exited thread's cache is freed: {stats}"
+    );
     assert_eq!(stats.trimmed, 500);
     assert_balanced(stats);
 }

@@ -1,0 +1,43 @@
+//! The background task that closes expired idle connections, keeps `min_idle`, and warns
+//! about leaks. It holds only a weak reference: it stops when the pool is dropped or closed.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crate::Manager;
+use crate::pool::SlotGuard;
+use crate::shared::Shared;
+
+pub(crate) async fn run<M: Manager>(shared: Weak<Shared<M>>, period: Duration) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await; // the first tick is immediate
+    loop {
+        ticks.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.is_closed() {
+            return;
+        }
+        shared.check_leaks();
+        let reserved = shared.sweep(Instant::now());
+        for _ in 0..reserved {
+            warm_up(&shared).await;
+        }
+    }
+}
+
+/// Opens one connection for a slot the sweep reserved and puts it in the pool.
+async fn warm_up<M: Manager>(shared: &Arc<Shared<M>>) {
+    let slot = SlotGuard::new(shared);
+    let timeout = shared.options.acquire_timeout;
+    match tokio::time::timeout(timeout, shared.manager.connect()).await {
+        Ok(Ok(raw)) => drop(slot.fill(raw)), // returned at once: idle, or to a waiter
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "min_idle connect failed");
+            slot.failed(Arc::new(e));
+        }
+        Err(_) => drop(slot),
+    }
+}
