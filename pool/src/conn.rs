@@ -74,6 +74,12 @@ impl<M: Manager> PooledConn<M> {
         self.broken = true;
     }
 
+    /// Lifts a [`mark_broken`](PooledConn::mark_broken) (the operation that might have
+    /// broken it completed cleanly).
+    pub fn unmark_broken(&mut self) {
+        self.broken = false;
+    }
+
     /// `true` if the connection will be closed when returned.
     pub fn is_marked_broken(&self) -> bool {
         self.broken
@@ -110,12 +116,12 @@ impl<M: Manager> PooledConn<M> {
         conn.raw
     }
 
-    /// Drops the connection as broken and keeps its slot, for the acquire path that
-    /// connects anew after a failed check.
-    pub(crate) fn discard_keep_slot(mut self) {
+    /// Closes the connection and keeps its slot, for the acquire path that connects anew:
+    /// after a failed check (`broken`), or to honour an acquire that wants a new one.
+    pub(crate) fn discard_keep_slot(mut self, broken: bool) {
         let conn = self.conn.take().expect("present until dropped");
         self.shared.checked_in(conn.id);
-        self.shared.broken_keep_slot();
+        self.shared.discarded_keep_slot(broken);
         drop(conn);
     }
 }

@@ -23,6 +23,8 @@ mod shared;
 mod stats;
 mod waiters;
 
+pub mod db;
+
 pub use conn::PooledConn;
 pub use error::PoolError;
 pub use manager::Manager;

@@ -158,7 +158,7 @@ impl<M> fmt::Debug for Builder<M> {
     }
 }
 
-impl<M: crate::Manager> Builder<M> {
+impl<M> Builder<M> {
     /// See [`Options::max_open`]. Values below 1 are raised to 1.
     pub fn max_open(mut self, n: usize) -> Builder<M> {
         self.options.max_open = n.max(1);
@@ -224,7 +224,9 @@ impl<M: crate::Manager> Builder<M> {
         options.min_idle = options.min_idle.min(options.max_idle);
         options
     }
+}
 
+impl<M: crate::Manager> Builder<M> {
     /// Builds the pool. No connection is opened and nothing is spawned: the first acquire
     /// connects, and starts the reaper if one is needed.
     pub fn build(self, manager: M) -> crate::Pool<M> {

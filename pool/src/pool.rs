@@ -106,12 +106,22 @@ impl<M: Manager> Pool<M> {
     pub fn acquire(
         &self,
     ) -> impl Future<Output = Result<PooledConn<M>, PoolError<M::Error>>> + Send + '_ {
-        let location = Location::caller();
-        self.acquire_at(location)
+        self.acquire_with(false, Location::caller())
     }
 
-    async fn acquire_at(
+    /// Like [`acquire`](Pool::acquire), but always a newly opened connection, never an idle
+    /// one (when `max_open` is reached, the coldest idle connection is closed to make room).
+    /// `database/sql` retries a statement that met a dead connection this way last.
+    #[track_caller]
+    pub fn acquire_new(
         &self,
+    ) -> impl Future<Output = Result<PooledConn<M>, PoolError<M::Error>>> + Send + '_ {
+        self.acquire_with(true, Location::caller())
+    }
+
+    pub(crate) async fn acquire_with(
+        &self,
+        fresh: bool,
         location: &'static Location<'static>,
     ) -> Result<PooledConn<M>, PoolError<M::Error>> {
         // A loop of warm acquires never waits; spend tokio's cooperative budget so such a
@@ -119,7 +129,7 @@ impl<M: Manager> Pool<M> {
         tokio::task::coop::consume_budget().await;
         self.start_reaper();
         let started = Instant::now();
-        let start = self.shared.start(started, noop_waker);
+        let start = self.shared.start(started, fresh, noop_waker);
         let step = match start {
             Start::Closed => return Err(PoolError::Closed),
             Start::Idle(conn) => {
@@ -139,7 +149,7 @@ impl<M: Manager> Pool<M> {
         };
         let deadline =
             tokio::time::Instant::from_std(started + self.shared.options.acquire_timeout);
-        match tokio::time::timeout_at(deadline, self.slow_path(step)).await {
+        match tokio::time::timeout_at(deadline, self.slow_path(step, fresh)).await {
             Ok(Ok(conn)) => {
                 self.shared.checked_out(conn.id(), location);
                 Ok(conn)
@@ -171,7 +181,11 @@ impl<M: Manager> Pool<M> {
 
     /// Everything that may await: testing a connection, connecting, waiting. Every state
     /// holds a guard, so dropping this future (timeout or caller) cleans up.
-    async fn slow_path(&self, mut step: Step<'_, M>) -> Result<PooledConn<M>, PoolError<M::Error>> {
+    async fn slow_path(
+        &self,
+        mut step: Step<'_, M>,
+        fresh: bool,
+    ) -> Result<PooledConn<M>, PoolError<M::Error>> {
         loop {
             step = match step {
                 Step::Test(mut pooled) => {
@@ -191,7 +205,7 @@ impl<M: Manager> Pool<M> {
                         return Ok(pooled);
                     }
                     // Broken, and nothing was sent on it: keep the slot, open a fresh one.
-                    pooled.discard_keep_slot();
+                    pooled.discard_keep_slot(true);
                     Step::Connect(SlotGuard::new(&self.shared))
                 }
                 Step::Connect(slot) => {
@@ -207,7 +221,10 @@ impl<M: Manager> Pool<M> {
                 Step::Wait(mut wait) => match (&mut wait).await {
                     Handoff::Conn(conn) => {
                         let pooled = PooledConn::new(conn, Arc::clone(&self.shared));
-                        if self.needs_check_or_reset(&pooled, Instant::now()) {
+                        if fresh {
+                            pooled.discard_keep_slot(false);
+                            Step::Connect(SlotGuard::new(&self.shared))
+                        } else if self.needs_check_or_reset(&pooled, Instant::now()) {
                             Step::Test(pooled)
                         } else {
                             return Ok(pooled);

@@ -173,12 +173,25 @@ impl<M: Manager> Shared<M> {
     pub(crate) fn start(
         &self,
         now: Instant,
+        fresh: bool,
         waker: impl FnOnce() -> Waker,
     ) -> Start<M::Connection> {
         let mut expired = Vec::new();
         let start = {
             let mut state = lock(&self.state);
-            self.start_locked(&mut state, now, &mut expired, waker)
+            if fresh
+                && !state.closed
+                && state.waiters.waiting() == 0
+                && !state.idle.is_empty()
+                && state.open >= self.options.max_open
+            {
+                // A new connection is wanted and every slot is taken: close the coldest idle
+                // connection and take over its slot.
+                expired.push(state.idle.remove(0));
+                Start::Connect
+            } else {
+                self.start_locked(&mut state, now, fresh, &mut expired, waker)
+            }
         };
         drop(expired);
         start
@@ -188,6 +201,7 @@ impl<M: Manager> Shared<M> {
         &self,
         state: &mut State<M>,
         now: Instant,
+        fresh: bool,
         expired: &mut Vec<Conn<M::Connection>>,
         waker: impl FnOnce() -> Waker,
     ) -> Start<M::Connection> {
@@ -196,7 +210,7 @@ impl<M: Manager> Shared<M> {
         }
         // Waiters come first: a newcomer may only take what no one is queued for.
         if state.waiters.waiting() == 0 {
-            while let Some(conn) = state.idle.pop() {
+            while !fresh && let Some(conn) = state.idle.pop() {
                 if conn.expires.is_some_and(|at| now >= at) {
                     state.open -= 1;
                     state.counters.max_lifetime_closed += 1;
@@ -327,12 +341,15 @@ impl<M: Manager> Shared<M> {
         self.after(state, waker, close);
     }
 
-    /// A handed-out connection was found broken before use (failed check or reset): it is
-    /// closed, and its slot stays with the caller, who connects anew.
-    pub(crate) fn broken_keep_slot(&self) {
+    /// A handed-out connection is closed before use — found broken (failed check or
+    /// reset), or not wanted by an acquire that asked for a new one — and its slot stays
+    /// with the caller, who connects anew.
+    pub(crate) fn discarded_keep_slot(&self, broken: bool) {
         let mut state = lock(&self.state);
         state.in_use -= 1;
-        state.counters.broken += 1;
+        if broken {
+            state.counters.broken += 1;
+        }
     }
 
     /// A handed-out connection leaves the pool for good (`PooledConn::detach`).

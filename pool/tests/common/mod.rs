@@ -2,6 +2,8 @@
 //! it (connect = TCP connect, check = one-byte ping). Faults are switched on per test.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod db;
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};

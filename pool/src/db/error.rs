@@ -1,0 +1,164 @@
+//! The database layer's error type.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{PoolError, Stats};
+
+/// A driver error, shared (a connect error reaches every waiter that tried).
+pub type Cause = Arc<dyn StdError + Send + Sync>;
+
+/// What went wrong with a database call, and whether the statement may have run.
+///
+/// ```
+/// use longlink_pool::db::{Db, DbError};
+/// let err = Db::open("mysql://root@/test?pool_min=abc").unwrap_err();
+/// assert!(matches!(err, DbError::BadDsn { .. }));
+/// assert!(!err.may_have_run());
+/// let err = Db::open("oracle://scott@tiger/db").unwrap_err();
+/// assert_eq!(err.to_string(), "unsupported database scheme \"oracle\" (expected mysql, postgres or sqlite)");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    /// The DSN could not be read.
+    #[error("bad dsn: {reason}")]
+    BadDsn {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The DSN names a database this crate does not drive.
+    #[error("unsupported database scheme {scheme:?} (expected mysql, postgres or sqlite)")]
+    UnsupportedScheme {
+        /// The scheme found.
+        scheme: String,
+    },
+    /// The DSN names a driver that was compiled out.
+    #[error("the {scheme} driver is not enabled (cargo feature {feature:?})")]
+    DriverNotEnabled {
+        /// The scheme found.
+        scheme: &'static str,
+        /// The cargo feature that enables it.
+        feature: &'static str,
+    },
+    /// Opening a connection failed.
+    #[error("connect failed: {source}")]
+    Connect {
+        /// The driver's error.
+        source: Cause,
+    },
+    /// No connection became free in time.
+    #[error("timed out after {waited:?} waiting for a connection ({} open of {}, {} in use, {} waiting){}",
+        stats.open, stats.max_open, stats.in_use, stats.waiting,
+        last_connect_error.as_ref().map(|e| format!("; last connect error: {e}")).unwrap_or_default())]
+    Timeout {
+        /// How long the call waited.
+        waited: Duration,
+        /// Why connects failed meanwhile, if they did.
+        last_connect_error: Option<Cause>,
+        /// The pool's counters when it gave up.
+        stats: Box<Stats>,
+    },
+    /// The pool was closed.
+    #[error("database handle is closed")]
+    Closed,
+    /// The database ran the statement and refused it (syntax, constraint, lock...): it had
+    /// no effect.
+    #[error("query failed{}: {message}", code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    Query {
+        /// The database's error code (MySQL number, SQLSTATE, SQLite code).
+        code: Option<String>,
+        /// The database's message.
+        message: String,
+    },
+    /// The connection broke during the call.
+    #[error("connection broken ({}): {source}", if *may_have_run { "the statement may have run" } else { "the statement was not sent" })]
+    Broken {
+        /// `false` only when it is proven that the statement never reached the server.
+        may_have_run: bool,
+        /// The driver's error.
+        source: Cause,
+    },
+    /// `query_one` found no row.
+    #[error("query returned no rows")]
+    NoRows,
+    /// A value could not be read as the Rust type asked for.
+    #[error("cannot decode column {column:?}: {reason}")]
+    Decode {
+        /// The column.
+        column: String,
+        /// Why.
+        reason: String,
+    },
+    /// No column has that name or position.
+    #[error("no column {column}")]
+    ColumnNotFound {
+        /// The name or position asked for.
+        column: String,
+    },
+}
+
+impl DbError {
+    /// `true` if the statement may have run on the server: only a connection that broke
+    /// after the statement was sent leaves that open. A refused statement had no effect.
+    pub fn may_have_run(&self) -> bool {
+        matches!(
+            self,
+            DbError::Broken {
+                may_have_run: true,
+                ..
+            }
+        )
+    }
+
+    /// `true` if trying again (later, or on another connection) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DbError::Connect { .. } | DbError::Timeout { .. } => true,
+            DbError::Broken { may_have_run, .. } => !may_have_run,
+            _ => false,
+        }
+    }
+
+    /// The database's error code for a refused statement.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            DbError::Query { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// `true` for a broken connection (the pool closes it rather than reuse it).
+    pub(crate) fn is_broken(&self) -> bool {
+        matches!(self, DbError::Broken { .. })
+    }
+
+    pub(crate) fn broken(
+        may_have_run: bool,
+        source: impl StdError + Send + Sync + 'static,
+    ) -> DbError {
+        DbError::Broken {
+            may_have_run,
+            source: Arc::new(source),
+        }
+    }
+}
+
+impl<E: StdError + Send + Sync + 'static> From<PoolError<E>> for DbError {
+    fn from(err: PoolError<E>) -> DbError {
+        match err {
+            PoolError::Closed => DbError::Closed,
+            PoolError::Connect(e) => DbError::Connect { source: e },
+            PoolError::Timeout {
+                waited,
+                last_connect_error,
+                stats,
+            } => DbError::Timeout {
+                waited,
+                last_connect_error: last_connect_error.map(|e| e as Cause),
+                stats,
+            },
+        }
+    }
+}
