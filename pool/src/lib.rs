@@ -1,10 +1,4 @@
-//! A database pool with Go `database/sql` semantics.
-//!
-//! [`Pool`] is generic over a [`Manager`] (how to connect, check and reset a connection).
-//! Opening it does no I/O; connections are made on first use, kept and reused, closed after
-//! their lifetime or idle time; acquires wait in line, fairly, up to a timeout; a dropped
-//! acquire or connection never leaks a slot. See `docs/pool.md` for how each `database/sql`
-//! behaviour maps here.
+#![doc = include_str!("../README.md")]
 #![warn(
     missing_docs,
     missing_debug_implementations,

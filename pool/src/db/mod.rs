@@ -7,8 +7,8 @@
 //! let db = Db::open("sqlite://data/app.db")?; // checks the DSN, connects to nothing
 //! db.exec("CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT)", ()).await?;
 //! db.exec("INSERT INTO kv (k, v) VALUES (?, ?)", ("a", "1")).await?;
-//! let (v,): (String,) = db.query_one("SELECT v FROM kv WHERE k = ?", ("a",)).await?;
-//! let tx = db.begin().await?; // one connection until commit or rollback
+//! let (_v,): (String,) = db.query_one("SELECT v FROM kv WHERE k = ?", ("a",)).await?;
+//! let mut tx = db.begin().await?; // one connection until commit or rollback
 //! tx.exec("DELETE FROM kv", ()).await?;
 //! tx.commit().await?;
 //! # Ok(()) }
