@@ -129,7 +129,16 @@ impl<M: Manager> Pool<M> {
         tokio::task::coop::consume_budget().await;
         self.start_reaper();
         let started = Instant::now();
-        let start = self.shared.start(started, fresh, noop_waker);
+        let deadline = started + self.shared.options.acquire_timeout;
+        // Queue (if it comes to that) with this task's own waker, so the first poll of the
+        // wait needs no second trip through the lock.
+        let start = std::future::poll_fn(|cx| {
+            Poll::Ready(
+                self.shared
+                    .start(started, deadline, fresh, || cx.waker().clone()),
+            )
+        })
+        .await;
         let step = match start {
             Start::Closed => return Err(PoolError::Closed),
             Start::Idle(conn) => {
@@ -141,28 +150,27 @@ impl<M: Manager> Pool<M> {
                 Step::Test(pooled)
             }
             Start::Connect => Step::Connect(SlotGuard::new(&self.shared)),
-            Start::Wait(ticket) => Step::Wait(WaitFor {
-                shared: &self.shared,
-                ticket: Some(ticket),
-                since: started,
-            }),
-        };
-        let deadline =
-            tokio::time::Instant::from_std(started + self.shared.options.acquire_timeout);
-        match tokio::time::timeout_at(deadline, self.slow_path(step, fresh)).await {
-            Ok(Ok(conn)) => {
-                self.shared.checked_out(conn.id(), location);
-                Ok(conn)
-            }
-            Ok(Err(e)) => Err(e),
-            Err(_) => {
-                let (last_connect_error, stats) = self.shared.timed_out(started);
-                Err(PoolError::Timeout {
-                    waited: started.elapsed(),
-                    last_connect_error,
-                    stats: Box::new(stats),
+            Start::Wait(ticket) => {
+                self.start_timer();
+                Step::Wait(WaitFor {
+                    shared: &self.shared,
+                    ticket: Some(ticket),
+                    since: started,
+                    first_poll: true,
                 })
             }
+        };
+        let conn = self.slow_path(step, fresh, started, deadline).await?;
+        self.shared.checked_out(conn.id(), location);
+        Ok(conn)
+    }
+
+    fn timeout(&self, started: Instant) -> PoolError<M::Error> {
+        let (last_connect_error, stats) = self.shared.timed_out(started);
+        PoolError::Timeout {
+            waited: started.elapsed(),
+            last_connect_error,
+            stats: Box::new(stats),
         }
     }
 
@@ -180,41 +188,63 @@ impl<M: Manager> Pool<M> {
     }
 
     /// Everything that may await: testing a connection, connecting, waiting. Every state
-    /// holds a guard, so dropping this future (timeout or caller) cleans up.
+    /// holds a guard, so dropping this future cleans up. Waiting is timed out by the pool's
+    /// one deadline timer; the I/O steps by a timer of their own (they cost far more).
     async fn slow_path(
         &self,
         mut step: Step<'_, M>,
         fresh: bool,
+        started: Instant,
+        deadline: Instant,
     ) -> Result<PooledConn<M>, PoolError<M::Error>> {
+        let deadline_tokio = tokio::time::Instant::from_std(deadline);
         loop {
             step = match step {
                 Step::Test(mut pooled) => {
                     // Dropped mid-check, the connection is in an unknown state: closed.
                     pooled.set_broken(true);
-                    let healthy = if pooled.is_dirty() {
-                        self.shared.manager.reset(&mut pooled).await.is_ok()
-                    } else {
-                        true
+                    let manager = &self.shared.manager;
+                    let policy = self.shared.options.test_on_acquire;
+                    let test = async {
+                        if pooled.is_dirty() && manager.reset(&mut pooled).await.is_err() {
+                            return false;
+                        }
+                        matches!(policy, TestOnAcquire::Never)
+                            || manager.check(&mut pooled).await.is_ok()
                     };
-                    let healthy = healthy
-                        && (matches!(self.shared.options.test_on_acquire, TestOnAcquire::Never)
-                            || self.shared.manager.check(&mut pooled).await.is_ok());
-                    if healthy {
-                        pooled.set_broken(false);
-                        pooled.mark_clean();
-                        return Ok(pooled);
+                    match tokio::time::timeout_at(deadline_tokio, test).await {
+                        Ok(true) => {
+                            pooled.set_broken(false);
+                            pooled.mark_clean();
+                            return Ok(pooled);
+                        }
+                        Ok(false) => {
+                            // Broken, and nothing was sent on it: keep the slot, open a new one.
+                            pooled.discard_keep_slot(true);
+                            Step::Connect(SlotGuard::new(&self.shared))
+                        }
+                        Err(_) => {
+                            drop(pooled); // closed as broken
+                            return Err(self.timeout(started));
+                        }
                     }
-                    // Broken, and nothing was sent on it: keep the slot, open a fresh one.
-                    pooled.discard_keep_slot(true);
-                    Step::Connect(SlotGuard::new(&self.shared))
                 }
                 Step::Connect(slot) => {
-                    return match self.shared.manager.connect().await {
-                        Ok(raw) => Ok(slot.fill(raw)),
-                        Err(e) => {
+                    return match tokio::time::timeout_at(
+                        deadline_tokio,
+                        self.shared.manager.connect(),
+                    )
+                    .await
+                    {
+                        Ok(Ok(raw)) => Ok(slot.fill(raw)),
+                        Ok(Err(e)) => {
                             let e = Arc::new(e);
                             slot.failed(Arc::clone(&e));
                             Err(PoolError::Connect(e))
+                        }
+                        Err(_) => {
+                            drop(slot);
+                            Err(self.timeout(started))
                         }
                     };
                 }
@@ -224,7 +254,11 @@ impl<M: Manager> Pool<M> {
                         if fresh {
                             pooled.discard_keep_slot(false);
                             Step::Connect(SlotGuard::new(&self.shared))
-                        } else if self.needs_check_or_reset(&pooled, Instant::now()) {
+                        } else if pooled.is_dirty()
+                            || self.shared.options.test_on_acquire == TestOnAcquire::Always
+                        {
+                            // Handed over straight from its last user, a connection was not
+                            // idle: an idle-time test does not apply (no clock read needed).
                             Step::Test(pooled)
                         } else {
                             return Ok(pooled);
@@ -232,6 +266,7 @@ impl<M: Manager> Pool<M> {
                     }
                     Handoff::Permit => Step::Connect(SlotGuard::new(&self.shared)),
                     Handoff::Closed => return Err(PoolError::Closed),
+                    Handoff::TimedOut => return Err(self.timeout(started)),
                 },
             }
         }
@@ -254,6 +289,17 @@ impl<M: Manager> Pool<M> {
         self.shared.wait_closed().await
     }
 
+    fn start_timer(&self) {
+        if self.shared.timer_started.load(Ordering::Relaxed)
+            || self.shared.timer_started.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let timer =
+            crate::reaper::deadlines(Arc::downgrade(&self.shared), Arc::clone(&self.shared.timer));
+        tokio::spawn(timer);
+    }
+
     fn start_reaper(&self) {
         if self.shared.reaper_started.load(Ordering::Relaxed) {
             return;
@@ -273,12 +319,6 @@ impl<M: Manager> Pool<M> {
 
 fn conn_idle_since<M: Manager>(conn: &PooledConn<M>) -> Instant {
     conn.idle_since()
-}
-
-fn noop_waker() -> std::task::Waker {
-    // Replaced by the real waker on the first poll of `WaitFor`; registering here keeps the
-    // queue position decided under the same lock as the idle/slot check.
-    std::task::Waker::noop().clone()
 }
 
 enum Step<'a, M: Manager> {
@@ -325,6 +365,10 @@ struct WaitFor<'a, M: Manager> {
     shared: &'a Arc<Shared<M>>,
     ticket: Option<Ticket>,
     since: Instant,
+    /// The queue entry already holds this task's waker: the first poll can report
+    /// `Pending` without taking the lock (a hand-off meanwhile has woken the task, so it
+    /// will be polled again).
+    first_poll: bool,
 }
 
 impl<M: Manager> Future for WaitFor<'_, M> {
@@ -332,6 +376,9 @@ impl<M: Manager> Future for WaitFor<'_, M> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let ticket = self.ticket.expect("polled after completion");
+        if std::mem::take(&mut self.first_poll) {
+            return Poll::Pending;
+        }
         match self.shared.poll_wait(ticket, cx.waker(), self.since) {
             Some(handoff) => {
                 self.ticket = None;

@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::task::Waker;
+use std::time::Instant;
 
 /// What a waiter is handed.
 pub(crate) enum Handoff<T> {
@@ -18,6 +19,8 @@ pub(crate) enum Handoff<T> {
     Permit,
     /// The pool closed.
     Closed,
+    /// The waiter's deadline passed (set by the pool's one deadline timer).
+    TimedOut,
 }
 
 enum Slot<T> {
@@ -27,6 +30,7 @@ enum Slot<T> {
     Waiting {
         generation: u64,
         waker: Option<Waker>,
+        deadline: Instant,
     },
     Ready {
         generation: u64,
@@ -76,8 +80,10 @@ impl<T> Waiters<T> {
         self.waiting
     }
 
-    /// Joins the back of the queue.
-    pub(crate) fn push(&mut self, waker: Waker) -> Ticket {
+    /// Joins the back of the queue. Deadlines must not decrease along the queue (every
+    /// waiter of a pool waits the same `acquire_timeout`), so the front waiter always
+    /// expires first and one timer serves them all.
+    pub(crate) fn push(&mut self, waker: Waker, deadline: Instant) -> Ticket {
         let index = match self.free.pop() {
             Some(index) => index,
             None => {
@@ -89,6 +95,7 @@ impl<T> Waiters<T> {
         self.slots[index] = Slot::Waiting {
             generation,
             waker: Some(waker),
+            deadline,
         };
         let ticket = Ticket { index, generation };
         self.queue.push_back(ticket);
@@ -104,7 +111,9 @@ impl<T> Waiters<T> {
     ) -> Result<Option<Waker>, Handoff<T>> {
         while let Some(ticket) = self.queue.pop_front() {
             let slot = &mut self.slots[ticket.index];
-            if let Slot::Waiting { generation, waker } = slot
+            if let Slot::Waiting {
+                generation, waker, ..
+            } = slot
                 && *generation == ticket.generation
             {
                 let waker = waker.take();
@@ -139,6 +148,7 @@ impl<T> Waiters<T> {
             Slot::Waiting {
                 generation,
                 waker: stored,
+                ..
             } if *generation == ticket.generation => {
                 match stored {
                     Some(w) if w.will_wake(waker) => {}
@@ -177,6 +187,31 @@ impl<T> Waiters<T> {
         handed
     }
 
+    /// Times out the waiters at the front whose deadline has passed (pushing their wakers
+    /// onto `wakers`); returns the deadline of the first one still waiting.
+    pub(crate) fn expire(&mut self, now: Instant, wakers: &mut Vec<Waker>) -> Option<Instant> {
+        while let Some(&ticket) = self.queue.front() {
+            match &self.slots[ticket.index] {
+                Slot::Waiting {
+                    generation,
+                    deadline,
+                    ..
+                } if *generation == ticket.generation => {
+                    if *deadline > now {
+                        return Some(*deadline);
+                    }
+                    if let Ok(Some(waker)) = self.hand_to_oldest(Handoff::TimedOut) {
+                        wakers.push(waker);
+                    }
+                }
+                _ => {
+                    self.queue.pop_front(); // stale
+                }
+            }
+        }
+        None
+    }
+
     /// Closes the queue: every waiter gets [`Handoff::Closed`]; returns their wakers.
     pub(crate) fn close_all(&mut self) -> Vec<Waker> {
         let mut wakers = Vec::new();
@@ -201,9 +236,9 @@ mod tests {
     #[test]
     fn oldest_waiter_is_served_first_and_stale_ones_are_skipped() {
         let mut w: Waiters<u32> = Waiters::default();
-        let a = w.push(Waker::noop().clone());
-        let b = w.push(Waker::noop().clone());
-        let c = w.push(Waker::noop().clone());
+        let a = w.push(Waker::noop().clone(), Instant::now());
+        let b = w.push(Waker::noop().clone(), Instant::now());
+        let c = w.push(Waker::noop().clone(), Instant::now());
         assert!(w.cancel(a).is_none());
         assert!(w.hand_to_oldest(Handoff::Conn(7)).is_ok());
         assert!(matches!(w.poll(b, Waker::noop()), Some(Handoff::Conn(7))));
@@ -214,7 +249,7 @@ mod tests {
     #[test]
     fn cancelled_waiter_returns_what_it_was_handed() {
         let mut w: Waiters<u32> = Waiters::default();
-        let a = w.push(Waker::noop().clone());
+        let a = w.push(Waker::noop().clone(), Instant::now());
         assert!(w.hand_to_oldest(Handoff::Conn(1)).is_ok());
         assert!(matches!(w.cancel(a), Some(Handoff::Conn(1))));
         assert!(matches!(
@@ -224,11 +259,28 @@ mod tests {
     }
 
     #[test]
+    fn expired_waiters_at_the_front_time_out_and_the_next_deadline_is_reported() {
+        let mut w: Waiters<u32> = Waiters::default();
+        let now = Instant::now();
+        let ms = std::time::Duration::from_millis;
+        let a = w.push(Waker::noop().clone(), now);
+        let b = w.push(Waker::noop().clone(), now + ms(1));
+        let c = w.push(Waker::noop().clone(), now + ms(50));
+        let mut wakers = Vec::new();
+        assert_eq!(w.expire(now + ms(10), &mut wakers), Some(now + ms(50)));
+        assert_eq!(wakers.len(), 2);
+        assert!(matches!(w.poll(a, Waker::noop()), Some(Handoff::TimedOut)));
+        assert!(matches!(w.poll(b, Waker::noop()), Some(Handoff::TimedOut)));
+        assert!(w.poll(c, Waker::noop()).is_none());
+        assert_eq!(w.waiting(), 1);
+    }
+
+    #[test]
     fn queue_stays_bounded_when_waiters_keep_giving_up() {
         let mut w: Waiters<u32> = Waiters::default();
-        let keep = w.push(Waker::noop().clone());
+        let keep = w.push(Waker::noop().clone(), Instant::now());
         for _ in 0..10_000 {
-            let t = w.push(Waker::noop().clone());
+            let t = w.push(Waker::noop().clone(), Instant::now());
             w.cancel(t);
         }
         let (slots, queue) = w.footprint();
