@@ -8,9 +8,11 @@
 //!    holding its connection across one yield; time per acquire+release over all tasks.
 //! 2. `select1/{mysql,postgres}/{short,pooled}/c{1,32}` — `SELECT 1`, connecting per query
 //!    vs through the pool, with 1 and 32 concurrent tasks.
-//! 3. `point_select/{mysql,postgres}/{longlink,longlink_db,bb8,deadpool,sqlx}/c32` — a
-//!    primary-key select at 32 tasks: our pool, bb8 and deadpool over the *same* driver
-//!    connection (through the adapters), our `Db` layer, and sqlx's own pool and driver.
+//! 3. `point_select/{mysql,postgres}/{longlink,longlink_db,bb8,bb8_unchecked,deadpool,sqlx}/c32`
+//!    — a primary-key select at 32 tasks: our pool, bb8 (default: pings every checkout;
+//!    and with `test_on_check_out(false)`) and deadpool (no ping, like deadpool-postgres'
+//!    default) over the *same* driver connection (through the adapters), our `Db` layer, and
+//!    sqlx's own pool and driver (which pings on acquire by default).
 //!
 //! Every run uses a 2-worker multi-thread tokio runtime. The database groups need MariaDB
 //! and PostgreSQL on 127.0.0.1 (`LONGLINK_MYSQL_URL`, `LONGLINK_POSTGRES_URL`); they are
@@ -365,6 +367,23 @@ fn point_select(c: &mut Criterion) {
                 })
             })
         });
+        let bb8_unchecked = rt
+            .block_on(
+                bb8::Pool::builder()
+                    .max_size(size)
+                    .test_on_check_out(false)
+                    .build(MysqlManager::new(&mysql_url()).unwrap()),
+            )
+            .unwrap();
+        group.bench_function(BenchmarkId::new("mysql/bb8_unchecked", "c32"), |b| {
+            b.iter_custom(|iters| {
+                let pool = bb8_unchecked.clone();
+                run_split(&rt, iters, tasks, move || {
+                    let pool = pool.clone();
+                    async move { raw(&mut pool.get_owned().await.unwrap(), fastrand_id()).await }
+                })
+            })
+        });
         let dp: deadpool::managed::Pool<MysqlManager> =
             deadpool::managed::Pool::builder(MysqlManager::new(&mysql_url()).unwrap())
                 .max_size(size as usize)
@@ -468,6 +487,23 @@ fn point_select(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("postgres/bb8", "c32"), |b| {
             b.iter_custom(|iters| {
                 let pool = bb8_pool.clone();
+                run_split(&rt, iters, tasks, move || {
+                    let pool = pool.clone();
+                    async move { raw(&mut pool.get_owned().await.unwrap(), fastrand_id()).await }
+                })
+            })
+        });
+        let bb8_unchecked = rt
+            .block_on(
+                bb8::Pool::builder()
+                    .max_size(size)
+                    .test_on_check_out(false)
+                    .build(PgManager::new(&postgres_url()).unwrap()),
+            )
+            .unwrap();
+        group.bench_function(BenchmarkId::new("postgres/bb8_unchecked", "c32"), |b| {
+            b.iter_custom(|iters| {
+                let pool = bb8_unchecked.clone();
                 run_split(&rt, iters, tasks, move || {
                     let pool = pool.clone();
                     async move { raw(&mut pool.get_owned().await.unwrap(), fastrand_id()).await }

@@ -31,7 +31,10 @@ pub fn criterion_dir() -> Option<PathBuf> {
 /// The time per iteration criterion measured for `id` (its slope estimate, else the mean),
 /// if it ran in this run.
 pub fn nanos(id: &str) -> Option<f64> {
-    let path = criterion_dir()?.join(id).join("new").join("estimates.json");
+    let path = criterion_dir()?
+        .join(directory_of(id))
+        .join("new")
+        .join("estimates.json");
     let text = std::fs::read_to_string(path).ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
     // The slope (time per iteration from the linear fit) is what criterion prints as
@@ -41,6 +44,17 @@ pub fn nanos(id: &str) -> Option<f64> {
         .filter(|v| !v.is_null())
         .or_else(|| json.get("mean"))?;
     estimate.get("point_estimate")?.as_f64()
+}
+
+/// Criterion's directory for a benchmark id `group/function/parameter`: a `/` inside the
+/// function name (`mysql/short`) becomes `_`.
+fn directory_of(id: &str) -> String {
+    let parts: Vec<&str> = id.split('/').collect();
+    if parts.len() <= 3 {
+        return id.to_owned();
+    }
+    let function = parts[1..parts.len() - 1].join("_");
+    format!("{}/{function}/{}", parts[0], parts[parts.len() - 1])
 }
 
 /// Prints a table: label, subject mean, baseline mean, and `baseline / subject` (how many
@@ -82,6 +96,15 @@ pub fn format_nanos(nanos: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nested_function_names_map_to_criterion_directories() {
+        assert_eq!(directory_of("buf/pool/1024"), "buf/pool/1024");
+        assert_eq!(
+            directory_of("select1/mysql/short/c1"),
+            "select1/mysql_short/c1"
+        );
+    }
 
     #[test]
     fn durations_are_formatted_with_their_unit() {

@@ -2,6 +2,10 @@
 //! (cargo features `bb8` and `deadpool`). The benchmarks use this to compare pool cores on
 //! exactly the same connections.
 //!
+//! Each follows its pool's usual adapters: bb8's `is_valid` pings (bb8 calls it on every
+//! checkout unless `test_on_check_out(false)`), deadpool's `recycle` only looks for a broken
+//! connection, as deadpool-postgres does by default.
+//!
 //! ```
 //! # #[cfg(all(feature = "bb8", feature = "sqlite"))]
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
