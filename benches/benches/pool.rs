@@ -629,6 +629,11 @@ fn main() {
                 "point_select/mysql/bb8/c32",
             ),
             row(
+                "mysql point select: longlink vs bb8 unchecked",
+                "point_select/mysql/longlink/c32",
+                "point_select/mysql/bb8_unchecked/c32",
+            ),
+            row(
                 "mysql point select: longlink vs deadpool",
                 "point_select/mysql/longlink/c32",
                 "point_select/mysql/deadpool/c32",
@@ -647,6 +652,11 @@ fn main() {
                 "postgres point select: longlink vs bb8",
                 "point_select/postgres/longlink/c32",
                 "point_select/postgres/bb8/c32",
+            ),
+            row(
+                "postgres point select: longlink vs bb8 unchecked",
+                "point_select/postgres/longlink/c32",
+                "point_select/postgres/bb8_unchecked/c32",
             ),
             row(
                 "postgres point select: longlink vs deadpool",
