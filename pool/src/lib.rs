@@ -17,6 +17,7 @@ mod shared;
 mod stats;
 mod waiters;
 
+#[cfg(any(feature = "mysql", feature = "postgres", feature = "sqlite"))]
 pub mod db;
 
 pub use conn::PooledConn;

@@ -1,0 +1,172 @@
+//! The one-call-per-connection strategies: pooled and short.
+
+use std::time::Instant;
+
+use longlink_codec::rpc::{self as wire, Message};
+use longlink_pool::{Manager, Pool, PoolError, TestOnAcquire};
+
+use super::Config;
+use super::handshake::{self, Greeted, codec, write_message};
+use crate::{DeadlinePhase, OverloadScope, Request, RpcError};
+
+/// A plain connection: one call at a time.
+pub(crate) struct PlainConn {
+    greeted: Greeted,
+    next_id: u64,
+}
+
+/// Opens plain connections for the pooled strategy (a `longlink-pool` manager).
+pub(crate) struct PlainManager {
+    addr: String,
+    config: Config,
+}
+
+/// What a plain connection fails with inside the pool.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct PlainError(RpcError);
+
+impl Manager for PlainManager {
+    type Connection = PlainConn;
+    type Error = PlainError;
+
+    async fn connect(&self) -> Result<PlainConn, PlainError> {
+        let greeted = handshake::connect(&self.addr, &self.config, self.config.connect_timeout)
+            .await
+            .map_err(PlainError)?;
+        Ok(PlainConn {
+            greeted,
+            next_id: 1,
+        })
+    }
+
+    async fn check(&self, conn: &mut PlainConn) -> Result<(), PlainError> {
+        let id = conn.next_id;
+        conn.next_id += 1;
+        let probe = async {
+            write_message(
+                &mut conn.greeted.writer,
+                &codec(&self.config),
+                Message::Ping { id },
+            )
+            .await
+            .ok()?;
+            match conn.greeted.reader.next().await {
+                Ok(Some(Message::Pong { id: got })) if got == id => Some(()),
+                _ => None,
+            }
+        };
+        match tokio::time::timeout(self.config.ping_timeout, probe).await {
+            Ok(Some(())) => Ok(()),
+            _ => Err(PlainError(RpcError::ConnectionLost { written: true })),
+        }
+    }
+}
+
+pub(crate) fn pool(addr: &str, config: &Config, max_conns: usize) -> Pool<PlainManager> {
+    Pool::builder()
+        .max_open(max_conns)
+        .acquire_timeout(config.limits.max_queue_wait)
+        .test_on_acquire(TestOnAcquire::IdleFor(config.ping_interval))
+        .build(PlainManager {
+            addr: addr.to_owned(),
+            config: config.clone(),
+        })
+}
+
+/// Sends one request on a plain connection and reads until its answer.
+async fn exchange(
+    conn: &mut PlainConn,
+    config: &Config,
+    req: Request,
+) -> Result<wire::Response, RpcError> {
+    let id = conn.next_id;
+    conn.next_id += 1;
+    let relative = req
+        .deadline
+        .map(|at| at.saturating_duration_since(Instant::now()));
+    let message = Message::Request(wire::Request {
+        id,
+        deadline: relative,
+        method: req.method,
+        body: req.body,
+    });
+    write_message(&mut conn.greeted.writer, &codec(config), message)
+        .await
+        .map_err(|_| RpcError::ConnectionLost { written: false })?;
+    loop {
+        match conn.greeted.reader.next().await {
+            Ok(Some(Message::Response(resp))) if resp.id == id => return Ok(resp),
+            Ok(Some(Message::Ping { id })) => {
+                let _ = write_message(
+                    &mut conn.greeted.writer,
+                    &codec(config),
+                    Message::Pong { id },
+                )
+                .await;
+            }
+            Ok(Some(Message::GoAway { last_id })) if last_id < id => {
+                return Err(RpcError::Draining);
+            }
+            Ok(Some(Message::Error(e))) => {
+                return Err(RpcError::ProtocolMismatch { detail: e.message });
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return Err(RpcError::ConnectionLost { written: true }),
+        }
+    }
+}
+
+async fn with_deadline<T>(
+    deadline: Option<Instant>,
+    fut: impl Future<Output = Result<T, RpcError>>,
+) -> Result<T, RpcError> {
+    match deadline {
+        Some(at) => tokio::time::timeout_at(at.into(), fut).await.map_err(|_| {
+            RpcError::DeadlineExceeded {
+                phase: DeadlinePhase::InFlight,
+            }
+        })?,
+        None => fut.await,
+    }
+}
+
+pub(crate) async fn pooled_call(
+    pool: &Pool<PlainManager>,
+    config: &Config,
+    req: Request,
+) -> Result<wire::Response, RpcError> {
+    let deadline = req.deadline;
+    let mut conn = pool.acquire().await.map_err(|e| match e {
+        PoolError::Timeout { .. } => RpcError::Overloaded {
+            scope: OverloadScope::QueueWait,
+        },
+        PoolError::Connect(e) => e.0.clone(),
+        _ => RpcError::Unavailable {
+            reason: e.to_string(),
+        },
+    })?;
+    // Until the answer is read the connection is in an unknown state: a call dropped or
+    // failed half-way closes it instead of returning it.
+    conn.mark_broken();
+    let answer = with_deadline(deadline, exchange(&mut conn, config, req)).await?;
+    conn.unmark_broken();
+    Ok(answer)
+}
+
+pub(crate) async fn short_call(
+    addr: &str,
+    config: &Config,
+    req: Request,
+) -> Result<wire::Response, RpcError> {
+    let deadline = req.deadline;
+    with_deadline(deadline, async {
+        let greeted = handshake::connect(addr, config, config.connect_timeout).await?;
+        let mut conn = PlainConn {
+            greeted,
+            next_id: 1,
+        };
+        exchange(&mut conn, config, req).await
+    })
+    .await
+}

@@ -1,0 +1,415 @@
+//! One server connection: handshake, dispatch, limits, cancellation, backpressure, drain.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use longlink_codec::CodecError;
+use longlink_codec::rpc::{
+    self as wire, ErrorCode, ErrorFrame, Flags, Hello, Message, RpcCodec, Status,
+};
+use parking_lot::Mutex;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::AbortHandle;
+use tower_service::Service;
+
+use super::Shared;
+use super::stats::Counters;
+use crate::wire::{FrameReader, WriteObserver, wire_len, write_loop};
+use crate::{Request, Response};
+
+/// What the connection's tasks share.
+struct ConnState {
+    tx: mpsc::UnboundedSender<Message>,
+    codec: RpcCodec,
+    /// Bytes queued for the socket; over the limit, the reader stops reading.
+    queued_bytes: AtomicUsize,
+    written: Notify,
+    /// Handlers running, by request id, so CANCEL can abort them.
+    inflight: Mutex<HashMap<u64, AbortHandle>>,
+    /// Signalled when `inflight` becomes empty (for draining).
+    idle: Notify,
+}
+
+impl ConnState {
+    fn send(&self, message: Message) {
+        self.queued_bytes
+            .fetch_add(wire_len(&message, &self.codec), Ordering::Relaxed);
+        // A closed channel means the writer is gone (socket failed): nothing to tell.
+        let _ = self.tx.send(message);
+    }
+
+    fn respond(&self, id: u64, status: Status, flags: Flags, body: Bytes) {
+        self.send(Message::Response(wire::Response {
+            id,
+            status,
+            flags,
+            body,
+        }));
+    }
+
+    fn finish(&self, id: u64) {
+        let mut inflight = self.inflight.lock();
+        inflight.remove(&id);
+        if inflight.is_empty() {
+            // Long-lived maps keep their peak capacity: give it back after a burst.
+            if inflight.capacity() > 1024 {
+                inflight.shrink_to_fit();
+            }
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+struct Written(Arc<ConnState>);
+
+impl WriteObserver for Written {
+    fn written(&mut self, _ids: &[u64], bytes: usize) {
+        let _ = self
+            .0
+            .queued_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                Some(q.saturating_sub(bytes))
+            });
+        self.0.written.notify_waiters();
+    }
+}
+
+fn error_frame(code: ErrorCode, message: impl Into<String>) -> Message {
+    Message::Error(ErrorFrame {
+        code,
+        message: message.into(),
+    })
+}
+
+/// The ERR code for a decode failure, sent before closing.
+fn error_code(e: &CodecError) -> ErrorCode {
+    match e {
+        CodecError::UnsupportedVersion { .. } => ErrorCode::PROTOCOL_MISMATCH,
+        CodecError::FrameTooLarge { .. }
+        | CodecError::MessageTooLarge { .. }
+        | CodecError::PartialBytesExceeded { .. } => ErrorCode::FRAME_TOO_LARGE,
+        _ => ErrorCode::MALFORMED,
+    }
+}
+
+pub(super) async fn serve<S>(stream: TcpStream, peer: SocketAddr, svc: S, shared: Arc<Shared>)
+where
+    S: Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stats = &shared.stats;
+    Counters::bump(&stats.connections_total);
+    let open = stats.connections_open.fetch_add(1, Ordering::Relaxed) + 1;
+    let _ = stream.set_nodelay(true);
+    let (read_half, write_half) = stream.into_split();
+    let codec = || RpcCodec::new().max_frame_bytes(shared.config.max_frame_bytes);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let state = Arc::new(ConnState {
+        tx,
+        codec: codec(),
+        queued_bytes: AtomicUsize::new(0),
+        written: Notify::new(),
+        inflight: Mutex::new(HashMap::new()),
+        idle: Notify::new(),
+    });
+    let writer = tokio::spawn(write_loop(
+        write_half,
+        rx,
+        codec(),
+        Written(Arc::clone(&state)),
+    ));
+    let mut reader = FrameReader::new(read_half, codec());
+
+    if open as usize > shared.config.max_connections {
+        state.send(error_frame(ErrorCode::OVERLOADED, "too many connections"));
+    } else {
+        run(&mut reader, &state, svc, &shared, peer).await;
+    }
+
+    // Abort what still runs (a closed connection cannot carry its answer), then let the
+    // writer flush what is queued and close the socket.
+    for (_, handle) in state.inflight.lock().drain() {
+        handle.abort();
+    }
+    drop(reader);
+    drop(state);
+    let _ = writer.await;
+    stats.connections_open.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn run<S>(
+    reader: &mut FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    state: &Arc<ConnState>,
+    svc: S,
+    shared: &Arc<Shared>,
+    peer: SocketAddr,
+) where
+    S: Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let config = &shared.config;
+    let stats = &shared.stats;
+
+    // HELLO first.
+    match tokio::time::timeout(config.handshake_timeout, reader.next()).await {
+        Ok(Ok(Some(Message::Hello(_)))) => state.send(Message::HelloAck(Hello {
+            max_frame_bytes: config.max_frame_bytes as u32,
+            max_in_flight: config.max_concurrent_per_conn as u32,
+        })),
+        Ok(Err(e @ CodecError::UnsupportedVersion { .. })) => {
+            Counters::bump(&stats.protocol_errors);
+            state.send(error_frame(
+                ErrorCode::PROTOCOL_MISMATCH,
+                format!("{e}; this server speaks {}", wire::VERSION),
+            ));
+            return;
+        }
+        Ok(Ok(None)) | Ok(Err(CodecError::Io(_))) => return,
+        Ok(Ok(Some(other))) => {
+            Counters::bump(&stats.protocol_errors);
+            state.send(error_frame(
+                ErrorCode::PROTOCOL_VIOLATION,
+                format!("expected HELLO, got {}", other.kind()),
+            ));
+            return;
+        }
+        Ok(Err(e)) => {
+            Counters::bump(&stats.protocol_errors);
+            state.send(error_frame(error_code(&e), e.to_string()));
+            return;
+        }
+        Err(_) => return,
+    }
+
+    let per_conn = Arc::new(Semaphore::new(config.max_concurrent_per_conn));
+    let waiters = Arc::new(AtomicUsize::new(0));
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut drain_deadline: Option<tokio::time::Instant> = None;
+    let mut last_id = 0u64;
+
+    loop {
+        // Backpressure: a client that does not read its answers stops being read.
+        loop {
+            let written = state.written.notified();
+            if state.queued_bytes.load(Ordering::Relaxed) <= config.max_outgoing_bytes {
+                break;
+            }
+            written.await;
+        }
+        if drain_deadline.is_some() && state.inflight.lock().is_empty() {
+            return;
+        }
+        let idle = state.idle.notified();
+        let next = tokio::select! {
+            biased;
+            changed = shutdown.changed(), if drain_deadline.is_none() => {
+                let drain = if changed.is_ok() { *shutdown.borrow() } else { Some(Duration::ZERO) };
+                if let Some(drain) = drain {
+                    state.send(Message::GoAway { last_id });
+                    drain_deadline = Some(tokio::time::Instant::now() + drain);
+                }
+                continue;
+            }
+            () = async { tokio::time::sleep_until(drain_deadline.unwrap_or_else(tokio::time::Instant::now)).await },
+                if drain_deadline.is_some() => return,
+            () = idle, if drain_deadline.is_some() => continue,
+            next = tokio::time::timeout(config.idle_timeout, reader.next()) => next,
+        };
+        let message = match next {
+            Err(_) => {
+                tracing::debug!(%peer, "closing idle connection");
+                return;
+            }
+            Ok(Ok(Some(message))) => message,
+            Ok(Ok(None)) => return,
+            Ok(Err(CodecError::Io(_))) => return,
+            Ok(Err(e)) => {
+                Counters::bump(&stats.protocol_errors);
+                tracing::debug!(%peer, error = %e, "closing connection after a bad frame");
+                state.send(error_frame(error_code(&e), e.to_string()));
+                return;
+            }
+        };
+        match message {
+            Message::Request(req) => {
+                Counters::bump(&stats.requests);
+                last_id = last_id.max(req.id);
+                if drain_deadline.is_some() {
+                    Counters::bump(&stats.draining_refused);
+                    state.respond(
+                        req.id,
+                        Status::DRAINING,
+                        Flags::NOT_PROCESSED | Flags::RETRYABLE,
+                        Bytes::from_static(b"server is draining"),
+                    );
+                    continue;
+                }
+                dispatch(
+                    req,
+                    Instant::now(),
+                    state,
+                    &svc,
+                    shared,
+                    &per_conn,
+                    &waiters,
+                );
+            }
+            Message::Cancel { id } => {
+                if let Some(handle) = state.inflight.lock().remove(&id) {
+                    handle.abort();
+                    Counters::bump(&stats.cancelled);
+                }
+                // Aborted handlers never call `finish`: wake a drain that waits for idle.
+                if state.inflight.lock().is_empty() {
+                    state.idle.notify_waiters();
+                }
+            }
+            Message::Ping { id } => state.send(Message::Pong { id }),
+            Message::Pong { .. } | Message::GoAway { .. } | Message::Credit { .. } => {}
+            other => {
+                Counters::bump(&stats.protocol_errors);
+                state.send(error_frame(
+                    ErrorCode::PROTOCOL_VIOLATION,
+                    format!("unexpected {} from a client", other.kind()),
+                ));
+                return;
+            }
+        }
+    }
+}
+
+/// Admits a request (or refuses it at once) and runs its handler in a task of its own.
+fn dispatch<S>(
+    req: wire::Request,
+    arrived: Instant,
+    state: &Arc<ConnState>,
+    svc: &S,
+    shared: &Arc<Shared>,
+    per_conn: &Arc<Semaphore>,
+    waiters: &Arc<AtomicUsize>,
+) where
+    S: Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let id = req.id;
+    let admitted = Arc::clone(per_conn)
+        .try_acquire_owned()
+        .ok()
+        .and_then(|conn| {
+            Arc::clone(&shared.global)
+                .try_acquire_owned()
+                .ok()
+                .map(|global| (conn, global))
+        });
+    let must_wait = admitted.is_none();
+    if must_wait {
+        let waiting = waiters.fetch_add(1, Ordering::Relaxed);
+        if waiting >= shared.config.max_waiters {
+            waiters.fetch_sub(1, Ordering::Relaxed);
+            Counters::bump(&shared.stats.rejected);
+            state.respond(
+                id,
+                Status::REJECTED,
+                Flags::NOT_PROCESSED | Flags::RETRYABLE,
+                Bytes::from_static(b"over the server's concurrency limit"),
+            );
+            return;
+        }
+    }
+    let task_state = Arc::clone(state);
+    let task_shared = Arc::clone(shared);
+    let task_per_conn = Arc::clone(per_conn);
+    let task_waiters = Arc::clone(waiters);
+    let mut svc = svc.clone();
+    // The lock is held across the spawn so the task cannot finish (and remove its entry)
+    // before the entry exists.
+    let mut inflight = state.inflight.lock();
+    let handle = tokio::spawn(async move {
+        let state = task_state;
+        let deadline = req.deadline.map(|d| arrived + d);
+        let _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit) = match admitted {
+            Some(permits) => permits,
+            None => {
+                let wait = async {
+                    let conn = task_per_conn.acquire_owned().await.expect("never closed");
+                    let global = Arc::clone(&task_shared.global)
+                        .acquire_owned()
+                        .await
+                        .expect("never closed");
+                    (conn, global)
+                };
+                let permits = match deadline {
+                    Some(at) => tokio::time::timeout_at(at.into(), wait).await.ok(),
+                    None => Some(wait.await),
+                };
+                task_waiters.fetch_sub(1, Ordering::Relaxed);
+                match permits {
+                    Some(p) => p,
+                    None => {
+                        Counters::bump(&task_shared.stats.deadline_dropped);
+                        state.respond(
+                            id,
+                            Status::DEADLINE_EXCEEDED,
+                            Flags::NOT_PROCESSED,
+                            Bytes::from_static(b"deadline passed while queued"),
+                        );
+                        state.finish(id);
+                        return;
+                    }
+                }
+            }
+        };
+        if deadline.is_some_and(|at| Instant::now() >= at) {
+            Counters::bump(&task_shared.stats.deadline_dropped);
+            state.respond(
+                id,
+                Status::DEADLINE_EXCEEDED,
+                Flags::NOT_PROCESSED,
+                Bytes::from_static(b"deadline passed before dispatch"),
+            );
+            state.finish(id);
+            return;
+        }
+        let request = Request {
+            method: req.method,
+            body: req.body,
+            deadline,
+        };
+        let call = async {
+            std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
+            svc.call(request).await
+        };
+        let outcome = match deadline {
+            Some(at) => tokio::time::timeout_at(at.into(), call).await.ok(),
+            None => Some(call.await),
+        };
+        match outcome {
+            Some(Ok(resp)) => state.respond(id, resp.status, Flags::NONE, resp.body),
+            Some(Err(e)) => {
+                let e: Box<dyn std::error::Error + Send + Sync> = e.into();
+                state.respond(
+                    id,
+                    Status::INTERNAL,
+                    Flags::NONE,
+                    Bytes::from(e.to_string()),
+                );
+            }
+            None => state.respond(
+                id,
+                Status::DEADLINE_EXCEEDED,
+                Flags::NONE,
+                Bytes::from_static(b"deadline passed in the handler"),
+            ),
+        }
+        state.finish(id);
+    });
+    inflight.insert(id, handle.abort_handle());
+}

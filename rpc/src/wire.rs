@@ -1,0 +1,164 @@
+//! Reading and writing frames on a socket, shared by the server and the client.
+//!
+//! The reader decodes out of one pooled read buffer; the writer drains its queue into one
+//! pooled write buffer and writes the batch with one syscall (write coalescing), and splits
+//! large bodies into chunks that take turns with everything else, so a 1 MiB message does
+//! not hold up the small ones behind it.
+
+use std::collections::VecDeque;
+
+use bytes::Buf;
+use longlink_codec::rpc::{ChunkedMessage, Message, RpcCodec};
+use longlink_codec::{BufPool, CodecError, PooledBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::codec::Decoder;
+
+/// Read buffer size: most reads of a busy connection fit, and it is a pool class.
+const READ_BUF: usize = 64 * 1024;
+/// Stop coalescing once a batch reaches this size and write it.
+const MAX_BATCH: usize = 256 * 1024;
+
+/// Decodes messages from a socket's read half.
+pub(crate) struct FrameReader<R> {
+    io: R,
+    buf: PooledBuf,
+    codec: RpcCodec,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub(crate) fn new(io: R, codec: RpcCodec) -> FrameReader<R> {
+        FrameReader {
+            io,
+            buf: BufPool::global().get(READ_BUF),
+            codec,
+        }
+    }
+
+    /// The next message; `Ok(None)` at a clean end of stream.
+    pub(crate) async fn next(&mut self) -> Result<Option<Message>, CodecError> {
+        loop {
+            if let Some(message) = self.codec.decode(&mut self.buf)? {
+                return Ok(Some(message));
+            }
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(READ_BUF);
+            }
+            if self.io.read_buf(&mut *self.buf).await? == 0 {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                return Err(CodecError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+    }
+}
+
+/// What the writer tells its owner after each batch.
+pub(crate) trait WriteObserver: Send + 'static {
+    /// The messages with these request ids (REQ frames only) are now in the socket.
+    fn written(&mut self, _request_ids: &[u64], _bytes: usize) {}
+}
+
+impl WriteObserver for () {}
+
+/// Drains `rx` into the socket until the channel closes (then flushes and returns) or the
+/// socket fails.
+pub(crate) async fn write_loop<W, O>(
+    mut io: W,
+    mut rx: mpsc::UnboundedReceiver<Message>,
+    codec: RpcCodec,
+    mut observer: O,
+) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+    O: WriteObserver,
+{
+    let mut large: VecDeque<ChunkedMessage> = VecDeque::new();
+    let mut written_ids = Vec::new();
+    loop {
+        // Wait for work only when no large message is part-way out.
+        let first = if large.is_empty() {
+            match rx.recv().await {
+                Some(m) => Some(m),
+                None => break,
+            }
+        } else {
+            None
+        };
+        let mut buf = BufPool::global().get(64 * 1024);
+        written_ids.clear();
+        let mut next = first;
+        loop {
+            let message = match next.take() {
+                Some(m) => m,
+                None => match rx.try_recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
+            };
+            let is_request = matches!(message, Message::Request(_));
+            let id = message.id();
+            let mut chunks = ChunkedMessage::new(message);
+            match chunks.encode_next(&codec, &mut buf) {
+                Ok(true) => {}
+                Ok(false) => large.push_back(chunks),
+                Err(e) => {
+                    tracing::warn!(error = %e, "dropping a message that cannot be encoded");
+                    continue;
+                }
+            }
+            if is_request {
+                written_ids.push(id);
+            }
+            if buf.len() >= MAX_BATCH {
+                break;
+            }
+        }
+        // One chunk of each large message per batch: they share the socket with
+        // everything else instead of holding it.
+        for _ in 0..large.len() {
+            let mut chunks = large.pop_front().expect("counted");
+            match chunks.encode_next(&codec, &mut buf) {
+                Ok(true) => {}
+                Ok(false) => large.push_back(chunks),
+                Err(e) => tracing::warn!(error = %e, "dropping a message that cannot be encoded"),
+            }
+        }
+        let bytes = buf.len();
+        while buf.has_remaining() {
+            let n = io.write(&buf).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            buf.advance(n);
+        }
+        observer.written(&written_ids, bytes);
+        if large.is_empty() {
+            // Give the runtime a chance to fill the queue again before the next batch.
+            tokio::task::coop::consume_budget().await;
+        }
+    }
+    io.flush().await?;
+    io.shutdown().await
+}
+
+/// Bytes `message` takes on the wire when written by [`write_loop`] with `codec` (chunk
+/// headers included), for byte budgets that must match what the writer reports.
+pub(crate) fn wire_len(message: &Message, codec: &RpcCodec) -> usize {
+    use longlink_codec::rpc::HEADER_LEN;
+    let (prefix, body) = match message {
+        Message::Request(r) => (8, r.body.len()),
+        Message::Response(r) => (2, r.body.len()),
+        Message::Hello(_) | Message::HelloAck(_) | Message::GoAway { .. } => return HEADER_LEN + 8,
+        Message::Credit { .. } => return HEADER_LEN + 4,
+        Message::Error(e) => return HEADER_LEN + 2 + e.message.len(),
+        Message::Cancel { .. } | Message::Ping { .. } | Message::Pong { .. } => return HEADER_LEN,
+    };
+    let chunk = codec
+        .get_max_chunk_bytes()
+        .min(codec.get_max_frame_bytes().saturating_sub(prefix))
+        .max(1);
+    let frames = body.div_ceil(chunk).max(1);
+    frames * HEADER_LEN + prefix + body
+}
