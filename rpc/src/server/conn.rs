@@ -22,22 +22,29 @@ use super::stats::Counters;
 use crate::wire::{FrameReader, WriteObserver, wire_len, write_loop};
 use crate::{Request, Response};
 
+/// Bytes queued for the socket; over the limit, the reader stops reading. Shared with the
+/// writer, which must not hold the sender (or the channel would never close).
+#[derive(Default)]
+struct Budget {
+    queued_bytes: AtomicUsize,
+    written: Notify,
+}
+
 /// What the connection's tasks share.
 struct ConnState {
     tx: mpsc::UnboundedSender<Message>,
     codec: RpcCodec,
-    /// Bytes queued for the socket; over the limit, the reader stops reading.
-    queued_bytes: AtomicUsize,
-    written: Notify,
+    budget: Arc<Budget>,
     /// Handlers running, by request id, so CANCEL can abort them.
-    inflight: Mutex<HashMap<u64, AbortHandle>>,
+    inflight: Arc<Mutex<HashMap<u64, AbortHandle>>>,
     /// Signalled when `inflight` becomes empty (for draining).
     idle: Notify,
 }
 
 impl ConnState {
     fn send(&self, message: Message) {
-        self.queued_bytes
+        self.budget
+            .queued_bytes
             .fetch_add(wire_len(&message, &self.codec), Ordering::Relaxed);
         // A closed channel means the writer is gone (socket failed): nothing to tell.
         let _ = self.tx.send(message);
@@ -65,7 +72,7 @@ impl ConnState {
     }
 }
 
-struct Written(Arc<ConnState>);
+struct Written(Arc<Budget>);
 
 impl WriteObserver for Written {
     fn written(&mut self, _ids: &[u64], bytes: usize) {
@@ -76,6 +83,24 @@ impl WriteObserver for Written {
                 Some(q.saturating_sub(bytes))
             });
         self.0.written.notify_waiters();
+    }
+}
+
+/// Tears the connection down if its task is dropped (server killed, or aborted): aborts
+/// the handlers and the writer, which closes the socket. The orderly path finishes them
+/// first, and then this finds nothing left to do.
+struct Teardown {
+    /// Not the whole `ConnState`: holding its sender would keep the writer alive.
+    inflight: Arc<Mutex<HashMap<u64, AbortHandle>>>,
+    writer: AbortHandle,
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        for (_, handle) in self.inflight.lock().drain() {
+            handle.abort();
+        }
+        self.writer.abort();
     }
 }
 
@@ -110,20 +135,19 @@ where
     let (read_half, write_half) = stream.into_split();
     let codec = || RpcCodec::new().max_frame_bytes(shared.config.max_frame_bytes);
     let (tx, rx) = mpsc::unbounded_channel();
+    let budget = Arc::new(Budget::default());
     let state = Arc::new(ConnState {
         tx,
         codec: codec(),
-        queued_bytes: AtomicUsize::new(0),
-        written: Notify::new(),
-        inflight: Mutex::new(HashMap::new()),
+        budget: Arc::clone(&budget),
+        inflight: Arc::new(Mutex::new(HashMap::new())),
         idle: Notify::new(),
     });
-    let writer = tokio::spawn(write_loop(
-        write_half,
-        rx,
-        codec(),
-        Written(Arc::clone(&state)),
-    ));
+    let writer = tokio::spawn(write_loop(write_half, rx, codec(), Written(budget)));
+    let teardown = Teardown {
+        inflight: Arc::clone(&state.inflight),
+        writer: writer.abort_handle(),
+    };
     let mut reader = FrameReader::new(read_half, codec());
 
     if open as usize > shared.config.max_connections {
@@ -133,13 +157,15 @@ where
     }
 
     // Abort what still runs (a closed connection cannot carry its answer), then let the
-    // writer flush what is queued and close the socket.
+    // writer flush what is queued and close the socket: it ends when the last sender (ours
+    // and the aborted handlers') is gone.
     for (_, handle) in state.inflight.lock().drain() {
         handle.abort();
     }
     drop(reader);
     drop(state);
-    let _ = writer.await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    drop(teardown);
     stats.connections_open.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -197,8 +223,8 @@ async fn run<S>(
     loop {
         // Backpressure: a client that does not read its answers stops being read.
         loop {
-            let written = state.written.notified();
-            if state.queued_bytes.load(Ordering::Relaxed) <= config.max_outgoing_bytes {
+            let written = state.budget.written.notified();
+            if state.budget.queued_bytes.load(Ordering::Relaxed) <= config.max_outgoing_bytes {
                 break;
             }
             written.await;
