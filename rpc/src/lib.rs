@@ -1,4 +1,4 @@
-//! Pipelined, multiplexed RPC over long-lived TCP connections.
+#![doc = include_str!("../README.md")]
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -7,13 +7,17 @@
 )]
 #![forbid(unsafe_code)]
 
+mod balance;
 pub mod client;
 mod error;
 mod request;
 pub mod server;
+pub mod typed;
 mod wire;
 
+pub use balance::Balancer;
 pub use client::{Builder as ClientBuilder, Client, ClientStats, Strategy};
 pub use error::{DeadlinePhase, OverloadScope, RpcError};
 pub use request::{Request, Response, Status, method_id};
 pub use server::{Server, ServerHandle, ServerStats};
+pub use typed::ServiceError;

@@ -259,6 +259,11 @@ impl Client {
         self.inner.strategy
     }
 
+    /// Calls in flight now (cheap; what the balancer compares).
+    pub fn load(&self) -> usize {
+        self.inner.limits.in_flight()
+    }
+
     /// The counters.
     pub fn stats(&self) -> ClientStats {
         let limits = &self.inner.limits;
