@@ -5,3 +5,4 @@
 //! printing a table of ratios, read back from criterion's own estimates by [`report`].
 
 pub mod report;
+pub mod rpc_load;

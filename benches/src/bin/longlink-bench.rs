@@ -1,0 +1,162 @@
+//! `longlink-bench`: load tools that compare longlink with the crates users would pick
+//! instead. See `docs/benchmarks.md`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use longlink_benches::rpc_load::clients::{self, Caller, Limits, Load};
+use longlink_benches::rpc_load::servers::{self, EchoBehaviour};
+use longlink_benches::rpc_load::{ClientImpl, DEFAULT_ADDR, Flavor, ServerImpl, suite};
+
+#[derive(Parser)]
+#[command(name = "longlink-bench", about = "Load tools for longlink", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The RPC comparison: longlink (mux, mux×4, pooled, short) vs tarpc vs tonic, each
+    /// client and server in its own process pinned to its own core, both runtime flavors;
+    /// then head-of-line and overload runs. Prints tables with ratios.
+    Rpc {
+        /// Every concurrency (1, 10, 100, 200, 400, 1000) for 5 s each; the default is a
+        /// short run (1, 100, 1000 for 2 s).
+        #[arg(long)]
+        full: bool,
+        /// Do not pin to cores with taskset.
+        #[arg(long)]
+        no_pin: bool,
+        /// Where to write the JSON results.
+        #[arg(long, default_value = "target/longlink-bench/rpc.json")]
+        out: PathBuf,
+        /// Address for the servers.
+        #[arg(long, default_value = DEFAULT_ADDR)]
+        addr: String,
+    },
+    /// Runs one echo server until killed.
+    RpcServer {
+        /// Which implementation.
+        #[arg(long = "impl", value_enum)]
+        which: ServerImpl,
+        /// Listen address.
+        #[arg(long, default_value = DEFAULT_ADDR)]
+        addr: SocketAddr,
+        /// Runtime flavor.
+        #[arg(long, value_enum, default_value = "multi")]
+        flavor: Flavor,
+        /// Sleep this long for requests flagged slow.
+        #[arg(long, default_value_t = 0)]
+        slow_ms: u64,
+        /// Sleep this long on every request.
+        #[arg(long, default_value_t = 0)]
+        work_us: u64,
+        /// longlink only: requests running at once.
+        #[arg(long, default_value_t = 4096)]
+        max_concurrent: usize,
+    },
+    /// Runs one load client and prints its result.
+    RpcClient {
+        /// Which implementation.
+        #[arg(long = "impl", value_enum)]
+        which: ClientImpl,
+        /// Server address.
+        #[arg(long, default_value = DEFAULT_ADDR)]
+        addr: String,
+        /// Runtime flavor.
+        #[arg(long, value_enum, default_value = "multi")]
+        flavor: Flavor,
+        /// Concurrent callers.
+        #[arg(short, long, default_value_t = 100)]
+        concurrency: usize,
+        /// Measured seconds (after a warm-up).
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Body size.
+        #[arg(long, default_value_t = 1024)]
+        body_bytes: usize,
+        /// Calls per thousand flagged slow.
+        #[arg(long, default_value_t = 0)]
+        slow_permille: u32,
+        /// Calls per thousand with a large body.
+        #[arg(long, default_value_t = 0)]
+        big_permille: u32,
+        /// The large body size.
+        #[arg(long, default_value_t = 1 << 20)]
+        big_bytes: usize,
+        /// longlink: calls in flight.
+        #[arg(long, default_value_t = 20_000)]
+        max_in_flight: usize,
+        /// longlink: calls queued.
+        #[arg(long, default_value_t = 0)]
+        max_queued: usize,
+        /// Print the result as JSON (and no progress bar).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Rpc { full, no_pin, out, addr } => {
+            let opts = suite::SuiteOptions {
+                concurrencies: if full { vec![1, 10, 100, 200, 400, 1000] } else { vec![1, 100, 1000] },
+                seconds: if full { 5.0 } else { 2.0 },
+                flavors: vec![Flavor::Multi, Flavor::Current],
+                pin: !no_pin,
+                out,
+                addr,
+            };
+            Flavor::Multi.runtime().block_on(suite::run(opts));
+        }
+        Command::RpcServer { which, addr, flavor, slow_ms, work_us, max_concurrent } => {
+            let behaviour = EchoBehaviour { slow: Duration::from_millis(slow_ms), work: Duration::from_micros(work_us) };
+            if let Err(e) = flavor.runtime().block_on(servers::run(which, addr, behaviour, max_concurrent)) {
+                eprintln!("server failed: {e}");
+                std::process::exit(1);
+            }
+        }
+        Command::RpcClient {
+            which,
+            addr,
+            flavor,
+            concurrency,
+            seconds,
+            body_bytes,
+            slow_permille,
+            big_permille,
+            big_bytes,
+            max_in_flight,
+            max_queued,
+            json,
+        } => {
+            let load = Load { concurrency, duration: Duration::from_secs_f64(seconds), body_bytes, slow_permille, big_permille, big_bytes };
+            let result = flavor.runtime().block_on(async {
+                let caller = Caller::new(which, &addr, concurrency, Limits { max_in_flight, max_queued }).await?;
+                Ok::<_, String>(clients::run(caller, which, flavor, load, !json).await)
+            });
+            match result {
+                Ok(r) if json => println!("{}", serde_json::to_string(&r).expect("json")),
+                Ok(r) => println!(
+                    "{} {:?} c={}: {:.0} calls/s, p50 {} µs, p99 {} µs, p999 {} µs, errors {:?}",
+                    which.name(),
+                    r.flavor,
+                    r.concurrency,
+                    r.qps,
+                    r.p50_us,
+                    r.p99_us,
+                    r.p999_us,
+                    r.errors
+                ),
+                Err(e) => {
+                    eprintln!("client failed: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+}

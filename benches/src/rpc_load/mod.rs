@@ -1,0 +1,127 @@
+//! The RPC load tool: echo servers and clients for longlink (three strategies), tarpc and
+//! tonic, written the idiomatic way for each, with TCP_NODELAY on for all.
+//!
+//! Request body convention (all three servers honour it): the first byte `1` asks the
+//! server to sleep `--slow-ms` before answering (the head-of-line test); the server also
+//! sleeps `--work-us` on every request when set (the overload test). Everything else is
+//! echoed back.
+
+pub mod clients;
+pub mod servers;
+pub mod suite;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A tokio runtime flavor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Flavor {
+    /// `multi_thread` (one worker per available core).
+    Multi,
+    /// `current_thread`.
+    Current,
+}
+
+impl Flavor {
+    /// A runtime of this flavor.
+    pub fn runtime(self) -> tokio::runtime::Runtime {
+        match self {
+            Flavor::Multi => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+            Flavor::Current => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        }
+        .expect("a tokio runtime")
+    }
+}
+
+/// Which server implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerImpl {
+    /// longlink-rpc.
+    Longlink,
+    /// tarpc over TCP with its bincode transport.
+    Tarpc,
+    /// tonic (gRPC over HTTP/2) with a raw-bytes codec.
+    Tonic,
+}
+
+/// Which client implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientImpl {
+    /// longlink, one multiplexed connection.
+    LonglinkMux,
+    /// longlink, four multiplexed connections.
+    LonglinkMux4,
+    /// longlink, pooled: one call per connection, as many connections as concurrency.
+    LonglinkPooled,
+    /// longlink, short: connect per call.
+    LonglinkShort,
+    /// tarpc (one multiplexed connection).
+    Tarpc,
+    /// tonic (one HTTP/2 connection).
+    Tonic,
+}
+
+impl ClientImpl {
+    /// The server this client talks to.
+    pub fn server(self) -> ServerImpl {
+        match self {
+            ClientImpl::Tarpc => ServerImpl::Tarpc,
+            ClientImpl::Tonic => ServerImpl::Tonic,
+            _ => ServerImpl::Longlink,
+        }
+    }
+
+    /// The name used in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientImpl::LonglinkMux => "longlink mux",
+            ClientImpl::LonglinkMux4 => "longlink mux×4",
+            ClientImpl::LonglinkPooled => "longlink pooled",
+            ClientImpl::LonglinkShort => "longlink short",
+            ClientImpl::Tarpc => "tarpc",
+            ClientImpl::Tonic => "tonic",
+        }
+    }
+}
+
+/// What one client run measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Client implementation.
+    pub client: ClientImpl,
+    /// Runtime flavor of client and server.
+    pub flavor: Flavor,
+    /// Concurrent callers.
+    pub concurrency: usize,
+    /// Measured seconds.
+    pub seconds: f64,
+    /// Successful calls.
+    pub ok: u64,
+    /// Successful calls per second.
+    pub qps: f64,
+    /// Latency percentiles of the successful (normal-sized, fast) calls, microseconds.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
+    /// Failed calls by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// 99th percentile / maximum time to fail, microseconds (how fast overload is refused).
+    pub error_p99_us: u64,
+    /// Maximum time to fail.
+    pub error_max_us: u64,
+}
+
+/// The default address of the load servers.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7390";
+
+/// Parses a duration in seconds (fractions allowed).
+pub fn seconds(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>().map(Duration::from_secs_f64).map_err(|e| e.to_string())
+}

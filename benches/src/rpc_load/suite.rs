@@ -1,0 +1,227 @@
+//! The whole RPC comparison: every client against its server, each in its own process
+//! pinned to its own core (`taskset`), both tokio runtime flavors; then the head-of-line
+//! and overload scenarios. Prints tables with ratios and writes the results as JSON.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::process::{Child, Command};
+
+use super::{ClientImpl, Flavor, RunResult, ServerImpl};
+
+/// Suite options.
+#[derive(Debug, Clone)]
+pub struct SuiteOptions {
+    /// Concurrency levels.
+    pub concurrencies: Vec<usize>,
+    /// Measured seconds per run.
+    pub seconds: f64,
+    /// Flavors to run.
+    pub flavors: Vec<Flavor>,
+    /// Pin server and client to cores 0 and 1.
+    pub pin: bool,
+    /// Where to write the JSON.
+    pub out: PathBuf,
+    /// Server address.
+    pub addr: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    throughput: Vec<RunResult>,
+    head_of_line: Vec<(String, RunResult)>,
+    overload: Vec<(String, RunResult)>,
+}
+
+fn command(pin: Option<u32>) -> Command {
+    let exe = std::env::current_exe().expect("the running binary");
+    match pin {
+        Some(core) if taskset_available() => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(core.to_string()).arg(exe);
+            c
+        }
+        _ => Command::new(exe),
+    }
+}
+
+fn taskset_available() -> bool {
+    std::process::Command::new("taskset").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
+
+struct ServerProcess(Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+async fn start_server(opts: &SuiteOptions, which: ServerImpl, flavor: Flavor, extra: &[&str]) -> ServerProcess {
+    let mut cmd = command(opts.pin.then_some(0));
+    cmd.arg("rpc-server")
+        .arg("--impl")
+        .arg(value(which))
+        .arg("--addr")
+        .arg(&opts.addr)
+        .arg("--flavor")
+        .arg(value(flavor))
+        .args(extra)
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    let child = cmd.spawn().expect("spawn the server");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while tokio::net::TcpStream::connect(&opts.addr).await.is_err() {
+        assert!(Instant::now() < deadline, "the {which:?} server did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ServerProcess(child)
+}
+
+fn value<T: clap::ValueEnum>(v: T) -> String {
+    v.to_possible_value().expect("a value").get_name().to_owned()
+}
+
+async fn run_client(opts: &SuiteOptions, which: ClientImpl, flavor: Flavor, concurrency: usize, extra: &[String]) -> Option<RunResult> {
+    let mut cmd = command(opts.pin.then_some(1));
+    cmd.arg("rpc-client")
+        .arg("--impl")
+        .arg(value(which))
+        .arg("--addr")
+        .arg(&opts.addr)
+        .arg("--flavor")
+        .arg(value(flavor))
+        .arg("--concurrency")
+        .arg(concurrency.to_string())
+        .arg("--seconds")
+        .arg(opts.seconds.to_string())
+        .arg("--json")
+        .args(extra)
+        .stderr(Stdio::inherit());
+    let output = cmd.output().await.expect("run the client");
+    if !output.status.success() {
+        eprintln!("client {which:?} c={concurrency} failed: {}", String::from_utf8_lossy(&output.stdout));
+        return None;
+    }
+    serde_json::from_slice(&output.stdout).ok()
+}
+
+fn print_row(label: &str, r: &RunResult) {
+    let errors: u64 = r.errors.values().sum();
+    println!(
+        "{label:<22} {:>8} {:>6} {:>11.0} {:>9} {:>9} {:>9} {:>9}",
+        format!("{:?}", r.flavor).to_lowercase(),
+        r.concurrency,
+        r.qps,
+        r.p50_us,
+        r.p99_us,
+        r.p999_us,
+        errors
+    );
+}
+
+fn header() {
+    println!("{:<22} {:>8} {:>6} {:>11} {:>9} {:>9} {:>9} {:>9}", "client", "flavor", "c", "calls/s", "p50 µs", "p99 µs", "p999 µs", "errors");
+}
+
+/// Runs the suite; prints tables; writes `opts.out`.
+pub async fn run(opts: SuiteOptions) {
+    if opts.pin && !taskset_available() {
+        eprintln!("taskset not found: running unpinned");
+    }
+    let clients = [
+        ClientImpl::LonglinkMux,
+        ClientImpl::LonglinkMux4,
+        ClientImpl::LonglinkPooled,
+        ClientImpl::LonglinkShort,
+        ClientImpl::Tarpc,
+        ClientImpl::Tonic,
+    ];
+    let mut throughput = Vec::new();
+    println!("\n1 KiB echo, server and client in separate processes{}", if opts.pin { " pinned to cores 0 and 1" } else { "" });
+    header();
+    for &flavor in &opts.flavors {
+        for server in [ServerImpl::Longlink, ServerImpl::Tarpc, ServerImpl::Tonic] {
+            let _server = start_server(&opts, server, flavor, &["--max-concurrent", "20000"]).await;
+            for &client in clients.iter().filter(|c| c.server() == server) {
+                for &c in &opts.concurrencies {
+                    // Connect-per-call above 100 callers only measures TIME_WAIT exhaustion.
+                    if client == ClientImpl::LonglinkShort && c > 100 {
+                        continue;
+                    }
+                    if let Some(r) = run_client(&opts, client, flavor, c, &[]).await {
+                        print_row(client.name(), &r);
+                        throughput.push(r);
+                    }
+                }
+            }
+        }
+    }
+
+    let find = |client: ClientImpl, flavor: Flavor, c: usize| {
+        throughput.iter().find(|r| r.client == client && r.flavor == flavor && r.concurrency == c).map(|r| r.qps)
+    };
+    println!("\nratios (calls/s of the first over the second, same flavor and concurrency)");
+    for &flavor in &opts.flavors {
+        for &c in opts.concurrencies.iter().filter(|&&c| c >= 100) {
+            let mux = find(ClientImpl::LonglinkMux, flavor, c);
+            for (label, other) in [
+                ("mux / pooled", ClientImpl::LonglinkPooled),
+                ("mux / short", ClientImpl::LonglinkShort),
+                ("mux / tonic", ClientImpl::Tonic),
+                ("mux / tarpc", ClientImpl::Tarpc),
+                ("mux / mux×4", ClientImpl::LonglinkMux4),
+            ] {
+                if let (Some(a), Some(b)) = (mux, find(other, flavor, c)) {
+                    println!("  {:<8} c={c:<5} {label:<14} {:>6.2}×", format!("{flavor:?}").to_lowercase(), a / b);
+                }
+            }
+        }
+    }
+
+    // Head-of-line: 1% of calls sleep 5 ms in the handler, or carry 1 MiB; p99 of the rest.
+    let mut head_of_line = Vec::new();
+    println!("\nhead-of-line, longlink mux, c=100 (p99 of the normal 1 KiB calls)");
+    header();
+    {
+        let _server = start_server(&opts, ServerImpl::Longlink, Flavor::Multi, &["--slow-ms", "5", "--max-concurrent", "20000"]).await;
+        for (label, extra) in [
+            ("baseline", vec![]),
+            ("1% slow (5 ms)", vec!["--slow-permille".to_owned(), "10".to_owned()]),
+            ("1% 1 MiB bodies", vec!["--big-permille".to_owned(), "10".to_owned(), "--big-bytes".to_owned(), "1048576".to_owned()]),
+        ] {
+            if let Some(r) = run_client(&opts, ClientImpl::LonglinkMux, Flavor::Multi, 100, &extra).await {
+                print_row(label, &r);
+                head_of_line.push((label.to_owned(), r));
+            }
+        }
+    }
+
+    // Overload: a server that can run 32 requests of 1 ms at once (capacity ~32k/s),
+    // offered its capacity and then twice that.
+    let mut overload = Vec::new();
+    println!("\noverload, longlink mux against max_concurrent=32 and 1 ms of work per call");
+    println!("{:<22} {:>8} {:>6} {:>11} {:>9} {:>9} {:>11} {:>12}", "run", "flavor", "c", "goodput/s", "p50 µs", "p99 µs", "refused", "refuse p99 µs");
+    {
+        let _server = start_server(&opts, ServerImpl::Longlink, Flavor::Multi, &["--work-us", "1000", "--max-concurrent", "32"]).await;
+        for (label, c) in [("at capacity", 32usize), ("at 2× capacity", 64)] {
+            if let Some(r) = run_client(&opts, ClientImpl::LonglinkMux, Flavor::Multi, c, &[]).await {
+                let refused: u64 = r.errors.values().sum();
+                println!(
+                    "{label:<22} {:>8} {:>6} {:>11.0} {:>9} {:>9} {:>11} {:>12}",
+                    "multi", c, r.qps, r.p50_us, r.p99_us, refused, r.error_p99_us
+                );
+                overload.push((label.to_owned(), r));
+            }
+        }
+    }
+
+    if let Some(dir) = opts.out.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let report = Report { throughput, head_of_line, overload };
+    std::fs::write(&opts.out, serde_json::to_vec_pretty(&report).expect("json")).expect("write the results");
+    println!("\nresults written to {}", opts.out.display());
+}
