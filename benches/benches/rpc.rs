@@ -25,7 +25,10 @@ impl tower_service::Service<Request> for Echo {
     type Response = Response;
     type Error = Infallible;
     type Future = std::future::Ready<Result<Response, Infallible>>;
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
         std::task::Poll::Ready(Ok(()))
     }
     fn call(&mut self, req: Request) -> Self::Future {
@@ -56,22 +59,46 @@ fn run_split(rt: &Runtime, client: &Client, iters: u64, tasks: u64, body: &Bytes
 }
 
 fn echo(c: &mut Criterion) {
-    let rt = Arc::new(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap());
-    let server = rt.block_on(Server::builder().max_concurrent(20_000).max_concurrent_per_conn(20_000).bind("127.0.0.1:0")).unwrap();
+    let rt = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap(),
+    );
+    let server = rt
+        .block_on(
+            Server::builder()
+                .max_concurrent(20_000)
+                .max_concurrent_per_conn(20_000)
+                .bind("127.0.0.1:0"),
+        )
+        .unwrap();
     let addr = server.local_addr().to_string();
     rt.spawn(server.serve(Echo));
     let body = Bytes::from(vec![7u8; 1024]);
     let mut group = c.benchmark_group("echo");
     group.throughput(Throughput::Elements(1));
-    group.sample_size(20).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
     for tasks in [1u64, 100] {
         for (name, strategy) in [
             ("mux", Strategy::Multiplexed { conns: 1 }),
             ("mux4", Strategy::Multiplexed { conns: 4 }),
-            ("pooled", Strategy::Pooled { max_conns: tasks as usize }),
+            (
+                "pooled",
+                Strategy::Pooled {
+                    max_conns: tasks as usize,
+                },
+            ),
             ("short", Strategy::Short),
         ] {
-            let client = Client::builder(addr.clone()).strategy(strategy).max_in_flight(20_000).build();
+            let client = Client::builder(addr.clone())
+                .strategy(strategy)
+                .max_in_flight(20_000)
+                .build();
             rt.block_on(client.call(ECHO, body.clone())).unwrap();
             group.bench_function(BenchmarkId::new(name, format!("c{tasks}")), |b| {
                 b.iter_custom(|iters| run_split(&rt, &client, iters, tasks, &body))
@@ -85,7 +112,11 @@ fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     echo(&mut criterion);
     criterion.final_summary();
-    let row = |label, subject, baseline| Comparison { label, subject, baseline };
+    let row = |label, subject, baseline| Comparison {
+        label,
+        subject,
+        baseline,
+    };
     print_ratios(
         "rpc (one process): times faster than the baseline (same run)",
         &[
@@ -93,7 +124,11 @@ fn main() {
             row("c1: mux vs short", "echo/mux/c1", "echo/short/c1"),
             row("c100: mux vs pooled", "echo/mux/c100", "echo/pooled/c100"),
             row("c100: mux vs short", "echo/mux/c100", "echo/short/c100"),
-            row("c100: mux (1 conn) vs mux4 (4 conns)", "echo/mux/c100", "echo/mux4/c100"),
+            row(
+                "c100: mux (1 conn) vs mux4 (4 conns)",
+                "echo/mux/c100",
+                "echo/mux4/c100",
+            ),
         ],
     );
 }

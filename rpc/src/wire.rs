@@ -44,6 +44,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if self.buf.capacity() - self.buf.len() < 4096 {
                 self.buf.reserve(READ_BUF);
             }
+            // Everything read so far is handled: let the tasks it woke run (callers send
+            // their next request, handlers answer) before reading again, so one busy
+            // connection keeps its pipeline full instead of moving in bursts.
+            tokio::task::yield_now().await;
             if self.io.read_buf(&mut *self.buf).await? == 0 {
                 if self.buf.is_empty() {
                     return Ok(None);

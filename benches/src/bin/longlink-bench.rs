@@ -102,9 +102,18 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     match cli.command {
-        Command::Rpc { full, no_pin, out, addr } => {
+        Command::Rpc {
+            full,
+            no_pin,
+            out,
+            addr,
+        } => {
             let opts = suite::SuiteOptions {
-                concurrencies: if full { vec![1, 10, 100, 200, 400, 1000] } else { vec![1, 100, 1000] },
+                concurrencies: if full {
+                    vec![1, 10, 100, 200, 400, 1000]
+                } else {
+                    vec![1, 100, 1000]
+                },
                 seconds: if full { 5.0 } else { 2.0 },
                 flavors: vec![Flavor::Multi, Flavor::Current],
                 pin: !no_pin,
@@ -113,9 +122,23 @@ fn main() {
             };
             Flavor::Multi.runtime().block_on(suite::run(opts));
         }
-        Command::RpcServer { which, addr, flavor, slow_ms, work_us, max_concurrent } => {
-            let behaviour = EchoBehaviour { slow: Duration::from_millis(slow_ms), work: Duration::from_micros(work_us) };
-            if let Err(e) = flavor.runtime().block_on(servers::run(which, addr, behaviour, max_concurrent)) {
+        Command::RpcServer {
+            which,
+            addr,
+            flavor,
+            slow_ms,
+            work_us,
+            max_concurrent,
+        } => {
+            let behaviour = EchoBehaviour {
+                slow: Duration::from_millis(slow_ms),
+                work: Duration::from_micros(work_us),
+            };
+            if let Err(e) =
+                flavor
+                    .runtime()
+                    .block_on(servers::run(which, addr, behaviour, max_concurrent))
+            {
                 eprintln!("server failed: {e}");
                 std::process::exit(1);
             }
@@ -134,9 +157,25 @@ fn main() {
             max_queued,
             json,
         } => {
-            let load = Load { concurrency, duration: Duration::from_secs_f64(seconds), body_bytes, slow_permille, big_permille, big_bytes };
+            let load = Load {
+                concurrency,
+                duration: Duration::from_secs_f64(seconds),
+                body_bytes,
+                slow_permille,
+                big_permille,
+                big_bytes,
+            };
             let result = flavor.runtime().block_on(async {
-                let caller = Caller::new(which, &addr, concurrency, Limits { max_in_flight, max_queued }).await?;
+                let caller = Caller::new(
+                    which,
+                    &addr,
+                    concurrency,
+                    Limits {
+                        max_in_flight,
+                        max_queued,
+                    },
+                )
+                .await?;
                 Ok::<_, String>(clients::run(caller, which, flavor, load, !json).await)
             });
             match result {

@@ -29,8 +29,12 @@ impl Flavor {
     /// A runtime of this flavor.
     pub fn runtime(self) -> tokio::runtime::Runtime {
         match self {
-            Flavor::Multi => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
-            Flavor::Current => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+            Flavor::Multi => tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build(),
+            Flavor::Current => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build(),
         }
         .expect("a tokio runtime")
     }
@@ -123,5 +127,7 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:7390";
 
 /// Parses a duration in seconds (fractions allowed).
 pub fn seconds(s: &str) -> Result<Duration, String> {
-    s.parse::<f64>().map(Duration::from_secs_f64).map_err(|e| e.to_string())
+    s.parse::<f64>()
+        .map(Duration::from_secs_f64)
+        .map_err(|e| e.to_string())
 }

@@ -40,7 +40,12 @@ impl EchoBehaviour {
 pub const ECHO: u32 = longlink_rpc::method_id("bench.echo");
 
 /// Runs a server until the process is killed.
-pub async fn run(which: ServerImpl, addr: SocketAddr, behaviour: EchoBehaviour, max_concurrent: usize) -> std::io::Result<()> {
+pub async fn run(
+    which: ServerImpl,
+    addr: SocketAddr,
+    behaviour: EchoBehaviour,
+    max_concurrent: usize,
+) -> std::io::Result<()> {
     match which {
         ServerImpl::Longlink => longlink(addr, behaviour, max_concurrent).await,
         ServerImpl::Tarpc => tarpc_server(addr, behaviour).await,
@@ -48,7 +53,11 @@ pub async fn run(which: ServerImpl, addr: SocketAddr, behaviour: EchoBehaviour, 
     }
 }
 
-async fn longlink(addr: SocketAddr, behaviour: EchoBehaviour, max_concurrent: usize) -> std::io::Result<()> {
+async fn longlink(
+    addr: SocketAddr,
+    behaviour: EchoBehaviour,
+    max_concurrent: usize,
+) -> std::io::Result<()> {
     let server = Server::builder()
         .max_concurrent(max_concurrent)
         .max_concurrent_per_conn(max_concurrent)
@@ -112,8 +121,14 @@ async fn tarpc_server(addr: SocketAddr, behaviour: EchoBehaviour) -> std::io::Re
         let (stream, _) = listener.accept().await?;
         // tarpc's own TCP listener leaves Nagle on: set TCP_NODELAY like everyone else.
         stream.set_nodelay(true)?;
-        let framed = Framed::new(stream, LengthDelimitedCodec::builder().max_frame_length(8 << 20).new_codec());
-        let transport = tarpc::serde_transport::new(framed, tarpc::tokio_serde::formats::Bincode::default());
+        let framed = Framed::new(
+            stream,
+            LengthDelimitedCodec::builder()
+                .max_frame_length(8 << 20)
+                .new_codec(),
+        );
+        let transport =
+            tarpc::serde_transport::new(framed, tarpc::tokio_serde::formats::Bincode::default());
         let server = TarpcEcho(behaviour);
         tokio::spawn(
             BaseChannel::with_defaults(transport)
@@ -142,7 +157,11 @@ pub struct RawDecoder;
 impl tonic::codec::Encoder for RawEncoder {
     type Item = Bytes;
     type Error = tonic::Status;
-    fn encode(&mut self, item: Bytes, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+    fn encode(
+        &mut self,
+        item: Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
         dst.put(item);
         Ok(())
     }
@@ -151,7 +170,10 @@ impl tonic::codec::Encoder for RawEncoder {
 impl tonic::codec::Decoder for RawDecoder {
     type Item = Bytes;
     type Error = tonic::Status;
-    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Bytes>, tonic::Status> {
         Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }
@@ -183,7 +205,8 @@ struct Unary(Arc<EchoBehaviour>);
 
 impl tonic::server::UnaryService<Bytes> for Unary {
     type Response = Bytes;
-    type Future = Pin<Box<dyn Future<Output = Result<tonic::Response<Bytes>, tonic::Status>> + Send>>;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<tonic::Response<Bytes>, tonic::Status>> + Send>>;
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let behaviour = Arc::clone(&self.0);
         Box::pin(async move {
@@ -207,7 +230,9 @@ impl tower_service::Service<tonic::codegen::http::Request<tonic::body::Body>> fo
             if req.uri().path() != TONIC_PATH {
                 return Ok(tonic::Status::unimplemented("no such method").into_http());
             }
-            let mut grpc = tonic::server::Grpc::new(RawCodec).max_decoding_message_size(8 << 20).max_encoding_message_size(8 << 20);
+            let mut grpc = tonic::server::Grpc::new(RawCodec)
+                .max_decoding_message_size(8 << 20)
+                .max_encoding_message_size(8 << 20);
             Ok(grpc.unary(Unary(behaviour), req).await)
         })
     }

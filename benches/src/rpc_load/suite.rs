@@ -48,7 +48,12 @@ fn command(pin: Option<u32>) -> Command {
 }
 
 fn taskset_available() -> bool {
-    std::process::Command::new("taskset").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+    std::process::Command::new("taskset")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
 }
 
 struct ServerProcess(Child);
@@ -59,7 +64,12 @@ impl Drop for ServerProcess {
     }
 }
 
-async fn start_server(opts: &SuiteOptions, which: ServerImpl, flavor: Flavor, extra: &[&str]) -> ServerProcess {
+async fn start_server(
+    opts: &SuiteOptions,
+    which: ServerImpl,
+    flavor: Flavor,
+    extra: &[&str],
+) -> ServerProcess {
     let mut cmd = command(opts.pin.then_some(0));
     cmd.arg("rpc-server")
         .arg("--impl")
@@ -74,17 +84,29 @@ async fn start_server(opts: &SuiteOptions, which: ServerImpl, flavor: Flavor, ex
     let child = cmd.spawn().expect("spawn the server");
     let deadline = Instant::now() + Duration::from_secs(15);
     while tokio::net::TcpStream::connect(&opts.addr).await.is_err() {
-        assert!(Instant::now() < deadline, "the {which:?} server did not start");
+        assert!(
+            Instant::now() < deadline,
+            "the {which:?} server did not start"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     ServerProcess(child)
 }
 
 fn value<T: clap::ValueEnum>(v: T) -> String {
-    v.to_possible_value().expect("a value").get_name().to_owned()
+    v.to_possible_value()
+        .expect("a value")
+        .get_name()
+        .to_owned()
 }
 
-async fn run_client(opts: &SuiteOptions, which: ClientImpl, flavor: Flavor, concurrency: usize, extra: &[String]) -> Option<RunResult> {
+async fn run_client(
+    opts: &SuiteOptions,
+    which: ClientImpl,
+    flavor: Flavor,
+    concurrency: usize,
+    extra: &[String],
+) -> Option<RunResult> {
     let mut cmd = command(opts.pin.then_some(1));
     cmd.arg("rpc-client")
         .arg("--impl")
@@ -102,7 +124,10 @@ async fn run_client(opts: &SuiteOptions, which: ClientImpl, flavor: Flavor, conc
         .stderr(Stdio::inherit());
     let output = cmd.output().await.expect("run the client");
     if !output.status.success() {
-        eprintln!("client {which:?} c={concurrency} failed: {}", String::from_utf8_lossy(&output.stdout));
+        eprintln!(
+            "client {which:?} c={concurrency} failed: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
         return None;
     }
     serde_json::from_slice(&output.stdout).ok()
@@ -123,7 +148,10 @@ fn print_row(label: &str, r: &RunResult) {
 }
 
 fn header() {
-    println!("{:<22} {:>8} {:>6} {:>11} {:>9} {:>9} {:>9} {:>9}", "client", "flavor", "c", "calls/s", "p50 µs", "p99 µs", "p999 µs", "errors");
+    println!(
+        "{:<22} {:>8} {:>6} {:>11} {:>9} {:>9} {:>9} {:>9}",
+        "client", "flavor", "c", "calls/s", "p50 µs", "p99 µs", "p999 µs", "errors"
+    );
 }
 
 /// Runs the suite; prints tables; writes `opts.out`.
@@ -140,7 +168,14 @@ pub async fn run(opts: SuiteOptions) {
         ClientImpl::Tonic,
     ];
     let mut throughput = Vec::new();
-    println!("\n1 KiB echo, server and client in separate processes{}", if opts.pin { " pinned to cores 0 and 1" } else { "" });
+    println!(
+        "\n1 KiB echo, server and client in separate processes{}",
+        if opts.pin {
+            " pinned to cores 0 and 1"
+        } else {
+            ""
+        }
+    );
     header();
     for &flavor in &opts.flavors {
         for server in [ServerImpl::Longlink, ServerImpl::Tarpc, ServerImpl::Tonic] {
@@ -161,7 +196,10 @@ pub async fn run(opts: SuiteOptions) {
     }
 
     let find = |client: ClientImpl, flavor: Flavor, c: usize| {
-        throughput.iter().find(|r| r.client == client && r.flavor == flavor && r.concurrency == c).map(|r| r.qps)
+        throughput
+            .iter()
+            .find(|r| r.client == client && r.flavor == flavor && r.concurrency == c)
+            .map(|r| r.qps)
     };
     println!("\nratios (calls/s of the first over the second, same flavor and concurrency)");
     for &flavor in &opts.flavors {
@@ -175,7 +213,11 @@ pub async fn run(opts: SuiteOptions) {
                 ("mux / mux×4", ClientImpl::LonglinkMux4),
             ] {
                 if let (Some(a), Some(b)) = (mux, find(other, flavor, c)) {
-                    println!("  {:<8} c={c:<5} {label:<14} {:>6.2}×", format!("{flavor:?}").to_lowercase(), a / b);
+                    println!(
+                        "  {:<8} c={c:<5} {label:<14} {:>6.2}×",
+                        format!("{flavor:?}").to_lowercase(),
+                        a / b
+                    );
                 }
             }
         }
@@ -186,13 +228,32 @@ pub async fn run(opts: SuiteOptions) {
     println!("\nhead-of-line, longlink mux, c=100 (p99 of the normal 1 KiB calls)");
     header();
     {
-        let _server = start_server(&opts, ServerImpl::Longlink, Flavor::Multi, &["--slow-ms", "5", "--max-concurrent", "20000"]).await;
+        let _server = start_server(
+            &opts,
+            ServerImpl::Longlink,
+            Flavor::Multi,
+            &["--slow-ms", "5", "--max-concurrent", "20000"],
+        )
+        .await;
         for (label, extra) in [
             ("baseline", vec![]),
-            ("1% slow (5 ms)", vec!["--slow-permille".to_owned(), "10".to_owned()]),
-            ("1% 1 MiB bodies", vec!["--big-permille".to_owned(), "10".to_owned(), "--big-bytes".to_owned(), "1048576".to_owned()]),
+            (
+                "1% slow (5 ms)",
+                vec!["--slow-permille".to_owned(), "10".to_owned()],
+            ),
+            (
+                "1% 1 MiB bodies",
+                vec![
+                    "--big-permille".to_owned(),
+                    "10".to_owned(),
+                    "--big-bytes".to_owned(),
+                    "1048576".to_owned(),
+                ],
+            ),
         ] {
-            if let Some(r) = run_client(&opts, ClientImpl::LonglinkMux, Flavor::Multi, 100, &extra).await {
+            if let Some(r) =
+                run_client(&opts, ClientImpl::LonglinkMux, Flavor::Multi, 100, &extra).await
+            {
                 print_row(label, &r);
                 head_of_line.push((label.to_owned(), r));
             }
@@ -203,11 +264,21 @@ pub async fn run(opts: SuiteOptions) {
     // offered its capacity and then twice that.
     let mut overload = Vec::new();
     println!("\noverload, longlink mux against max_concurrent=32 and 1 ms of work per call");
-    println!("{:<22} {:>8} {:>6} {:>11} {:>9} {:>9} {:>11} {:>12}", "run", "flavor", "c", "goodput/s", "p50 µs", "p99 µs", "refused", "refuse p99 µs");
+    println!(
+        "{:<22} {:>8} {:>6} {:>11} {:>9} {:>9} {:>11} {:>12}",
+        "run", "flavor", "c", "goodput/s", "p50 µs", "p99 µs", "refused", "refuse p99 µs"
+    );
     {
-        let _server = start_server(&opts, ServerImpl::Longlink, Flavor::Multi, &["--work-us", "1000", "--max-concurrent", "32"]).await;
+        let _server = start_server(
+            &opts,
+            ServerImpl::Longlink,
+            Flavor::Multi,
+            &["--work-us", "1000", "--max-concurrent", "32"],
+        )
+        .await;
         for (label, c) in [("at capacity", 32usize), ("at 2× capacity", 64)] {
-            if let Some(r) = run_client(&opts, ClientImpl::LonglinkMux, Flavor::Multi, c, &[]).await {
+            if let Some(r) = run_client(&opts, ClientImpl::LonglinkMux, Flavor::Multi, c, &[]).await
+            {
                 let refused: u64 = r.errors.values().sum();
                 println!(
                     "{label:<22} {:>8} {:>6} {:>11.0} {:>9} {:>9} {:>11} {:>12}",
@@ -221,7 +292,12 @@ pub async fn run(opts: SuiteOptions) {
     if let Some(dir) = opts.out.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let report = Report { throughput, head_of_line, overload };
-    std::fs::write(&opts.out, serde_json::to_vec_pretty(&report).expect("json")).expect("write the results");
+    let report = Report {
+        throughput,
+        head_of_line,
+        overload,
+    };
+    std::fs::write(&opts.out, serde_json::to_vec_pretty(&report).expect("json"))
+        .expect("write the results");
     println!("\nresults written to {}", opts.out.display());
 }

@@ -316,6 +316,10 @@ impl Client {
 
     /// Calls with a full [`Request`].
     pub async fn call_request(&self, req: Request) -> Result<Bytes, RpcError> {
+        // A call refused locally returns without awaiting anything; a caller retrying in a
+        // loop would then never yield and starve the connection's reader (measured: zero
+        // goodput under overload). Spending tokio's coop budget makes it yield regularly.
+        tokio::task::coop::consume_budget().await;
         let inner = &*self.inner;
         let _permit = inner.limits.acquire(req.body.len(), req.deadline).await?;
         let answer = match &inner.backend {
