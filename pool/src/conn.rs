@@ -69,6 +69,12 @@ impl<M: Manager> PooledConn<M> {
         self.conn().created
     }
 
+    /// When the connection will be closed for its age (`max_lifetime` less a random
+    /// jitter of up to a tenth), if a lifetime is set.
+    pub fn expires_at(&self) -> Option<Instant> {
+        self.conn().expires
+    }
+
     /// Close this connection when it is returned instead of keeping it.
     pub fn mark_broken(&mut self) {
         self.broken = true;

@@ -25,23 +25,28 @@ async fn connection_past_its_lifetime_is_closed_and_replaced() {
 #[tokio::test]
 async fn lifetimes_are_jittered_so_connections_do_not_expire_together() {
     let server = FakeServer::start().await;
-    // Lifetime 1 s, jitter up to 100 ms earlier: at 950 ms about half have expired.
+    let lifetime = Duration::from_secs(100);
     let pool = Pool::builder()
-        .max_open(40)
-        .max_lifetime(Some(Duration::from_secs(1)))
-        .reap_interval(Duration::from_secs(3600))
+        .max_open(50)
+        .max_lifetime(Some(lifetime))
         .build(TcpManager::new(&server));
-    let conns: Vec<_> = futures::future::join_all((0..40).map(|_| pool.acquire())).await;
-    drop(conns);
-    tokio::time::sleep(Duration::from_millis(950)).await;
-    // Each acquire closes the expired idle connections it meets on top of the stack.
-    let held: Vec<_> = futures::future::join_all((0..40).map(|_| pool.acquire())).await;
-    let closed = pool.stats().max_lifetime_closed;
+    let conns: Vec<_> = futures::future::join_all((0..50).map(|_| pool.acquire())).await;
+    let ages: Vec<Duration> = conns
+        .iter()
+        .map(|c| {
+            let c = c.as_ref().unwrap();
+            c.expires_at().unwrap() - c.created_at()
+        })
+        .collect();
+    // Each lives between 90% and 100% of the lifetime, and they are spread out.
+    for age in &ages {
+        assert!(*age >= lifetime.mul_f64(0.9) && *age <= lifetime, "{age:?}");
+    }
+    let spread = *ages.iter().max().unwrap() - *ages.iter().min().unwrap();
     assert!(
-        closed > 0 && closed < 40,
-        "{closed} of 40 expired at 95% of their lifetime"
+        spread > lifetime.mul_f64(0.05),
+        "expiries bunched within {spread:?}"
     );
-    drop(held);
 }
 
 #[tokio::test]

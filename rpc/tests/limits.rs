@@ -95,8 +95,10 @@ async fn client_refuses_at_once_when_in_flight_and_queue_are_full() {
         ),
         "{err:?}"
     );
+    // The queue wait is 1 s: failing far below it proves the call did not wait (the
+    // benchmarks measure the real figure, ~1 µs).
     assert!(
-        took < Duration::from_millis(5),
+        took < Duration::from_millis(100),
         "failed at once, took {took:?}"
     );
     assert!(!err.may_have_run() && err.is_retryable());
