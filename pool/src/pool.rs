@@ -363,7 +363,7 @@ impl<M: Manager> Drop for SlotGuard<M> {
 /// anything it was handed meanwhile.
 struct WaitFor<'a, M: Manager> {
     shared: &'a Arc<Shared<M>>,
-    ticket: Option<Ticket>,
+    ticket: Option<Ticket<Conn<M::Connection>>>,
     since: Instant,
     /// The queue entry already holds this task's waker: the first poll can report
     /// `Pending` without taking the lock (a hand-off meanwhile has woken the task, so it
@@ -375,11 +375,11 @@ impl<M: Manager> Future for WaitFor<'_, M> {
     type Output = Handoff<Conn<M::Connection>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let ticket = self.ticket.expect("polled after completion");
         if std::mem::take(&mut self.first_poll) {
             return Poll::Pending;
         }
-        match self.shared.poll_wait(ticket, cx.waker(), self.since) {
+        let ticket = self.ticket.as_ref().expect("polled after completion");
+        match self.shared.poll_wait(ticket, cx.waker()) {
             Some(handoff) => {
                 self.ticket = None;
                 Poll::Ready(handoff)
@@ -392,7 +392,7 @@ impl<M: Manager> Future for WaitFor<'_, M> {
 impl<M: Manager> Drop for WaitFor<'_, M> {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
-            self.shared.cancel_wait(ticket, self.since);
+            self.shared.cancel_wait(&ticket, self.since);
         }
     }
 }

@@ -16,11 +16,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use parking_lot::{Mutex, MutexGuard};
 use std::task::Waker;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::Notify;
 
-use crate::waiters::{Handoff, Ticket, Waiters};
+use crate::waiters::{self, Handoff, Ticket, Waiters};
 use crate::{Manager, Options, Stats};
 
 /// A connection and what the pool knows about it.
@@ -72,7 +72,6 @@ struct State<M: Manager> {
 #[derive(Default)]
 struct Counters {
     wait_count: u64,
-    wait_duration: Duration,
     connects: u64,
     connect_errors: u64,
     timeouts: u64,
@@ -89,7 +88,7 @@ pub(crate) enum Start<C> {
     /// A slot was reserved: open a connection.
     Connect,
     /// Queued behind earlier waiters.
-    Wait(Ticket),
+    Wait(Ticket<Conn<C>>),
     Closed,
 }
 
@@ -117,7 +116,7 @@ impl<M: Manager> State<M> {
     #[must_use]
     fn free_slot(&mut self) -> Option<Waker> {
         if !self.closed
-            && let Ok(waker) = self.waiters.hand_to_oldest(Handoff::Permit)
+            && let Ok(waker) = self.waiters.hand_to_oldest(Handoff::Permit, Instant::now())
         {
             return waker;
         }
@@ -138,7 +137,7 @@ impl<M: Manager> State<M> {
             return (None, Some(conn));
         }
         conn.idle_since = now;
-        match self.waiters.hand_to_oldest(Handoff::Conn(conn)) {
+        match self.waiters.hand_to_oldest(Handoff::Conn(conn), now) {
             Ok(waker) => {
                 self.in_use += 1;
                 (waker, None)
@@ -257,28 +256,23 @@ impl<M: Manager> Shared<M> {
             // The deadline timer sleeps while nobody waits.
             self.timer.notify_one();
         }
-        Start::Wait(state.waiters.push(waker(), deadline))
+        Start::Wait(state.waiters.push(waker(), now, deadline))
     }
 
-    /// A waiting acquire's poll.
+    /// A waiting acquire's poll: only its own cell is locked, not the pool.
     pub(crate) fn poll_wait(
         &self,
-        ticket: Ticket,
+        ticket: &Ticket<Conn<M::Connection>>,
         waker: &Waker,
-        since: Instant,
     ) -> Option<Handoff<Conn<M::Connection>>> {
-        let mut state = lock(&self.state);
-        let handoff = state.waiters.poll(ticket, waker)?;
-        state.counters.wait_duration += since.elapsed();
-        Some(handoff)
+        waiters::poll(ticket, waker)
     }
 
     /// A waiting acquire gave up (timed out or dropped): passes on whatever it was handed.
-    pub(crate) fn cancel_wait(&self, ticket: Ticket, since: Instant) {
+    pub(crate) fn cancel_wait(&self, ticket: &Ticket<Conn<M::Connection>>, since: Instant) {
         let now = Instant::now();
         let mut state = lock(&self.state);
-        state.counters.wait_duration += now.saturating_duration_since(since);
-        let (waker, close) = match state.waiters.cancel(ticket) {
+        let (waker, close) = match state.waiters.cancel(ticket, since, now) {
             None | Some(Handoff::Closed | Handoff::TimedOut) => (None, None),
             Some(Handoff::Permit) => (state.free_slot(), None),
             Some(Handoff::Conn(conn)) => {
@@ -404,7 +398,7 @@ impl<M: Manager> Shared<M> {
         state.closed = true;
         let idle = std::mem::take(&mut state.idle);
         state.open -= idle.len();
-        let wakers = state.waiters.close_all();
+        let wakers = state.waiters.close_all(Instant::now());
         let all_closed = state.open == 0;
         drop(state);
         wake(wakers);
@@ -446,7 +440,7 @@ impl<M: Manager> Shared<M> {
             idle: state.idle.len(),
             waiting: state.waiters.waiting(),
             wait_count: c.wait_count,
-            wait_duration: c.wait_duration,
+            wait_duration: state.waiters.waited(),
             connects: c.connects,
             connect_errors: c.connect_errors,
             timeouts: c.timeouts,
