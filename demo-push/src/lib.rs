@@ -1,3 +1,17 @@
 //! A long-connection push system built on longlink-codec, longlink-pool and longlink-rpc.
-//!
-//! This crate is filled in by a later issue; see the repository README.
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod model;
+pub mod register;
+pub mod saver;
+pub mod token;
+pub mod workers;
+
+pub use error::PushError;

@@ -1,0 +1,172 @@
+//! The session store: which connections each user has, on which rooms, and group
+//! membership. In memory here; the cluster mode keeps it in Redis behind the same trait.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+
+use crate::PushError;
+use crate::model::{ConnId, Session};
+
+/// What the rest of the system asks of a session store.
+#[async_trait]
+pub trait Register: Send + Sync + 'static {
+    /// Records a new connection.
+    async fn connect(&self, session: Session) -> Result<(), PushError>;
+    /// Forgets a connection.
+    async fn disconnect(&self, uid: &str, room: &str, conn: ConnId) -> Result<(), PushError>;
+    /// The live connections of `uid`.
+    async fn sessions(&self, uid: &str) -> Result<Vec<Session>, PushError>;
+    /// Adds `uid` to `group` of `app`.
+    async fn bind(&self, app: &str, group: &str, uid: &str) -> Result<(), PushError>;
+    /// Removes `uid` from `group` of `app`.
+    async fn unbind(&self, app: &str, group: &str, uid: &str) -> Result<(), PushError>;
+    /// The members of `group` of `app`.
+    async fn members(&self, app: &str, group: &str) -> Result<Vec<String>, PushError>;
+    /// Connections recorded now.
+    async fn session_count(&self) -> Result<usize, PushError>;
+}
+
+const SHARDS: usize = 32;
+
+/// The in-memory register: sessions in 32 shards by user (each its own lock, as goim's
+/// buckets), groups in one map.
+///
+/// ```
+/// use longlink_push::register::{MemoryRegister, Register};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let register = MemoryRegister::default();
+/// register.bind("im", "friends", "u1").await.unwrap();
+/// assert_eq!(register.members("im", "friends").await.unwrap(), vec!["u1".to_owned()]);
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct MemoryRegister {
+    shards: Box<[Mutex<HashMap<String, Vec<Session>>>]>,
+    hasher: RandomState,
+    groups: Mutex<HashMap<(String, String), HashSet<String>>>,
+}
+
+impl Default for MemoryRegister {
+    fn default() -> Self {
+        MemoryRegister {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            groups: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl MemoryRegister {
+    fn shard(&self, uid: &str) -> &Mutex<HashMap<String, Vec<Session>>> {
+        &self.shards[self.hasher.hash_one(uid) as usize % SHARDS]
+    }
+}
+
+#[async_trait]
+impl Register for MemoryRegister {
+    async fn connect(&self, session: Session) -> Result<(), PushError> {
+        let mut shard = self.shard(&session.uid).lock();
+        shard.entry(session.uid.clone()).or_default().push(session);
+        Ok(())
+    }
+
+    async fn disconnect(&self, uid: &str, room: &str, conn: ConnId) -> Result<(), PushError> {
+        let mut shard = self.shard(uid).lock();
+        if let Some(sessions) = shard.get_mut(uid) {
+            sessions.retain(|s| !(s.room == room && s.conn == conn));
+            if sessions.is_empty() {
+                shard.remove(uid);
+            }
+        }
+        Ok(())
+    }
+
+    async fn sessions(&self, uid: &str) -> Result<Vec<Session>, PushError> {
+        Ok(self.shard(uid).lock().get(uid).cloned().unwrap_or_default())
+    }
+
+    async fn bind(&self, app: &str, group: &str, uid: &str) -> Result<(), PushError> {
+        self.groups
+            .lock()
+            .entry((app.to_owned(), group.to_owned()))
+            .or_default()
+            .insert(uid.to_owned());
+        Ok(())
+    }
+
+    async fn unbind(&self, app: &str, group: &str, uid: &str) -> Result<(), PushError> {
+        let mut groups = self.groups.lock();
+        let key = (app.to_owned(), group.to_owned());
+        if let Some(members) = groups.get_mut(&key) {
+            members.remove(uid);
+            if members.is_empty() {
+                groups.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    async fn members(&self, app: &str, group: &str) -> Result<Vec<String>, PushError> {
+        let groups = self.groups.lock();
+        let mut members: Vec<String> = groups
+            .get(&(app.to_owned(), group.to_owned()))
+            .map(|m| m.iter().cloned().collect())
+            .unwrap_or_default();
+        members.sort();
+        Ok(members)
+    }
+
+    async fn session_count(&self) -> Result<usize, PushError> {
+        Ok(self
+            .shards
+            .iter()
+            .map(|s| s.lock().values().map(Vec::len).sum::<usize>())
+            .sum())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use longlink_codec::push::Net;
+
+    fn session(uid: &str, device: &str, conn: ConnId) -> Session {
+        Session {
+            uid: uid.into(),
+            device: device.into(),
+            room: "r1".into(),
+            conn,
+            net: Net::Wifi,
+            apps: vec!["im".into()],
+            since_ms: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_user_may_have_several_devices_and_each_disconnects_alone() {
+        let r = MemoryRegister::default();
+        r.connect(session("u1", "phone", 1)).await.unwrap();
+        r.connect(session("u1", "laptop", 2)).await.unwrap();
+        assert_eq!(r.sessions("u1").await.unwrap().len(), 2);
+        r.disconnect("u1", "r1", 1).await.unwrap();
+        let left = r.sessions("u1").await.unwrap();
+        assert_eq!((left.len(), left[0].device.as_str()), (1, "laptop"));
+        r.disconnect("u1", "r1", 2).await.unwrap();
+        assert!(r.sessions("u1").await.unwrap().is_empty());
+        assert_eq!(r.session_count().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn groups_are_per_app() {
+        let r = MemoryRegister::default();
+        r.bind("im", "g", "u1").await.unwrap();
+        r.bind("news", "g", "u2").await.unwrap();
+        assert_eq!(r.members("im", "g").await.unwrap(), vec!["u1"]);
+        r.unbind("im", "g", "u1").await.unwrap();
+        assert!(r.members("im", "g").await.unwrap().is_empty());
+        assert_eq!(r.members("news", "g").await.unwrap(), vec!["u2"]);
+    }
+}
