@@ -31,6 +31,9 @@ pub trait Register: Send + Sync + 'static {
 
 const SHARDS: usize = 32;
 
+/// One shard: the sessions of the users that hash to it.
+type Shard = Mutex<HashMap<String, Vec<Session>>>;
+
 /// The in-memory register: sessions in 32 shards by user (each its own lock, as goim's
 /// buckets), groups in one map.
 ///
@@ -44,7 +47,7 @@ const SHARDS: usize = 32;
 /// ```
 #[derive(Debug)]
 pub struct MemoryRegister {
-    shards: Box<[Mutex<HashMap<String, Vec<Session>>>]>,
+    shards: Box<[Shard]>,
     hasher: RandomState,
     groups: Mutex<HashMap<(String, String), HashSet<String>>>,
 }
@@ -60,7 +63,7 @@ impl Default for MemoryRegister {
 }
 
 impl MemoryRegister {
-    fn shard(&self, uid: &str) -> &Mutex<HashMap<String, Vec<Session>>> {
+    fn shard(&self, uid: &str) -> &Shard {
         &self.shards[self.hasher.hash_one(uid) as usize % SHARDS]
     }
 }
