@@ -8,8 +8,10 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod metrics;
 pub mod model;
 pub mod register;
+pub mod room;
 pub mod saver;
 pub mod token;
 pub mod workers;

@@ -1,0 +1,154 @@
+//! The push system's counters, rendered as Prometheus text at `/metrics`.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Counters shared by every service of a process.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Connections authenticated and open now.
+    pub connections: AtomicU64,
+    /// Connections accepted in total.
+    pub connections_total: AtomicU64,
+    /// AUTHs refused (bad or expired token, malformed).
+    pub auth_failures: AtomicU64,
+    /// Connections refused over the per-IP limit.
+    pub ip_limited: AtomicU64,
+    /// Connections dropped for missing two heartbeats (or AUTH in time).
+    pub heartbeat_timeouts: AtomicU64,
+    /// Connections closed for a bad or oversized frame.
+    pub protocol_errors: AtomicU64,
+    /// Connections closed because their send queue was full.
+    pub slow_consumers: AtomicU64,
+    /// Connections kicked.
+    pub kicked: AtomicU64,
+    /// Pushes accepted by the API.
+    pub messages_in: AtomicU64,
+    /// Messages written to connections.
+    pub messages_out: AtomicU64,
+    /// Acknowledgements received.
+    pub acks: AtomicU64,
+    /// Stored messages sent again (after a reconnect).
+    pub redeliveries: AtomicU64,
+    /// Deliveries given up (TTL or too many unacknowledged sends).
+    pub expired: AtomicU64,
+    /// Upstream messages received.
+    pub upstream: AtomicU64,
+    /// Webhook calls that failed.
+    pub webhook_errors: AtomicU64,
+}
+
+/// Increments a counter.
+pub fn inc(counter: &AtomicU64) {
+    counter.fetch_add(1, Relaxed);
+}
+
+/// Adds to a counter.
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Relaxed);
+}
+
+impl Metrics {
+    /// The counters in the Prometheus text format, plus `extra` lines (queue depths, pool
+    /// stats) appended as they are.
+    pub fn render(&self, extra: &str) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: &AtomicU64| {
+            let _ = writeln!(out, "# HELP longlink_push_{name} {help}");
+            let _ = writeln!(out, "# TYPE longlink_push_{name} {kind}");
+            let _ = writeln!(out, "longlink_push_{name} {}", value.load(Relaxed));
+        };
+        metric(
+            "connections",
+            "gauge",
+            "Connections open.",
+            &self.connections,
+        );
+        metric(
+            "connections_total",
+            "counter",
+            "Connections accepted.",
+            &self.connections_total,
+        );
+        metric(
+            "auth_failures_total",
+            "counter",
+            "AUTHs refused.",
+            &self.auth_failures,
+        );
+        metric(
+            "ip_limited_total",
+            "counter",
+            "Connections refused by the per-IP limit.",
+            &self.ip_limited,
+        );
+        metric(
+            "heartbeat_timeouts_total",
+            "counter",
+            "Connections dropped for silence.",
+            &self.heartbeat_timeouts,
+        );
+        metric(
+            "protocol_errors_total",
+            "counter",
+            "Connections closed for bad frames.",
+            &self.protocol_errors,
+        );
+        metric(
+            "slow_consumers_total",
+            "counter",
+            "Connections closed with a full send queue.",
+            &self.slow_consumers,
+        );
+        metric(
+            "kicked_total",
+            "counter",
+            "Connections kicked.",
+            &self.kicked,
+        );
+        metric(
+            "messages_in_total",
+            "counter",
+            "Pushes accepted.",
+            &self.messages_in,
+        );
+        metric(
+            "messages_out_total",
+            "counter",
+            "Messages written to connections.",
+            &self.messages_out,
+        );
+        metric(
+            "acks_total",
+            "counter",
+            "Acknowledgements received.",
+            &self.acks,
+        );
+        metric(
+            "redeliveries_total",
+            "counter",
+            "Stored messages sent again.",
+            &self.redeliveries,
+        );
+        metric(
+            "expired_total",
+            "counter",
+            "Deliveries given up.",
+            &self.expired,
+        );
+        metric(
+            "upstream_total",
+            "counter",
+            "Upstream messages received.",
+            &self.upstream,
+        );
+        metric(
+            "webhook_errors_total",
+            "counter",
+            "Webhook calls that failed.",
+            &self.webhook_errors,
+        );
+        out.push_str(extra);
+        out
+    }
+}

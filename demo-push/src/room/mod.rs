@@ -1,0 +1,432 @@
+//! The room: the gateway that holds clients' long connections (WebSocket and raw TCP),
+//! authenticates them, keeps their heartbeats, and writes the messages the rest of the
+//! system hands it.
+//!
+//! Connections live in 32 shards (each its own lock, as goim's buckets); one timing wheel
+//! keeps every connection's deadline; each connection has a bounded send queue, and a
+//! connection too slow to drain it is closed (its stored messages are redelivered when it
+//! comes back).
+
+mod ip_limit;
+pub mod link;
+mod session;
+mod wheel;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use longlink_codec::push::{Net, PushMessage, Upstream, UpstreamReply};
+use parking_lot::{Mutex, RwLock};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore, mpsc};
+
+pub use link::Payload;
+
+use self::ip_limit::IpLimit;
+use self::wheel::Wheel;
+use crate::metrics::{Metrics, inc};
+use crate::model::{ConnId, Session};
+use crate::token::Tokens;
+
+/// What a room tells the rest of the system, and asks of it.
+#[async_trait]
+pub trait RoomEvents: Send + Sync + 'static {
+    /// A client authenticated; `session` is registered in the room. Deliver what is owed.
+    async fn connected(&self, session: Session);
+    /// A client's connection closed.
+    async fn disconnected(&self, session: Session);
+    /// A client acknowledged messages. Must not block (queue the work).
+    fn acked(&self, session: &Session, ids: Vec<u64>);
+    /// A client sent upstream data for an app it subscribed to.
+    async fn upstream(&self, session: &Session, upstream: Upstream) -> UpstreamReply;
+}
+
+/// Heartbeat intervals by network type: the server tells each client its interval on AUTH
+/// and drops a client silent for two of them.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeats {
+    /// 2G, in seconds.
+    #[serde(rename = "2g")]
+    pub g2: u64,
+    /// 3G.
+    #[serde(rename = "3g")]
+    pub g3: u64,
+    /// 4G.
+    #[serde(rename = "4g")]
+    pub g4: u64,
+    /// 5G.
+    #[serde(rename = "5g")]
+    pub g5: u64,
+    /// Wi-Fi.
+    pub wifi: u64,
+}
+
+impl Default for Heartbeats {
+    fn default() -> Self {
+        // Mobile radios are expensive to wake: long intervals on cellular, longer on Wi-Fi
+        // (the seed system's figures).
+        Heartbeats {
+            g2: 300,
+            g3: 300,
+            g4: 360,
+            g5: 360,
+            wifi: 480,
+        }
+    }
+}
+
+impl Heartbeats {
+    /// The interval for `net`, in seconds.
+    pub fn for_net(&self, net: Net) -> u64 {
+        match net {
+            Net::G2 => self.g2,
+            Net::G3 => self.g3,
+            Net::G4 => self.g4,
+            Net::G5 => self.g5,
+            Net::Wifi => self.wifi,
+        }
+        .max(1)
+    }
+}
+
+/// A room's settings.
+#[derive(Debug, Clone)]
+pub struct RoomConfig {
+    /// The room's name (how the register and dispatcher know it).
+    pub name: String,
+    /// WebSocket listen address.
+    pub ws_listen: SocketAddr,
+    /// Raw TCP listen address.
+    pub tcp_listen: SocketAddr,
+    /// Heartbeat intervals.
+    pub heartbeats: Heartbeats,
+    /// Time a new connection has to AUTH.
+    pub auth_timeout: Duration,
+    /// Connections per client address.
+    pub max_conns_per_ip: usize,
+    /// Messages queued per connection before it counts as too slow.
+    pub send_queue: usize,
+    /// Largest frame (or JSON text) accepted from a client.
+    pub max_frame_bytes: usize,
+    /// Apps one connection may subscribe.
+    pub max_apps_per_conn: usize,
+    /// The timing wheel's tick.
+    pub tick: Duration,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        RoomConfig {
+            name: "room-1".into(),
+            ws_listen: "127.0.0.1:7801".parse().expect("an address"),
+            tcp_listen: "127.0.0.1:7802".parse().expect("an address"),
+            heartbeats: Heartbeats::default(),
+            auth_timeout: Duration::from_secs(10),
+            max_conns_per_ip: 1024,
+            send_queue: 256,
+            max_frame_bytes: longlink_codec::push::DEFAULT_MAX_FRAME_BYTES,
+            max_apps_per_conn: 16,
+            tick: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why the room closes a connection; the client is told where a frame exists for it.
+#[derive(Debug, Clone)]
+pub(crate) enum Closing {
+    Kick(String),
+    Reconnect { reason: String, after_ms: u32 },
+    Timeout,
+    Slow,
+}
+
+/// A connection as the room's registry sees it.
+pub(crate) struct ConnHandle {
+    tx: mpsc::Sender<Arc<Payload>>,
+    closer: Notify,
+    closing: Mutex<Option<Closing>>,
+    /// Set at AUTH.
+    identity: RwLock<Option<Identity>>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    uid: String,
+    device: String,
+    apps: Vec<String>,
+}
+
+impl ConnHandle {
+    fn close(&self, why: Closing) {
+        let mut closing = self.closing.lock();
+        if closing.is_none() {
+            *closing = Some(why);
+            self.closer.notify_one();
+        }
+    }
+}
+
+const SHARDS: usize = 32;
+
+pub(crate) struct RoomInner {
+    config: RoomConfig,
+    tokens: Tokens,
+    events: Arc<dyn RoomEvents>,
+    metrics: Arc<Metrics>,
+    conns: Box<[Mutex<HashMap<ConnId, Arc<ConnHandle>>>]>,
+    users: Box<[Mutex<HashMap<String, Vec<ConnId>>>]>,
+    hasher: RandomState,
+    next_conn: AtomicU64,
+    wheel: Wheel,
+    ip_limit: Arc<IpLimit>,
+    /// Bounds the WebSocket upgrades and AUTHs in progress.
+    handshakes: Semaphore,
+}
+
+/// A room. Cheap to clone.
+#[derive(Clone)]
+pub struct Room {
+    inner: Arc<RoomInner>,
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Room")
+            .field("name", &self.inner.config.name)
+            .field("connections", &self.connections())
+            .finish()
+    }
+}
+
+/// The addresses a started room listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomAddrs {
+    /// WebSocket.
+    pub ws: SocketAddr,
+    /// Raw TCP.
+    pub tcp: SocketAddr,
+}
+
+impl Room {
+    /// A room; nothing listens until [`start`](Room::start).
+    pub fn new(
+        config: RoomConfig,
+        tokens: Tokens,
+        events: Arc<dyn RoomEvents>,
+        metrics: Arc<Metrics>,
+    ) -> Room {
+        let wheel = Wheel::new(config.tick, 600);
+        Room {
+            inner: Arc::new(RoomInner {
+                ip_limit: IpLimit::new(config.max_conns_per_ip),
+                tokens,
+                events,
+                metrics,
+                conns: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+                users: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+                hasher: RandomState::new(),
+                next_conn: AtomicU64::new(1),
+                wheel,
+                handshakes: Semaphore::new(1024),
+                config,
+            }),
+        }
+    }
+
+    /// Binds both listeners and starts accepting, and the wheel's ticker.
+    pub async fn start(&self) -> std::io::Result<RoomAddrs> {
+        let ws = TcpListener::bind(self.inner.config.ws_listen).await?;
+        let tcp = TcpListener::bind(self.inner.config.tcp_listen).await?;
+        let addrs = RoomAddrs {
+            ws: ws.local_addr()?,
+            tcp: tcp.local_addr()?,
+        };
+        tokio::spawn(session::accept(Arc::clone(&self.inner), ws, true));
+        tokio::spawn(session::accept(Arc::clone(&self.inner), tcp, false));
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let tick = weak
+                .upgrade()
+                .map(|r| r.wheel.tick())
+                .unwrap_or(Duration::from_secs(1));
+            let mut ticks = tokio::time::interval(tick);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(room) = weak.upgrade() else { return };
+                for conn in room.wheel.advance() {
+                    if let Some(handle) = room.conn(conn) {
+                        inc(&room.metrics.heartbeat_timeouts);
+                        handle.close(Closing::Timeout);
+                    }
+                }
+            }
+        });
+        Ok(addrs)
+    }
+
+    /// The room's name.
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    /// Connections authenticated and open.
+    pub fn connections(&self) -> usize {
+        self.inner
+            .users
+            .iter()
+            .map(|s| s.lock().values().map(Vec::len).sum::<usize>())
+            .sum()
+    }
+
+    /// Queues `payload` for `uid`'s connections that subscribe `app` (and are `device`, if
+    /// given). Returns how many took it. A connection whose queue is full is closed as too
+    /// slow.
+    pub fn deliver_to_user(
+        &self,
+        uid: &str,
+        app: &str,
+        device: Option<&str>,
+        payload: &Arc<Payload>,
+    ) -> usize {
+        let ids = self.inner.user_conns(uid);
+        let mut delivered = 0;
+        for id in ids {
+            let Some(handle) = self.inner.conn(id) else {
+                continue;
+            };
+            let matches = handle.identity.read().as_ref().is_some_and(|i| {
+                i.apps.iter().any(|a| a == app) && device.is_none_or(|d| d == i.device)
+            });
+            if matches && self.inner.offer(&handle, payload) {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    /// Queues `payload` for every connection subscribing `app`; returns the users reached
+    /// (each once) and the deliveries made.
+    pub fn broadcast(&self, app: &str, payload: &Arc<Payload>) -> (Vec<String>, usize) {
+        let mut users = Vec::new();
+        let mut delivered = 0;
+        for shard in self.inner.conns.iter() {
+            let handles: Vec<Arc<ConnHandle>> = shard.lock().values().cloned().collect();
+            for handle in handles {
+                let uid = match handle.identity.read().as_ref() {
+                    Some(i) if i.apps.iter().any(|a| a == app) => i.uid.clone(),
+                    _ => continue,
+                };
+                if self.inner.offer(&handle, payload) {
+                    delivered += 1;
+                    users.push(uid);
+                }
+            }
+        }
+        users.sort();
+        users.dedup();
+        (users, delivered)
+    }
+
+    /// The users online in `app` now.
+    pub fn users_in(&self, app: &str) -> Vec<String> {
+        let mut users = Vec::new();
+        for shard in self.inner.conns.iter() {
+            for handle in shard.lock().values() {
+                if let Some(i) = handle
+                    .identity
+                    .read()
+                    .as_ref()
+                    .filter(|i| i.apps.iter().any(|a| a == app))
+                {
+                    users.push(i.uid.clone());
+                }
+            }
+        }
+        users.sort();
+        users.dedup();
+        users
+    }
+
+    /// Closes `uid`'s connections with a KICK carrying `reason`; returns how many.
+    pub fn kick(&self, uid: &str, reason: &str) -> usize {
+        let ids = self.inner.user_conns(uid);
+        let mut kicked = 0;
+        for id in ids {
+            if let Some(handle) = self.inner.conn(id) {
+                handle.close(Closing::Kick(reason.to_owned()));
+                inc(&self.inner.metrics.kicked);
+                kicked += 1;
+            }
+        }
+        kicked
+    }
+
+    /// Tells every connection to reconnect (elsewhere) after a delay spread over `window`,
+    /// and closes it (a draining room).
+    pub fn drain(&self, reason: &str, window: Duration) {
+        for shard in self.inner.conns.iter() {
+            for handle in shard.lock().values() {
+                let after_ms = fastrand::u64(..=window.as_millis() as u64) as u32;
+                handle.close(Closing::Reconnect {
+                    reason: reason.to_owned(),
+                    after_ms,
+                });
+            }
+        }
+    }
+
+    /// Timing-wheel entries (a bound check for tests and metrics).
+    pub fn wheel_entries(&self) -> usize {
+        self.inner.wheel.len()
+    }
+}
+
+impl RoomInner {
+    fn conn_shard(&self, id: ConnId) -> &Mutex<HashMap<ConnId, Arc<ConnHandle>>> {
+        &self.conns[id as usize % SHARDS]
+    }
+
+    fn user_shard(&self, uid: &str) -> &Mutex<HashMap<String, Vec<ConnId>>> {
+        &self.users[self.hasher.hash_one(uid) as usize % SHARDS]
+    }
+
+    fn conn(&self, id: ConnId) -> Option<Arc<ConnHandle>> {
+        self.conn_shard(id).lock().get(&id).cloned()
+    }
+
+    fn user_conns(&self, uid: &str) -> Vec<ConnId> {
+        self.user_shard(uid)
+            .lock()
+            .get(uid)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Queues a payload; a full queue closes the connection as too slow.
+    fn offer(&self, handle: &ConnHandle, payload: &Arc<Payload>) -> bool {
+        match handle.tx.try_send(Arc::clone(payload)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                inc(&self.metrics.slow_consumers);
+                handle.close(Closing::Slow);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// The reply to a message a client may not send.
+pub(crate) fn refusal(reason: impl Into<String>) -> PushMessage {
+    PushMessage::Error(longlink_codec::push::ErrorMessage {
+        code: 400,
+        reason: reason.into(),
+    })
+}

@@ -1,0 +1,321 @@
+//! One client connection, from accept to close.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use longlink_codec::push::{AuthReply, Kick, PushMessage, Reconnect, UpstreamReply};
+use parking_lot::{Mutex, RwLock};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use super::ip_limit::IpSlot;
+use super::link::{Form, Link, LinkError};
+use super::wheel::Deadline;
+use super::{Closing, ConnHandle, Identity, RoomInner, refusal};
+use crate::metrics::inc;
+use crate::model::{ConnId, Session, now_ms};
+
+/// Most queued messages written per flush.
+const MAX_COALESCE: usize = 64;
+
+pub(super) async fn accept(room: Arc<RoomInner>, listener: TcpListener, websocket: bool) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning on a full fd table.
+                tracing::warn!(error = %e, "room accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(slot) = room.ip_limit.admit(peer.ip()) else {
+            inc(&room.metrics.ip_limited);
+            drop(stream); // refused: closed at once
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let room = Arc::clone(&room);
+        tokio::spawn(async move {
+            let link = if websocket {
+                let Ok(_handshake) = room.handshakes.acquire().await else {
+                    return;
+                };
+                let config = WebSocketConfig::default()
+                    .read_buffer_size(4 * 1024)
+                    .write_buffer_size(0)
+                    .max_message_size(Some(room.config.max_frame_bytes))
+                    .max_frame_size(Some(room.config.max_frame_bytes));
+                let upgrade = tokio_tungstenite::accept_async_with_config(stream, Some(config));
+                match tokio::time::timeout(room.config.auth_timeout, upgrade).await {
+                    Ok(Ok(ws)) => Link::ws(ws, room.config.max_frame_bytes),
+                    _ => return,
+                }
+            } else {
+                Link::tcp(stream, room.config.max_frame_bytes)
+            };
+            run(room, link, peer, slot).await;
+        });
+    }
+}
+
+/// Removes the connection from the registry (and the wheel) however the session ends.
+struct Registered {
+    room: Arc<RoomInner>,
+    id: ConnId,
+    uid: Option<String>,
+    deadline: Arc<Deadline>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.deadline.set(u64::MAX);
+        self.room.conn_shard(self.id).lock().remove(&self.id);
+        if let Some(uid) = &self.uid {
+            let mut users = self.room.user_shard(uid).lock();
+            if let Some(ids) = users.get_mut(uid) {
+                ids.retain(|c| *c != self.id);
+                if ids.is_empty() {
+                    users.remove(uid);
+                }
+            }
+        }
+    }
+}
+
+async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSlot) {
+    inc(&room.metrics.connections_total);
+    let id = room
+        .next_conn
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let deadline = Arc::new(Deadline::default());
+    deadline.set(room.wheel.now_ms() + room.config.auth_timeout.as_millis() as u64);
+    let (tx, mut rx) = mpsc::channel::<Arc<super::Payload>>(room.config.send_queue.max(1));
+    let handle = Arc::new(ConnHandle {
+        tx,
+        closer: Notify::new(),
+        closing: Mutex::new(None),
+        identity: RwLock::new(None),
+    });
+    room.conn_shard(id).lock().insert(id, Arc::clone(&handle));
+    room.wheel.insert(id, Arc::clone(&deadline));
+    let mut registered = Registered {
+        room: Arc::clone(&room),
+        id,
+        uid: None,
+        deadline: Arc::clone(&deadline),
+    };
+
+    // AUTH first, within the deadline (the wheel closes a connection that never sends it).
+    let first = tokio::select! {
+        first = link.recv() => first,
+        () = handle.closer.notified() => return,
+    };
+    let (seq, auth, form) = match first {
+        Ok(Some((seq, PushMessage::Auth(auth), form))) => (seq, auth, form),
+        Ok(Some((_, _, form))) => {
+            inc(&room.metrics.auth_failures);
+            refuse(&mut link, 0, "the first message must be auth", form).await;
+            return;
+        }
+        Ok(None) | Err(LinkError::Io(_) | LinkError::Ws(_)) => return,
+        Err(LinkError::Protocol(e)) => {
+            inc(&room.metrics.protocol_errors);
+            let _ = link
+                .feed_message(0, &refusal(e.to_string()), Form::Binary)
+                .await;
+            link.close().await;
+            return;
+        }
+    };
+    if let Err(e) = room.tokens.verify(&auth.token, &auth.uid) {
+        inc(&room.metrics.auth_failures);
+        tracing::debug!(%peer, uid = auth.uid, error = %e, "auth refused");
+        refuse(&mut link, seq, &e.to_string(), form).await;
+        return;
+    }
+    let mut apps = auth.apps.clone();
+    apps.sort();
+    apps.dedup();
+    apps.truncate(room.config.max_apps_per_conn);
+    let interval = room.config.heartbeats.for_net(auth.net);
+    let session = Session {
+        uid: auth.uid.clone(),
+        device: auth.device.clone(),
+        room: room.config.name.clone(),
+        conn: id,
+        net: auth.net,
+        apps: apps.clone(),
+        since_ms: now_ms(),
+    };
+    *handle.identity.write() = Some(Identity {
+        uid: auth.uid.clone(),
+        device: auth.device.clone(),
+        apps,
+    });
+    room.user_shard(&auth.uid)
+        .lock()
+        .entry(auth.uid.clone())
+        .or_default()
+        .push(id);
+    registered.uid = Some(auth.uid.clone());
+    let touch = |deadline: &Deadline| deadline.set(room.wheel.now_ms() + 2 * interval * 1000);
+    touch(&deadline);
+    let reply = PushMessage::AuthReply(AuthReply {
+        ok: true,
+        reason: None,
+        heartbeat_secs: interval as u32,
+        session: Some(format!("{}:{id}", room.config.name)),
+    });
+    if link.feed_message(seq, &reply, form).await.is_err() || link.flush().await.is_err() {
+        return;
+    }
+    inc(&room.metrics.connections);
+    room.events.connected(session.clone()).await;
+
+    let outcome = serve(
+        &room, &mut link, &handle, &mut rx, &session, form, &touch, &deadline,
+    )
+    .await;
+    match outcome {
+        Some(Closing::Kick(reason)) => {
+            let _ = link
+                .feed_message(0, &PushMessage::Kick(Kick { reason }), form)
+                .await;
+        }
+        Some(Closing::Reconnect { reason, after_ms }) => {
+            let _ = link
+                .feed_message(
+                    0,
+                    &PushMessage::Reconnect(Reconnect { reason, after_ms }),
+                    form,
+                )
+                .await;
+        }
+        Some(Closing::Timeout | Closing::Slow) | None => {}
+    }
+    link.close().await;
+    drop(registered);
+    room.metrics
+        .connections
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    room.events.disconnected(session).await;
+}
+
+async fn refuse(link: &mut Link, seq: u32, reason: &str, form: Form) {
+    let reply = PushMessage::AuthReply(AuthReply {
+        ok: false,
+        reason: Some(reason.to_owned()),
+        heartbeat_secs: 0,
+        session: None,
+    });
+    let _ = link.feed_message(seq, &reply, form).await;
+    link.close().await;
+}
+
+/// The authenticated connection's loop; returns why the room closed it (`None`: the
+/// client left or broke the protocol).
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    room: &Arc<RoomInner>,
+    link: &mut Link,
+    handle: &ConnHandle,
+    rx: &mut mpsc::Receiver<Arc<super::Payload>>,
+    session: &Session,
+    form: Form,
+    touch: &impl Fn(&Deadline),
+    deadline: &Deadline,
+) -> Option<Closing> {
+    loop {
+        tokio::select! {
+            incoming = link.recv() => {
+                let (seq, message) = match incoming {
+                    Ok(Some((seq, message, _))) => (seq, message),
+                    Ok(None) | Err(LinkError::Io(_) | LinkError::Ws(_)) => return None,
+                    Err(LinkError::Protocol(e)) => {
+                        // A bad or oversized frame closes this connection only.
+                        inc(&room.metrics.protocol_errors);
+                        let _ = link.feed_message(0, &refusal(e.to_string()), form).await;
+                        return None;
+                    }
+                };
+                touch(deadline);
+                match message {
+                    PushMessage::Heartbeat => {
+                        if link.feed_message(seq, &PushMessage::HeartbeatReply, form).await.is_err() {
+                            return None;
+                        }
+                    }
+                    PushMessage::Ack(ack) => {
+                        crate::metrics::add(&room.metrics.acks, ack.ids.len() as u64);
+                        room.events.acked(session, ack.ids);
+                    }
+                    PushMessage::Upstream(upstream) => {
+                        let subscribed = handle.identity.read().as_ref().is_some_and(|i| i.apps.contains(&upstream.app));
+                        let reply = if subscribed {
+                            inc(&room.metrics.upstream);
+                            room.events.upstream(session, upstream).await
+                        } else {
+                            UpstreamReply { ok: false, reason: Some(format!("not subscribed to app {:?}", upstream.app)) }
+                        };
+                        if link.feed_message(seq, &PushMessage::UpstreamReply(reply), form).await.is_err() {
+                            return None;
+                        }
+                    }
+                    PushMessage::Subscribe(sub) => {
+                        let mut identity = handle.identity.write();
+                        if let Some(i) = identity.as_mut() {
+                            for app in sub.apps {
+                                if !i.apps.contains(&app) && i.apps.len() < room.config.max_apps_per_conn {
+                                    i.apps.push(app);
+                                }
+                            }
+                        }
+                    }
+                    PushMessage::Unsubscribe(sub) => {
+                        if let Some(i) = handle.identity.write().as_mut() {
+                            i.apps.retain(|a| !sub.apps.contains(a));
+                        }
+                    }
+                    other => {
+                        inc(&room.metrics.protocol_errors);
+                        let reason = format!("a client may not send {}", other.op());
+                        let _ = link.feed_message(seq, &refusal(reason), form).await;
+                        return None;
+                    }
+                }
+                if link.flush().await.is_err() {
+                    return None;
+                }
+            }
+            payload = rx.recv() => {
+                let Some(payload) = payload else { return None };
+                // Coalesce: everything queued goes out in one write.
+                let mut sent = 1u64;
+                if link.feed(&payload, form).await.is_err() {
+                    return None;
+                }
+                while (sent as usize) < MAX_COALESCE {
+                    match rx.try_recv() {
+                        Ok(payload) => {
+                            if link.feed(&payload, form).await.is_err() {
+                                return None;
+                            }
+                            sent += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if link.flush().await.is_err() {
+                    return None;
+                }
+                crate::metrics::add(&room.metrics.messages_out, sent);
+            }
+            () = handle.closer.notified() => {
+                return handle.closing.lock().take();
+            }
+        }
+    }
+}
