@@ -7,7 +7,9 @@
 )]
 #![forbid(unsafe_code)]
 
+pub mod coordinator;
 mod error;
+pub mod hub;
 pub mod metrics;
 pub mod model;
 pub mod register;

@@ -311,6 +311,14 @@ impl Room {
         delivered
     }
 
+    /// Queues `payload` for one connection; `false` if it is gone or too slow.
+    pub fn deliver_to_conn(&self, conn: ConnId, payload: &Arc<Payload>) -> bool {
+        match self.inner.conn(conn) {
+            Some(handle) => self.inner.offer(&handle, payload),
+            None => false,
+        }
+    }
+
     /// Queues `payload` for every connection subscribing `app`; returns the users reached
     /// (each once) and the deliveries made.
     pub fn broadcast(&self, app: &str, payload: &Arc<Payload>) -> (Vec<String>, usize) {

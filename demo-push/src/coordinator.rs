@@ -1,0 +1,228 @@
+//! The coordinator: forwards clients' UPSTREAM data to each app's webhook and posts
+//! online/offline callbacks, through a bounded worker pool (a slow webhook fills the queue
+//! and upstream is refused, instead of piling up tasks).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use longlink_codec::push::{Payload as Body, Upstream, UpstreamReply};
+use serde::Serialize;
+
+use crate::metrics::{Metrics, inc};
+use crate::model::{Session, now_ms};
+use crate::workers::{Overflow, Workers};
+
+/// What a webhook receives (as a JSON POST).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum WebhookEvent {
+    /// A client sent data for the app.
+    Upstream {
+        /// The app.
+        app: String,
+        /// The app-defined type.
+        #[serde(rename = "type")]
+        kind: String,
+        /// The user.
+        uid: String,
+        /// The device.
+        device: String,
+        /// The data.
+        body: Body,
+        /// When the room received it (Unix ms).
+        ts_ms: u64,
+    },
+    /// A user's device connected.
+    Online {
+        /// The app.
+        app: String,
+        /// The user.
+        uid: String,
+        /// The device.
+        device: String,
+        /// The room.
+        room: String,
+        /// When (Unix ms).
+        ts_ms: u64,
+    },
+    /// A user's device disconnected.
+    Offline {
+        /// The app.
+        app: String,
+        /// The user.
+        uid: String,
+        /// The device.
+        device: String,
+        /// The room.
+        room: String,
+        /// When (Unix ms).
+        ts_ms: u64,
+    },
+}
+
+impl WebhookEvent {
+    fn app(&self) -> &str {
+        match self {
+            WebhookEvent::Upstream { app, .. }
+            | WebhookEvent::Online { app, .. }
+            | WebhookEvent::Offline { app, .. } => app,
+        }
+    }
+}
+
+/// Posts webhook events.
+#[derive(Clone)]
+pub struct Coordinator {
+    webhooks: Arc<HashMap<String, String>>,
+    upstream: Workers<WebhookEvent>,
+    presence: Workers<WebhookEvent>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("webhooks", &self.webhooks)
+            .finish()
+    }
+}
+
+async fn post(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    url: &str,
+    event: &WebhookEvent,
+) -> Result<(), String> {
+    let body = serde_json::to_vec(event).map_err(|e| e.to_string())?;
+    let request = http::Request::post(url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(Duration::from_secs(5), client.request(request))
+        .await
+        .map_err(|_| "webhook timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let _ = response.into_body().collect().await;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("webhook answered {status}"))
+    }
+}
+
+impl Coordinator {
+    /// A coordinator posting to `webhooks` (app → URL; apps without one get nothing).
+    pub fn new(webhooks: HashMap<String, String>, metrics: Arc<Metrics>) -> Coordinator {
+        let webhooks = Arc::new(webhooks);
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let handler = {
+            let webhooks = Arc::clone(&webhooks);
+            move |batch: Vec<WebhookEvent>| {
+                let webhooks = Arc::clone(&webhooks);
+                let client = client.clone();
+                let metrics = Arc::clone(&metrics);
+                async move {
+                    for event in batch {
+                        let Some(url) = webhooks.get(event.app()) else {
+                            continue;
+                        };
+                        if let Err(e) = post(&client, url, &event).await {
+                            inc(&metrics.webhook_errors);
+                            tracing::warn!(app = event.app(), error = %e, "webhook failed");
+                        }
+                    }
+                }
+            }
+        };
+        Coordinator {
+            // Upstream is refused when the queue is full (the client is told); presence
+            // callbacks wait a little, then are refused too.
+            upstream: Workers::spawn("upstream", 8, 4096, Overflow::Reject, 1, handler.clone()),
+            presence: Workers::spawn(
+                "presence",
+                4,
+                16384,
+                Overflow::Wait(Duration::from_millis(100)),
+                1,
+                handler,
+            ),
+            webhooks,
+        }
+    }
+
+    /// Queues upstream data for its app's webhook; the reply tells the client whether it
+    /// was taken.
+    pub fn upstream(&self, session: &Session, upstream: Upstream) -> UpstreamReply {
+        if !self.webhooks.contains_key(&upstream.app) {
+            return UpstreamReply {
+                ok: false,
+                reason: Some(format!("app {:?} takes no upstream", upstream.app)),
+            };
+        }
+        let event = WebhookEvent::Upstream {
+            app: upstream.app,
+            kind: upstream.kind,
+            uid: session.uid.clone(),
+            device: session.device.clone(),
+            body: upstream.body,
+            ts_ms: now_ms(),
+        };
+        match self.upstream.try_submit(event) {
+            Ok(()) => UpstreamReply {
+                ok: true,
+                reason: None,
+            },
+            Err(e) => UpstreamReply {
+                ok: false,
+                reason: Some(e.to_string()),
+            },
+        }
+    }
+
+    /// Posts an online (or offline) callback to the webhook of each app the session
+    /// subscribed.
+    pub async fn presence(&self, session: &Session, online: bool) {
+        for app in session
+            .apps
+            .iter()
+            .filter(|a| self.webhooks.contains_key(*a))
+        {
+            let (app, uid, device, room, ts_ms) = (
+                app.clone(),
+                session.uid.clone(),
+                session.device.clone(),
+                session.room.clone(),
+                now_ms(),
+            );
+            let event = if online {
+                WebhookEvent::Online {
+                    app,
+                    uid,
+                    device,
+                    room,
+                    ts_ms,
+                }
+            } else {
+                WebhookEvent::Offline {
+                    app,
+                    uid,
+                    device,
+                    room,
+                    ts_ms,
+                }
+            };
+            let _ = self.presence.submit(event).await;
+        }
+    }
+
+    /// Events waiting to be posted.
+    pub fn queued(&self) -> usize {
+        self.upstream.queued() + self.presence.queued()
+    }
+}

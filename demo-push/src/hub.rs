@@ -1,0 +1,435 @@
+//! The hub: the push logic between the API, the register, the saver, the rooms and the
+//! coordinator. It accepts pushes (store, then send), and it is what a room reports to
+//! (connect, disconnect, ACK, upstream). Work that leaves a connection's task (redelivery,
+//! ACK writes, delivery records) goes through bounded worker pools.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use longlink_codec::push::{
+    Deliver, DeliveryMode, Payload as Body, PushMessage, Upstream, UpstreamReply,
+};
+use serde::Serialize;
+
+use crate::PushError;
+use crate::coordinator::Coordinator;
+use crate::metrics::{Metrics, add, inc};
+use crate::model::{IdGenerator, Message, Session, Target, now_ms};
+use crate::register::Register;
+use crate::room::{Payload, Room, RoomEvents};
+use crate::saver::{Recipient, Saver};
+use crate::workers::{Overflow, Workers};
+
+/// Push behaviour.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// A stored message sent this many times without an ACK is given up (the client is
+    /// not trusted to ACK).
+    pub max_attempts: u32,
+    /// TTL when a push gives none.
+    pub default_ttl: Duration,
+    /// Longest TTL accepted.
+    pub max_ttl: Duration,
+    /// Largest message body.
+    pub max_body_bytes: usize,
+    /// Most recipients of one multicast.
+    pub max_multicast: usize,
+    /// Broadcast pace, deliveries per second per room.
+    pub broadcast_rate: u32,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            max_attempts: 5,
+            default_ttl: Duration::from_secs(24 * 3600),
+            max_ttl: Duration::from_secs(7 * 24 * 3600),
+            max_body_bytes: 60 * 1024,
+            max_multicast: 10_000,
+            broadcast_rate: 200_000,
+        }
+    }
+}
+
+/// What a push did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PushReport {
+    /// The message id.
+    pub id: u64,
+    /// Recipients it was addressed to (users; stored for each when the mode stores).
+    pub recipients: usize,
+    /// Connections it was written to now.
+    pub delivered: usize,
+    /// Whether it was stored (for redelivery and status).
+    pub stored: bool,
+}
+
+/// The hub. Create with [`Hub::new`], then give it its room with [`Hub::attach_room`].
+pub struct Hub {
+    register: Arc<dyn Register>,
+    saver: Arc<dyn Saver>,
+    coordinator: Coordinator,
+    ids: IdGenerator,
+    config: HubConfig,
+    metrics: Arc<Metrics>,
+    room: OnceLock<Room>,
+    acks: Workers<(String, Vec<u64>)>,
+    delivered: Workers<(u64, String)>,
+    redeliver: Workers<Session>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// A hub over these services; ids start above what `saver` holds.
+    pub async fn new(
+        register: Arc<dyn Register>,
+        saver: Arc<dyn Saver>,
+        coordinator: Coordinator,
+        config: HubConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Hub>, PushError> {
+        let ids = IdGenerator::starting_after(saver.max_id().await?);
+        Ok(Arc::new_cyclic(|weak: &std::sync::Weak<Hub>| {
+            let acks = {
+                let saver = Arc::clone(&saver);
+                // Many ACKs become one UPDATE per user.
+                Workers::spawn(
+                    "acks",
+                    2,
+                    65_536,
+                    Overflow::Wait(Duration::from_millis(50)),
+                    256,
+                    move |batch: Vec<(String, Vec<u64>)>| {
+                        let saver = Arc::clone(&saver);
+                        async move {
+                            let mut by_user: HashMap<String, Vec<u64>> = HashMap::new();
+                            for (uid, ids) in batch {
+                                by_user.entry(uid).or_default().extend(ids);
+                            }
+                            for (uid, ids) in by_user {
+                                if let Err(e) = saver.ack(&uid, &ids).await {
+                                    tracing::warn!(uid, error = %e, "recording acks failed");
+                                }
+                            }
+                        }
+                    },
+                )
+            };
+            let delivered = {
+                let saver = Arc::clone(&saver);
+                Workers::spawn(
+                    "delivered",
+                    2,
+                    65_536,
+                    Overflow::Shed,
+                    256,
+                    move |batch: Vec<(u64, String)>| {
+                        let saver = Arc::clone(&saver);
+                        async move {
+                            let mut by_message: HashMap<u64, Vec<String>> = HashMap::new();
+                            for (id, uid) in batch {
+                                by_message.entry(id).or_default().push(uid);
+                            }
+                            for (id, uids) in by_message {
+                                if let Err(e) = saver.delivered(id, &uids).await {
+                                    tracing::warn!(id, error = %e, "recording deliveries failed");
+                                }
+                            }
+                        }
+                    },
+                )
+            };
+            let redeliver = {
+                let weak = weak.clone();
+                Workers::spawn(
+                    "redeliver",
+                    4,
+                    16_384,
+                    Overflow::Wait(Duration::from_secs(1)),
+                    1,
+                    move |batch: Vec<Session>| {
+                        let weak = weak.clone();
+                        async move {
+                            let Some(hub) = weak.upgrade() else { return };
+                            for session in batch {
+                                hub.redeliver(&session).await;
+                            }
+                        }
+                    },
+                )
+            };
+            Hub {
+                register,
+                saver,
+                coordinator,
+                ids,
+                config,
+                metrics,
+                room: OnceLock::new(),
+                acks,
+                delivered,
+                redeliver,
+            }
+        }))
+    }
+
+    /// Gives the hub its room (once).
+    pub fn attach_room(&self, room: Room) {
+        let _ = self.room.set(room);
+    }
+
+    fn room(&self) -> &Room {
+        self.room
+            .get()
+            .expect("the room is attached before it starts")
+    }
+
+    /// The register.
+    pub fn register(&self) -> &Arc<dyn Register> {
+        &self.register
+    }
+
+    /// The saver.
+    pub fn saver(&self) -> &Arc<dyn Saver> {
+        &self.saver
+    }
+
+    /// The coordinator.
+    pub fn coordinator(&self) -> &Coordinator {
+        &self.coordinator
+    }
+
+    /// Queue depths of the hub's worker pools, as Prometheus text.
+    pub fn queue_metrics(&self) -> String {
+        let mut out = String::new();
+        for (name, depth) in [
+            ("acks", self.acks.queued()),
+            ("delivered", self.delivered.queued()),
+            ("redeliver", self.redeliver.queued()),
+            ("webhooks", self.coordinator.queued()),
+        ] {
+            out.push_str(&format!(
+                "longlink_push_queue_depth{{queue=\"{name}\"}} {depth}\n"
+            ));
+        }
+        out
+    }
+
+    /// Accepts a push: checks it, stores it (unless at-most-once) **before** sending, then
+    /// writes it to the recipients online now. A storage failure refuses the push with
+    /// nothing stored and nothing sent.
+    pub async fn push(
+        &self,
+        app: &str,
+        target: Target,
+        mode: DeliveryMode,
+        body: Body,
+        ttl: Option<Duration>,
+    ) -> Result<PushReport, PushError> {
+        if body.0.len() > self.config.max_body_bytes {
+            return Err(PushError::Invalid(format!(
+                "body of {} bytes exceeds the limit of {}",
+                body.0.len(),
+                self.config.max_body_bytes
+            )));
+        }
+        let ttl = ttl
+            .unwrap_or(self.config.default_ttl)
+            .min(self.config.max_ttl);
+        let created_ms = now_ms();
+        let message = Message {
+            id: self.ids.next(),
+            app: app.to_owned(),
+            mode,
+            body: body.0.clone(),
+            created_ms,
+            expires_ms: created_ms + ttl.as_millis() as u64,
+        };
+        let (recipients, device) = match &target {
+            Target::Unicast { uid, device } => (vec![uid.clone()], device.clone()),
+            Target::Multicast { uids } => {
+                let mut uids = uids.clone();
+                uids.sort();
+                uids.dedup();
+                if uids.len() > self.config.max_multicast {
+                    return Err(PushError::Invalid(format!(
+                        "more than {} recipients",
+                        self.config.max_multicast
+                    )));
+                }
+                (uids, None)
+            }
+            Target::Group { group } => (self.register.members(app, group).await?, None),
+            // Everyone online in the app now; the body is stored once, with a small row
+            // per user for its ACK.
+            Target::Broadcast => (self.room().users_in(app), None),
+        };
+        let stored = mode != DeliveryMode::AtMostOnce;
+        if stored {
+            let device = device.clone().unwrap_or_else(|| "*".to_owned());
+            let rows: Vec<Recipient> = recipients
+                .iter()
+                .map(|uid| Recipient {
+                    uid: uid.clone(),
+                    device: device.clone(),
+                })
+                .collect();
+            self.saver.store(&message, &rows).await?;
+        }
+        inc(&self.metrics.messages_in);
+        let payload = Arc::new(
+            self.payload(&message)
+                .map_err(|e| PushError::Invalid(e.to_string()))?,
+        );
+        let delivered = if matches!(target, Target::Broadcast) {
+            self.broadcast(&message, &payload).await
+        } else {
+            let mut delivered = 0;
+            for uid in &recipients {
+                let n = self
+                    .room()
+                    .deliver_to_user(uid, app, device.as_deref(), &payload);
+                if n > 0 && stored {
+                    let _ = self.delivered.try_submit((message.id, uid.clone()));
+                }
+                delivered += n;
+            }
+            delivered
+        };
+        Ok(PushReport {
+            id: message.id,
+            recipients: recipients.len(),
+            delivered,
+            stored,
+        })
+    }
+
+    /// Broadcast runs as a sub-task per room, paced to `broadcast_rate`.
+    async fn broadcast(&self, message: &Message, payload: &Arc<Payload>) -> usize {
+        let (users, delivered) = self.room().broadcast(&message.app, payload);
+        if message.mode != DeliveryMode::AtMostOnce {
+            for uid in users {
+                let _ = self.delivered.try_submit((message.id, uid));
+            }
+        }
+        // Pace the next broadcast: a room writes at most `broadcast_rate` a second.
+        let pause = Duration::from_secs_f64(
+            delivered as f64 / f64::from(self.config.broadcast_rate.max(1)),
+        );
+        if pause > Duration::from_millis(1) {
+            tokio::time::sleep(pause).await;
+        }
+        delivered
+    }
+
+    fn payload(&self, message: &Message) -> Result<Payload, longlink_codec::CodecError> {
+        // Notify: only the id goes down the connection; the client pulls the body.
+        let body = if message.mode == DeliveryMode::Notify {
+            Body::from(message.id.to_string())
+        } else {
+            Body(message.body.clone())
+        };
+        Payload::new(
+            0,
+            &PushMessage::Message(Deliver {
+                id: message.id,
+                app: message.app.clone(),
+                mode: message.mode,
+                body,
+            }),
+        )
+    }
+
+    /// Sends a reconnecting client what it is owed, oldest first; gives up on messages sent
+    /// `max_attempts` times without an ACK.
+    async fn redeliver(&self, session: &Session) {
+        let pending = match self
+            .saver
+            .pending(&session.uid, &session.device, now_ms(), 500)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(uid = session.uid, error = %e, "loading pending messages failed");
+                return;
+            }
+        };
+        for p in pending {
+            if !session.apps.contains(&p.message.app) {
+                continue;
+            }
+            if p.attempts >= self.config.max_attempts {
+                inc(&self.metrics.expired);
+                let _ = self.saver.expire(p.message.id, &session.uid).await;
+                continue;
+            }
+            let Ok(payload) = self.payload(&p.message) else {
+                continue;
+            };
+            if self
+                .room()
+                .deliver_to_conn(session.conn, &Arc::new(payload))
+            {
+                if p.attempts > 0 {
+                    inc(&self.metrics.redeliveries);
+                }
+                let _ = self
+                    .delivered
+                    .try_submit((p.message.id, session.uid.clone()));
+            }
+        }
+    }
+
+    /// Closes `uid`'s connections with a reason.
+    pub fn kick(&self, uid: &str, reason: &str) -> usize {
+        self.room().kick(uid, reason)
+    }
+
+    /// Marks stored messages past their TTL expired (run periodically).
+    pub async fn sweep(&self) -> Result<u64, PushError> {
+        let n = self.saver.sweep(now_ms()).await?;
+        add(&self.metrics.expired, n);
+        Ok(n)
+    }
+}
+
+#[async_trait]
+impl RoomEvents for Hub {
+    async fn connected(&self, session: Session) {
+        if let Err(e) = self.register.connect(session.clone()).await {
+            tracing::warn!(uid = session.uid, error = %e, "register failed");
+        }
+        self.coordinator.presence(&session, true).await;
+        if self.redeliver.submit(session).await.is_err() {
+            tracing::warn!("redelivery queue full: pending messages wait for the next connect");
+        }
+    }
+
+    async fn disconnected(&self, session: Session) {
+        let _ = self
+            .register
+            .disconnect(&session.uid, &session.room, session.conn)
+            .await;
+        self.coordinator.presence(&session, false).await;
+    }
+
+    fn acked(&self, session: &Session, ids: Vec<u64>) {
+        if self.acks.try_submit((session.uid.clone(), ids)).is_err() {
+            // The messages stay pending and are sent again on the next connect: at least once.
+            tracing::warn!("ack queue full");
+        }
+    }
+
+    async fn upstream(&self, session: &Session, upstream: Upstream) -> UpstreamReply {
+        self.coordinator.upstream(session, upstream)
+    }
+}
