@@ -68,7 +68,7 @@ pub(crate) enum Link {
         out: BytesMut,
     },
     Ws {
-        ws: WebSocketStream<TcpStream>,
+        ws: Box<WebSocketStream<TcpStream>>,
         codec: PushCodec,
         max_frame_bytes: usize,
     },
@@ -100,7 +100,7 @@ impl Link {
 
     pub(crate) fn ws(ws: WebSocketStream<TcpStream>, max_frame_bytes: usize) -> Link {
         Link::Ws {
-            ws,
+            ws: Box::new(ws),
             codec: PushCodec::new().max_frame_bytes(max_frame_bytes),
             max_frame_bytes,
         }

@@ -174,13 +174,18 @@ impl ConnHandle {
 
 const SHARDS: usize = 32;
 
+/// A shard of the connection registry.
+type ConnShard = Mutex<HashMap<ConnId, Arc<ConnHandle>>>;
+/// A shard of the uid → connections index.
+type UserShard = Mutex<HashMap<String, Vec<ConnId>>>;
+
 pub(crate) struct RoomInner {
     config: RoomConfig,
     tokens: Tokens,
     events: Arc<dyn RoomEvents>,
     metrics: Arc<Metrics>,
-    conns: Box<[Mutex<HashMap<ConnId, Arc<ConnHandle>>>]>,
-    users: Box<[Mutex<HashMap<String, Vec<ConnId>>>]>,
+    conns: Box<[ConnShard]>,
+    users: Box<[UserShard]>,
     hasher: RandomState,
     next_conn: AtomicU64,
     wheel: Wheel,
@@ -397,11 +402,11 @@ impl Room {
 }
 
 impl RoomInner {
-    fn conn_shard(&self, id: ConnId) -> &Mutex<HashMap<ConnId, Arc<ConnHandle>>> {
+    fn conn_shard(&self, id: ConnId) -> &ConnShard {
         &self.conns[id as usize % SHARDS]
     }
 
-    fn user_shard(&self, uid: &str) -> &Mutex<HashMap<String, Vec<ConnId>>> {
+    fn user_shard(&self, uid: &str) -> &UserShard {
         &self.users[self.hasher.hash_one(uid) as usize % SHARDS]
     }
 

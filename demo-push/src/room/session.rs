@@ -291,7 +291,7 @@ async fn serve(
                 }
             }
             payload = rx.recv() => {
-                let Some(payload) = payload else { return None };
+                let payload = payload?;
                 // Coalesce: everything queued goes out in one write.
                 let mut sent = 1u64;
                 if link.feed(&payload, form).await.is_err() {

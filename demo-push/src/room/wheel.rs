@@ -14,6 +14,9 @@ use parking_lot::Mutex;
 
 use crate::model::ConnId;
 
+/// One slot of the wheel: the connections whose deadline falls in it.
+type Slot = Vec<(ConnId, Arc<Deadline>)>;
+
 /// A deadline a connection keeps in its own state, in wheel milliseconds.
 #[derive(Debug, Default)]
 pub(crate) struct Deadline(AtomicU64);
@@ -32,7 +35,7 @@ impl Deadline {
 pub(crate) struct Wheel {
     start: Instant,
     tick: Duration,
-    slots: Mutex<Vec<Vec<(ConnId, Arc<Deadline>)>>>,
+    slots: Mutex<Vec<Slot>>,
     /// The next slot to fire, as a tick count since `start`.
     next_tick: AtomicU64,
 }
