@@ -208,7 +208,7 @@ impl Link {
                 let _ = writer.shutdown().await;
             }
             Link::Ws { ws, .. } => {
-                let _ = ws.close(None).await;
+                let _ = (**ws).close(None).await;
             }
         }
     }
