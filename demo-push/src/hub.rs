@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::PushError;
 use crate::coordinator::Coordinator;
 use crate::metrics::{Metrics, add, inc};
-use crate::model::{IdGenerator, Message, Session, Target, now_ms};
+use crate::model::{IdGenerator, Message, Session, Target, check_name, now_ms};
 use crate::register::Register;
 use crate::room::{Payload, Room, RoomEvents};
 use crate::saver::{Recipient, Saver};
@@ -76,7 +76,8 @@ pub struct Hub {
     metrics: Arc<Metrics>,
     room: OnceLock<Room>,
     acks: Workers<(String, Vec<u64>)>,
-    delivered: Workers<(u64, String)>,
+    delivered: Workers<(u64, Vec<String>)>,
+    broadcast_gate: tokio::sync::Mutex<tokio::time::Instant>,
     redeliver: Workers<Session>,
 }
 
@@ -132,12 +133,12 @@ impl Hub {
                     65_536,
                     Overflow::Shed,
                     256,
-                    move |batch: Vec<(u64, String)>| {
+                    move |batch: Vec<(u64, Vec<String>)>| {
                         let saver = Arc::clone(&saver);
                         async move {
                             let mut by_message: HashMap<u64, Vec<String>> = HashMap::new();
-                            for (id, uid) in batch {
-                                by_message.entry(id).or_default().push(uid);
+                            for (id, uids) in batch {
+                                by_message.entry(id).or_default().extend(uids);
                             }
                             for (id, uids) in by_message {
                                 if let Err(e) = saver.delivered(id, &uids).await {
@@ -178,6 +179,7 @@ impl Hub {
                 acks,
                 delivered,
                 redeliver,
+                broadcast_gate: tokio::sync::Mutex::new(tokio::time::Instant::now()),
             }
         }))
     }
@@ -235,6 +237,25 @@ impl Hub {
         body: Body,
         ttl: Option<Duration>,
     ) -> Result<PushReport, PushError> {
+        check_name("app", app)?;
+        match &target {
+            Target::Unicast { uid, device } => {
+                check_name("uid", uid)?;
+                if let Some(device) = device {
+                    check_name("device", device)?;
+                }
+            }
+            Target::Multicast { uids } => {
+                if uids.is_empty() {
+                    return Err(PushError::Invalid("uids is empty".into()));
+                }
+                for uid in uids {
+                    check_name("uid", uid)?;
+                }
+            }
+            Target::Group { group } => check_name("group", group)?,
+            Target::Broadcast => {}
+        }
         if body.0.len() > self.config.max_body_bytes {
             return Err(PushError::Invalid(format!(
                 "body of {} bytes exceeds the limit of {}",
@@ -299,7 +320,7 @@ impl Hub {
                     .room()
                     .deliver_to_user(uid, app, device.as_deref(), &payload);
                 if n > 0 && stored {
-                    let _ = self.delivered.try_submit((message.id, uid.clone()));
+                    let _ = self.delivered.try_submit((message.id, vec![uid.clone()]));
                 }
                 delivered += n;
             }
@@ -315,19 +336,18 @@ impl Hub {
 
     /// Broadcast runs as a sub-task per room, paced to `broadcast_rate`.
     async fn broadcast(&self, message: &Message, payload: &Arc<Payload>) -> usize {
+        // Broadcasts take turns, each starting when the previous one's deliveries fit
+        // in `broadcast_rate`: a room writes at most that many a second.
+        let mut gate = self.broadcast_gate.lock().await;
+        tokio::time::sleep_until(*gate).await;
         let (users, delivered) = self.room().broadcast(&message.app, payload);
-        if message.mode != DeliveryMode::AtMostOnce {
-            for uid in users {
-                let _ = self.delivered.try_submit((message.id, uid));
-            }
+        if message.mode != DeliveryMode::AtMostOnce && !users.is_empty() {
+            let _ = self.delivered.try_submit((message.id, users));
         }
-        // Pace the next broadcast: a room writes at most `broadcast_rate` a second.
-        let pause = Duration::from_secs_f64(
-            delivered as f64 / f64::from(self.config.broadcast_rate.max(1)),
-        );
-        if pause > Duration::from_millis(1) {
-            tokio::time::sleep(pause).await;
-        }
+        *gate = tokio::time::Instant::now()
+            + Duration::from_secs_f64(
+                delivered as f64 / f64::from(self.config.broadcast_rate.max(1)),
+            );
         delivered
     }
 
@@ -384,14 +404,14 @@ impl Hub {
                 }
                 let _ = self
                     .delivered
-                    .try_submit((p.message.id, session.uid.clone()));
+                    .try_submit((p.message.id, vec![session.uid.clone()]));
             }
         }
     }
 
-    /// Closes `uid`'s connections with a reason.
-    pub fn kick(&self, uid: &str, reason: &str) -> usize {
-        self.room().kick(uid, reason)
+    /// Closes `uid`'s connections in `app` with a reason.
+    pub fn kick(&self, uid: &str, app: &str, reason: &str) -> usize {
+        self.room().kick(uid, app, reason)
     }
 
     /// Marks stored messages past their TTL expired (run periodically).

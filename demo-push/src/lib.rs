@@ -7,7 +7,11 @@
 )]
 #![forbid(unsafe_code)]
 
+pub mod center;
+pub mod client;
+pub mod config;
 pub mod coordinator;
+pub mod dispatcher;
 mod error;
 pub mod hub;
 pub mod metrics;
@@ -15,6 +19,7 @@ pub mod model;
 pub mod register;
 pub mod room;
 pub mod saver;
+pub mod system;
 pub mod token;
 pub mod workers;
 

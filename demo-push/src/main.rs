@@ -1,5 +1,309 @@
 //! `longlink-push`: the push system's binary.
+//!
+//! - `longlink-push all`: every service in one process on embedded defaults (SQLite under
+//!   `./longlink-data`); prints the page's URL.
+//! - `longlink-push client --uid u1`: a command-line client that prints what arrives.
+//! - `longlink-push token --uid u1`: issues a connection token with the configured secret.
 
-fn main() {
-    println!("longlink-push: see `longlink-push --help`");
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use longlink_codec::push::Net;
+use longlink_push::client::{Client, ClientConfig, Event, Transport};
+use longlink_push::config::{Config, load_or_generate};
+use longlink_push::system::System;
+use longlink_push::token::Tokens;
+
+#[derive(Parser, Debug)]
+#[command(name = "longlink-push", version, about = "A long-connection push system")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Every service in one process (room, register, saver, coordinator, dispatcher, center).
+    All(ServerArgs),
+    /// Connect as a user and print the messages that arrive.
+    Client(ClientArgs),
+    /// Issue a connection token for a user (with the server's secret).
+    Token(TokenArgs),
+}
+
+/// Where configuration comes from: defaults, then `--config`, then env vars and flags.
+#[derive(Args, Debug)]
+struct ServerArgs {
+    /// A TOML configuration file.
+    #[arg(long, env = "LONGLINK_PUSH_CONFIG")]
+    config: Option<PathBuf>,
+    /// The data directory (SQLite store, generated secret and API key).
+    #[arg(long, env = "LONGLINK_PUSH_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The center's listen address (API, dispatcher, page).
+    #[arg(long, env = "LONGLINK_PUSH_HTTP")]
+    http: Option<SocketAddr>,
+    /// The room's WebSocket listen address.
+    #[arg(long, env = "LONGLINK_PUSH_WS")]
+    ws: Option<SocketAddr>,
+    /// The room's raw TCP listen address.
+    #[arg(long, env = "LONGLINK_PUSH_TCP")]
+    tcp: Option<SocketAddr>,
+    /// The message store DSN (`sqlite://…`, `mysql://…`).
+    #[arg(long, env = "LONGLINK_PUSH_DATABASE")]
+    database: Option<String>,
+    /// The host clients use to reach the room.
+    #[arg(long, env = "LONGLINK_PUSH_PUBLIC_HOST")]
+    public_host: Option<String>,
+    /// Turn the development page off.
+    #[arg(long, env = "LONGLINK_PUSH_NO_DEV_PAGE")]
+    no_dev_page: bool,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, env = "LONGLINK_PUSH_LOG", default_value = "info")]
+    log: String,
+}
+
+impl ServerArgs {
+    fn load(&self) -> Result<Config, String> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
+            None => Config::default(),
+        };
+        if let Some(v) = &self.data_dir {
+            config.data_dir = v.clone();
+        }
+        if let Some(v) = self.http {
+            config.http_listen = v;
+        }
+        if let Some(v) = self.ws {
+            config.room.ws_listen = v;
+        }
+        if let Some(v) = self.tcp {
+            config.room.tcp_listen = v;
+        }
+        if let Some(v) = &self.database {
+            config.database = Some(v.clone());
+        }
+        if let Some(v) = &self.public_host {
+            config.public_host = Some(v.clone());
+        }
+        if self.no_dev_page {
+            config.dev_page = false;
+        }
+        Ok(config)
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TransportArg {
+    Tcp,
+    Ws,
+}
+
+#[derive(Args, Debug)]
+struct ClientArgs {
+    /// The center's URL.
+    #[arg(long, default_value = "http://127.0.0.1:7800")]
+    center: String,
+    /// The user.
+    #[arg(long)]
+    uid: String,
+    /// This device.
+    #[arg(long, default_value = "cli")]
+    device: String,
+    /// The network type: 2g, 3g, 4g, 5g or wifi.
+    #[arg(long, default_value = "wifi")]
+    net: Net,
+    /// An app to receive (repeat for several).
+    #[arg(long = "app", default_value = "demo")]
+    apps: Vec<String>,
+    /// The token (default: asked of the development page's `/dev/session`).
+    #[arg(long, env = "LONGLINK_PUSH_TOKEN")]
+    token: Option<String>,
+    /// TCP or WebSocket.
+    #[arg(long, value_enum, default_value = "tcp")]
+    transport: TransportArg,
+    /// Do not ACK (the messages come again on the next connect).
+    #[arg(long)]
+    no_ack: bool,
+    /// Exit after this many messages.
+    #[arg(long)]
+    count: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+struct TokenArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// The user.
+    #[arg(long)]
+    uid: String,
+    /// How long the token lasts, in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    ttl_secs: u64,
+}
+
+fn init_logs(filter: &str) {
+    let level: tracing::Level = filter.parse().unwrap_or(tracing::Level::INFO);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::All(args) => all(args).await,
+        Command::Client(args) => client(args).await,
+        Command::Token(args) => token(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("longlink-push: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn all(args: ServerArgs) -> Result<(), String> {
+    init_logs(&args.log);
+    let config = args.load()?;
+    let data_dir = config.data_dir.clone();
+    let dev_page = config.dev_page;
+    let system = System::start(config).await.map_err(|e| e.to_string())?;
+    println!("longlink-push is up (every service in one process)");
+    if dev_page {
+        println!("  page:       http://{}/", system.http);
+    }
+    println!("  center API: http://{}/push/unicast …", system.http);
+    println!("  dispatcher: http://{}/dispatch?uid=u1&net=wifi", system.http);
+    println!("  room:       ws://{}/  and tcp {}", system.ws, system.tcp);
+    println!("  metrics:    http://{}/metrics", system.http);
+    println!("  store:      {}", data_dir.display());
+    if let Some(key) = &system.generated.api_key {
+        println!(
+            "  generated API key for app \"demo\" (printed once; kept in {}): {key}",
+            data_dir.join("demo-api-key").display()
+        );
+    } else if system.apps.len() == 1 && system.apps[0].name == "demo" {
+        println!(
+            "  API key for app \"demo\": in {}",
+            data_dir.join("demo-api-key").display()
+        );
+    }
+    if system.generated.token_secret.is_some() {
+        println!(
+            "  generated the token secret (kept in {})",
+            data_dir.join("token-secret").display()
+        );
+    }
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| format!("waiting for ctrl-c: {e}"))?;
+    println!("shutting down: clients are told to reconnect");
+    system.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+async fn client(args: ClientArgs) -> Result<(), String> {
+    init_logs("warn");
+    let token = match args.token {
+        Some(t) => t,
+        None => dev_token(&args.center, &args.uid).await?,
+    };
+    let mut config = ClientConfig::new(&args.center, &args.uid, &token);
+    config.device = args.device;
+    config.net = args.net;
+    config.apps = args.apps;
+    config.auto_ack = !args.no_ack;
+    config.transport = match args.transport {
+        TransportArg::Tcp => Transport::Tcp,
+        TransportArg::Ws => Transport::WebSocket,
+    };
+    let mut client = Client::start(config);
+    let mut received = 0;
+    while let Some(event) = client.next_event().await {
+        match event {
+            Event::Message(m) => {
+                let body = if m.mode == longlink_codec::push::DeliveryMode::Notify {
+                    match client.pull(m.id).await {
+                        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                        Err(e) => format!("<pull failed: {e}>"),
+                    }
+                } else {
+                    m.body
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| format!("<{} bytes>", m.body.0.len()))
+                };
+                let line = serde_json::json!({"id": m.id, "app": m.app, "mode": m.mode, "body": body});
+                println!("{line}");
+                received += 1;
+                if args.count.is_some_and(|n| received >= n) {
+                    return Ok(());
+                }
+            }
+            Event::Connected {
+                room,
+                address,
+                heartbeat_secs,
+            } => eprintln!("connected to {room} at {address} (heartbeat {heartbeat_secs} s)"),
+            Event::Duplicate(id) => eprintln!("duplicate {id} dropped"),
+            Event::Disconnected { reason, retry_in } => {
+                eprintln!("disconnected ({reason}); retrying in {retry_in:?}")
+            }
+            Event::Error(e) => eprintln!("room error {}: {}", e.code, e.reason),
+            Event::Kicked(reason) => return Err(format!("kicked: {reason}")),
+            Event::Refused(reason) => return Err(format!("refused: {reason}")),
+        }
+    }
+    Ok(())
+}
+
+/// A token from the development page (`all` mode with the page on).
+async fn dev_token(center: &str, uid: &str) -> Result<String, String> {
+    let url = format!("{}/dev/session?uid={uid}", center.trim_end_matches('/'));
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let response = client
+        .get(uri)
+        .await
+        .map_err(|e| format!("asking {url} for a token: {e} (or pass --token)"))?;
+    let status = response.status();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(format!(
+            "{url}: {status} (the development page is off? pass --token)"
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    v["token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{url}: no token in the answer"))
+}
+
+fn token(args: TokenArgs) -> Result<(), String> {
+    let config = args.server.load()?;
+    let secret = match config.token_secret {
+        Some(s) => s,
+        None => {
+            load_or_generate(&config.data_dir.join("token-secret"))
+                .map_err(|e| e.to_string())?
+                .0
+        }
+    };
+    let token = Tokens::new(secret.as_bytes()).issue(&args.uid, Duration::from_secs(args.ttl_secs));
+    println!("{token}");
+    Ok(())
 }

@@ -18,6 +18,26 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Longest uid, device, app or group name (the store's columns hold 128 bytes; apps 64).
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// Checks a uid, device, app or group name: 1 to 128 bytes, no control characters.
+///
+/// ```
+/// use longlink_push::model::check_name;
+/// assert!(check_name("uid", "u1").is_ok());
+/// assert!(check_name("uid", "").is_err());
+/// assert!(check_name("uid", "a\nb").is_err());
+/// ```
+pub fn check_name(what: &str, name: &str) -> Result<(), crate::PushError> {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES || name.chars().any(char::is_control) {
+        return Err(crate::PushError::Invalid(format!(
+            "{what} must be 1 to {MAX_NAME_BYTES} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
 /// 2026-01-01T00:00:00Z in Unix milliseconds: message ids count from here.
 const ID_EPOCH_MS: u64 = 1_767_225_600_000;
 /// Ids per millisecond.

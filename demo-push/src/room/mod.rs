@@ -367,12 +367,21 @@ impl Room {
         users
     }
 
-    /// Closes `uid`'s connections with a KICK carrying `reason`; returns how many.
-    pub fn kick(&self, uid: &str, reason: &str) -> usize {
+    /// Closes `uid`'s connections that subscribe `app` with a KICK carrying `reason`;
+    /// returns how many.
+    pub fn kick(&self, uid: &str, app: &str, reason: &str) -> usize {
         let ids = self.inner.user_conns(uid);
         let mut kicked = 0;
         for id in ids {
-            if let Some(handle) = self.inner.conn(id) {
+            let Some(handle) = self.inner.conn(id) else {
+                continue;
+            };
+            let in_app = handle
+                .identity
+                .read()
+                .as_ref()
+                .is_some_and(|i| i.apps.iter().any(|a| a == app));
+            if in_app {
                 handle.close(Closing::Kick(reason.to_owned()));
                 inc(&self.inner.metrics.kicked);
                 kicked += 1;

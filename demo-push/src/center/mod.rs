@@ -1,0 +1,197 @@
+//! The center: the HTTP API business servers call (axum), plus the dispatcher's endpoint,
+//! health, metrics, the client's notify pull, and (in development) the web page.
+//!
+//! | route | who | what |
+//! |---|---|---|
+//! | `POST /push/unicast`, `/push/multicast`, `/push/group`, `/push/broadcast` | app (API key) | push a message |
+//! | `GET /messages/{id}` | app | delivery status per recipient |
+//! | `GET /users/{uid}`, `POST /users/{uid}/kick` | app | online devices; close them |
+//! | `POST /groups/{g}/bind`, `/groups/{g}/unbind` | app | group membership |
+//! | `GET /dispatch?uid=&net=&failed=` | client | rooms to connect to |
+//! | `GET /messages/{id}/body?uid=&token=` | client | pull a `notify` message's body |
+//! | `GET /metrics`, `GET /healthz` | operator | Prometheus text; storage check |
+//! | `GET /`, `GET /dev/session?uid=` | developer | the web page and its credentials (only with `dev_page`) |
+//!
+//! The API key goes in `Authorization: Bearer <key>` or `x-api-key: <key>`; each key
+//! belongs to one app, and an app reaches only its own messages, users' sessions in that
+//! app, and groups.
+
+mod error;
+mod open;
+mod page;
+mod push;
+mod query;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use longlink_pool::db::Db;
+use sha2::{Digest, Sha256};
+
+pub use self::error::{ApiError, ApiJson, ApiQuery};
+use crate::dispatcher::Dispatcher;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::room::Room;
+use crate::token::Tokens;
+
+/// An app: a product whose business server pushes to its users.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// The app's name (what messages, groups and subscriptions name).
+    pub name: String,
+    /// The key its business server presents.
+    pub api_key: String,
+    /// Where upstream data and online/offline callbacks go, if anywhere.
+    #[serde(default)]
+    pub webhook: Option<String>,
+}
+
+/// What the web page needs to act as a user and as the app's business server. Served only
+/// when the development page is on: it hands out the API key and user tokens.
+#[derive(Debug, Clone)]
+pub struct DevPage {
+    /// The app the page's sender panel pushes as.
+    pub app: AppConfig,
+    /// How long page tokens last.
+    pub token_ttl: std::time::Duration,
+}
+
+/// Everything the center's handlers share.
+pub struct CenterState {
+    hub: Arc<Hub>,
+    /// sha256(api key) → app: a lookup that leaks nothing about the keys through timing.
+    apps: HashMap<[u8; 32], String>,
+    tokens: Tokens,
+    dispatcher: Dispatcher,
+    metrics: Arc<Metrics>,
+    db: Option<Db>,
+    room: Option<Room>,
+    dev: Option<DevPage>,
+}
+
+impl std::fmt::Debug for CenterState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CenterState")
+            .field("apps", &self.apps.values().collect::<Vec<_>>())
+            .field("dev_page", &self.dev.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn key_hash(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+impl CenterState {
+    /// The center's state.
+    pub fn new(
+        hub: Arc<Hub>,
+        apps: &[AppConfig],
+        tokens: Tokens,
+        dispatcher: Dispatcher,
+        metrics: Arc<Metrics>,
+    ) -> CenterState {
+        CenterState {
+            hub,
+            apps: apps
+                .iter()
+                .map(|a| (key_hash(&a.api_key), a.name.clone()))
+                .collect(),
+            tokens,
+            dispatcher,
+            metrics,
+            db: None,
+            room: None,
+            dev: None,
+        }
+    }
+
+    /// Reports this database pool's stats in `/metrics`.
+    pub fn with_db(mut self, db: Db) -> CenterState {
+        self.db = Some(db);
+        self
+    }
+
+    /// Reports this room's gauges in `/metrics`.
+    pub fn with_room(mut self, room: Room) -> CenterState {
+        self.room = Some(room);
+        self
+    }
+
+    /// Serves the development page.
+    pub fn with_dev_page(mut self, dev: DevPage) -> CenterState {
+        self.dev = Some(dev);
+        self
+    }
+}
+
+/// The app an API key names; rejects the request with 401 otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppKey(pub String);
+
+impl FromRequestParts<Arc<CenterState>> for AppKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<CenterState>,
+    ) -> Result<Self, Self::Rejection> {
+        let headers = &parts.headers;
+        let key = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+        let Some(key) = key else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing_api_key",
+                "send the app's API key as `Authorization: Bearer <key>` or `x-api-key: <key>`",
+            ));
+        };
+        match state.apps.get(&key_hash(key.trim())) {
+            Some(app) => Ok(AppKey(app.clone())),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "bad_api_key",
+                "the API key belongs to no app",
+            )),
+        }
+    }
+}
+
+/// The center's routes. Request bodies over `max_body_bytes` are refused with 413 before
+/// they are read in full.
+pub fn router(state: Arc<CenterState>, max_body_bytes: usize) -> Router {
+    let mut router = Router::new()
+        .route("/push/unicast", post(push::unicast))
+        .route("/push/multicast", post(push::multicast))
+        .route("/push/group", post(push::group))
+        .route("/push/broadcast", post(push::broadcast))
+        .route("/messages/{id}", get(query::message))
+        .route("/users/{uid}", get(query::user))
+        .route("/users/{uid}/kick", post(query::kick))
+        .route("/groups/{group}/bind", post(query::bind))
+        .route("/groups/{group}/unbind", post(query::unbind))
+        .route("/messages/{id}/body", get(open::body))
+        .route("/dispatch", get(open::dispatch))
+        .route("/metrics", get(open::metrics))
+        .route("/healthz", get(open::healthz));
+    if state.dev.is_some() {
+        router = router
+            .route("/", get(page::index))
+            .route("/dev/session", get(page::session));
+    }
+    router
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}

@@ -1,0 +1,144 @@
+//! Routes without an API key: the dispatcher, the client's notify pull (a user token
+//! instead), metrics and health.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use longlink_codec::BufPool;
+use longlink_codec::push::Net;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, ApiQuery, CenterState};
+use crate::dispatcher::Dispatch;
+use crate::model::{check_name, now_ms};
+
+/// `GET /dispatch?uid=&net=&failed=a,b`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DispatchQuery {
+    uid: String,
+    net: Net,
+    /// Addresses that failed, comma-separated.
+    #[serde(default)]
+    failed: Option<String>,
+}
+
+pub(super) async fn dispatch(
+    State(state): State<Arc<CenterState>>,
+    ApiQuery(q): ApiQuery<DispatchQuery>,
+) -> Result<Json<Dispatch>, ApiError> {
+    check_name("uid", &q.uid)?;
+    let failed: Vec<String> = q
+        .failed
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .take(64)
+        .map(str::to_owned)
+        .collect();
+    Ok(Json(state.dispatcher.dispatch(&q.uid, q.net, &failed)))
+}
+
+/// `GET /messages/{id}/body?uid=&token=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BodyQuery {
+    uid: String,
+    token: String,
+}
+
+/// A `notify` message's body, for the user it was sent to, proven by the user's token.
+pub(super) async fn body(
+    State(state): State<Arc<CenterState>>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<BodyQuery>,
+) -> Result<Response, ApiError> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::invalid(format!("{id:?} is not a message id")))?;
+    if let Err(e) = state.tokens.verify(&q.token, &q.uid) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_token",
+            e.to_string(),
+        ));
+    }
+    let Some(message) = state.hub.saver().message_for(id, &q.uid).await? else {
+        return Err(ApiError::not_found(format!(
+            "no message {id} for {:?}",
+            q.uid
+        )));
+    };
+    if message.is_expired(now_ms()) {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "expired",
+            format!("message {id} expired"),
+        ));
+    }
+    let content_type = if std::str::from_utf8(&message.body).is_ok() {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/octet-stream"
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], message.body).into_response())
+}
+
+pub(super) async fn metrics(State(state): State<Arc<CenterState>>) -> Response {
+    let mut extra = state.hub.queue_metrics();
+    if let Some(db) = &state.db {
+        extra.push_str(&db.stats().to_prometheus("longlink_push_db", &[]));
+    }
+    if let Some(room) = &state.room {
+        extra.push_str(&format!(
+            "# HELP longlink_push_wheel_entries Heartbeat-wheel entries (open connections, and closed ones until their slot comes up).\n# TYPE longlink_push_wheel_entries gauge\nlonglink_push_wheel_entries{{room=\"{}\"}} {}\n",
+            room.name(),
+            room.wheel_entries()
+        ));
+    }
+    extra.push_str(&BufPool::global().stats().to_prometheus("longlink_push_bufpool"));
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&extra),
+    )
+        .into_response()
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Serialize)]
+pub(super) struct Health {
+    status: &'static str,
+    storage: String,
+    connections: u64,
+}
+
+/// Healthy when the message store answers within two seconds.
+pub(super) async fn healthz(State(state): State<Arc<CenterState>>) -> (StatusCode, Json<Health>) {
+    let connections = state
+        .metrics
+        .connections
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let check = tokio::time::timeout(Duration::from_secs(2), state.hub.saver().max_id()).await;
+    let (status, storage) = match check {
+        Ok(Ok(_)) => (StatusCode::OK, "ok".to_owned()),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store did not answer in 2 s".to_owned(),
+        ),
+    };
+    let word = if status == StatusCode::OK { "ok" } else { "unavailable" };
+    (
+        status,
+        Json(Health {
+            status: word,
+            storage,
+            connections,
+        }),
+    )
+}

@@ -1,0 +1,60 @@
+//! The development web page: connect as a user, watch messages arrive, ACK them, send
+//! upstream, and push from a small sender panel. Static HTML and JavaScript, no build step.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::Html;
+use longlink_codec::push::Net;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, ApiQuery, CenterState};
+use crate::dispatcher::Dispatch;
+use crate::model::check_name;
+
+const PAGE: &str = include_str!("page.html");
+
+pub(super) async fn index() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+/// `GET /dev/session?uid=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SessionQuery {
+    uid: String,
+    #[serde(default)]
+    net: Option<Net>,
+}
+
+/// What the page needs to act as `uid` and as the app.
+#[derive(Debug, Serialize)]
+pub(super) struct DevSession {
+    uid: String,
+    token: String,
+    app: String,
+    api_key: String,
+    dispatch: Dispatch,
+}
+
+pub(super) async fn session(
+    State(state): State<Arc<CenterState>>,
+    ApiQuery(q): ApiQuery<SessionQuery>,
+) -> Result<Json<DevSession>, ApiError> {
+    let dev = state
+        .dev
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("the development page is off"))?;
+    check_name("uid", &q.uid)?;
+    let dispatch = state
+        .dispatcher
+        .dispatch(&q.uid, q.net.unwrap_or(Net::Wifi), &[]);
+    Ok(Json(DevSession {
+        token: state.tokens.issue(&q.uid, dev.token_ttl),
+        uid: q.uid,
+        app: dev.app.name.clone(),
+        api_key: dev.app.api_key.clone(),
+        dispatch,
+    }))
+}

@@ -1,0 +1,173 @@
+//! Message status, users and groups: what an app may ask about its own traffic.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, ApiJson, AppKey, CenterState};
+use crate::model::{Session, check_name};
+use crate::saver::MessageStatus;
+
+/// Most uids in one bind or unbind.
+const MAX_BIND: usize = 10_000;
+
+pub(super) async fn message(
+    State(state): State<Arc<CenterState>>,
+    AppKey(app): AppKey,
+    Path(id): Path<String>,
+) -> Result<Json<MessageStatus>, ApiError> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::invalid(format!("{id:?} is not a message id")))?;
+    match state.hub.saver().status(id).await? {
+        // Another app's message is as invisible as a missing one.
+        Some(status) if status.app == app => Ok(Json(status)),
+        _ => Err(ApiError::not_found(format!(
+            "no stored message {id} in app {app:?} (at-most-once messages are not stored)"
+        ))),
+    }
+}
+
+/// `GET /users/{uid}`.
+#[derive(Debug, Serialize)]
+pub(super) struct UserStatus {
+    uid: String,
+    online: bool,
+    sessions: Vec<Session>,
+}
+
+pub(super) async fn user(
+    State(state): State<Arc<CenterState>>,
+    AppKey(app): AppKey,
+    Path(uid): Path<String>,
+) -> Result<Json<UserStatus>, ApiError> {
+    check_name("uid", &uid)?;
+    let mut sessions = state.hub.register().sessions(&uid).await?;
+    sessions.retain(|s| s.apps.contains(&app));
+    Ok(Json(UserStatus {
+        uid,
+        online: !sessions.is_empty(),
+        sessions,
+    }))
+}
+
+/// `POST /users/{uid}/kick`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct KickRequest {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// The outcome of a kick.
+#[derive(Debug, Serialize)]
+pub(super) struct Kicked {
+    uid: String,
+    kicked: usize,
+}
+
+pub(super) async fn kick(
+    State(state): State<Arc<CenterState>>,
+    AppKey(app): AppKey,
+    Path(uid): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Kicked>, ApiError> {
+    check_name("uid", &uid)?;
+    // The body is optional: an empty one kicks with a default reason.
+    let request: KickRequest = if body.is_empty() {
+        KickRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?
+    };
+    let reason = request
+        .reason
+        .unwrap_or_else(|| format!("kicked by {app}"));
+    if reason.len() > 256 {
+        return Err(ApiError::invalid("reason is longer than 256 bytes"));
+    }
+    let kicked = state.hub.kick(&uid, &app, &reason);
+    if kicked == 0 {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_online",
+            format!("{uid:?} has no connection in app {app:?}"),
+        ));
+    }
+    Ok(Json(Kicked { uid, kicked }))
+}
+
+/// `POST /groups/{g}/bind|unbind`: one uid or several.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Members {
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    uids: Vec<String>,
+}
+
+/// The outcome of a bind or unbind.
+#[derive(Debug, Serialize)]
+pub(super) struct GroupChange {
+    group: String,
+    changed: usize,
+    members: usize,
+}
+
+fn members_of(group: &str, m: Members) -> Result<Vec<String>, ApiError> {
+    check_name("group", group)?;
+    let mut uids = m.uids;
+    uids.extend(m.uid);
+    if uids.is_empty() {
+        return Err(ApiError::invalid("name a `uid` or `uids`"));
+    }
+    if uids.len() > MAX_BIND {
+        return Err(ApiError::invalid(format!("more than {MAX_BIND} uids")));
+    }
+    for uid in &uids {
+        check_name("uid", uid)?;
+    }
+    Ok(uids)
+}
+
+pub(super) async fn bind(
+    State(state): State<Arc<CenterState>>,
+    AppKey(app): AppKey,
+    Path(group): Path<String>,
+    ApiJson(m): ApiJson<Members>,
+) -> Result<Json<GroupChange>, ApiError> {
+    let uids = members_of(&group, m)?;
+    let register = state.hub.register();
+    for uid in &uids {
+        register.bind(&app, &group, uid).await?;
+    }
+    let members = register.members(&app, &group).await?.len();
+    Ok(Json(GroupChange {
+        group,
+        changed: uids.len(),
+        members,
+    }))
+}
+
+pub(super) async fn unbind(
+    State(state): State<Arc<CenterState>>,
+    AppKey(app): AppKey,
+    Path(group): Path<String>,
+    ApiJson(m): ApiJson<Members>,
+) -> Result<Json<GroupChange>, ApiError> {
+    let uids = members_of(&group, m)?;
+    let register = state.hub.register();
+    for uid in &uids {
+        register.unbind(&app, &group, uid).await?;
+    }
+    let members = register.members(&app, &group).await?.len();
+    Ok(Json(GroupChange {
+        group,
+        changed: uids.len(),
+        members,
+    }))
+}

@@ -1,0 +1,622 @@
+//! The Rust client library: asks the dispatcher where to connect, connects (raw TCP or
+//! WebSocket), authenticates, keeps the heartbeat the room asks for, reconnects with
+//! jittered backoff (avoiding the addresses that failed), ACKs and drops duplicates.
+//!
+//! ```no_run
+//! use longlink_push::client::{Client, ClientConfig, Event};
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let config = ClientConfig::new("http://127.0.0.1:7800", "u1", "<token from your backend>");
+//! let mut client = Client::start(config);
+//! while let Some(event) = client.next_event().await {
+//!     if let Event::Message(m) = event {
+//!         println!("{}: {:?}", m.id, m.body);
+//!     }
+//! }
+//! # }
+//! ```
+
+mod dedup;
+mod http;
+mod transport;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use longlink_codec::CodecError;
+use longlink_codec::push::{
+    Ack, Auth, Deliver, ErrorMessage, Net, Payload, PushMessage, Upstream, UpstreamReply,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+pub use self::dedup::Dedup;
+use self::transport::Conn;
+use crate::dispatcher::{Dispatch, RoomAddress};
+
+/// How the client reaches a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// Raw TCP with push frames (the native apps' way).
+    #[default]
+    Tcp,
+    /// WebSocket with one push frame per binary message.
+    WebSocket,
+}
+
+/// A client's settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The center's base URL (dispatcher and notify pull), e.g. `http://127.0.0.1:7800`.
+    pub center: String,
+    /// The user.
+    pub uid: String,
+    /// This device.
+    pub device: String,
+    /// The network type (picks the heartbeat interval).
+    pub net: Net,
+    /// Apps to receive messages for.
+    pub apps: Vec<String>,
+    /// The token the business backend issued for `uid`.
+    pub token: String,
+    /// TCP or WebSocket.
+    pub transport: Transport,
+    /// ACK every message as soon as it arrives (otherwise call [`Client::ack`]).
+    pub auto_ack: bool,
+    /// First reconnect delay; doubles per failure (with full jitter) up to `backoff_max`.
+    pub backoff_min: Duration,
+    /// Longest reconnect delay.
+    pub backoff_max: Duration,
+    /// Largest frame accepted from the room.
+    pub max_frame_bytes: usize,
+    /// Message ids remembered to drop duplicates.
+    pub dedup_window: usize,
+    /// Events buffered for the application before the client stops reading.
+    pub event_buffer: usize,
+}
+
+impl ClientConfig {
+    /// Defaults: device `default`, Wi-Fi, app `demo`, TCP, auto-ACK.
+    pub fn new(center: &str, uid: &str, token: &str) -> ClientConfig {
+        ClientConfig {
+            center: center.trim_end_matches('/').to_owned(),
+            uid: uid.to_owned(),
+            device: "default".to_owned(),
+            net: Net::Wifi,
+            apps: vec!["demo".to_owned()],
+            token: token.to_owned(),
+            transport: Transport::Tcp,
+            auto_ack: true,
+            backoff_min: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(30),
+            max_frame_bytes: 1 << 20,
+            dedup_window: 4096,
+            event_buffer: 1024,
+        }
+    }
+}
+
+/// What happened on the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Authenticated on a room.
+    Connected {
+        /// The room's name.
+        room: String,
+        /// The address connected to.
+        address: String,
+        /// The heartbeat interval the room asked for.
+        heartbeat_secs: u32,
+    },
+    /// A message, the first time it arrives.
+    Message(Deliver),
+    /// A message seen before (redelivered); already ACKed again if auto-ACK is on.
+    Duplicate(u64),
+    /// The room closed the session with a reason; the client stops.
+    Kicked(String),
+    /// The room refused the AUTH (bad or expired token); the client stops.
+    Refused(String),
+    /// The connection ended; the client reconnects after `retry_in`.
+    Disconnected {
+        /// What ended it.
+        reason: String,
+        /// When the client tries again.
+        retry_in: Duration,
+    },
+    /// The room reported an error.
+    Error(ErrorMessage),
+}
+
+/// What went wrong in the client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Connecting, reading or writing failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// A frame could not be read or written.
+    #[error("frame: {0}")]
+    Codec(#[from] CodecError),
+    /// The room broke the protocol.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// An HTTP call failed.
+    #[error("http: {0}")]
+    Http(String),
+    /// The client has stopped (kicked, refused or closed).
+    #[error("the client has stopped")]
+    Stopped,
+    /// Not connected now; the request was not sent.
+    #[error("not connected: nothing was sent")]
+    NotConnected,
+    /// The connection closed before the room answered; the request may have been taken.
+    #[error("the connection closed before the answer; the request may have been taken")]
+    ConnectionLost,
+}
+
+enum Command {
+    Ack(Vec<u64>),
+    Upstream(Upstream, oneshot::Sender<Result<UpstreamReply, ClientError>>),
+    SetNet(Net),
+}
+
+/// A running client. Dropping it closes the connection.
+#[derive(Debug)]
+pub struct Client {
+    commands: mpsc::Sender<Command>,
+    events: mpsc::Receiver<Event>,
+    task: tokio::task::JoinHandle<()>,
+    center: String,
+    uid: String,
+    token: String,
+    http: http::HttpClient,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Client {
+    /// Starts connecting in the background; events arrive on [`next_event`](Client::next_event).
+    pub fn start(config: ClientConfig) -> Client {
+        let (commands, command_rx) = mpsc::channel(256);
+        let (event_tx, events) = mpsc::channel(config.event_buffer.max(1));
+        let (center, uid, token) = (
+            config.center.clone(),
+            config.uid.clone(),
+            config.token.clone(),
+        );
+        let task = tokio::spawn(Runner::new(config, event_tx, command_rx).run());
+        Client {
+            commands,
+            events,
+            task,
+            center,
+            uid,
+            token,
+            http: http::client(),
+        }
+    }
+
+    /// The next event; `None` once the client has stopped and every event was read.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    /// ACKs messages (when auto-ACK is off).
+    pub async fn ack(&self, ids: Vec<u64>) -> Result<(), ClientError> {
+        self.commands
+            .send(Command::Ack(ids))
+            .await
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// Sends data upstream to `app`'s business server and waits for the room's answer.
+    pub async fn upstream(
+        &self,
+        app: &str,
+        kind: &str,
+        body: impl Into<Payload>,
+    ) -> Result<UpstreamReply, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        let upstream = Upstream {
+            app: app.to_owned(),
+            kind: kind.to_owned(),
+            body: body.into(),
+        };
+        self.commands
+            .send(Command::Upstream(upstream, tx))
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        rx.await.map_err(|_| ClientError::ConnectionLost)?
+    }
+
+    /// The network type changed: reconnect with the rooms and heartbeat for `net`.
+    pub async fn set_net(&self, net: Net) -> Result<(), ClientError> {
+        self.commands
+            .send(Command::SetNet(net))
+            .await
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// Pulls the body of a `notify` message from the center.
+    pub async fn pull(&self, id: u64) -> Result<Bytes, ClientError> {
+        let url = format!(
+            "{}/messages/{id}/body?uid={}&token={}",
+            self.center,
+            http::encode(&self.uid),
+            http::encode(&self.token)
+        );
+        match http::get(&self.http, &url).await? {
+            (200, body) => Ok(body),
+            (status, body) => Err(ClientError::Http(format!(
+                "pull {id}: {status} {}",
+                String::from_utf8_lossy(&body)
+            ))),
+        }
+    }
+}
+
+/// Why a session ended, and what to do next.
+enum Next {
+    /// Reconnect after this long.
+    Retry(Duration, String),
+    /// Stop for good.
+    Stop,
+}
+
+/// The background task.
+struct Runner {
+    config: ClientConfig,
+    events: mpsc::Sender<Event>,
+    commands: mpsc::Receiver<Command>,
+    http: http::HttpClient,
+    /// Rooms per network type, as the dispatcher last answered.
+    rooms: HashMap<Net, Vec<RoomAddress>>,
+    /// Addresses that failed since the last good connection.
+    failed: Vec<String>,
+    dedup: Dedup,
+    failures: u32,
+    seq: u32,
+}
+
+impl Runner {
+    fn new(
+        config: ClientConfig,
+        events: mpsc::Sender<Event>,
+        commands: mpsc::Receiver<Command>,
+    ) -> Runner {
+        Runner {
+            dedup: Dedup::new(config.dedup_window),
+            config,
+            events,
+            commands,
+            http: http::client(),
+            rooms: HashMap::new(),
+            failed: Vec::new(),
+            failures: 0,
+            seq: 0,
+        }
+    }
+
+    fn backoff(&mut self) -> Duration {
+        let exp = self.failures.min(16);
+        self.failures += 1;
+        let cap = self
+            .config
+            .backoff_min
+            .saturating_mul(1 << exp)
+            .min(self.config.backoff_max);
+        // Full jitter: a crowd that lost its room does not come back in step.
+        let min = self.config.backoff_min.as_millis() as u64;
+        Duration::from_millis(fastrand::u64(min..=(cap.as_millis() as u64).max(min)))
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1).max(1);
+        self.seq
+    }
+
+    async fn run(mut self) {
+        loop {
+            let next = match self.connect().await {
+                Ok(conn) => self.session(conn).await,
+                Err(next) => next,
+            };
+            match next {
+                Next::Stop => return,
+                Next::Retry(after, reason) => {
+                    let event = Event::Disconnected {
+                        reason,
+                        retry_in: after,
+                    };
+                    if self.events.send(event).await.is_err() {
+                        return;
+                    }
+                    // Commands that arrive while away: ACKs wait in the room's store
+                    // (the messages come again), upstream fails at once.
+                    let deadline = Instant::now() + after;
+                    loop {
+                        tokio::select! {
+                            () = tokio::time::sleep_until(deadline) => break,
+                            command = self.commands.recv() => match command {
+                                None => return,
+                                Some(Command::Upstream(_, reply)) => {
+                                    let _ = reply.send(Err(ClientError::NotConnected));
+                                }
+                                Some(Command::SetNet(net)) => self.config.net = net,
+                                Some(Command::Ack(_)) => {}
+                            },
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The rooms to try, from the cache or the dispatcher.
+    async fn dispatch(&mut self) -> Result<Vec<RoomAddress>, String> {
+        if let Some(rooms) = self.rooms.get(&self.config.net) {
+            return Ok(rooms.clone());
+        }
+        let url = format!(
+            "{}/dispatch?uid={}&net={}&failed={}",
+            self.config.center,
+            http::encode(&self.config.uid),
+            self.config.net,
+            http::encode(&self.failed.join(","))
+        );
+        let (status, body) = http::get(&self.http, &url)
+            .await
+            .map_err(|e| format!("dispatch: {e}"))?;
+        if status != 200 {
+            return Err(format!(
+                "dispatch: {status} {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        let dispatch: Dispatch =
+            serde_json::from_slice(&body).map_err(|e| format!("dispatch answer: {e}"))?;
+        if dispatch.rooms.is_empty() {
+            return Err("dispatch: no rooms".into());
+        }
+        self.rooms.insert(self.config.net, dispatch.rooms.clone());
+        Ok(dispatch.rooms)
+    }
+
+    /// Connects to the first room that answers and authenticates.
+    async fn connect(&mut self) -> Result<(Conn, String, String, u32), Next> {
+        match self.try_connect().await {
+            Ok(connected) => Ok(connected),
+            Err(None) => Err(Next::Stop),
+            Err(Some(reason)) => Err(Next::Retry(self.backoff(), reason)),
+        }
+    }
+
+    /// `Err(None)`: refused for good; `Err(Some(reason))`: try again later.
+    async fn try_connect(&mut self) -> Result<(Conn, String, String, u32), Option<String>> {
+        let rooms = self.dispatch().await.map_err(Some)?;
+        let untried: Vec<&RoomAddress> = rooms
+            .iter()
+            .filter(|r| !self.failed.contains(&self.address(r)))
+            .collect();
+        let Some(room) = untried.first() else {
+            // Every address failed: ask the dispatcher again, naming them.
+            self.rooms.remove(&self.config.net);
+            let reason = format!("every room failed: {}", self.failed.join(", "));
+            return Err(Some(reason));
+        };
+        let address = self.address(room);
+        let name = room.name.clone();
+        let connected = tokio::time::timeout(Duration::from_secs(10), async {
+            match self.config.transport {
+                Transport::Tcp => Conn::tcp(&address, self.config.max_frame_bytes).await,
+                Transport::WebSocket => Conn::ws(&address, self.config.max_frame_bytes).await,
+            }
+        })
+        .await;
+        let mut conn = match connected {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(Some(self.failed_at(address, e.to_string()))),
+            Err(_) => return Err(Some(self.failed_at(address, "connect timed out".into()))),
+        };
+        let auth = PushMessage::Auth(Auth {
+            uid: self.config.uid.clone(),
+            device: self.config.device.clone(),
+            net: self.config.net,
+            token: self.config.token.clone(),
+            apps: self.config.apps.clone(),
+        });
+        let seq = self.next_seq();
+        if let Err(e) = conn.send(seq, &auth).await {
+            return Err(Some(self.failed_at(address, e.to_string())));
+        }
+        let reply = tokio::time::timeout(Duration::from_secs(10), conn.recv()).await;
+        match reply {
+            Ok(Ok(Some(messages))) => match messages.into_iter().next() {
+                Some((_, PushMessage::AuthReply(r))) if r.ok => {
+                    Ok((conn, name, address, r.heartbeat_secs))
+                }
+                Some((_, PushMessage::AuthReply(r))) => {
+                    // A bad or expired token does not get better by retrying.
+                    let reason = r.reason.unwrap_or_else(|| "refused".into());
+                    let _ = self.events.send(Event::Refused(reason)).await;
+                    Err(None)
+                }
+                other => Err(Some(self.failed_at(
+                    address,
+                    format!("expected auth_reply, got {other:?}"),
+                ))),
+            },
+            Ok(Ok(None)) => Err(Some(self.failed_at(address, "closed during auth".into()))),
+            Ok(Err(e)) => Err(Some(self.failed_at(address, e.to_string()))),
+            Err(_) => Err(Some(self.failed_at(address, "auth timed out".into()))),
+        }
+    }
+
+    fn address(&self, room: &RoomAddress) -> String {
+        match self.config.transport {
+            Transport::Tcp => room.tcp.clone(),
+            Transport::WebSocket => room.ws.clone(),
+        }
+    }
+
+    /// Records a failed address: the next dispatch names it, so it goes last.
+    fn failed_at(&mut self, address: String, reason: String) -> String {
+        let text = format!("{address}: {reason}");
+        if !self.failed.contains(&address) {
+            self.failed.push(address);
+        }
+        self.rooms.remove(&self.config.net);
+        text
+    }
+
+    /// One authenticated session, until it ends.
+    async fn session(&mut self, (mut conn, room, address, heartbeat_secs): (Conn, String, String, u32)) -> Next {
+        self.failures = 0;
+        self.failed.clear();
+        let connected = Event::Connected {
+            room,
+            address: address.clone(),
+            heartbeat_secs,
+        };
+        if self.events.send(connected).await.is_err() {
+            return Next::Stop;
+        }
+        let interval = Duration::from_secs(u64::from(heartbeat_secs.max(1)));
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + interval, interval);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        let mut waiting: HashMap<u32, oneshot::Sender<Result<UpstreamReply, ClientError>>> =
+            HashMap::new();
+        let end = loop {
+            tokio::select! {
+                _ = heartbeat.tick() => {
+                    // The room drops a client silent for two intervals; the client gives
+                    // up on a room silent for as long.
+                    if last_heard.elapsed() > 2 * interval + Duration::from_secs(1) {
+                        break Next::Retry(self.backoff(), "the room stopped answering heartbeats".into());
+                    }
+                    let seq = self.next_seq();
+                    if let Err(e) = conn.send(seq, &PushMessage::Heartbeat).await {
+                        break Next::Retry(self.backoff(), e.to_string());
+                    }
+                }
+                received = conn.recv() => {
+                    let messages = match received {
+                        Ok(Some(messages)) => messages,
+                        Ok(None) => break Next::Retry(self.backoff(), format!("{address} closed the connection")),
+                        Err(e) => break Next::Retry(self.backoff(), e.to_string()),
+                    };
+                    last_heard = Instant::now();
+                    let mut acks = Vec::new();
+                    let mut end = None;
+                    for (seq, message) in messages {
+                        match self.on_message(seq, message, &mut acks, &mut waiting).await {
+                            Ok(()) => {}
+                            Err(next) => {
+                                end = Some(next);
+                                break;
+                            }
+                        }
+                    }
+                    if !acks.is_empty() {
+                        let seq = self.next_seq();
+                        if let Err(e) = conn.send(seq, &PushMessage::Ack(Ack { ids: acks })).await {
+                            break Next::Retry(self.backoff(), e.to_string());
+                        }
+                    }
+                    if let Some(next) = end {
+                        break next;
+                    }
+                }
+                command = self.commands.recv() => {
+                    let sent = match command {
+                        None => break Next::Stop,
+                        Some(Command::Ack(ids)) => conn.send(self.next_seq(), &PushMessage::Ack(Ack { ids })).await,
+                        Some(Command::Upstream(upstream, reply)) => {
+                            if waiting.len() >= 256 {
+                                let _ = reply.send(Err(ClientError::Protocol("more than 256 upstream requests waiting".into())));
+                                Ok(())
+                            } else {
+                                let seq = self.next_seq();
+                                waiting.insert(seq, reply);
+                                conn.send(seq, &PushMessage::Upstream(upstream)).await
+                            }
+                        }
+                        Some(Command::SetNet(net)) => {
+                            if net == self.config.net {
+                                Ok(())
+                            } else {
+                                // A new network: new rooms, a new heartbeat.
+                                self.config.net = net;
+                                break Next::Retry(Duration::ZERO, format!("network changed to {net}"));
+                            }
+                        }
+                    };
+                    if let Err(e) = sent {
+                        break Next::Retry(self.backoff(), e.to_string());
+                    }
+                }
+            }
+        };
+        for (_, reply) in waiting.drain() {
+            let _ = reply.send(Err(ClientError::ConnectionLost));
+        }
+        end
+    }
+
+    async fn on_message(
+        &mut self,
+        seq: u32,
+        message: PushMessage,
+        acks: &mut Vec<u64>,
+        waiting: &mut HashMap<u32, oneshot::Sender<Result<UpstreamReply, ClientError>>>,
+    ) -> Result<(), Next> {
+        let event = match message {
+            PushMessage::Message(m) => {
+                let stored = m.mode != longlink_codec::push::DeliveryMode::AtMostOnce;
+                if stored && self.config.auto_ack {
+                    acks.push(m.id);
+                }
+                if self.dedup.first_time(m.id) {
+                    Event::Message(m)
+                } else {
+                    Event::Duplicate(m.id)
+                }
+            }
+            PushMessage::HeartbeatReply | PushMessage::AuthReply(_) => return Ok(()),
+            PushMessage::UpstreamReply(r) => {
+                // The reply carries the request's seq.
+                if let Some(reply) = waiting.remove(&seq) {
+                    let _ = reply.send(Ok(r));
+                }
+                return Ok(());
+            }
+            PushMessage::Kick(k) => {
+                let _ = self.events.send(Event::Kicked(k.reason)).await;
+                return Err(Next::Stop);
+            }
+            PushMessage::Reconnect(r) => {
+                self.rooms.clear();
+                return Err(Next::Retry(
+                    Duration::from_millis(u64::from(r.after_ms)),
+                    format!("the room asked to reconnect: {}", r.reason),
+                ));
+            }
+            PushMessage::Error(e) => Event::Error(e),
+            other => {
+                return Err(Next::Retry(
+                    self.backoff(),
+                    format!("the room sent {}", other.op()),
+                ));
+            }
+        };
+        if self.events.send(event).await.is_err() {
+            return Err(Next::Stop);
+        }
+        Ok(())
+    }
+}
