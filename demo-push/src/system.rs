@@ -223,6 +223,16 @@ impl System {
         })
     }
 
+    /// The message store's pool.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The center's base URL.
+    pub fn center_url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
     /// Tells clients to reconnect within `window` (spread out), gives them a moment to
     /// hear it, and stops the center and the store.
     pub async fn shutdown(self, window: Duration) {

@@ -1,0 +1,294 @@
+//! Helpers shared by the end-to-end tests: a system on ephemeral ports, an HTTP client, a
+//! raw frame-level connection, and a client-library connection that waits for events.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use longlink_codec::push::{Auth, Net, PushCodec, PushMessage};
+use longlink_push::center::AppConfig;
+use longlink_push::client::{Client, ClientConfig, Event};
+use longlink_push::config::Config;
+use longlink_push::room::Heartbeats;
+use longlink_push::system::System;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+pub const KEY: &str = "demo-key-0123456789abcdef";
+pub const OTHER_KEY: &str = "other-key-0123456789abcdef";
+/// Long enough for a loaded CI machine, short enough to fail fast.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A system on ephemeral ports under a temporary data dir, two apps (`demo`, `other`).
+pub struct TestSystem {
+    pub system: System,
+    pub dir: tempfile::TempDir,
+    http: HttpClient<HttpConnector, Full<Bytes>>,
+}
+
+pub fn config(dir: &std::path::Path) -> Config {
+    let mut c = Config::default();
+    c.data_dir = dir.to_owned();
+    c.http_listen = "127.0.0.1:0".parse().unwrap();
+    c.room.ws_listen = "127.0.0.1:0".parse().unwrap();
+    c.room.tcp_listen = "127.0.0.1:0".parse().unwrap();
+    c.room.tick_ms = 50;
+    c.room.heartbeats = Heartbeats {
+        g2: 3,
+        g3: 3,
+        g4: 3,
+        g5: 3,
+        wifi: 3,
+    };
+    c.apps = vec![
+        AppConfig {
+            name: "demo".into(),
+            api_key: KEY.into(),
+            webhook: None,
+        },
+        AppConfig {
+            name: "other".into(),
+            api_key: OTHER_KEY.into(),
+            webhook: None,
+        },
+    ];
+    c
+}
+
+pub async fn start() -> TestSystem {
+    start_with(|_| {}).await
+}
+
+pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestSystem {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    tweak(&mut c);
+    let system = System::start(c).await.expect("the system starts");
+    TestSystem {
+        system,
+        dir,
+        http: HttpClient::builder(TokioExecutor::new()).build_http(),
+    }
+}
+
+impl TestSystem {
+    pub fn token(&self, uid: &str) -> String {
+        self.system.tokens.issue(uid, Duration::from_secs(600))
+    }
+
+    /// A client-library connection for `uid` with `tweak` applied to its config.
+    pub fn client_with(&self, uid: &str, tweak: impl FnOnce(&mut ClientConfig)) -> Client {
+        let mut c = ClientConfig::new(&self.system.center_url(), uid, &self.token(uid));
+        c.backoff_min = Duration::from_millis(20);
+        c.backoff_max = Duration::from_millis(200);
+        tweak(&mut c);
+        Client::start(c)
+    }
+
+    pub fn client(&self, uid: &str) -> Client {
+        self.client_with(uid, |_| {})
+    }
+
+    /// A client that is online (its Connected event consumed).
+    pub async fn online(&self, uid: &str) -> Client {
+        let mut client = self.client(uid);
+        connected(&mut client).await;
+        client
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> (u16, Value) {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.system.center_url()));
+        if let Some(key) = key {
+            req = req.header("authorization", format!("Bearer {key}"));
+        }
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .unwrap();
+        let response = tokio::time::timeout(WAIT, self.http.request(req))
+            .await
+            .expect("the center answers")
+            .unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, value)
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
+        self.request("POST", path, Some(key), Some(body.to_string().into_bytes()))
+            .await
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> (u16, Value) {
+        self.request("GET", path, Some(key), None).await
+    }
+
+    /// Pushes as `demo`, asserting success; returns the message id.
+    pub async fn push(&self, kind: &str, body: Value) -> u64 {
+        let (status, answer) = self.post(&format!("/push/{kind}"), KEY, body).await;
+        assert_eq!(status, 200, "{answer}");
+        answer["id"].as_u64().unwrap()
+    }
+
+    /// Waits until `uid`'s status for message `id` is `status`.
+    pub async fn wait_status(&self, id: u64, uid: &str, status: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (code, answer) = self.get(&format!("/messages/{id}"), KEY).await;
+            assert_eq!(code, 200, "{answer}");
+            let recipient = answer["recipients"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["uid"] == uid)
+                .cloned()
+                .unwrap_or(Value::Null);
+            if recipient["status"] == status {
+                return recipient;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "message {id} for {uid} never became {status}: {answer}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until `uid` has `n` sessions in `demo`.
+    pub async fn wait_sessions(&self, uid: &str, n: usize) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (_, answer) = self.get(&format!("/users/{uid}"), KEY).await;
+            if answer["sessions"].as_array().map(Vec::len) == Some(n) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{uid} never had {n} sessions: {answer}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn metric(&self, name: &str) -> u64 {
+        let (_, text) = self.request("GET", "/metrics", None, None).await;
+        let text = text.as_str().unwrap().to_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no metric {name}"))
+            .parse()
+            .unwrap()
+    }
+}
+
+/// The next event, or a panic after [`WAIT`].
+pub async fn event(client: &mut Client) -> Event {
+    tokio::time::timeout(WAIT, client.next_event())
+        .await
+        .expect("an event in time")
+        .expect("the client is running")
+}
+
+pub async fn connected(client: &mut Client) {
+    match event(client).await {
+        Event::Connected { .. } => {}
+        other => panic!("expected Connected, got {other:?}"),
+    }
+}
+
+/// The next message (skipping duplicates and reconnects): (id, body).
+pub async fn message(client: &mut Client) -> (u64, String) {
+    loop {
+        match event(client).await {
+            Event::Message(m) => {
+                return (m.id, m.body.as_str().unwrap_or_default().to_owned());
+            }
+            Event::Duplicate(_) | Event::Connected { .. } | Event::Disconnected { .. } => {}
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+}
+
+/// Asserts nothing but heartbeat noise arrives for `d`.
+pub async fn quiet(client: &mut Client, d: Duration) {
+    if let Ok(Some(event)) = tokio::time::timeout(d, client.next_event()).await {
+        panic!("expected nothing, got {event:?}");
+    }
+}
+
+/// A frame-level connection to the room's TCP port.
+pub struct Raw {
+    pub framed: Framed<TcpStream, PushCodec>,
+}
+
+impl Raw {
+    pub async fn connect(addr: SocketAddr) -> Raw {
+        Raw::connect_from(addr, "127.0.0.1").await
+    }
+
+    pub async fn connect_from(addr: SocketAddr, source: &str) -> Raw {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(format!("{source}:0").parse().unwrap())
+            .unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        Raw {
+            framed: Framed::new(stream, PushCodec::new().max_frame_bytes(1 << 20)),
+        }
+    }
+
+    pub async fn send(&mut self, message: &PushMessage) {
+        self.framed.send(message.to_frame(1).unwrap()).await.unwrap();
+    }
+
+    pub async fn auth(&mut self, uid: &str, token: &str) -> PushMessage {
+        self.send(&PushMessage::Auth(Auth {
+            uid: uid.into(),
+            device: "raw".into(),
+            net: Net::Wifi,
+            token: token.into(),
+            apps: vec!["demo".into()],
+        }))
+        .await;
+        self.recv().await.expect("an auth reply")
+    }
+
+    /// The next message; `None` when the room closed the connection.
+    pub async fn recv(&mut self) -> Option<PushMessage> {
+        match tokio::time::timeout(WAIT, self.framed.next())
+            .await
+            .expect("the room answers or closes in time")
+        {
+            Some(Ok(frame)) => Some(PushMessage::from_frame(&frame).unwrap()),
+            Some(Err(_)) | None => None,
+        }
+    }
+
+    /// Reads until the room closes the connection; returns what came before.
+    pub async fn until_closed(&mut self) -> Vec<PushMessage> {
+        let mut got = Vec::new();
+        while let Some(m) = self.recv().await {
+            got.push(m);
+        }
+        got
+    }
+}

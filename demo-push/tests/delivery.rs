@@ -1,0 +1,245 @@
+//! Messages reach their recipients: every addressing mode, offline storage, redelivery,
+//! ACKs, expiry, and the three delivery modes. Real sockets, real SQLite.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use longlink_push::client::Event;
+use serde_json::json;
+
+#[tokio::test]
+async fn unicast_to_an_online_user_arrives_and_is_acked() {
+    let s = start().await;
+    let mut u1 = s.online("u1").await;
+    let id = s.push("unicast", json!({"uid": "u1", "body": "hello"})).await;
+    assert_eq!(message(&mut u1).await, (id, "hello".to_owned()));
+    let r = s.wait_status(id, "u1", "acked").await;
+    assert_eq!(r["attempts"], 1);
+}
+
+#[tokio::test]
+async fn multicast_reaches_each_user_once() {
+    let s = start().await;
+    let mut a = s.online("a").await;
+    let mut b = s.online("b").await;
+    let mut c = s.online("c").await;
+    let (status, report) = s
+        .post(
+            "/push/multicast",
+            KEY,
+            json!({"uids": ["a", "b", "a"], "body": "to a and b"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["recipients"], 2); // "a" twice is one recipient
+    assert_eq!(report["delivered"], 2);
+    let id = report["id"].as_u64().unwrap();
+    assert_eq!(message(&mut a).await.0, id);
+    assert_eq!(message(&mut b).await.0, id);
+    quiet(&mut c, Duration::from_millis(300)).await;
+    quiet(&mut a, Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn group_push_reaches_bound_members_only() {
+    let s = start().await;
+    let mut a = s.online("a").await;
+    let mut b = s.online("b").await;
+    let (status, answer) = s
+        .post("/groups/team/bind", KEY, json!({"uids": ["a", "b"]}))
+        .await;
+    assert_eq!((status, answer["members"].as_u64()), (200, Some(2)));
+    let (status, _) = s.post("/groups/team/unbind", KEY, json!({"uid": "b"})).await;
+    assert_eq!(status, 200);
+    let id = s.push("group", json!({"group": "team", "body": "team news"})).await;
+    assert_eq!(message(&mut a).await, (id, "team news".to_owned()));
+    quiet(&mut b, Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn broadcast_reaches_every_online_user_of_the_app() {
+    let s = start().await;
+    let mut users = Vec::new();
+    for i in 0..5 {
+        users.push(s.online(&format!("b{i}")).await);
+    }
+    // A user connected for another app only is not reached.
+    let mut outsider = s.client_with("x", |c| c.apps = vec!["other".into()]);
+    connected(&mut outsider).await;
+    let (status, report) = s
+        .post("/push/broadcast", KEY, json!({"body": "everyone"}))
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["delivered"], 5);
+    let id = report["id"].as_u64().unwrap();
+    for u in &mut users {
+        assert_eq!(message(u).await, (id, "everyone".to_owned()));
+    }
+    quiet(&mut outsider, Duration::from_millis(300)).await;
+    // The body is stored once; each reached user has a delivery row that its ACK closes.
+    s.wait_status(id, "b4", "acked").await;
+}
+
+#[tokio::test]
+async fn a_message_sent_while_offline_arrives_on_connect() {
+    let s = start().await;
+    let id = s.push("unicast", json!({"uid": "late", "body": "waiting for you"})).await;
+    let (_, status) = s.get(&format!("/messages/{id}"), KEY).await;
+    assert_eq!(status["recipients"][0]["status"], "stored");
+    let mut late = s.online("late").await;
+    assert_eq!(message(&mut late).await, (id, "waiting for you".to_owned()));
+    s.wait_status(id, "late", "acked").await;
+}
+
+#[tokio::test]
+async fn an_unacked_message_is_redelivered_after_reconnect_and_not_after_ack() {
+    let s = start().await;
+    let mut first = s.client_with("r", |c| c.auto_ack = false);
+    connected(&mut first).await;
+    let id = s.push("unicast", json!({"uid": "r", "body": "ack me"})).await;
+    assert_eq!(message(&mut first).await.0, id);
+    s.wait_status(id, "r", "delivered").await;
+    drop(first);
+    s.wait_sessions("r", 0).await;
+
+    // Reconnect without ACKing: it comes again (counted as a redelivery).
+    let mut second = s.client_with("r", |c| c.auto_ack = false);
+    connected(&mut second).await;
+    assert_eq!(message(&mut second).await.0, id);
+    let r = s.wait_status(id, "r", "delivered").await;
+    assert!(r["attempts"].as_u64().unwrap() >= 1);
+    second.ack(vec![id]).await.unwrap();
+    s.wait_status(id, "r", "acked").await;
+    drop(second);
+    s.wait_sessions("r", 0).await;
+
+    // After the ACK, a reconnect brings nothing.
+    let mut third = s.online("r").await;
+    quiet(&mut third, Duration::from_millis(500)).await;
+    assert!(s.metric("longlink_push_redeliveries_total").await >= 1);
+}
+
+#[tokio::test]
+async fn a_never_acking_client_sees_the_message_expire_after_the_attempt_limit() {
+    let s = start_with(|c| c.hub.max_attempts = 2).await;
+    let id = s.push("unicast", json!({"uid": "n", "body": "never acked"})).await;
+    for attempt in 1..=2 {
+        let mut c = s.client_with("n", |c| c.auto_ack = false);
+        connected(&mut c).await;
+        assert_eq!(message(&mut c).await.0, id, "attempt {attempt}");
+        let r = s.wait_status(id, "n", "delivered").await;
+        // Wait for the attempt to be recorded before reconnecting.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut attempts = r["attempts"].as_u64().unwrap();
+        while attempts < attempt {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            attempts = s.wait_status(id, "n", "delivered").await["attempts"]
+                .as_u64()
+                .unwrap();
+        }
+        drop(c);
+        s.wait_sessions("n", 0).await;
+    }
+    // The third connect finds it given up: not sent, marked expired.
+    let mut c = s.client_with("n", |c| c.auto_ack = false);
+    connected(&mut c).await;
+    let r = s.wait_status(id, "n", "expired").await;
+    assert_eq!(r["attempts"], 2);
+    quiet(&mut c, Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn a_message_past_its_ttl_is_not_delivered() {
+    let s = start().await;
+    let id = s
+        .push("unicast", json!({"uid": "t", "body": "short-lived", "ttl_secs": 1}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut t = s.online("t").await;
+    quiet(&mut t, Duration::from_millis(300)).await;
+    s.wait_status(id, "t", "expired").await;
+}
+
+#[tokio::test]
+async fn at_most_once_is_sent_to_online_users_and_never_stored() {
+    let s = start().await;
+    let mut u = s.online("m").await;
+    let (status, report) = s
+        .post(
+            "/push/unicast",
+            KEY,
+            json!({"uid": "m", "body": "typing…", "mode": "at_most_once"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(report["stored"], false);
+    let id = report["id"].as_u64().unwrap();
+    assert_eq!(message(&mut u).await, (id, "typing…".to_owned()));
+    let (status, _) = s.get(&format!("/messages/{id}"), KEY).await;
+    assert_eq!(status, 404);
+    // Offline users miss it: nothing waits for them.
+    s.push("unicast", json!({"uid": "off", "body": "gone", "mode": "at_most_once"}))
+        .await;
+    let mut off = s.online("off").await;
+    quiet(&mut off, Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn notify_sends_only_the_id_and_the_client_pulls_the_body() {
+    let s = start().await;
+    let mut u = s.online("p").await;
+    let big = "x".repeat(10_000);
+    let id = s
+        .push("unicast", json!({"uid": "p", "body": big, "mode": "notify"}))
+        .await;
+    let (got, key) = message(&mut u).await;
+    assert_eq!((got, key), (id, id.to_string()));
+    assert_eq!(u.pull(id).await.unwrap(), big.as_bytes());
+    // Someone else's token cannot pull it.
+    let other = s.client("q");
+    assert!(other.pull(id).await.is_err());
+}
+
+#[tokio::test]
+async fn several_devices_each_receive_and_a_device_push_reaches_one() {
+    let s = start().await;
+    let mut phone = s.client_with("d", |c| c.device = "phone".into());
+    connected(&mut phone).await;
+    let mut laptop = s.client_with("d", |c| c.device = "laptop".into());
+    connected(&mut laptop).await;
+    s.wait_sessions("d", 2).await;
+    let id = s.push("unicast", json!({"uid": "d", "body": "both"})).await;
+    assert_eq!(message(&mut phone).await.0, id);
+    assert_eq!(message(&mut laptop).await.0, id);
+    let id = s
+        .push("unicast", json!({"uid": "d", "device": "laptop", "body": "laptop only"}))
+        .await;
+    assert_eq!(message(&mut laptop).await, (id, "laptop only".to_owned()));
+    quiet(&mut phone, Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn the_client_drops_a_duplicate_it_has_seen() {
+    let s = start().await;
+    let mut c = s.client_with("dup", |c| c.auto_ack = false);
+    connected(&mut c).await;
+    let id = s.push("unicast", json!({"uid": "dup", "body": "once"})).await;
+    assert_eq!(message(&mut c).await.0, id);
+    s.wait_status(id, "dup", "delivered").await;
+    // The room asks everyone to reconnect (a drain); the same client comes back and is
+    // sent the unacked message again, which its dedup window reports as a duplicate.
+    s.system.room.drain("test", Duration::from_millis(10));
+    loop {
+        match event(&mut c).await {
+            Event::Duplicate(d) => {
+                assert_eq!(d, id);
+                break;
+            }
+            Event::Disconnected { .. } | Event::Connected { .. } => {}
+            other => panic!("expected the duplicate, got {other:?}"),
+        }
+    }
+}
