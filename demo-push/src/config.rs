@@ -288,9 +288,9 @@ impl Config {
 
     /// The store's DSN.
     pub fn database_dsn(&self) -> String {
-        self.database.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", self.data_dir.join("push.db").display())
-        })
+        self.database
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("push.db").display()))
     }
 }
 

@@ -17,7 +17,11 @@ use longlink_push::system::System;
 use longlink_push::token::Tokens;
 
 #[derive(Parser, Debug)]
-#[command(name = "longlink-push", version, about = "A long-connection push system")]
+#[command(
+    name = "longlink-push",
+    version,
+    about = "A long-connection push system"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -181,7 +185,10 @@ async fn all(args: ServerArgs) -> Result<(), String> {
         println!("  page:       http://{}/", system.http);
     }
     println!("  center API: http://{}/push/unicast …", system.http);
-    println!("  dispatcher: http://{}/dispatch?uid=u1&net=wifi", system.http);
+    println!(
+        "  dispatcher: http://{}/dispatch?uid=u1&net=wifi",
+        system.http
+    );
     println!("  room:       ws://{}/  and tcp {}", system.ws, system.tcp);
     println!("  metrics:    http://{}/metrics", system.http);
     println!("  store:      {}", data_dir.display());
@@ -241,7 +248,8 @@ async fn client(args: ClientArgs) -> Result<(), String> {
                         .map(str::to_owned)
                         .unwrap_or_else(|| format!("<{} bytes>", m.body.0.len()))
                 };
-                let line = serde_json::json!({"id": m.id, "app": m.app, "mode": m.mode, "body": body});
+                let line =
+                    serde_json::json!({"id": m.id, "app": m.app, "mode": m.mode, "body": body});
                 println!("{line}");
                 received += 1;
                 if args.count.is_some_and(|n| received >= n) {

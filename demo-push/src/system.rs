@@ -101,11 +101,9 @@ impl System {
         }
         config.validate()?;
         if config.database.is_none() {
-            std::fs::create_dir_all(&config.data_dir).map_err(|source| {
-                ConfigError::DataDir {
-                    path: config.data_dir.clone(),
-                    source,
-                }
+            std::fs::create_dir_all(&config.data_dir).map_err(|source| ConfigError::DataDir {
+                path: config.data_dir.clone(),
+                source,
             })?;
         }
         let tokens = Tokens::new(secret.as_bytes());

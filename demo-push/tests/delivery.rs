@@ -13,7 +13,9 @@ use serde_json::json;
 async fn unicast_to_an_online_user_arrives_and_is_acked() {
     let s = start().await;
     let mut u1 = s.online("u1").await;
-    let id = s.push("unicast", json!({"uid": "u1", "body": "hello"})).await;
+    let id = s
+        .push("unicast", json!({"uid": "u1", "body": "hello"}))
+        .await;
     assert_eq!(message(&mut u1).await, (id, "hello".to_owned()));
     let r = s.wait_status(id, "u1", "acked").await;
     assert_eq!(r["attempts"], 1);
@@ -51,9 +53,13 @@ async fn group_push_reaches_bound_members_only() {
         .post("/groups/team/bind", KEY, json!({"uids": ["a", "b"]}))
         .await;
     assert_eq!((status, answer["members"].as_u64()), (200, Some(2)));
-    let (status, _) = s.post("/groups/team/unbind", KEY, json!({"uid": "b"})).await;
+    let (status, _) = s
+        .post("/groups/team/unbind", KEY, json!({"uid": "b"}))
+        .await;
     assert_eq!(status, 200);
-    let id = s.push("group", json!({"group": "team", "body": "team news"})).await;
+    let id = s
+        .push("group", json!({"group": "team", "body": "team news"}))
+        .await;
     assert_eq!(message(&mut a).await, (id, "team news".to_owned()));
     quiet(&mut b, Duration::from_millis(300)).await;
 }
@@ -85,7 +91,9 @@ async fn broadcast_reaches_every_online_user_of_the_app() {
 #[tokio::test]
 async fn a_message_sent_while_offline_arrives_on_connect() {
     let s = start().await;
-    let id = s.push("unicast", json!({"uid": "late", "body": "waiting for you"})).await;
+    let id = s
+        .push("unicast", json!({"uid": "late", "body": "waiting for you"}))
+        .await;
     let (_, status) = s.get(&format!("/messages/{id}"), KEY).await;
     assert_eq!(status["recipients"][0]["status"], "stored");
     let mut late = s.online("late").await;
@@ -98,7 +106,9 @@ async fn an_unacked_message_is_redelivered_after_reconnect_and_not_after_ack() {
     let s = start().await;
     let mut first = s.client_with("r", |c| c.auto_ack = false);
     connected(&mut first).await;
-    let id = s.push("unicast", json!({"uid": "r", "body": "ack me"})).await;
+    let id = s
+        .push("unicast", json!({"uid": "r", "body": "ack me"}))
+        .await;
     assert_eq!(message(&mut first).await.0, id);
     s.wait_status(id, "r", "delivered").await;
     drop(first);
@@ -124,7 +134,9 @@ async fn an_unacked_message_is_redelivered_after_reconnect_and_not_after_ack() {
 #[tokio::test]
 async fn a_never_acking_client_sees_the_message_expire_after_the_attempt_limit() {
     let s = start_with(|c| c.hub.max_attempts = 2).await;
-    let id = s.push("unicast", json!({"uid": "n", "body": "never acked"})).await;
+    let id = s
+        .push("unicast", json!({"uid": "n", "body": "never acked"}))
+        .await;
     for attempt in 1..=2 {
         let mut c = s.client_with("n", |c| c.auto_ack = false);
         connected(&mut c).await;
@@ -155,7 +167,10 @@ async fn a_never_acking_client_sees_the_message_expire_after_the_attempt_limit()
 async fn a_message_past_its_ttl_is_not_delivered() {
     let s = start().await;
     let id = s
-        .push("unicast", json!({"uid": "t", "body": "short-lived", "ttl_secs": 1}))
+        .push(
+            "unicast",
+            json!({"uid": "t", "body": "short-lived", "ttl_secs": 1}),
+        )
         .await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut t = s.online("t").await;
@@ -181,8 +196,11 @@ async fn at_most_once_is_sent_to_online_users_and_never_stored() {
     let (status, _) = s.get(&format!("/messages/{id}"), KEY).await;
     assert_eq!(status, 404);
     // Offline users miss it: nothing waits for them.
-    s.push("unicast", json!({"uid": "off", "body": "gone", "mode": "at_most_once"}))
-        .await;
+    s.push(
+        "unicast",
+        json!({"uid": "off", "body": "gone", "mode": "at_most_once"}),
+    )
+    .await;
     let mut off = s.online("off").await;
     quiet(&mut off, Duration::from_millis(300)).await;
 }
@@ -193,7 +211,10 @@ async fn notify_sends_only_the_id_and_the_client_pulls_the_body() {
     let mut u = s.online("p").await;
     let big = "x".repeat(10_000);
     let id = s
-        .push("unicast", json!({"uid": "p", "body": big, "mode": "notify"}))
+        .push(
+            "unicast",
+            json!({"uid": "p", "body": big, "mode": "notify"}),
+        )
         .await;
     let (got, key) = message(&mut u).await;
     assert_eq!((got, key), (id, id.to_string()));
@@ -215,7 +236,10 @@ async fn several_devices_each_receive_and_a_device_push_reaches_one() {
     assert_eq!(message(&mut phone).await.0, id);
     assert_eq!(message(&mut laptop).await.0, id);
     let id = s
-        .push("unicast", json!({"uid": "d", "device": "laptop", "body": "laptop only"}))
+        .push(
+            "unicast",
+            json!({"uid": "d", "device": "laptop", "body": "laptop only"}),
+        )
         .await;
     assert_eq!(message(&mut laptop).await, (id, "laptop only".to_owned()));
     quiet(&mut phone, Duration::from_millis(300)).await;
@@ -226,7 +250,9 @@ async fn the_client_drops_a_duplicate_it_has_seen() {
     let s = start().await;
     let mut c = s.client_with("dup", |c| c.auto_ack = false);
     connected(&mut c).await;
-    let id = s.push("unicast", json!({"uid": "dup", "body": "once"})).await;
+    let id = s
+        .push("unicast", json!({"uid": "dup", "body": "once"}))
+        .await;
     assert_eq!(message(&mut c).await.0, id);
     s.wait_status(id, "dup", "delivered").await;
     // The room asks everyone to reconnect (a drain); the same client comes back and is

@@ -101,7 +101,11 @@ pub(super) async fn metrics(State(state): State<Arc<CenterState>>) -> Response {
             room.wheel_entries()
         ));
     }
-    extra.push_str(&BufPool::global().stats().to_prometheus("longlink_push_bufpool"));
+    extra.push_str(
+        &BufPool::global()
+            .stats()
+            .to_prometheus("longlink_push_bufpool"),
+    );
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(&extra),
@@ -132,7 +136,11 @@ pub(super) async fn healthz(State(state): State<Arc<CenterState>>) -> (StatusCod
             "the store did not answer in 2 s".to_owned(),
         ),
     };
-    let word = if status == StatusCode::OK { "ok" } else { "unavailable" };
+    let word = if status == StatusCode::OK {
+        "ok"
+    } else {
+        "unavailable"
+    };
     (
         status,
         Json(Health {

@@ -83,9 +83,7 @@ pub(super) async fn kick(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?
     };
-    let reason = request
-        .reason
-        .unwrap_or_else(|| format!("kicked by {app}"));
+    let reason = request.reason.unwrap_or_else(|| format!("kicked by {app}"));
     if reason.len() > 256 {
         return Err(ApiError::invalid("reason is longer than 256 bytes"));
     }

@@ -156,7 +156,10 @@ pub enum ClientError {
 
 enum Command {
     Ack(Vec<u64>),
-    Upstream(Upstream, oneshot::Sender<Result<UpstreamReply, ClientError>>),
+    Upstream(
+        Upstream,
+        oneshot::Sender<Result<UpstreamReply, ClientError>>,
+    ),
     SetNet(Net),
 }
 
@@ -445,10 +448,9 @@ impl Runner {
                     let _ = self.events.send(Event::Refused(reason)).await;
                     Err(None)
                 }
-                other => Err(Some(self.failed_at(
-                    address,
-                    format!("expected auth_reply, got {other:?}"),
-                ))),
+                other => Err(Some(
+                    self.failed_at(address, format!("expected auth_reply, got {other:?}")),
+                )),
             },
             Ok(Ok(None)) => Err(Some(self.failed_at(address, "closed during auth".into()))),
             Ok(Err(e)) => Err(Some(self.failed_at(address, e.to_string()))),
@@ -474,7 +476,10 @@ impl Runner {
     }
 
     /// One authenticated session, until it ends.
-    async fn session(&mut self, (mut conn, room, address, heartbeat_secs): (Conn, String, String, u32)) -> Next {
+    async fn session(
+        &mut self,
+        (mut conn, room, address, heartbeat_secs): (Conn, String, String, u32),
+    ) -> Next {
         self.failures = 0;
         self.failed.clear();
         let connected = Event::Connected {

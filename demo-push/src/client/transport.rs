@@ -38,7 +38,11 @@ impl Conn {
         ))
     }
 
-    pub(super) async fn send(&mut self, seq: u32, message: &PushMessage) -> Result<(), ClientError> {
+    pub(super) async fn send(
+        &mut self,
+        seq: u32,
+        message: &PushMessage,
+    ) -> Result<(), ClientError> {
         match self {
             Conn::Tcp(framed) => {
                 let frame = message.to_frame(seq)?;

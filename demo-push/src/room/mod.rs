@@ -452,3 +452,16 @@ pub(crate) fn refusal(reason: impl Into<String>) -> PushMessage {
         reason: reason.into(),
     })
 }
+
+/// The reply to a frame the room could not read: 413 for one over the size limit, 400
+/// otherwise.
+pub(crate) fn frame_error(e: &longlink_codec::CodecError) -> PushMessage {
+    let code = match e {
+        longlink_codec::CodecError::FrameTooLarge { .. } => 413,
+        _ => 400,
+    };
+    PushMessage::Error(longlink_codec::push::ErrorMessage {
+        code,
+        reason: e.to_string(),
+    })
+}

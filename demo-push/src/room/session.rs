@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use super::ip_limit::IpSlot;
 use super::link::{Form, Link, LinkError};
 use super::wheel::Deadline;
-use super::{Closing, ConnHandle, Identity, RoomInner, refusal};
+use super::{Closing, ConnHandle, Identity, RoomInner, frame_error, refusal};
 use crate::metrics::inc;
 use crate::model::{ConnId, Session, now_ms};
 
@@ -123,9 +123,7 @@ async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSl
         Ok(None) | Err(LinkError::Io(_) | LinkError::Ws(_)) => return,
         Err(LinkError::Protocol(e)) => {
             inc(&room.metrics.protocol_errors);
-            let _ = link
-                .feed_message(0, &refusal(e.to_string()), Form::Binary)
-                .await;
+            let _ = link.feed_message(0, &frame_error(&e), Form::Binary).await;
             link.close().await;
             return;
         }
@@ -162,7 +160,9 @@ async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSl
         .push(id);
     registered.uid = Some(auth.uid.clone());
     let touch = |deadline: &Deadline| deadline.set(room.wheel.now_ms() + 2 * interval * 1000);
-    touch(&deadline);
+    // The heartbeat window may be shorter than what is left of the AUTH deadline.
+    room.wheel
+        .reschedule(id, &deadline, room.wheel.now_ms() + 2 * interval * 1000);
     let reply = PushMessage::AuthReply(AuthReply {
         ok: true,
         reason: None,
@@ -237,7 +237,7 @@ async fn serve(
                     Err(LinkError::Protocol(e)) => {
                         // A bad or oversized frame closes this connection only.
                         inc(&room.metrics.protocol_errors);
-                        let _ = link.feed_message(0, &refusal(e.to_string()), form).await;
+                        let _ = link.feed_message(0, &frame_error(&e), form).await;
                         return None;
                     }
                 };

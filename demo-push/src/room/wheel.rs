@@ -5,6 +5,9 @@
 //! heartbeat only moves the deadline in the connection's own state (an atomic store), not
 //! in the wheel. When a slot comes up, each connection in it is checked: if its deadline
 //! has passed it is timed out, otherwise it is filed again under its current deadline.
+//! A deadline moved *earlier* (the AUTH deadline replaced by a short heartbeat window) is
+//! filed again at once with [`Wheel::reschedule`]; the entry left behind is recognised as
+//! stale by its tick and dropped, so a connection is never in the wheel twice.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -14,20 +17,27 @@ use parking_lot::Mutex;
 
 use crate::model::ConnId;
 
-/// One slot of the wheel: the connections whose deadline falls in it.
-type Slot = Vec<(ConnId, Arc<Deadline>)>;
+/// One slot of the wheel: the connections whose deadline falls in it, with the tick each
+/// was filed under.
+type Slot = Vec<(ConnId, Arc<Deadline>, u64)>;
 
 /// A deadline a connection keeps in its own state, in wheel milliseconds.
 #[derive(Debug, Default)]
-pub(crate) struct Deadline(AtomicU64);
+pub(crate) struct Deadline {
+    at: AtomicU64,
+    /// The tick of the entry that counts; other entries for this deadline are stale.
+    filed: AtomicU64,
+}
 
 impl Deadline {
+    /// Moves the deadline later (or to `u64::MAX`: closed). Earlier moves go through
+    /// [`Wheel::reschedule`].
     pub(crate) fn set(&self, at_ms: u64) {
-        self.0.store(at_ms, Relaxed);
+        self.at.store(at_ms, Relaxed);
     }
 
     pub(crate) fn get(&self) -> u64 {
-        self.0.load(Relaxed)
+        self.at.load(Relaxed)
     }
 }
 
@@ -67,7 +77,16 @@ impl Wheel {
         let tick = self
             .tick_of(deadline.get())
             .max(self.next_tick.load(Relaxed));
-        slots[(tick % n) as usize].push((conn, deadline));
+        deadline.filed.store(tick, Relaxed);
+        slots[(tick % n) as usize].push((conn, deadline, tick));
+    }
+
+    /// Sets a deadline that may be earlier than the one it is filed under.
+    pub(crate) fn reschedule(&self, conn: ConnId, deadline: &Arc<Deadline>, at_ms: u64) {
+        deadline.set(at_ms);
+        if self.tick_of(at_ms) < deadline.filed.load(Relaxed) {
+            self.insert(conn, Arc::clone(deadline));
+        }
     }
 
     /// Fires the slot of the current tick: returns the connections whose deadline passed;
@@ -81,16 +100,17 @@ impl Wheel {
         while tick <= self.tick_of(now) {
             let due = std::mem::take(&mut slots[(tick % n) as usize]);
             self.next_tick.store(tick + 1, Relaxed);
-            for (conn, deadline) in due {
+            for (conn, deadline, filed) in due {
                 let at = deadline.get();
-                if at == u64::MAX {
-                    continue; // closed: dropped from the wheel
+                if at == u64::MAX || deadline.filed.load(Relaxed) != filed {
+                    continue; // closed, or filed again elsewhere: dropped from here
                 }
                 if at <= now {
                     expired.push(conn);
                 } else {
                     let refile = self.tick_of(at).max(tick + 1);
-                    slots[(refile % n) as usize].push((conn, deadline));
+                    deadline.filed.store(refile, Relaxed);
+                    slots[(refile % n) as usize].push((conn, deadline, refile));
                 }
             }
             tick += 1;
@@ -135,6 +155,24 @@ mod tests {
         );
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(wheel.advance(), vec![2]);
+        assert_eq!(wheel.len(), 0);
+    }
+
+    #[test]
+    fn a_deadline_moved_earlier_fires_early_and_once() {
+        let wheel = Wheel::new(Duration::from_millis(1), 64);
+        let d = Arc::new(Deadline::default());
+        d.set(wheel.now_ms() + 50);
+        wheel.insert(7, Arc::clone(&d));
+        wheel.reschedule(7, &d, wheel.now_ms() + 2);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(wheel.advance(), vec![7]);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(
+            wheel.advance(),
+            Vec::<ConnId>::new(),
+            "the stale entry is dropped"
+        );
         assert_eq!(wheel.len(), 0);
     }
 }

@@ -247,9 +247,7 @@ impl Raw {
 
     pub async fn connect_from(addr: SocketAddr, source: &str) -> Raw {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket
-            .bind(format!("{source}:0").parse().unwrap())
-            .unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
         let stream = socket.connect(addr).await.unwrap();
         Raw {
             framed: Framed::new(stream, PushCodec::new().max_frame_bytes(1 << 20)),
@@ -257,7 +255,10 @@ impl Raw {
     }
 
     pub async fn send(&mut self, message: &PushMessage) {
-        self.framed.send(message.to_frame(1).unwrap()).await.unwrap();
+        self.framed
+            .send(message.to_frame(1).unwrap())
+            .await
+            .unwrap();
     }
 
     pub async fn auth(&mut self, uid: &str, token: &str) -> PushMessage {
