@@ -4,7 +4,8 @@
 # 1. Makes sure what the tests talk to is running on 127.0.0.1: MariaDB (3306, root with an
 #    empty password, database `test`), PostgreSQL (5432, trust auth, database `test`) and
 #    Redis (6379). Anything missing is installed with apt-get and started directly (no
-#    systemd on these machines).
+#    systemd on these machines). Headless Chromium and its WebDriver (Debian `chromium`,
+#    `chromium-driver`) for the push web page's browser test.
 # 2. cargo fmt --check, cargo clippy -D warnings, then every test (cargo nextest, or cargo
 #    test where nextest is absent) and the doctests.
 #
@@ -96,11 +97,19 @@ ensure_redis() {
   fi
 }
 
+ensure_chromium() {
+  if ! command -v chromedriver >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then
+    log "installing headless Chromium"
+    apt_install chromium chromium-driver
+  fi
+}
+
 log "services"
 ensure_mariadb
 ensure_postgres
 ensure_redis
-echo "MariaDB, PostgreSQL and Redis are up on 127.0.0.1"
+ensure_chromium
+echo "MariaDB, PostgreSQL and Redis are up on 127.0.0.1; chromium $(chromium --version 2>/dev/null | awk '{print $2}') and chromedriver are installed"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

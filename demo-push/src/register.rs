@@ -27,6 +27,8 @@ pub trait Register: Send + Sync + 'static {
     async fn members(&self, app: &str, group: &str) -> Result<Vec<String>, PushError>;
     /// Connections recorded now.
     async fn session_count(&self) -> Result<usize, PushError>;
+    /// Groups with at least one member now.
+    async fn group_count(&self) -> Result<usize, PushError>;
 }
 
 const SHARDS: usize = 32;
@@ -50,6 +52,8 @@ pub struct MemoryRegister {
     shards: Box<[Shard]>,
     hasher: RandomState,
     groups: Mutex<HashMap<(String, String), HashSet<String>>>,
+    max_groups: usize,
+    max_members: usize,
 }
 
 impl Default for MemoryRegister {
@@ -58,11 +62,23 @@ impl Default for MemoryRegister {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
             groups: Mutex::new(HashMap::new()),
+            max_groups: 100_000,
+            max_members: 1_000_000,
         }
     }
 }
 
 impl MemoryRegister {
+    /// A register holding at most `max_groups` groups of at most `max_members` each
+    /// (defaults: 100,000 and 1,000,000); a bind beyond them is refused.
+    pub fn with_limits(max_groups: usize, max_members: usize) -> MemoryRegister {
+        MemoryRegister {
+            max_groups,
+            max_members,
+            ..MemoryRegister::default()
+        }
+    }
+
     fn shard(&self, uid: &str) -> &Shard {
         &self.shards[self.hasher.hash_one(uid) as usize % SHARDS]
     }
@@ -92,11 +108,22 @@ impl Register for MemoryRegister {
     }
 
     async fn bind(&self, app: &str, group: &str, uid: &str) -> Result<(), PushError> {
-        self.groups
-            .lock()
-            .entry((app.to_owned(), group.to_owned()))
-            .or_default()
-            .insert(uid.to_owned());
+        let mut groups = self.groups.lock();
+        let key = (app.to_owned(), group.to_owned());
+        if !groups.contains_key(&key) && groups.len() >= self.max_groups {
+            return Err(PushError::Invalid(format!(
+                "the register holds its limit of {} groups",
+                self.max_groups
+            )));
+        }
+        let members = groups.entry(key).or_default();
+        if members.len() >= self.max_members && !members.contains(uid) {
+            return Err(PushError::Invalid(format!(
+                "group {group:?} holds its limit of {} members",
+                self.max_members
+            )));
+        }
+        members.insert(uid.to_owned());
         Ok(())
     }
 
@@ -129,6 +156,10 @@ impl Register for MemoryRegister {
             .map(|s| s.lock().values().map(Vec::len).sum::<usize>())
             .sum())
     }
+
+    async fn group_count(&self) -> Result<usize, PushError> {
+        Ok(self.groups.lock().len())
+    }
 }
 
 #[cfg(test)]
@@ -160,6 +191,19 @@ mod tests {
         r.disconnect("u1", "r1", 2).await.unwrap();
         assert!(r.sessions("u1").await.unwrap().is_empty());
         assert_eq!(r.session_count().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn binds_beyond_the_limits_are_refused() {
+        let r = MemoryRegister::with_limits(1, 2);
+        r.bind("im", "g", "a").await.unwrap();
+        r.bind("im", "g", "b").await.unwrap();
+        r.bind("im", "g", "b").await.unwrap(); // already a member: fine
+        assert!(r.bind("im", "g", "c").await.is_err());
+        assert!(r.bind("im", "h", "a").await.is_err());
+        r.unbind("im", "g", "a").await.unwrap();
+        r.bind("im", "g", "c").await.unwrap();
+        assert_eq!(r.group_count().await.unwrap(), 1);
     }
 
     #[tokio::test]

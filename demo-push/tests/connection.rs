@@ -377,3 +377,54 @@ async fn subscribe_and_unsubscribe_change_which_apps_reach_a_connection() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn connections_that_vanish_at_any_stage_leave_nothing_behind() {
+    let s = start_with(|c| c.room.max_conns_per_ip = 40).await;
+    let mut doomed = Vec::new();
+    for i in 0..10 {
+        // Connected, nothing sent.
+        doomed.push(Raw::connect(s.system.tcp).await.framed.into_inner());
+        // Half an AUTH frame.
+        let mut half = Raw::connect(s.system.tcp).await.framed.into_inner();
+        half.write_all(&[0, 0, 0, 64, 0, 16]).await.unwrap();
+        doomed.push(half);
+        // Half a WebSocket handshake.
+        let mut ws = tokio::net::TcpStream::connect(s.system.ws).await.unwrap();
+        ws.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        doomed.push(ws);
+        // Authenticated, with a message queued for it.
+        let uid = format!("v{i}");
+        doomed.push(authed(&s, &uid).await.framed.into_inner());
+    }
+    let deadline = Instant::now() + WAIT;
+    while s.system.room.connections() < 10 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s.push(
+        "multicast",
+        json!({"uids": (0..10).map(|i| format!("v{i}")).collect::<Vec<_>>(), "body": "x"}),
+    )
+    .await;
+    drop(doomed);
+    loop {
+        let open = s.metric("longlink_push_connections").await;
+        let sessions = s.system.hub.register().session_count().await.unwrap();
+        if open == 0 && sessions == 0 && s.system.room.connections() == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {open} open, {sessions} sessions"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Every per-IP place came back: 40 more fit.
+    let mut again = Vec::new();
+    for i in 0..40 {
+        again.push(authed(&s, &format!("again{i}")).await);
+    }
+}

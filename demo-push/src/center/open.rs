@@ -91,6 +91,14 @@ pub(super) async fn body(
 
 pub(super) async fn metrics(State(state): State<Arc<CenterState>>) -> Response {
     let mut extra = state.hub.queue_metrics();
+    let register = state.hub.register();
+    if let (Ok(sessions), Ok(groups)) =
+        (register.session_count().await, register.group_count().await)
+    {
+        extra.push_str(&format!(
+            "# HELP longlink_push_register_sessions Sessions in the register.\n# TYPE longlink_push_register_sessions gauge\nlonglink_push_register_sessions {sessions}\n# HELP longlink_push_register_groups Groups in the register.\n# TYPE longlink_push_register_groups gauge\nlonglink_push_register_groups {groups}\n"
+        ));
+    }
     if let Some(db) = &state.db {
         extra.push_str(&db.stats().to_prometheus("longlink_push_db", &[]));
     }

@@ -140,8 +140,16 @@ pub(super) async fn bind(
 ) -> Result<Json<GroupChange>, ApiError> {
     let uids = members_of(&group, m)?;
     let register = state.hub.register();
-    for uid in &uids {
-        register.bind(&app, &group, uid).await?;
+    let before: std::collections::HashSet<String> =
+        register.members(&app, &group).await?.into_iter().collect();
+    for (i, uid) in uids.iter().enumerate() {
+        if let Err(e) = register.bind(&app, &group, uid).await {
+            // All or nothing: undo this request's binds.
+            for done in uids[..i].iter().filter(|u| !before.contains(*u)) {
+                let _ = register.unbind(&app, &group, done).await;
+            }
+            return Err(e.into());
+        }
     }
     let members = register.members(&app, &group).await?.len();
     Ok(Json(GroupChange {

@@ -1,17 +1,27 @@
 //! The two transports a client may use, behind one interface: raw TCP carrying push frames
 //! back to back, and WebSocket carrying one push frame per binary message or the JSON form
 //! per text message.
+//!
+//! Raw TCP holds **no buffer while idle**: it waits for readiness, then reads into a buffer
+//! borrowed from the codec's [`BufPool`] and gives it back as soon as every complete frame
+//! is decoded; replies are written from a pooled buffer returned after the write. An idle
+//! connection costs its task, its socket and a few small structs. WebSocket keeps
+//! tungstenite's read buffer, set to 4 KiB (its default is 128 KiB: tungstenite#480).
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use longlink_codec::CodecError;
 use longlink_codec::push::{Op, PushCodec, PushFrame, PushMessage};
+use longlink_codec::{BufPool, PooledBuf};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage, Utf8Bytes};
-use tokio_util::codec::{Decoder, FramedRead};
+use tokio_util::codec::Decoder;
+
+/// What a read asks of the pool: most frames from clients are small.
+const READ_CHUNK: usize = 4096;
 
 /// The form a client speaks; its answers go back in the same form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,9 +73,13 @@ pub(crate) enum LinkError {
 
 pub(crate) enum Link {
     Tcp {
-        reader: FramedRead<OwnedReadHalf, PushCodec>,
+        reader: OwnedReadHalf,
+        codec: PushCodec,
+        /// Bytes read and not yet decoded; `None` while idle.
+        inbound: Option<PooledBuf>,
         writer: OwnedWriteHalf,
-        out: BytesMut,
+        /// Bytes queued for the next flush; `None` while idle.
+        out: Option<PooledBuf>,
     },
     Ws {
         ws: Box<WebSocketStream<TcpStream>>,
@@ -85,16 +99,13 @@ impl std::fmt::Debug for Link {
 
 impl Link {
     pub(crate) fn tcp(stream: TcpStream, max_frame_bytes: usize) -> Link {
-        let (read, writer) = stream.into_split();
-        let reader = FramedRead::with_capacity(
-            read,
-            PushCodec::new().max_frame_bytes(max_frame_bytes),
-            1024,
-        );
+        let (reader, writer) = stream.into_split();
         Link::Tcp {
             reader,
+            codec: PushCodec::new().max_frame_bytes(max_frame_bytes),
+            inbound: None,
             writer,
-            out: BytesMut::new(),
+            out: None,
         }
     }
 
@@ -109,9 +120,42 @@ impl Link {
     /// The next message from the client and the form it came in; `None` when it hung up.
     pub(crate) async fn recv(&mut self) -> Result<Option<(u32, PushMessage, Form)>, LinkError> {
         match self {
-            Link::Tcp { reader, .. } => match reader.next().await {
-                None => Ok(None),
-                Some(frame) => Ok(Some(decode_frame(frame?, Form::Binary)?)),
+            Link::Tcp {
+                reader,
+                codec,
+                inbound,
+                ..
+            } => loop {
+                if let Some(buf) = inbound.as_mut()
+                    && let Some(frame) = codec.decode(buf)?
+                {
+                    if buf.is_empty() {
+                        *inbound = None; // back to the pool
+                    }
+                    return Ok(Some(decode_frame(frame, Form::Binary)?));
+                }
+                // Wait without a buffer; borrow one only when there is something to read.
+                reader.readable().await?;
+                let buf = inbound.get_or_insert_with(|| BufPool::global().get(READ_CHUNK));
+                if buf.capacity() - buf.len() < 512 {
+                    buf.reserve(READ_CHUNK);
+                }
+                match reader.try_read_buf(&mut **buf) {
+                    Ok(0) => {
+                        return if buf.is_empty() {
+                            Ok(None)
+                        } else {
+                            Err(LinkError::Io(std::io::ErrorKind::UnexpectedEof.into()))
+                        };
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if buf.is_empty() {
+                            *inbound = None;
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             },
             Link::Ws {
                 ws,
@@ -146,7 +190,8 @@ impl Link {
     pub(crate) async fn feed(&mut self, payload: &Payload, form: Form) -> Result<(), LinkError> {
         match self {
             Link::Tcp { out, .. } => {
-                out.extend_from_slice(&payload.binary);
+                out.get_or_insert_with(|| BufPool::global().get(payload.binary.len()))
+                    .extend_from_slice(&payload.binary);
                 Ok(())
             }
             Link::Ws { ws, .. } => {
@@ -167,7 +212,10 @@ impl Link {
         form: Form,
     ) -> Result<(), LinkError> {
         match self {
-            Link::Tcp { out, .. } => Ok(message.encode(seq, out)?),
+            Link::Tcp { out, .. } => {
+                let out = out.get_or_insert_with(|| BufPool::global().get(256));
+                Ok(message.encode(seq, out)?)
+            }
             Link::Ws { ws, .. } => {
                 let frame = match form {
                     Form::Json => WsMessage::Text(Utf8Bytes::from(message.to_json(seq))),
@@ -186,13 +234,11 @@ impl Link {
     pub(crate) async fn flush(&mut self) -> Result<(), LinkError> {
         match self {
             Link::Tcp { writer, out, .. } => {
-                if !out.is_empty() {
-                    writer.write_all(out).await?;
-                    out.clear();
-                    if out.capacity() > 64 * 1024 {
-                        // Do not keep a burst's buffer for an idle connection.
-                        *out = BytesMut::new();
-                    }
+                if let Some(buf) = out.take()
+                    && !buf.is_empty()
+                {
+                    // The buffer goes back to the pool once written.
+                    writer.write_all(&buf).await?;
                 }
                 Ok(())
             }
@@ -222,4 +268,87 @@ fn decode_frame(frame: PushFrame, form: Form) -> Result<(u32, PushMessage, Form)
         });
     }
     Ok((frame.seq, PushMessage::from_frame(&frame)?, form))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use longlink_codec::push::Ack;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (Link, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (Link::tcp(server, 1024), client)
+    }
+
+    fn idle(link: &Link) -> bool {
+        matches!(
+            link,
+            Link::Tcp {
+                inbound: None,
+                out: None,
+                ..
+            }
+        )
+    }
+
+    #[tokio::test]
+    async fn tcp_holds_no_buffer_between_frames_and_reads_frames_split_anyhow() {
+        let (mut link, mut client) = pair().await;
+        assert!(idle(&link));
+        let mut wire = BytesMut::new();
+        for n in 0..3u64 {
+            PushMessage::Ack(Ack { ids: vec![n] })
+                .encode(n as u32, &mut wire)
+                .unwrap();
+        }
+        // One byte at a time: the frames arrive split across many reads.
+        let writer = tokio::spawn(async move {
+            for b in wire.iter() {
+                client.write_all(&[*b]).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            client
+        });
+        for n in 0..3u64 {
+            let (seq, message, _) = link.recv().await.unwrap().unwrap();
+            assert_eq!(
+                (seq, message),
+                (n as u32, PushMessage::Ack(Ack { ids: vec![n] }))
+            );
+        }
+        let mut client = writer.await.unwrap();
+        assert!(
+            idle(&link),
+            "every frame decoded: the read buffer went back"
+        );
+        link.feed_message(1, &PushMessage::HeartbeatReply, Form::Binary)
+            .await
+            .unwrap();
+        assert!(!idle(&link));
+        link.flush().await.unwrap();
+        assert!(idle(&link), "written: the write buffer went back");
+        // A frame cut off by EOF is an error, a clean EOF is the end.
+        client.write_all(&[0, 0, 0, 40, 0]).await.unwrap();
+        client.shutdown().await.unwrap();
+        assert!(matches!(link.recv().await, Err(LinkError::Io(_))));
+    }
+
+    #[tokio::test]
+    async fn tcp_refuses_an_oversized_frame_from_its_header() {
+        let (mut link, mut client) = pair().await;
+        let mut wire = BytesMut::new();
+        wire.extend_from_slice(&(1u32 << 20).to_be_bytes());
+        wire.extend_from_slice(&[0, 16, 0, 1, 0, 0, 0, 7, 0, 0, 0, 1]);
+        client.write_all(&wire).await.unwrap();
+        assert!(matches!(
+            link.recv().await,
+            Err(LinkError::Protocol(CodecError::FrameTooLarge { .. }))
+        ));
+    }
 }

@@ -34,9 +34,11 @@ pub struct TestSystem {
 }
 
 pub fn config(dir: &std::path::Path) -> Config {
-    let mut c = Config::default();
-    c.data_dir = dir.to_owned();
-    c.http_listen = "127.0.0.1:0".parse().unwrap();
+    let mut c = Config {
+        data_dir: dir.to_owned(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
     c.room.ws_listen = "127.0.0.1:0".parse().unwrap();
     c.room.tcp_listen = "127.0.0.1:0".parse().unwrap();
     c.room.tick_ms = 50;
