@@ -10,6 +10,7 @@
 //! name = "demo"
 //! api_key = "change-me"
 //! webhook = "http://127.0.0.1:9000/hook"
+//! upstream_routes = { orders = "http://127.0.0.1:9001/orders" }   # by (app, type)
 //!
 //! [room]
 //! ws_listen = "127.0.0.1:7801"
@@ -261,7 +262,7 @@ impl Config {
                     app.name
                 )));
             }
-            if let Some(hook) = &app.webhook {
+            for hook in app.webhook.iter().chain(app.upstream_routes.values()) {
                 let uri: http::Uri = hook.parse().map_err(|e| {
                     ConfigError::Invalid(format!("app {:?}: webhook {hook:?}: {e}", app.name))
                 })?;

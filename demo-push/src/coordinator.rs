@@ -76,12 +76,27 @@ impl WebhookEvent {
     }
 }
 
+/// Where one app's events go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppHooks {
+    /// Online/offline callbacks, and upstream data of types without their own route.
+    pub webhook: Option<String>,
+    /// Upstream type → URL: upstream is routed by (app, type).
+    pub upstream: HashMap<String, String>,
+}
+
+impl AppHooks {
+    fn upstream_url(&self, kind: &str) -> Option<&String> {
+        self.upstream.get(kind).or(self.webhook.as_ref())
+    }
+}
+
 /// Posts webhook events.
 #[derive(Clone)]
 pub struct Coordinator {
-    webhooks: Arc<HashMap<String, String>>,
-    upstream: Workers<WebhookEvent>,
-    presence: Workers<WebhookEvent>,
+    webhooks: Arc<HashMap<String, AppHooks>>,
+    upstream: Workers<(String, WebhookEvent)>,
+    presence: Workers<(String, WebhookEvent)>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -117,25 +132,17 @@ async fn post(
 
 impl Coordinator {
     /// A coordinator posting to `webhooks` (app → URL; apps without one get nothing).
-    pub fn new(webhooks: HashMap<String, String>, metrics: Arc<Metrics>) -> Coordinator {
-        let webhooks = Arc::new(webhooks);
+    pub fn new(webhooks: HashMap<String, AppHooks>, metrics: Arc<Metrics>) -> Coordinator {
         let client: Client<HttpConnector, Full<Bytes>> =
             Client::builder(TokioExecutor::new()).build_http();
-        let handler = {
-            let webhooks = Arc::clone(&webhooks);
-            move |batch: Vec<WebhookEvent>| {
-                let webhooks = Arc::clone(&webhooks);
-                let client = client.clone();
-                let metrics = Arc::clone(&metrics);
-                async move {
-                    for event in batch {
-                        let Some(url) = webhooks.get(event.app()) else {
-                            continue;
-                        };
-                        if let Err(e) = post(&client, url, &event).await {
-                            inc(&metrics.webhook_errors);
-                            tracing::warn!(app = event.app(), error = %e, "webhook failed");
-                        }
+        let handler = move |batch: Vec<(String, WebhookEvent)>| {
+            let client = client.clone();
+            let metrics = Arc::clone(&metrics);
+            async move {
+                for (url, event) in batch {
+                    if let Err(e) = post(&client, &url, &event).await {
+                        inc(&metrics.webhook_errors);
+                        tracing::warn!(app = event.app(), error = %e, "webhook failed");
                     }
                 }
             }
@@ -152,19 +159,27 @@ impl Coordinator {
                 1,
                 handler,
             ),
-            webhooks,
+            webhooks: Arc::new(webhooks),
         }
     }
 
-    /// Queues upstream data for its app's webhook; the reply tells the client whether it
-    /// was taken.
+    /// Queues upstream data for the URL its (app, type) routes to; the reply tells the
+    /// client whether it was taken.
     pub fn upstream(&self, session: &Session, upstream: Upstream) -> UpstreamReply {
-        if !self.webhooks.contains_key(&upstream.app) {
+        let Some(url) = self
+            .webhooks
+            .get(&upstream.app)
+            .and_then(|hooks| hooks.upstream_url(&upstream.kind))
+            .cloned()
+        else {
             return UpstreamReply {
                 ok: false,
-                reason: Some(format!("app {:?} takes no upstream", upstream.app)),
+                reason: Some(format!(
+                    "app {:?} takes no upstream of type {:?}",
+                    upstream.app, upstream.kind
+                )),
             };
-        }
+        };
         let event = WebhookEvent::Upstream {
             app: upstream.app,
             kind: upstream.kind,
@@ -173,7 +188,7 @@ impl Coordinator {
             body: upstream.body,
             ts_ms: now_ms(),
         };
-        match self.upstream.try_submit(event) {
+        match self.upstream.try_submit((url, event)) {
             Ok(()) => UpstreamReply {
                 ok: true,
                 reason: None,
@@ -188,11 +203,10 @@ impl Coordinator {
     /// Posts an online (or offline) callback to the webhook of each app the session
     /// subscribed.
     pub async fn presence(&self, session: &Session, online: bool) {
-        for app in session
-            .apps
-            .iter()
-            .filter(|a| self.webhooks.contains_key(*a))
-        {
+        for app in &session.apps {
+            let Some(url) = self.webhooks.get(app).and_then(|h| h.webhook.clone()) else {
+                continue;
+            };
             let (app, uid, device, room, ts_ms) = (
                 app.clone(),
                 session.uid.clone(),
@@ -217,7 +231,7 @@ impl Coordinator {
                     ts_ms,
                 }
             };
-            let _ = self.presence.submit(event).await;
+            let _ = self.presence.submit((url, event)).await;
         }
     }
 

@@ -203,9 +203,9 @@ async fn all(args: ServerArgs) -> Result<(), String> {
             data_dir.join("demo-api-key").display()
         );
     }
-    if system.generated.token_secret.is_some() {
+    if let Some(secret) = &system.generated.token_secret {
         println!(
-            "  generated the token secret (kept in {})",
+            "  generated token secret (printed once; kept in {}): {secret}",
             data_dir.join("token-secret").display()
         );
     }

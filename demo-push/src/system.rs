@@ -8,7 +8,7 @@ use longlink_pool::db::Db;
 
 use crate::center::{AppConfig, CenterState, DevPage};
 use crate::config::{Config, ConfigError, load_or_generate};
-use crate::coordinator::Coordinator;
+use crate::coordinator::{AppHooks, Coordinator};
 use crate::dispatcher::{Dispatcher, RoomAddress};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -97,6 +97,7 @@ impl System {
                 name: "demo".into(),
                 api_key: key,
                 webhook: None,
+                upstream_routes: Default::default(),
             });
         }
         config.validate()?;
@@ -117,7 +118,13 @@ impl System {
         let webhooks = config
             .apps
             .iter()
-            .filter_map(|a| a.webhook.clone().map(|w| (a.name.clone(), w)))
+            .map(|a| {
+                let hooks = AppHooks {
+                    webhook: a.webhook.clone(),
+                    upstream: a.upstream_routes.clone().into_iter().collect(),
+                };
+                (a.name.clone(), hooks)
+            })
             .collect();
         let coordinator = Coordinator::new(webhooks, Arc::clone(&metrics));
         let hub = Hub::new(

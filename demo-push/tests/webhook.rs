@@ -119,3 +119,42 @@ async fn a_webhook_that_is_down_is_counted_and_the_room_carries_on() {
         .await;
     assert_eq!(message(&mut client).await.0, id);
 }
+
+#[tokio::test]
+async fn upstream_is_routed_by_app_and_type() {
+    let (default_url, mut default_events) = webhook().await;
+    let (orders_url, mut order_events) = webhook().await;
+    let s = start_with(|c| {
+        c.apps[0].webhook = Some(default_url);
+        c.apps[0]
+            .upstream_routes
+            .insert("orders".into(), orders_url);
+    })
+    .await;
+    let mut client = s.online("h").await;
+    assert_eq!(next(&mut default_events).await["event"], "online");
+    assert!(
+        client
+            .upstream("demo", "orders", "order 1")
+            .await
+            .unwrap()
+            .ok
+    );
+    assert!(client.upstream("demo", "chat", "hi").await.unwrap().ok);
+    let order = next(&mut order_events).await;
+    assert_eq!(
+        (order["type"].as_str(), order["body"].as_str()),
+        (Some("orders"), Some("order 1"))
+    );
+    let chat = next(&mut default_events).await;
+    assert_eq!(
+        (chat["type"].as_str(), chat["body"].as_str()),
+        (Some("chat"), Some("hi"))
+    );
+    drop(client);
+    assert_eq!(next(&mut default_events).await["event"], "offline");
+    assert!(
+        order_events.try_recv().is_err(),
+        "presence goes to the default webhook only"
+    );
+}

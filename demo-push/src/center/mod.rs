@@ -52,6 +52,9 @@ pub struct AppConfig {
     /// Where upstream data and online/offline callbacks go, if anywhere.
     #[serde(default)]
     pub webhook: Option<String>,
+    /// Upstream type → URL, for types that go somewhere other than `webhook`.
+    #[serde(default)]
+    pub upstream_routes: std::collections::BTreeMap<String, String>,
 }
 
 /// What the web page needs to act as a user and as the app's business server. Served only

@@ -54,11 +54,13 @@ pub fn config(dir: &std::path::Path) -> Config {
             name: "demo".into(),
             api_key: KEY.into(),
             webhook: None,
+            upstream_routes: Default::default(),
         },
         AppConfig {
             name: "other".into(),
             api_key: OTHER_KEY.into(),
             webhook: None,
+            upstream_routes: Default::default(),
         },
     ];
     c

@@ -1,5 +1,5 @@
-//! The binary, killed with SIGKILL and started again on the same SQLite file, loses no
-//! stored message.
+//! The binary: killed with SIGKILL and started again on the same SQLite file it loses no
+//! stored message; its `token` and `client` subcommands work against its `all`.
 
 mod common;
 
@@ -60,14 +60,25 @@ fn spawn(dir: &Path) -> Running {
 }
 
 async fn post(center: &str, key: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    request(center, "/push/unicast", key, Some(body)).await
+}
+
+async fn request(
+    center: &str,
+    path: &str,
+    key: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
     let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http();
-    let req = http::Request::post(format!("{center}/push/unicast"))
+    let req = http::Request::builder()
+        .method(if body.is_some() { "POST" } else { "GET" })
+        .uri(format!("{center}{path}"))
         .header("x-api-key", key)
         .header("content-type", "application/json")
         .body(http_body_util::Full::new(bytes::Bytes::from(
-            body.to_string(),
+            body.map(|b| b.to_string()).unwrap_or_default(),
         )))
         .unwrap();
     let response = client.request(req).await.unwrap();
@@ -129,4 +140,75 @@ async fn kill_9_and_restart_on_the_same_store_loses_no_stored_message() {
     .await;
     assert_eq!(status, 200);
     assert!(answer["id"].as_u64().unwrap() > *ids.last().unwrap());
+}
+
+#[tokio::test]
+async fn the_cli_client_prints_what_arrives_with_a_token_from_the_token_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = spawn(dir.path());
+    let key = std::fs::read_to_string(dir.path().join("demo-api-key")).unwrap();
+    let token = Command::new(env!("CARGO_BIN_EXE_longlink-push"))
+        .args(["token", "--uid", "cli-user", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(token.status.success());
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let mut client = Command::new(env!("CARGO_BIN_EXE_longlink-push"))
+        .args([
+            "client",
+            "--uid",
+            "cli-user",
+            "--count",
+            "2",
+            "--center",
+            &server.center,
+        ])
+        .args(["--token", &token])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, user) = request(&server.center, "/users/cli-user", &key, None).await;
+        if user["online"] == true {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the CLI client never came online"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    post(
+        &server.center,
+        &key,
+        serde_json::json!({"uid": "cli-user", "body": "first"}),
+    )
+    .await;
+    post(
+        &server.center,
+        &key,
+        serde_json::json!({"uid": "cli-user", "body": "pulled body", "mode": "notify"}),
+    )
+    .await;
+    let output = tokio::task::spawn_blocking(move || {
+        let status = client.wait().unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut client.stdout.take().unwrap(), &mut out).unwrap();
+        (status, out)
+    });
+    let (status, out) = tokio::time::timeout(WAIT, output).await.unwrap().unwrap();
+    assert!(status.success(), "{out}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0]["body"], "first");
+    assert_eq!(
+        (lines[1]["mode"].as_str(), lines[1]["body"].as_str()),
+        (Some("notify"), Some("pulled body"))
+    );
 }
