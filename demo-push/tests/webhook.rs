@@ -131,7 +131,7 @@ async fn upstream_is_routed_by_app_and_type() {
             .insert("orders".into(), orders_url);
     })
     .await;
-    let mut client = s.online("h").await;
+    let client = s.online("h").await;
     assert_eq!(next(&mut default_events).await["event"], "online");
     assert!(
         client
