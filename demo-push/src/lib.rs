@@ -1,4 +1,4 @@
-//! A long-connection push system built on longlink-codec, longlink-pool and longlink-rpc.
+#![doc = include_str!("../README.md")]
 #![warn(
     missing_docs,
     missing_debug_implementations,

@@ -20,7 +20,6 @@ async fn a_missing_or_wrong_api_key_is_401() {
         .request("POST", "/push/unicast", Some("not-a-key"), body)
         .await;
     assert_eq!((status, code(&answer)), (401, "bad_api_key"));
-    // Both keys in the x-api-key form work too (checked by the other tests' Bearer form).
     assert_eq!(s.metric("longlink_push_messages_in_total").await, 0);
 }
 
@@ -50,6 +49,11 @@ async fn invalid_json_unknown_fields_and_wrong_types_are_4xx_and_store_nothing()
         assert_eq!((status, code(&answer)), (want, want_code), "{answer}");
         assert!(answer["error"]["message"].as_str().unwrap().len() > 5);
     }
+    // Not declared as JSON.
+    let (status, answer) = s
+        .request_with_type("POST", "/push/unicast", KEY, "text/plain", br#"{"uid":"u1","body":"x"}"#)
+        .await;
+    assert_eq!((status, code(&answer)), (415, "not_json"), "{answer}");
     // Semantic checks: empty uid, control characters, zero TTL, empty multicast.
     for (path, body) in [
         ("/push/unicast", json!({"uid": "", "body": "x"})),

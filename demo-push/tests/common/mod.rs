@@ -137,6 +137,27 @@ impl TestSystem {
         (status, value)
     }
 
+    pub async fn request_with_type(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, Value) {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.system.center_url()))
+            .header("x-api-key", key)
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .unwrap();
+        let response = self.http.request(req).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
     pub async fn post(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
         self.request("POST", path, Some(key), Some(body.to_string().into_bytes()))
             .await
