@@ -51,7 +51,13 @@ async fn invalid_json_unknown_fields_and_wrong_types_are_4xx_and_store_nothing()
     }
     // Not declared as JSON.
     let (status, answer) = s
-        .request_with_type("POST", "/push/unicast", KEY, "text/plain", br#"{"uid":"u1","body":"x"}"#)
+        .request_with_type(
+            "POST",
+            "/push/unicast",
+            KEY,
+            "text/plain",
+            br#"{"uid":"u1","body":"x"}"#,
+        )
         .await;
     assert_eq!((status, code(&answer)), (415, "not_json"), "{answer}");
     // Semantic checks: empty uid, control characters, zero TTL, empty multicast.
