@@ -1,7 +1,8 @@
 //! The web page in headless Chromium (Debian `chromium` + `chromium-driver`, installed by
 //! `scripts/test.sh`): two users connect, a unicast and a broadcast show up on their
-//! pages, and an ACK clicked on the page is reflected in `/messages/{id}`. A screenshot
-//! goes to `$CARGO_TARGET_TMPDIR/push-page.png`.
+//! pages, an ACK clicked on the page is reflected in `/messages/{id}`, and upstream sent
+//! from the page reaches the app's webhook. A screenshot goes to
+//! `$CARGO_TARGET_TMPDIR/push-page.png`.
 
 mod common;
 
@@ -148,7 +149,21 @@ async fn push_from_panel(page: &Client, target: &str, recipients: &str, body: &s
 
 #[tokio::test]
 async fn two_users_see_unicast_and_broadcast_on_the_page_and_a_clicked_ack_is_recorded() {
-    let s = start().await;
+    // The app's webhook, to see the page's upstream arrive.
+    let (hook_tx, mut hook_rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(event): axum::Json<serde_json::Value>| {
+            let hook_tx = hook_tx.clone();
+            async move {
+                let _ = hook_tx.send(event);
+            }
+        }),
+    );
+    let hook_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", hook_listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(hook_listener, hook).await.unwrap() });
+    let s = start_with(|c| c.apps[0].webhook = Some(hook_url)).await;
     let base = s.system.center_url();
     let driver = chromedriver().await;
     let alice = browser(&driver).await;
@@ -210,6 +225,37 @@ async fn two_users_see_unicast_and_broadcast_on_the_page_and_a_clicked_ack_is_re
         "document.getElementById('status-result').textContent.includes('\"acked\"')",
     )
     .await;
+
+    // Upstream from the page reaches the webhook, and the page shows the room's answer.
+    let body = alice.find(Locator::Id("upstream-body")).await.unwrap();
+    body.clear().await.unwrap();
+    body.send_keys("typed on the page").await.unwrap();
+    alice
+        .find(Locator::Id("upstream-send"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &alice,
+        "the upstream reply",
+        "document.getElementById('upstream-result').textContent === 'accepted'",
+    )
+    .await;
+    loop {
+        let event = tokio::time::timeout(WAIT, hook_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if event["event"] == "upstream" {
+            assert_eq!(
+                (event["uid"].as_str(), event["body"].as_str()),
+                (Some("alice"), Some("typed on the page"))
+            );
+            break;
+        }
+    }
 
     let png = alice.screenshot().await.unwrap();
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("push-page.png");
