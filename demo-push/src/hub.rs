@@ -78,7 +78,8 @@ pub struct Hub {
     acks: Workers<(String, Vec<u64>)>,
     delivered: Workers<(u64, Vec<String>)>,
     broadcast_gate: tokio::sync::Mutex<tokio::time::Instant>,
-    redeliver: Workers<Session>,
+    /// A reconnected session, and the last message id issued when it became findable.
+    redeliver: Workers<(Session, u64)>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -157,12 +158,12 @@ impl Hub {
                     16_384,
                     Overflow::Wait(Duration::from_secs(1)),
                     1,
-                    move |batch: Vec<Session>| {
+                    move |batch: Vec<(Session, u64)>| {
                         let weak = weak.clone();
                         async move {
                             let Some(hub) = weak.upgrade() else { return };
-                            for session in batch {
-                                hub.redeliver(&session).await;
+                            for (session, watermark) in batch {
+                                hub.redeliver(&session, watermark).await;
                             }
                         }
                     },
@@ -371,7 +372,7 @@ impl Hub {
 
     /// Sends a reconnecting client what it is owed, oldest first; gives up on messages sent
     /// `max_attempts` times without an ACK.
-    async fn redeliver(&self, session: &Session) {
+    async fn redeliver(&self, session: &Session, watermark: u64) {
         let pending = match self
             .saver
             .pending(&session.uid, &session.device, now_ms(), 500)
@@ -384,7 +385,8 @@ impl Hub {
             }
         };
         for p in pending {
-            if !session.apps.contains(&p.message.app) {
+            // A message issued after the connection became findable was delivered live.
+            if !session.apps.contains(&p.message.app) || p.message.id > watermark {
                 continue;
             }
             if p.attempts >= self.config.max_attempts {
@@ -425,11 +427,15 @@ impl Hub {
 #[async_trait]
 impl RoomEvents for Hub {
     async fn connected(&self, session: Session) {
+        // The room calls this once the connection is in its registry: a message issued
+        // from here on is delivered live, so redelivery stops at the current id (one issued
+        // in between may come twice, never not at all).
+        let watermark = self.ids.last();
         if let Err(e) = self.register.connect(session.clone()).await {
             tracing::warn!(uid = session.uid, error = %e, "register failed");
         }
         self.coordinator.presence(&session, true).await;
-        if self.redeliver.submit(session).await.is_err() {
+        if self.redeliver.submit((session, watermark)).await.is_err() {
             tracing::warn!("redelivery queue full: pending messages wait for the next connect");
         }
     }

@@ -73,6 +73,11 @@ impl IdGenerator {
         *last = (*last + 1).max(candidate);
         *last
     }
+
+    /// The last id handed out: every id handed out later is larger.
+    pub fn last(&self) -> u64 {
+        *self.last.lock()
+    }
 }
 
 /// A message on its way to recipients.

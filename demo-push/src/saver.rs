@@ -235,7 +235,8 @@ impl Saver for SqlSaver {
             .db
             .exec(
                 &format!(
-                    "UPDATE push_deliveries SET status = 2, updated_ms = ?
+                    "UPDATE push_deliveries SET status = 2, updated_ms = ?,
+                         attempts = CASE WHEN attempts = 0 THEN 1 ELSE attempts END
                      WHERE uid = ? AND status IN (0, 1) AND message_id IN ({})",
                     placeholders(ids.len())
                 ),

@@ -139,19 +139,10 @@ async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSl
     apps.dedup();
     apps.truncate(room.config.max_apps_per_conn);
     let interval = room.config.heartbeats.for_net(auth.net);
-    let session = Session {
-        uid: auth.uid.clone(),
-        device: auth.device.clone(),
-        room: room.config.name.clone(),
-        conn: id,
-        net: auth.net,
-        apps: apps.clone(),
-        since_ms: now_ms(),
-    };
     *handle.identity.write() = Some(Identity {
         uid: auth.uid.clone(),
         device: auth.device.clone(),
-        apps,
+        apps: apps.clone(),
     });
     room.user_shard(&auth.uid)
         .lock()
@@ -159,6 +150,16 @@ async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSl
         .or_default()
         .push(id);
     registered.uid = Some(auth.uid.clone());
+    // Reported only once the connection is findable (the hub's redelivery relies on it).
+    let session = Session {
+        uid: auth.uid.clone(),
+        device: auth.device.clone(),
+        room: room.config.name.clone(),
+        conn: id,
+        net: auth.net,
+        apps,
+        since_ms: now_ms(),
+    };
     let touch = |deadline: &Deadline| deadline.set(room.wheel.now_ms() + 2 * interval * 1000);
     // The heartbeat window may be shorter than what is left of the AUTH deadline.
     room.wheel
