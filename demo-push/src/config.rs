@@ -61,6 +61,8 @@ pub struct Config {
     pub room: RoomSection,
     /// Push behaviour.
     pub hub: HubSection,
+    /// The cluster mode (each service its own process).
+    pub cluster: ClusterSection,
 }
 
 impl Default for Config {
@@ -78,7 +80,107 @@ impl Default for Config {
             max_request_bytes: 256 * 1024,
             room: RoomSection::default(),
             hub: HubSection::default(),
+            cluster: ClusterSection::default(),
         }
+    }
+}
+
+/// How the services of a cluster find each other and their stores.
+///
+/// ```toml
+/// [cluster]
+/// redis = "redis://127.0.0.1:6379/0"
+/// register = ["10.0.0.5:7810", "10.0.0.6:7810"]
+/// saver = "10.0.0.5:7811"
+/// coordinator = "10.0.0.5:7812"
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// Redis (register, membership, the saver's hot pending state).
+    pub redis: String,
+    /// Prefix of every Redis key (several clusters can share one Redis).
+    pub redis_prefix: String,
+    /// Register services' RPC addresses (any of them answers).
+    pub register: Vec<String>,
+    /// The saver service's RPC address.
+    pub saver: String,
+    /// The coordinator service's RPC address.
+    pub coordinator: String,
+    /// Where this process's RPC server listens (register, saver, coordinator, room).
+    pub rpc_listen: SocketAddr,
+    /// The address others reach this process's RPC server at (default: `rpc_listen`).
+    pub rpc_public: Option<String>,
+    /// The dispatcher service's HTTP listen address.
+    pub dispatcher_listen: SocketAddr,
+    /// How internal calls travel: `multiplexed`, `pooled` or `short`.
+    pub rpc_strategy: String,
+    /// Deadline of an internal call, in milliseconds.
+    pub rpc_timeout_ms: u64,
+    /// Calls in flight to one service before more are refused at once (overload).
+    pub rpc_max_in_flight: usize,
+    /// A register session lives this long unless its room refreshes it.
+    pub session_ttl_secs: u64,
+    /// How often a room checks whether the register lost its state (and re-flushes).
+    pub epoch_check_ms: u64,
+    /// After the register lost its state, lookups also ask every room this long.
+    pub settle_ms: u64,
+    /// How often a room announces itself.
+    pub announce_ms: u64,
+    /// A room not heard from for this long leaves routing.
+    pub room_ttl_ms: u64,
+    /// A disconnected session waits this long for a quick reconnect to the same room.
+    pub grace_ms: u64,
+    /// A draining room spreads its clients' reconnects over this window.
+    pub drain_window_ms: u64,
+    /// Connections a room takes before the dispatcher stops sending users to it.
+    pub room_capacity: usize,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            redis: "redis://127.0.0.1:6379/0".into(),
+            redis_prefix: "llpush:".into(),
+            register: vec!["127.0.0.1:7810".into()],
+            saver: "127.0.0.1:7811".into(),
+            coordinator: "127.0.0.1:7812".into(),
+            rpc_listen: "127.0.0.1:7813".parse().expect("an address"),
+            rpc_public: None,
+            dispatcher_listen: "127.0.0.1:7809".parse().expect("an address"),
+            rpc_strategy: "multiplexed".into(),
+            rpc_timeout_ms: 2000,
+            rpc_max_in_flight: 4096,
+            session_ttl_secs: 90,
+            epoch_check_ms: 1000,
+            settle_ms: 5000,
+            announce_ms: 1000,
+            room_ttl_ms: 3500,
+            grace_ms: 10_000,
+            drain_window_ms: 10_000,
+            room_capacity: 19_000,
+        }
+    }
+}
+
+impl ClusterSection {
+    /// The RPC strategy, checked.
+    pub fn strategy(&self) -> Result<longlink_rpc::Strategy, ConfigError> {
+        match self.rpc_strategy.as_str() {
+            "multiplexed" => Ok(longlink_rpc::Strategy::Multiplexed { conns: 1 }),
+            "pooled" => Ok(longlink_rpc::Strategy::Pooled { max_conns: 64 }),
+            "short" => Ok(longlink_rpc::Strategy::Short),
+            other => Err(ConfigError::Invalid(format!(
+                "cluster.rpc_strategy must be multiplexed, pooled or short, not {other:?}"
+            ))),
+        }
+    }
+
+    /// The address others reach this process's RPC server at.
+    pub fn rpc_public(&self) -> String {
+        self.rpc_public
+            .clone()
+            .unwrap_or_else(|| self.rpc_listen.to_string())
     }
 }
 

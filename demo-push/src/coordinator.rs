@@ -130,6 +130,33 @@ async fn post(
     }
 }
 
+/// What the hub asks of the coordinator: the [`Coordinator`] in this process, or the
+/// coordinator service over RPC in the cluster.
+#[async_trait::async_trait]
+pub trait Callbacks: Send + Sync + 'static {
+    /// Posts an online (or offline) callback for each app the session subscribed.
+    async fn presence(&self, session: &Session, online: bool);
+    /// Forwards upstream data; the reply tells the client whether it was taken.
+    async fn upstream(&self, session: &Session, upstream: Upstream) -> UpstreamReply;
+    /// Events waiting to be posted (in this process).
+    fn queued(&self) -> usize;
+}
+
+#[async_trait::async_trait]
+impl Callbacks for Coordinator {
+    async fn presence(&self, session: &Session, online: bool) {
+        Coordinator::presence(self, session, online).await
+    }
+
+    async fn upstream(&self, session: &Session, upstream: Upstream) -> UpstreamReply {
+        Coordinator::upstream(self, session, upstream)
+    }
+
+    fn queued(&self) -> usize {
+        Coordinator::queued(self)
+    }
+}
+
 impl Coordinator {
     /// A coordinator posting to `webhooks` (app → URL; apps without one get nothing).
     pub fn new(webhooks: HashMap<String, AppHooks>, metrics: Arc<Metrics>) -> Coordinator {

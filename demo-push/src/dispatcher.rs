@@ -5,10 +5,76 @@
 //! that failed so the next answer puts them last. In one process there is one room; the
 //! cluster mode fills the list from the register's live rooms.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
 use longlink_codec::push::Net;
 use serde::{Deserialize, Serialize};
 
+use crate::center::{ApiError, ApiQuery};
+use crate::model::check_name;
 use crate::room::Heartbeats;
+
+/// Answers `GET /dispatch`: the static [`Dispatcher`] in one process, the membership-fed
+/// one in the cluster.
+#[async_trait]
+pub trait Routes: Send + Sync + 'static {
+    /// The rooms `uid` should try, best first, with `failed` addresses last.
+    async fn dispatch(&self, uid: &str, net: Net, failed: &[String]) -> Dispatch;
+}
+
+#[async_trait]
+impl Routes for Dispatcher {
+    async fn dispatch(&self, uid: &str, net: Net, failed: &[String]) -> Dispatch {
+        Dispatcher::dispatch(self, uid, net, failed)
+    }
+}
+
+/// `GET /dispatch?uid=&net=&failed=a,b`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchQuery {
+    uid: String,
+    net: Net,
+    /// Addresses that failed, comma-separated.
+    #[serde(default)]
+    failed: Option<String>,
+}
+
+/// Answers a dispatch query (the center's route and the dispatcher service's).
+pub async fn answer(routes: &dyn Routes, q: DispatchQuery) -> Result<Json<Dispatch>, ApiError> {
+    check_name("uid", &q.uid)?;
+    let failed: Vec<String> = q
+        .failed
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .take(64)
+        .map(str::to_owned)
+        .collect();
+    Ok(Json(routes.dispatch(&q.uid, q.net, &failed).await))
+}
+
+/// The dispatcher service's routes: `GET /dispatch` and `GET /healthz`.
+pub fn router(routes: Arc<dyn Routes>) -> Router {
+    Router::new()
+        .route(
+            "/dispatch",
+            get(
+                |State(routes): State<Arc<dyn Routes>>, ApiQuery(q): ApiQuery<DispatchQuery>| async move {
+                    answer(routes.as_ref(), q).await
+                },
+            ),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .with_state(routes)
+}
 
 /// Where a room listens, as clients reach it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +144,17 @@ impl Dispatcher {
             let start = (stable_hash(uid) % rooms.len() as u64) as usize;
             rooms.rotate_left(start);
         }
+        self.answer(uid, net, failed, rooms)
+    }
+
+    /// The answer for `rooms` in this order, with those in `failed` moved last.
+    pub fn answer(
+        &self,
+        uid: &str,
+        net: Net,
+        failed: &[String],
+        mut rooms: Vec<RoomAddress>,
+    ) -> Dispatch {
         let is_failed = |r: &RoomAddress| failed.iter().any(|f| *f == r.tcp || *f == r.ws);
         // A stable sort keeps the preference order within each half.
         rooms.sort_by_key(is_failed);

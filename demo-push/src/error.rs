@@ -15,4 +15,13 @@ pub enum PushError {
     /// A request was not valid.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// Another service of the cluster failed or refused (it is down, overloaded or timed
+    /// out): the request was not completed.
+    #[error("{service} unavailable: {detail}")]
+    Unavailable {
+        /// Which service (`store` when the message store itself failed behind the saver).
+        service: &'static str,
+        /// What happened, including whether the call may have run.
+        detail: String,
+    },
 }

@@ -14,11 +14,12 @@ use longlink_codec::push::{
 use serde::Serialize;
 
 use crate::PushError;
-use crate::coordinator::Coordinator;
+use crate::coordinator::Callbacks;
 use crate::metrics::{Metrics, add, inc};
 use crate::model::{IdGenerator, Message, Session, Target, check_name, now_ms};
 use crate::register::Register;
 use crate::room::{Payload, Room, RoomEvents};
+use crate::rooms::Rooms;
 use crate::saver::{Recipient, Saver};
 use crate::workers::{Overflow, Workers};
 
@@ -70,11 +71,15 @@ pub struct PushReport {
 pub struct Hub {
     register: Arc<dyn Register>,
     saver: Arc<dyn Saver>,
-    coordinator: Coordinator,
-    ids: IdGenerator,
+    coordinator: Arc<dyn Callbacks>,
+    /// `None` in a room process of the cluster: it delivers, the center issues ids.
+    ids: Option<IdGenerator>,
     config: HubConfig,
     metrics: Arc<Metrics>,
+    /// The room in this process, if any (redelivery writes to it).
     room: OnceLock<Room>,
+    /// Where pushes go.
+    rooms: OnceLock<Arc<dyn Rooms>>,
     acks: Workers<(String, Vec<u64>)>,
     delivered: Workers<(u64, Vec<String>)>,
     broadcast_gate: tokio::sync::Mutex<tokio::time::Instant>,
@@ -91,16 +96,46 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// A hub over these services; ids start above what `saver` holds.
+    /// A hub that accepts pushes over these services; ids start above what `saver` holds.
     pub async fn new(
         register: Arc<dyn Register>,
         saver: Arc<dyn Saver>,
-        coordinator: Coordinator,
+        coordinator: Arc<dyn Callbacks>,
         config: HubConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Hub>, PushError> {
         let ids = IdGenerator::starting_after(saver.max_id().await?);
-        Ok(Arc::new_cyclic(|weak: &std::sync::Weak<Hub>| {
+        Ok(Hub::build(
+            register,
+            saver,
+            coordinator,
+            config,
+            metrics,
+            Some(ids),
+        ))
+    }
+
+    /// A hub for a room process of the cluster: it answers the room's events (register,
+    /// redeliver, ACK, upstream) but accepts no pushes, so it needs no service at start.
+    pub fn for_room(
+        register: Arc<dyn Register>,
+        saver: Arc<dyn Saver>,
+        coordinator: Arc<dyn Callbacks>,
+        config: HubConfig,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Hub> {
+        Hub::build(register, saver, coordinator, config, metrics, None)
+    }
+
+    fn build(
+        register: Arc<dyn Register>,
+        saver: Arc<dyn Saver>,
+        coordinator: Arc<dyn Callbacks>,
+        config: HubConfig,
+        metrics: Arc<Metrics>,
+        ids: Option<IdGenerator>,
+    ) -> Arc<Hub> {
+        Arc::new_cyclic(|weak: &std::sync::Weak<Hub>| {
             let acks = {
                 let saver = Arc::clone(&saver);
                 // Many ACKs become one UPDATE per user.
@@ -177,23 +212,31 @@ impl Hub {
                 config,
                 metrics,
                 room: OnceLock::new(),
+                rooms: OnceLock::new(),
                 acks,
                 delivered,
                 redeliver,
                 broadcast_gate: tokio::sync::Mutex::new(tokio::time::Instant::now()),
             }
-        }))
+        })
     }
 
-    /// Gives the hub its room (once).
+    /// Gives the hub the room of this process (once): pushes and redeliveries go to it.
     pub fn attach_room(&self, room: Room) {
+        let _ = self.rooms.set(Arc::new(room.clone()));
         let _ = self.room.set(room);
     }
 
-    fn room(&self) -> &Room {
-        self.room
-            .get()
-            .expect("the room is attached before it starts")
+    /// Gives the hub the rooms pushes go to (once), when they are not in this process.
+    pub fn attach_rooms(&self, rooms: Arc<dyn Rooms>) {
+        let _ = self.rooms.set(rooms);
+    }
+
+    fn rooms(&self) -> Result<&Arc<dyn Rooms>, PushError> {
+        self.rooms.get().ok_or_else(|| PushError::Unavailable {
+            service: "room",
+            detail: "this process has no rooms to send to".into(),
+        })
     }
 
     /// The register.
@@ -207,7 +250,7 @@ impl Hub {
     }
 
     /// The coordinator.
-    pub fn coordinator(&self) -> &Coordinator {
+    pub fn coordinator(&self) -> &Arc<dyn Callbacks> {
         &self.coordinator
     }
 
@@ -267,9 +310,16 @@ impl Hub {
         let ttl = ttl
             .unwrap_or(self.config.default_ttl)
             .min(self.config.max_ttl);
+        let Some(ids) = &self.ids else {
+            return Err(PushError::Unavailable {
+                service: "center",
+                detail: "this process accepts no pushes".into(),
+            });
+        };
+        let rooms = self.rooms()?;
         let created_ms = now_ms();
         let message = Message {
-            id: self.ids.next(),
+            id: ids.next(),
             app: app.to_owned(),
             mode,
             body: body.0.clone(),
@@ -293,7 +343,7 @@ impl Hub {
             Target::Group { group } => (self.register.members(app, group).await?, None),
             // Everyone online in the app now; the body is stored once, with a small row
             // per user for its ACK.
-            Target::Broadcast => (self.room().users_in(app), None),
+            Target::Broadcast => (rooms.users_in(app).await?, None),
         };
         let stored = mode != DeliveryMode::AtMostOnce;
         if stored {
@@ -312,20 +362,26 @@ impl Hub {
             self.payload(&message)
                 .map_err(|e| PushError::Invalid(e.to_string()))?,
         );
+        // Stored and accepted from here on: a room that cannot be reached now gets the
+        // message on its users' next connect.
         let delivered = if matches!(target, Target::Broadcast) {
-            self.broadcast(&message, &payload).await
+            self.broadcast(rooms, &message, &payload).await
         } else {
-            let mut delivered = 0;
-            for uid in &recipients {
-                let n = self
-                    .room()
-                    .deliver_to_user(uid, app, device.as_deref(), &payload);
-                if n > 0 && stored {
-                    let _ = self.delivered.try_submit((message.id, vec![uid.clone()]));
+            match rooms
+                .deliver(&message, &payload, &recipients, device.as_deref())
+                .await
+            {
+                Ok(reached) => {
+                    if stored && !reached.users.is_empty() {
+                        let _ = self.delivered.try_submit((message.id, reached.users));
+                    }
+                    reached.deliveries
                 }
-                delivered += n;
+                Err(e) => {
+                    tracing::warn!(id = message.id, error = %e, "delivery failed after the store");
+                    0
+                }
             }
-            delivered
         };
         Ok(PushReport {
             id: message.id,
@@ -336,23 +392,35 @@ impl Hub {
     }
 
     /// Broadcast runs as a sub-task per room, paced to `broadcast_rate`.
-    async fn broadcast(&self, message: &Message, payload: &Arc<Payload>) -> usize {
+    async fn broadcast(
+        &self,
+        rooms: &Arc<dyn Rooms>,
+        message: &Message,
+        payload: &Arc<Payload>,
+    ) -> usize {
         // Broadcasts take turns, each starting when the previous one's deliveries fit
         // in `broadcast_rate`: a room writes at most that many a second.
         let mut gate = self.broadcast_gate.lock().await;
         tokio::time::sleep_until(*gate).await;
-        let (users, delivered) = self.room().broadcast(&message.app, payload);
-        if message.mode != DeliveryMode::AtMostOnce && !users.is_empty() {
-            let _ = self.delivered.try_submit((message.id, users));
+        let reached = match rooms.broadcast(message, payload).await {
+            Ok(reached) => reached,
+            Err(e) => {
+                tracing::warn!(id = message.id, error = %e, "broadcast failed after the store");
+                return 0;
+            }
+        };
+        if message.mode != DeliveryMode::AtMostOnce && !reached.users.is_empty() {
+            let _ = self.delivered.try_submit((message.id, reached.users));
         }
         *gate = tokio::time::Instant::now()
             + Duration::from_secs_f64(
-                delivered as f64 / f64::from(self.config.broadcast_rate.max(1)),
+                reached.busiest_room as f64 / f64::from(self.config.broadcast_rate.max(1)),
             );
-        delivered
+        reached.deliveries
     }
 
-    fn payload(&self, message: &Message) -> Result<Payload, longlink_codec::CodecError> {
+    /// The frame that carries `message` to clients.
+    pub fn payload(&self, message: &Message) -> Result<Payload, longlink_codec::CodecError> {
         // Notify: only the id goes down the connection; the client pulls the body.
         let body = if message.mode == DeliveryMode::Notify {
             Body::from(message.id.to_string())
@@ -397,10 +465,8 @@ impl Hub {
             let Ok(payload) = self.payload(&p.message) else {
                 continue;
             };
-            if self
-                .room()
-                .deliver_to_conn(session.conn, &Arc::new(payload))
-            {
+            let Some(room) = self.room.get() else { return };
+            if room.deliver_to_conn(session.conn, &Arc::new(payload)) {
                 if p.attempts > 0 {
                     inc(&self.metrics.redeliveries);
                 }
@@ -412,8 +478,8 @@ impl Hub {
     }
 
     /// Closes `uid`'s connections in `app` with a reason.
-    pub fn kick(&self, uid: &str, app: &str, reason: &str) -> usize {
-        self.room().kick(uid, app, reason)
+    pub async fn kick(&self, uid: &str, app: &str, reason: &str) -> Result<usize, PushError> {
+        self.rooms()?.kick(uid, app, reason).await
     }
 
     /// Marks stored messages past their TTL expired (run periodically).
@@ -430,7 +496,9 @@ impl RoomEvents for Hub {
         // The room calls this once the connection is in its registry: a message issued
         // from here on is delivered live, so redelivery stops at the current id (one issued
         // in between may come twice, never not at all).
-        let watermark = self.ids.last();
+        // Without an id authority here (a cluster room), every pending message is sent:
+        // one delivered live meanwhile may come twice, never not at all.
+        let watermark = self.ids.as_ref().map_or(u64::MAX, IdGenerator::last);
         if let Err(e) = self.register.connect(session.clone()).await {
             tracing::warn!(uid = session.uid, error = %e, "register failed");
         }
@@ -441,10 +509,7 @@ impl RoomEvents for Hub {
     }
 
     async fn disconnected(&self, session: Session) {
-        let _ = self
-            .register
-            .disconnect(&session.uid, &session.room, session.conn)
-            .await;
+        let _ = self.register.disconnect(&session).await;
         self.coordinator.presence(&session, false).await;
     }
 
@@ -456,6 +521,6 @@ impl RoomEvents for Hub {
     }
 
     async fn upstream(&self, session: &Session, upstream: Upstream) -> UpstreamReply {
-        self.coordinator.upstream(session, upstream)
+        self.coordinator.upstream(session, upstream).await
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod center;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod coordinator;
 pub mod dispatcher;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod model;
 pub mod register;
 pub mod room;
+pub mod rooms;
 pub mod saver;
 pub mod system;
 pub mod token;

@@ -4,6 +4,9 @@
 //!   `./longlink-data`); prints the page's URL.
 //! - `longlink-push client --uid u1`: a command-line client that prints what arrives.
 //! - `longlink-push token --uid u1`: issues a connection token with the configured secret.
+//! - `longlink-push cluster --rooms 3`: a local cluster of processes on Redis and MariaDB.
+//! - `longlink-push room|register|saver|coordinator|dispatcher|center`: one service of a
+//!   cluster.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +15,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use longlink_codec::push::Net;
 use longlink_push::client::{Client, ClientConfig, Event, Transport};
+use longlink_push::cluster;
 use longlink_push::config::{Config, load_or_generate};
 use longlink_push::system::System;
 use longlink_push::token::Tokens;
@@ -35,6 +39,43 @@ enum Command {
     Client(ClientArgs),
     /// Issue a connection token for a user (with the server's secret).
     Token(TokenArgs),
+    /// A whole local cluster: each service its own child process, on Redis and MariaDB.
+    Cluster(ClusterArgs),
+    /// Cluster service: a room (WebSocket and TCP gateway).
+    Room(ServerArgs),
+    /// Cluster service: the register (sessions and groups in Redis).
+    Register(ServerArgs),
+    /// Cluster service: the saver (messages in MySQL/MariaDB).
+    Saver(ServerArgs),
+    /// Cluster service: the coordinator (webhooks).
+    Coordinator(ServerArgs),
+    /// Cluster service: the dispatcher (`GET /dispatch`).
+    Dispatcher(ServerArgs),
+    /// Cluster service: the center (HTTP API).
+    Center(ServerArgs),
+}
+
+#[derive(Args, Debug)]
+struct ClusterArgs {
+    /// Room processes.
+    #[arg(long, default_value_t = 3)]
+    rooms: usize,
+    /// Ports count from here (center +0, dispatcher +9, register/saver/coordinator
+    /// +10/+11/+12, room i at +20+4i).
+    #[arg(long, default_value_t = 7800)]
+    base_port: u16,
+    /// The data directory every process shares (generated secret and API key).
+    #[arg(long, default_value = "./longlink-data")]
+    data_dir: PathBuf,
+    /// The message store (MySQL/MariaDB).
+    #[arg(long, default_value = "mysql://root@127.0.0.1:3306/test")]
+    database: String,
+    /// Redis.
+    #[arg(long, default_value = "redis://127.0.0.1:6379/0")]
+    redis: String,
+    /// A configuration file every process also reads.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 /// Where configuration comes from: defaults, then `--config`, then env vars and flags.
@@ -64,6 +105,27 @@ struct ServerArgs {
     /// Turn the development page off.
     #[arg(long, env = "LONGLINK_PUSH_NO_DEV_PAGE")]
     no_dev_page: bool,
+    /// Cluster: this room's name.
+    #[arg(long, env = "LONGLINK_PUSH_ROOM_NAME")]
+    room_name: Option<String>,
+    /// Cluster: this service's RPC listen address.
+    #[arg(long, env = "LONGLINK_PUSH_RPC")]
+    rpc: Option<SocketAddr>,
+    /// Cluster: the dispatcher's HTTP listen address.
+    #[arg(long, env = "LONGLINK_PUSH_DISPATCHER")]
+    dispatcher: Option<SocketAddr>,
+    /// Cluster: Redis URL.
+    #[arg(long, env = "LONGLINK_PUSH_REDIS")]
+    redis: Option<String>,
+    /// Cluster: the register services' RPC addresses, comma-separated.
+    #[arg(long, env = "LONGLINK_PUSH_REGISTER", value_delimiter = ',')]
+    register: Option<Vec<String>>,
+    /// Cluster: the saver's RPC address.
+    #[arg(long, env = "LONGLINK_PUSH_SAVER")]
+    saver: Option<String>,
+    /// Cluster: the coordinator's RPC address.
+    #[arg(long, env = "LONGLINK_PUSH_COORDINATOR")]
+    coordinator: Option<String>,
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, env = "LONGLINK_PUSH_LOG", default_value = "info")]
     log: String,
@@ -95,6 +157,27 @@ impl ServerArgs {
         }
         if self.no_dev_page {
             config.dev_page = false;
+        }
+        if let Some(v) = &self.room_name {
+            config.room.name = v.clone();
+        }
+        if let Some(v) = self.rpc {
+            config.cluster.rpc_listen = v;
+        }
+        if let Some(v) = self.dispatcher {
+            config.cluster.dispatcher_listen = v;
+        }
+        if let Some(v) = &self.redis {
+            config.cluster.redis = v.clone();
+        }
+        if let Some(v) = &self.register {
+            config.cluster.register = v.clone();
+        }
+        if let Some(v) = &self.saver {
+            config.cluster.saver = v.clone();
+        }
+        if let Some(v) = &self.coordinator {
+            config.cluster.coordinator = v.clone();
         }
         Ok(config)
     }
@@ -164,6 +247,13 @@ async fn main() -> std::process::ExitCode {
         Command::All(args) => all(args).await,
         Command::Client(args) => client(args).await,
         Command::Token(args) => token(args),
+        Command::Cluster(args) => cluster(args).await,
+        Command::Room(args) => service(args, cluster::run::room).await,
+        Command::Register(args) => service(args, cluster::run::register).await,
+        Command::Saver(args) => service(args, cluster::run::saver).await,
+        Command::Coordinator(args) => service(args, cluster::run::coordinator).await,
+        Command::Dispatcher(args) => service(args, cluster::run::dispatcher).await,
+        Command::Center(args) => service(args, cluster::run::center).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -215,6 +305,31 @@ async fn all(args: ServerArgs) -> Result<(), String> {
     println!("shutting down: clients are told to reconnect");
     system.shutdown(Duration::from_secs(5)).await;
     Ok(())
+}
+
+async fn service<F, Fut>(args: ServerArgs, run: F) -> Result<(), String>
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = Result<(), longlink_push::system::StartError>>,
+{
+    init_logs(&args.log);
+    let config = args.load()?;
+    run(config).await.map_err(|e| e.to_string())
+}
+
+async fn cluster(args: ClusterArgs) -> Result<(), String> {
+    init_logs("info");
+    let plan = cluster::launch::Plan {
+        rooms: args.rooms.max(1),
+        base_port: args.base_port,
+        data_dir: args.data_dir,
+        database: args.database,
+        redis: args.redis,
+        config: args.config,
+    };
+    cluster::launch::run(plan, Duration::from_secs(15))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn client(args: ClientArgs) -> Result<(), String> {

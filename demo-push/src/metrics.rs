@@ -36,6 +36,14 @@ pub struct Metrics {
     pub upstream: AtomicU64,
     /// Webhook calls that failed.
     pub webhook_errors: AtomicU64,
+    /// Calls to a room process that failed (cluster).
+    pub room_rpc_errors: AtomicU64,
+    /// Deliveries that asked every room because the register could not say (cluster).
+    pub lookup_fallbacks: AtomicU64,
+    /// Quick reconnects that resumed a session kept in its grace period (cluster room).
+    pub resumed: AtomicU64,
+    /// Times a room re-flushed its sessions into a register that lost them (cluster room).
+    pub reflushes: AtomicU64,
 }
 
 /// Increments a counter.
@@ -147,6 +155,30 @@ impl Metrics {
             "counter",
             "Webhook calls that failed.",
             &self.webhook_errors,
+        );
+        metric(
+            "room_rpc_errors_total",
+            "counter",
+            "Calls to room processes that failed.",
+            &self.room_rpc_errors,
+        );
+        metric(
+            "lookup_fallbacks_total",
+            "counter",
+            "Deliveries that asked every room.",
+            &self.lookup_fallbacks,
+        );
+        metric(
+            "resumed_total",
+            "counter",
+            "Reconnects that resumed a kept session.",
+            &self.resumed,
+        );
+        metric(
+            "reflushes_total",
+            "counter",
+            "Re-flushes of a room's sessions into the register.",
+            &self.reflushes,
         );
         out.push_str(extra);
         out

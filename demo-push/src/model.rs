@@ -81,7 +81,7 @@ impl IdGenerator {
 }
 
 /// A message on its way to recipients.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// Unique id.
     pub id: u64,

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use crate::PushError;
-use crate::model::{ConnId, Session};
+use crate::model::Session;
 
 /// What the rest of the system asks of a session store.
 #[async_trait]
@@ -16,7 +16,7 @@ pub trait Register: Send + Sync + 'static {
     /// Records a new connection.
     async fn connect(&self, session: Session) -> Result<(), PushError>;
     /// Forgets a connection.
-    async fn disconnect(&self, uid: &str, room: &str, conn: ConnId) -> Result<(), PushError>;
+    async fn disconnect(&self, session: &Session) -> Result<(), PushError>;
     /// The live connections of `uid`.
     async fn sessions(&self, uid: &str) -> Result<Vec<Session>, PushError>;
     /// Adds `uid` to `group` of `app`.
@@ -92,12 +92,12 @@ impl Register for MemoryRegister {
         Ok(())
     }
 
-    async fn disconnect(&self, uid: &str, room: &str, conn: ConnId) -> Result<(), PushError> {
-        let mut shard = self.shard(uid).lock();
-        if let Some(sessions) = shard.get_mut(uid) {
-            sessions.retain(|s| !(s.room == room && s.conn == conn));
+    async fn disconnect(&self, session: &Session) -> Result<(), PushError> {
+        let mut shard = self.shard(&session.uid).lock();
+        if let Some(sessions) = shard.get_mut(&session.uid) {
+            sessions.retain(|s| !(s.room == session.room && s.conn == session.conn));
             if sessions.is_empty() {
-                shard.remove(uid);
+                shard.remove(&session.uid);
             }
         }
         Ok(())
@@ -165,6 +165,7 @@ impl Register for MemoryRegister {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ConnId;
     use longlink_codec::push::Net;
 
     fn session(uid: &str, device: &str, conn: ConnId) -> Session {
@@ -185,10 +186,10 @@ mod tests {
         r.connect(session("u1", "phone", 1)).await.unwrap();
         r.connect(session("u1", "laptop", 2)).await.unwrap();
         assert_eq!(r.sessions("u1").await.unwrap().len(), 2);
-        r.disconnect("u1", "r1", 1).await.unwrap();
+        r.disconnect(&session("u1", "phone", 1)).await.unwrap();
         let left = r.sessions("u1").await.unwrap();
         assert_eq!((left.len(), left[0].device.as_str()), (1, "laptop"));
-        r.disconnect("u1", "r1", 2).await.unwrap();
+        r.disconnect(&session("u1", "laptop", 2)).await.unwrap();
         assert!(r.sessions("u1").await.unwrap().is_empty());
         assert_eq!(r.session_count().await.unwrap(), 0);
     }

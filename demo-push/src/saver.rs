@@ -8,13 +8,13 @@ use std::fmt;
 use async_trait::async_trait;
 use bytes::Bytes;
 use longlink_pool::db::{Db, DbError, Driver, Row, Value};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::PushError;
 use crate::model::{DeliveryStatus, Message, mode_code, mode_from_code};
 
 /// A recipient row: a user, and a device or `"*"` for any of the user's devices.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recipient {
     /// The user.
     pub uid: String,
@@ -23,7 +23,7 @@ pub struct Recipient {
 }
 
 /// A stored message still owed to a user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
     /// The message.
     pub message: Message,
@@ -32,7 +32,7 @@ pub struct Pending {
 }
 
 /// One recipient's state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecipientStatus {
     /// The user.
     pub uid: String,
@@ -47,7 +47,7 @@ pub struct RecipientStatus {
 }
 
 /// A message and its recipients' states.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageStatus {
     /// The id.
     pub id: u64,

@@ -48,6 +48,44 @@ pub struct Generated {
     pub api_key: Option<String>,
 }
 
+/// Fills in what `config` leaves to be generated (the token secret, a demo app with its
+/// key, both kept under the data dir), checks it, and returns the secret and what was
+/// generated now. Every service process of a cluster on one machine calls it on the same
+/// data dir, so they share the secret and the key.
+pub fn prepare(config: &mut Config) -> Result<(String, Generated), StartError> {
+    let mut generated = Generated::default();
+    let secret = match config.token_secret.clone() {
+        Some(s) => s,
+        None => {
+            let (s, new) = load_or_generate(&config.data_dir.join("token-secret"))?;
+            if new {
+                generated.token_secret = Some(s.clone());
+            }
+            s
+        }
+    };
+    if config.apps.is_empty() {
+        let (key, new) = load_or_generate(&config.data_dir.join("demo-api-key"))?;
+        if new {
+            generated.api_key = Some(key.clone());
+        }
+        config.apps.push(AppConfig {
+            name: "demo".into(),
+            api_key: key,
+            webhook: None,
+            upstream_routes: Default::default(),
+        });
+    }
+    config.validate()?;
+    if config.database.is_none() {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ConfigError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+    }
+    Ok((secret, generated))
+}
+
 /// A running system.
 #[derive(Debug)]
 pub struct System {
@@ -77,36 +115,7 @@ impl System {
     /// Starts every service on `config`: opens the store (SQLite under the data dir by
     /// default), binds the room and the center, and starts the TTL sweep.
     pub async fn start(mut config: Config) -> Result<System, StartError> {
-        let mut generated = Generated::default();
-        let secret = match config.token_secret.clone() {
-            Some(s) => s,
-            None => {
-                let (s, new) = load_or_generate(&config.data_dir.join("token-secret"))?;
-                if new {
-                    generated.token_secret = Some(s.clone());
-                }
-                s
-            }
-        };
-        if config.apps.is_empty() {
-            let (key, new) = load_or_generate(&config.data_dir.join("demo-api-key"))?;
-            if new {
-                generated.api_key = Some(key.clone());
-            }
-            config.apps.push(AppConfig {
-                name: "demo".into(),
-                api_key: key,
-                webhook: None,
-                upstream_routes: Default::default(),
-            });
-        }
-        config.validate()?;
-        if config.database.is_none() {
-            std::fs::create_dir_all(&config.data_dir).map_err(|source| ConfigError::DataDir {
-                path: config.data_dir.clone(),
-                source,
-            })?;
-        }
+        let (secret, generated) = prepare(&mut config)?;
         let tokens = Tokens::new(secret.as_bytes());
         let metrics = Arc::new(Metrics::default());
         let db = Db::builder()
@@ -130,7 +139,7 @@ impl System {
         let hub = Hub::new(
             Arc::new(MemoryRegister::default()),
             saver,
-            coordinator,
+            Arc::new(coordinator),
             config.hub.to_hub_config(),
             Arc::clone(&metrics),
         )
@@ -164,7 +173,7 @@ impl System {
             Arc::clone(&hub),
             &config.apps,
             tokens.clone(),
-            dispatcher,
+            Arc::new(dispatcher),
             Arc::clone(&metrics),
         )
         .with_db(db.clone())

@@ -81,6 +81,15 @@ impl From<PushError> for ApiError {
                 "storage_unavailable",
                 format!("the message store failed ({e}); nothing was stored or sent"),
             ),
+            PushError::Unavailable { service, detail } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                if service == "store" {
+                    "storage_unavailable"
+                } else {
+                    "service_unavailable"
+                },
+                format!("the {service} service failed ({detail}); retry later"),
+            ),
         }
     }
 }

@@ -35,7 +35,7 @@ use longlink_pool::db::Db;
 use sha2::{Digest, Sha256};
 
 pub use self::error::{ApiError, ApiJson, ApiQuery};
-use crate::dispatcher::Dispatcher;
+use crate::dispatcher::Routes;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::room::Room;
@@ -73,10 +73,11 @@ pub struct CenterState {
     /// sha256(api key) → app: a lookup that leaks nothing about the keys through timing.
     apps: HashMap<[u8; 32], String>,
     tokens: Tokens,
-    dispatcher: Dispatcher,
+    dispatcher: Arc<dyn Routes>,
     metrics: Arc<Metrics>,
     db: Option<Db>,
     room: Option<Room>,
+    extra_metrics: Option<ExtraMetrics>,
     dev: Option<DevPage>,
 }
 
@@ -99,7 +100,7 @@ impl CenterState {
         hub: Arc<Hub>,
         apps: &[AppConfig],
         tokens: Tokens,
-        dispatcher: Dispatcher,
+        dispatcher: Arc<dyn Routes>,
         metrics: Arc<Metrics>,
     ) -> CenterState {
         CenterState {
@@ -113,6 +114,7 @@ impl CenterState {
             metrics,
             db: None,
             room: None,
+            extra_metrics: None,
             dev: None,
         }
     }
@@ -120,6 +122,12 @@ impl CenterState {
     /// Reports this database pool's stats in `/metrics`.
     pub fn with_db(mut self, db: Db) -> CenterState {
         self.db = Some(db);
+        self
+    }
+
+    /// Adds the lines `extra` renders to `/metrics` (the cluster's room gauges).
+    pub fn with_extra_metrics(mut self, extra: ExtraMetrics) -> CenterState {
+        self.extra_metrics = Some(extra);
         self
     }
 
@@ -170,6 +178,9 @@ impl FromRequestParts<Arc<CenterState>> for AppKey {
         }
     }
 }
+
+/// Renders extra Prometheus lines.
+pub type ExtraMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// The center's routes. Request bodies over `max_body_bytes` are refused with 413 before
 /// they are read in full.

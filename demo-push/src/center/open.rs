@@ -9,39 +9,17 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use longlink_codec::BufPool;
-use longlink_codec::push::Net;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiQuery, CenterState};
-use crate::dispatcher::Dispatch;
-use crate::model::{check_name, now_ms};
-
-/// `GET /dispatch?uid=&net=&failed=a,b`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct DispatchQuery {
-    uid: String,
-    net: Net,
-    /// Addresses that failed, comma-separated.
-    #[serde(default)]
-    failed: Option<String>,
-}
+use crate::dispatcher::{Dispatch, DispatchQuery};
+use crate::model::now_ms;
 
 pub(super) async fn dispatch(
     State(state): State<Arc<CenterState>>,
     ApiQuery(q): ApiQuery<DispatchQuery>,
 ) -> Result<Json<Dispatch>, ApiError> {
-    check_name("uid", &q.uid)?;
-    let failed: Vec<String> = q
-        .failed
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .take(64)
-        .map(str::to_owned)
-        .collect();
-    Ok(Json(state.dispatcher.dispatch(&q.uid, q.net, &failed)))
+    crate::dispatcher::answer(state.dispatcher.as_ref(), q).await
 }
 
 /// `GET /messages/{id}/body?uid=&token=`.
@@ -98,6 +76,9 @@ pub(super) async fn metrics(State(state): State<Arc<CenterState>>) -> Response {
         extra.push_str(&format!(
             "# HELP longlink_push_register_sessions Sessions in the register.\n# TYPE longlink_push_register_sessions gauge\nlonglink_push_register_sessions {sessions}\n# HELP longlink_push_register_groups Groups in the register.\n# TYPE longlink_push_register_groups gauge\nlonglink_push_register_groups {groups}\n"
         ));
+    }
+    if let Some(render) = &state.extra_metrics {
+        extra.push_str(&render());
     }
     if let Some(db) = &state.db {
         extra.push_str(&db.stats().to_prometheus("longlink_push_db", &[]));

@@ -49,7 +49,8 @@ pub(super) async fn session(
     check_name("uid", &q.uid)?;
     let dispatch = state
         .dispatcher
-        .dispatch(&q.uid, q.net.unwrap_or(Net::Wifi), &[]);
+        .dispatch(&q.uid, q.net.unwrap_or(Net::Wifi), &[])
+        .await;
     Ok(Json(DevSession {
         token: state.tokens.issue(&q.uid, dev.token_ttl),
         uid: q.uid,

@@ -87,7 +87,7 @@ pub(super) async fn kick(
     if reason.len() > 256 {
         return Err(ApiError::invalid("reason is longer than 256 bytes"));
     }
-    let kicked = state.hub.kick(&uid, &app, &reason);
+    let kicked = state.hub.kick(&uid, &app, &reason).await?;
     if kicked == 0 {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

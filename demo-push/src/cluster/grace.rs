@@ -1,0 +1,212 @@
+//! A room's side of the register: it keeps a disconnected session for a grace period (a
+//! quick reconnect to the same room resumes it without re-registering), refreshes its
+//! sessions' TTLs while they live, and re-flushes all of them when the register lost its
+//! state (a register restart on an empty Redis, or a flush).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use super::remote::RemoteRegister;
+use crate::PushError;
+use crate::metrics::{Metrics, inc};
+use crate::model::Session;
+use crate::register::Register;
+
+/// Sessions per flush call.
+const BATCH: usize = 500;
+
+#[derive(Debug, Default)]
+struct State {
+    /// Live (uid, device): its connections here and the latest session.
+    live: HashMap<(String, String), (usize, Session)>,
+    /// Disconnected (uid, device) waiting out the grace period.
+    parked: HashMap<(String, String), (Session, Instant)>,
+    /// A register call failed: flush everything on the next tick.
+    dirty: bool,
+}
+
+/// The register as a room of the cluster sees it.
+#[derive(Debug, Clone)]
+pub struct GraceRegister {
+    remote: RemoteRegister,
+    state: Arc<Mutex<State>>,
+    grace: Duration,
+    metrics: Arc<Metrics>,
+}
+
+fn key(s: &Session) -> (String, String) {
+    (s.uid.clone(), s.device.clone())
+}
+
+impl GraceRegister {
+    /// Starts the grace sweep, the TTL refresh (every `refresh`) and the epoch watch
+    /// (every `epoch_check`); they stop when the last clone is dropped.
+    pub fn start(
+        remote: RemoteRegister,
+        grace: Duration,
+        refresh: Duration,
+        epoch_check: Duration,
+        metrics: Arc<Metrics>,
+    ) -> GraceRegister {
+        let this = GraceRegister {
+            remote,
+            state: Arc::new(Mutex::new(State::default())),
+            grace,
+            metrics,
+        };
+        let weak = Arc::downgrade(&this.state);
+        let (remote, metrics) = (this.remote.clone(), Arc::clone(&this.metrics));
+        tokio::spawn(async move {
+            let mut epoch: Option<String> = None;
+            let mut last_flush = Instant::now();
+            let mut ticks = tokio::time::interval(epoch_check.min(refresh));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(state) = weak.upgrade() else { return };
+                // Sessions whose grace ran out leave the register.
+                let now = Instant::now();
+                let expired: Vec<Session> = {
+                    let mut st = state.lock();
+                    let gone: Vec<_> = st
+                        .parked
+                        .iter()
+                        .filter(|(_, (_, until))| *until <= now)
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    gone.into_iter()
+                        .filter_map(|k| st.parked.remove(&k).map(|(s, _)| s))
+                        .collect()
+                };
+                for chunk in expired.chunks(BATCH) {
+                    if let Err(e) = remote.disconnect_many(chunk.to_vec()).await {
+                        tracing::warn!(error = %e, "register: disconnect failed (the TTL ends it)");
+                    }
+                }
+                let current = remote.epoch().await.ok();
+                let lost = match (&epoch, &current) {
+                    (Some(old), Some(new)) => old != new,
+                    (None, Some(_)) => true,
+                    _ => false,
+                };
+                let dirty = std::mem::take(&mut state.lock().dirty);
+                if lost || dirty || last_flush.elapsed() >= refresh {
+                    let sessions: Vec<Session> = {
+                        let st = state.lock();
+                        st.live
+                            .values()
+                            .map(|(_, s)| s.clone())
+                            .chain(st.parked.values().map(|(s, _)| s.clone()))
+                            .collect()
+                    };
+                    let mut ok = true;
+                    for chunk in sessions.chunks(BATCH) {
+                        if let Err(e) = remote.connect_many(chunk.to_vec()).await {
+                            tracing::warn!(error = %e, "register: refresh failed");
+                            ok = false;
+                            break;
+                        }
+                    }
+                    if !ok {
+                        state.lock().dirty = true;
+                    } else {
+                        if lost && epoch.is_some() {
+                            inc(&metrics.reflushes);
+                            tracing::info!(
+                                sessions = sessions.len(),
+                                "re-flushed sessions into the register"
+                            );
+                        }
+                        epoch = current;
+                        last_flush = Instant::now();
+                    }
+                }
+            }
+        });
+        this
+    }
+
+    /// Sessions live or kept here now.
+    pub fn len(&self) -> usize {
+        let st = self.state.lock();
+        st.live.len() + st.parked.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl Register for GraceRegister {
+    async fn connect(&self, session: Session) -> Result<(), PushError> {
+        let known = {
+            let mut st = self.state.lock();
+            let resumed = st.parked.remove(&key(&session)).is_some();
+            if resumed {
+                inc(&self.metrics.resumed);
+            }
+            let entry = st.live.entry(key(&session)).or_insert((0, session.clone()));
+            entry.0 += 1;
+            let known = resumed || entry.0 > 1;
+            entry.1 = session.clone();
+            known
+        };
+        if known {
+            // The register already points here: nothing to do.
+            return Ok(());
+        }
+        let result = self.remote.connect(session).await;
+        if result.is_err() {
+            self.state.lock().dirty = true;
+        }
+        result
+    }
+
+    async fn disconnect(&self, session: &Session) -> Result<(), PushError> {
+        let mut st = self.state.lock();
+        let k = key(session);
+        let last = match st.live.get_mut(&k) {
+            Some(entry) => {
+                entry.0 -= 1;
+                entry.0 == 0
+            }
+            None => false,
+        };
+        if last {
+            let (_, latest) = st.live.remove(&k).expect("present");
+            st.parked.insert(k, (latest, Instant::now() + self.grace));
+        }
+        Ok(())
+    }
+
+    async fn sessions(&self, uid: &str) -> Result<Vec<Session>, PushError> {
+        self.remote.sessions(uid).await
+    }
+
+    async fn bind(&self, app: &str, group: &str, uid: &str) -> Result<(), PushError> {
+        self.remote.bind(app, group, uid).await
+    }
+
+    async fn unbind(&self, app: &str, group: &str, uid: &str) -> Result<(), PushError> {
+        self.remote.unbind(app, group, uid).await
+    }
+
+    async fn members(&self, app: &str, group: &str) -> Result<Vec<String>, PushError> {
+        self.remote.members(app, group).await
+    }
+
+    async fn session_count(&self) -> Result<usize, PushError> {
+        Ok(self.len())
+    }
+
+    async fn group_count(&self) -> Result<usize, PushError> {
+        self.remote.group_count().await
+    }
+}

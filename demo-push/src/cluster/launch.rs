@@ -1,0 +1,191 @@
+//! `longlink-push cluster --rooms N`: a whole local cluster as child processes of this
+//! binary (register, saver, coordinator, N rooms, dispatcher, center) against the local
+//! Redis and MariaDB, each child's log lines prefixed with its name. Ctrl-C stops them all
+//! (rooms drain first).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Where a local cluster's processes listen.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Rooms.
+    pub rooms: usize,
+    /// Ports count from here: center +0, dispatcher +9, register +10, saver +11,
+    /// coordinator +12, room i at +20+4i (ws, tcp, rpc, metrics).
+    pub base_port: u16,
+    /// The data dir every process shares (secret, API key).
+    pub data_dir: PathBuf,
+    /// The MySQL/MariaDB DSN.
+    pub database: String,
+    /// The Redis URL.
+    pub redis: String,
+    /// A configuration file every process also reads, if any.
+    pub config: Option<PathBuf>,
+}
+
+impl Plan {
+    fn addr(&self, offset: u16) -> String {
+        format!("127.0.0.1:{}", self.base_port + offset)
+    }
+
+    /// Each child: its name and its arguments.
+    pub fn processes(&self) -> Vec<(String, Vec<String>)> {
+        let common = |svc: &str| {
+            let mut args = vec![
+                svc.to_owned(),
+                "--data-dir".into(),
+                self.data_dir.display().to_string(),
+                "--database".into(),
+                self.database.clone(),
+                "--redis".into(),
+                self.redis.clone(),
+                "--register".into(),
+                self.addr(10),
+                "--saver".into(),
+                self.addr(11),
+                "--coordinator".into(),
+                self.addr(12),
+            ];
+            if let Some(c) = &self.config {
+                args.extend(["--config".into(), c.display().to_string()]);
+            }
+            args
+        };
+        let with = |mut args: Vec<String>, more: &[(&str, String)]| {
+            for (flag, value) in more {
+                args.push((*flag).to_owned());
+                args.push(value.clone());
+            }
+            args
+        };
+        let mut out = vec![
+            (
+                "register".to_owned(),
+                with(common("register"), &[("--rpc", self.addr(10))]),
+            ),
+            (
+                "saver".to_owned(),
+                with(common("saver"), &[("--rpc", self.addr(11))]),
+            ),
+            (
+                "coordinator".to_owned(),
+                with(common("coordinator"), &[("--rpc", self.addr(12))]),
+            ),
+        ];
+        for i in 0..self.rooms {
+            let base = 20 + 4 * i as u16;
+            out.push((
+                format!("room-{}", i + 1),
+                with(
+                    common("room"),
+                    &[
+                        ("--room-name", format!("room-{}", i + 1)),
+                        ("--ws", self.addr(base)),
+                        ("--tcp", self.addr(base + 1)),
+                        ("--rpc", self.addr(base + 2)),
+                        ("--http", self.addr(base + 3)),
+                    ],
+                ),
+            ));
+        }
+        out.push((
+            "dispatcher".to_owned(),
+            with(common("dispatcher"), &[("--dispatcher", self.addr(9))]),
+        ));
+        out.push((
+            "center".to_owned(),
+            with(common("center"), &[("--http", self.addr(0))]),
+        ));
+        out
+    }
+}
+
+fn spawn(exe: &PathBuf, name: &str, args: &[String]) -> std::io::Result<Child> {
+    let mut child = Command::new(exe)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                println!("[{name:>11}] {line}");
+            }
+        });
+    }
+    Ok(child)
+}
+
+/// Starts the plan's processes, prints where they listen, and runs until Ctrl-C, then
+/// stops them (SIGTERM, so rooms drain; SIGKILL after `stop_wait`).
+pub async fn run(plan: Plan, stop_wait: Duration) -> std::io::Result<()> {
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::new();
+    for (name, args) in plan.processes() {
+        let child = spawn(&exe, &name, &args)?;
+        children.push((name, child));
+        // The stores' services first, so the others find them.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    println!("longlink-push cluster: {} rooms", plan.rooms);
+    println!("  center (API, page)  http://{}", plan.addr(0));
+    println!("  dispatcher          http://{}/dispatch", plan.addr(9));
+    println!(
+        "  register / saver / coordinator (rpc)  {} / {} / {}",
+        plan.addr(10),
+        plan.addr(11),
+        plan.addr(12)
+    );
+    for i in 0..plan.rooms {
+        let base = 20 + 4 * i as u16;
+        println!(
+            "  room-{}  ws://{}/  tcp {}  rpc {}  metrics http://{}/metrics",
+            i + 1,
+            plan.addr(base),
+            plan.addr(base + 1),
+            plan.addr(base + 2),
+            plan.addr(base + 3)
+        );
+    }
+    println!("  Ctrl-C stops them all.");
+    super::run::stop_signal().await;
+    for (_, child) in &children {
+        if let Some(pid) = child.id() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + stop_wait;
+    for (name, child) in &mut children {
+        match tokio::time::timeout_at(deadline, child.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!("{name} did not stop in time: killing it");
+                let _ = child.kill().await;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! Membership: rooms announce themselves in Redis with a TTL heartbeat (addresses, load,
+//! whether they drain); the dispatcher and the center read the live set. A room that stops
+//! announcing leaves routing when its key expires.
+//!
+//! Keys: `room:{name}` → the room's [`RoomInfo`] as JSON, expiring after the room TTL;
+//! `rooms`: a sorted set of names by last announce (to find the keys without `KEYS`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+
+use super::redis_register::redis_err;
+use crate::PushError;
+use crate::model::now_ms;
+
+/// What a room announces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    /// The room's name (unique in the cluster).
+    pub name: String,
+    /// WebSocket URL clients use.
+    pub ws: String,
+    /// Raw TCP `host:port` clients use.
+    pub tcp: String,
+    /// Its RPC address.
+    pub rpc: String,
+    /// Authenticated connections now.
+    pub connections: usize,
+    /// Connections it takes before it counts as full.
+    pub capacity: usize,
+    /// Draining: it takes no new users.
+    pub draining: bool,
+    /// When it announced (Unix ms).
+    pub seen_ms: u64,
+}
+
+impl RoomInfo {
+    /// Whether the dispatcher may send new users here.
+    pub fn open(&self) -> bool {
+        !self.draining && self.connections < self.capacity
+    }
+}
+
+/// Reads and writes membership.
+#[derive(Clone)]
+pub struct Membership {
+    conn: ConnectionManager,
+    prefix: String,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership")
+            .field("prefix", &self.prefix)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Membership {
+    /// Membership under `prefix`; an announce lives `ttl`.
+    pub fn new(conn: ConnectionManager, prefix: &str, ttl: Duration) -> Membership {
+        Membership {
+            conn,
+            prefix: prefix.to_owned(),
+            ttl,
+        }
+    }
+
+    /// Announces (or refreshes) a room.
+    pub async fn announce(&self, info: &RoomInfo) -> Result<(), PushError> {
+        let json = serde_json::to_string(info).map_err(|e| PushError::Invalid(e.to_string()))?;
+        redis::pipe()
+            .pset_ex(
+                format!("{}room:{}", self.prefix, info.name),
+                json,
+                self.ttl.as_millis() as u64,
+            )
+            .ignore()
+            .zadd(format!("{}rooms", self.prefix), &info.name, info.seen_ms)
+            .ignore()
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)
+    }
+
+    /// Removes a room at once (a clean stop).
+    pub async fn leave(&self, name: &str) -> Result<(), PushError> {
+        redis::pipe()
+            .del(format!("{}room:{name}", self.prefix))
+            .ignore()
+            .zrem(format!("{}rooms", self.prefix), name)
+            .ignore()
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)
+    }
+
+    /// The live rooms, by name.
+    pub async fn rooms(&self) -> Result<Vec<RoomInfo>, PushError> {
+        let mut conn = self.conn.clone();
+        let index = format!("{}rooms", self.prefix);
+        // Names not announced for ten TTLs are dropped from the index (bounded).
+        let stale = now_ms().saturating_sub(10 * self.ttl.as_millis() as u64);
+        let names: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&index)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        let _: u64 = redis::cmd("ZREMRANGEBYSCORE")
+            .arg(&index)
+            .arg("-inf")
+            .arg(stale)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = names
+            .iter()
+            .map(|n| format!("{}room:{n}", self.prefix))
+            .collect();
+        let values: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        let mut rooms: Vec<RoomInfo> = values
+            .into_iter()
+            .flatten()
+            .filter_map(|v| serde_json::from_str(&v).ok())
+            .collect();
+        rooms.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(rooms)
+    }
+}
+
+/// A cached view of membership, refreshed in the background, so that a dispatch or a push
+/// does not read Redis. While Redis is unreachable the last view is kept.
+#[derive(Debug, Clone)]
+pub struct MembershipView {
+    rooms: Arc<RwLock<Vec<RoomInfo>>>,
+}
+
+impl MembershipView {
+    /// Starts refreshing from `membership` every `every`; the first read is awaited.
+    pub async fn start(membership: Membership, every: Duration) -> MembershipView {
+        let rooms = Arc::new(RwLock::new(membership.rooms().await.unwrap_or_default()));
+        let weak = Arc::downgrade(&rooms);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(rooms) = weak.upgrade() else { return };
+                match membership.rooms().await {
+                    Ok(now) => *rooms.write() = now,
+                    Err(e) => tracing::debug!(error = %e, "membership not refreshed"),
+                }
+            }
+        });
+        MembershipView { rooms }
+    }
+
+    /// The rooms known now.
+    pub fn rooms(&self) -> Vec<RoomInfo> {
+        self.rooms.read().clone()
+    }
+
+    /// A room by name.
+    pub fn room(&self, name: &str) -> Option<RoomInfo> {
+        self.rooms.read().iter().find(|r| r.name == name).cloned()
+    }
+}

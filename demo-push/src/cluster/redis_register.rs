@@ -1,0 +1,305 @@
+//! The register on Redis: several register processes can serve at once (they share
+//! nothing but Redis), and rooms refresh their sessions so that the state can be lost and
+//! rebuilt.
+//!
+//! Keys (all under the cluster's prefix):
+//! - `s:{uid}`: a hash, field `{room}|{device}` → `{expires_ms}|{session json}`; the key
+//!   expires with the user's last session.
+//! - `g:{app}\x1f{group}`: a set of uids; `groups`: the set of non-empty groups.
+//! - `epoch`: when this register state began (Unix ms). A lookup that finds it missing
+//!   (Redis restarted empty, or was flushed) starts a new epoch; rooms notice the change and
+//!   re-flush their sessions, and lookups say `settling` until that had time to happen.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+
+use super::services::Lookup;
+use crate::PushError;
+use crate::model::{Session, now_ms};
+use crate::register::Register;
+
+/// Opens a lazily connecting Redis connection manager that fails fast while Redis is
+/// down (a response timeout of one second and two reconnect attempts per call).
+pub fn redis_connection(url: &str) -> Result<ConnectionManager, PushError> {
+    let client =
+        redis::Client::open(url).map_err(|e| PushError::Invalid(format!("redis url: {e}")))?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(1)))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(200));
+    ConnectionManager::new_lazy_with_config(client, config)
+        .map_err(|e| PushError::Invalid(format!("redis: {e}")))
+}
+
+/// A Redis failure as the push system reports it.
+pub fn redis_err(e: redis::RedisError) -> PushError {
+    PushError::Unavailable {
+        service: "redis",
+        detail: e.to_string(),
+    }
+}
+
+/// Sessions and groups in Redis.
+#[derive(Clone)]
+pub struct RedisRegister {
+    conn: ConnectionManager,
+    prefix: String,
+    session_ttl: Duration,
+    settle: Duration,
+    max_groups: usize,
+    max_members: usize,
+}
+
+impl std::fmt::Debug for RedisRegister {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisRegister")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn field(session: &Session) -> String {
+    format!("{}|{}", session.room, session.device)
+}
+
+impl RedisRegister {
+    /// A register on `conn` under `prefix`; sessions live `session_ttl` unless refreshed;
+    /// after a lost state, lookups say `settling` for `settle`.
+    pub fn new(
+        conn: ConnectionManager,
+        prefix: &str,
+        session_ttl: Duration,
+        settle: Duration,
+    ) -> RedisRegister {
+        RedisRegister {
+            conn,
+            prefix: prefix.to_owned(),
+            session_ttl,
+            settle,
+            max_groups: 1_000_000,
+            max_members: 100_000,
+        }
+    }
+
+    fn key(&self, kind: &str, name: &str) -> String {
+        format!("{}{kind}:{name}", self.prefix)
+    }
+
+    /// Records (or refreshes) sessions, one round trip for the batch.
+    pub async fn connect_many(&self, sessions: &[Session]) -> Result<(), PushError> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        let expires = now_ms() + self.session_ttl.as_millis() as u64;
+        let mut pipe = redis::pipe();
+        for s in sessions {
+            let value = format!(
+                "{expires}|{}",
+                serde_json::to_string(s).map_err(|e| PushError::Invalid(e.to_string()))?
+            );
+            let key = self.key("s", &s.uid);
+            pipe.hset(&key, field(s), value).ignore();
+            pipe.pexpire(&key, self.session_ttl.as_millis() as i64)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)
+    }
+
+    /// Forgets sessions.
+    pub async fn disconnect_many(&self, sessions: &[Session]) -> Result<(), PushError> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for s in sessions {
+            pipe.hdel(self.key("s", &s.uid), field(s)).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)
+    }
+
+    /// The sessions of each uid (expired ones left out), and whether the state is settling.
+    pub async fn lookup(&self, uids: &[String]) -> Result<Lookup, PushError> {
+        let mut pipe = redis::pipe();
+        for uid in uids {
+            pipe.hgetall(self.key("s", uid));
+        }
+        let maps: Vec<Vec<(String, String)>> = if uids.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut self.conn.clone())
+                .await
+                .map_err(redis_err)?
+        };
+        let now = now_ms();
+        let sessions = maps
+            .into_iter()
+            .map(|fields| {
+                fields
+                    .into_iter()
+                    .filter_map(|(_, v)| {
+                        let (exp, json) = v.split_once('|')?;
+                        if exp.parse::<u64>().ok()? < now {
+                            return None;
+                        }
+                        serde_json::from_str(json).ok()
+                    })
+                    .collect()
+            })
+            .collect();
+        let epoch_ms = self.epoch_ms().await?;
+        Ok(Lookup {
+            sessions,
+            settling: now.saturating_sub(epoch_ms) < self.settle.as_millis() as u64,
+        })
+    }
+
+    /// When the current state began (Unix ms); starts a new epoch if there is none.
+    pub async fn epoch_ms(&self) -> Result<u64, PushError> {
+        let key = format!("{}epoch", self.prefix);
+        let mut conn = self.conn.clone();
+        let now = now_ms();
+        // SET NX then GET: whoever sets first starts the epoch, everyone reads the same.
+        let _: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(now)
+            .arg("NX")
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        let value: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(value.and_then(|v| v.parse().ok()).unwrap_or(now))
+    }
+
+    fn group_key(&self, app: &str, group: &str) -> String {
+        self.key("g", &format!("{app}\u{1f}{group}"))
+    }
+
+    /// Online users (keys of sessions), counted with SCAN, and non-empty groups.
+    pub async fn counts(&self) -> Result<(u64, u64), PushError> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}s:*", self.prefix);
+        let mut cursor = 0u64;
+        let mut users = 0u64;
+        // Bounded: at most 1,000 SCAN round trips.
+        for _ in 0..1000 {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_err)?;
+            users += keys.len() as u64;
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        let groups: u64 = redis::cmd("SCARD")
+            .arg(format!("{}groups", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok((users, groups))
+    }
+}
+
+#[async_trait]
+impl Register for RedisRegister {
+    async fn connect(&self, session: Session) -> Result<(), PushError> {
+        self.connect_many(std::slice::from_ref(&session)).await
+    }
+
+    async fn disconnect(&self, session: &Session) -> Result<(), PushError> {
+        self.disconnect_many(std::slice::from_ref(session)).await
+    }
+
+    async fn sessions(&self, uid: &str) -> Result<Vec<Session>, PushError> {
+        let mut lookup = self.lookup(&[uid.to_owned()]).await?;
+        Ok(lookup.sessions.pop().unwrap_or_default())
+    }
+
+    async fn bind(&self, app: &str, group: &str, uid: &str) -> Result<(), PushError> {
+        let key = self.group_key(app, group);
+        let groups = format!("{}groups", self.prefix);
+        let mut conn = self.conn.clone();
+        let (members, count, known): (u64, u64, bool) = redis::pipe()
+            .scard(&key)
+            .scard(&groups)
+            .sismember(&groups, &key)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        if !known && count as usize >= self.max_groups {
+            return Err(PushError::Invalid(format!(
+                "more than {} groups",
+                self.max_groups
+            )));
+        }
+        if members as usize >= self.max_members {
+            return Err(PushError::Invalid(format!(
+                "group {group:?} has {} members already",
+                self.max_members
+            )));
+        }
+        redis::pipe()
+            .sadd(&key, uid)
+            .ignore()
+            .sadd(&groups, &key)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err)
+    }
+
+    async fn unbind(&self, app: &str, group: &str, uid: &str) -> Result<(), PushError> {
+        let key = self.group_key(app, group);
+        let mut conn = self.conn.clone();
+        let (_, left): (u64, u64) = redis::pipe()
+            .srem(&key, uid)
+            .scard(&key)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        if left == 0 {
+            let _: u64 = redis::cmd("SREM")
+                .arg(format!("{}groups", self.prefix))
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_err)?;
+        }
+        Ok(())
+    }
+
+    async fn members(&self, app: &str, group: &str) -> Result<Vec<String>, PushError> {
+        let mut members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.group_key(app, group))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)?;
+        members.sort();
+        Ok(members)
+    }
+
+    async fn session_count(&self) -> Result<usize, PushError> {
+        Ok(self.counts().await?.0 as usize)
+    }
+
+    async fn group_count(&self) -> Result<usize, PushError> {
+        Ok(self.counts().await?.1 as usize)
+    }
+}
