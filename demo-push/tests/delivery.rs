@@ -1,5 +1,7 @@
 //! Messages reach their recipients: every addressing mode, offline storage, redelivery,
-//! ACKs, expiry, and the three delivery modes. Real sockets, real SQLite.
+//! ACKs, expiry, and the three delivery modes. Each scenario runs twice: against the
+//! single process (real sockets, real SQLite) and against a cluster of processes (two
+//! rooms, register on Redis, saver on MariaDB, every internal call over longlink-rpc).
 
 mod common;
 
@@ -9,9 +11,50 @@ use common::*;
 use longlink_push::client::Event;
 use serde_json::json;
 
-#[tokio::test]
-async fn unicast_to_an_online_user_arrives_and_is_acked() {
-    let s = start().await;
+/// Runs each scenario against the single process and against the cluster.
+macro_rules! suite {
+    ($($name:ident $(with $tweak:expr)?;)*) => {
+        mod single_process {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    #[allow(unused_variables)]
+                    let tweak: fn(&mut longlink_push::config::Config) = |_| {};
+                    $( let tweak: fn(&mut longlink_push::config::Config) = $tweak; )?
+                    super::$name(super::common::start_with(tweak).await).await
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    #[allow(unused_variables)]
+                    let tweak: fn(&mut longlink_push::config::Config) = |_| {};
+                    $( let tweak: fn(&mut longlink_push::config::Config) = $tweak; )?
+                    super::$name(super::common::cluster::start_with(tweak).await).await
+                }
+            )*
+        }
+    };
+}
+
+suite! {
+    unicast_to_an_online_user_arrives_and_is_acked;
+    multicast_reaches_each_user_once;
+    group_push_reaches_bound_members_only;
+    broadcast_reaches_every_online_user_of_the_app;
+    a_message_sent_while_offline_arrives_on_connect;
+    an_unacked_message_is_redelivered_after_reconnect_and_not_after_ack;
+    a_never_acking_client_sees_the_message_expire_after_the_attempt_limit with |c| c.hub.max_attempts = 2;
+    a_message_past_its_ttl_is_not_delivered;
+    at_most_once_is_sent_to_online_users_and_never_stored;
+    notify_sends_only_the_id_and_the_client_pulls_the_body;
+    several_devices_each_receive_and_a_device_push_reaches_one;
+    the_client_drops_a_duplicate_it_has_seen;
+}
+
+async fn unicast_to_an_online_user_arrives_and_is_acked<H: Harness>(s: H) {
     let mut u1 = s.online("u1").await;
     let id = s
         .push("unicast", json!({"uid": "u1", "body": "hello"}))
@@ -21,9 +64,7 @@ async fn unicast_to_an_online_user_arrives_and_is_acked() {
     assert_eq!(r["attempts"], 1);
 }
 
-#[tokio::test]
-async fn multicast_reaches_each_user_once() {
-    let s = start().await;
+async fn multicast_reaches_each_user_once<H: Harness>(s: H) {
     let mut a = s.online("a").await;
     let mut b = s.online("b").await;
     let mut c = s.online("c").await;
@@ -44,9 +85,7 @@ async fn multicast_reaches_each_user_once() {
     quiet(&mut a, Duration::from_millis(100)).await;
 }
 
-#[tokio::test]
-async fn group_push_reaches_bound_members_only() {
-    let s = start().await;
+async fn group_push_reaches_bound_members_only<H: Harness>(s: H) {
     let mut a = s.online("a").await;
     let mut b = s.online("b").await;
     let (status, answer) = s
@@ -64,9 +103,7 @@ async fn group_push_reaches_bound_members_only() {
     quiet(&mut b, Duration::from_millis(300)).await;
 }
 
-#[tokio::test]
-async fn broadcast_reaches_every_online_user_of_the_app() {
-    let s = start().await;
+async fn broadcast_reaches_every_online_user_of_the_app<H: Harness>(s: H) {
     let mut users = Vec::new();
     for i in 0..5 {
         users.push(s.online(&format!("b{i}")).await);
@@ -88,9 +125,7 @@ async fn broadcast_reaches_every_online_user_of_the_app() {
     s.wait_status(id, "b4", "acked").await;
 }
 
-#[tokio::test]
-async fn a_message_sent_while_offline_arrives_on_connect() {
-    let s = start().await;
+async fn a_message_sent_while_offline_arrives_on_connect<H: Harness>(s: H) {
     let id = s
         .push("unicast", json!({"uid": "late", "body": "waiting for you"}))
         .await;
@@ -101,9 +136,7 @@ async fn a_message_sent_while_offline_arrives_on_connect() {
     s.wait_status(id, "late", "acked").await;
 }
 
-#[tokio::test]
-async fn an_unacked_message_is_redelivered_after_reconnect_and_not_after_ack() {
-    let s = start().await;
+async fn an_unacked_message_is_redelivered_after_reconnect_and_not_after_ack<H: Harness>(s: H) {
     let mut first = s.client_with("r", |c| c.auto_ack = false);
     connected(&mut first).await;
     let id = s
@@ -131,9 +164,7 @@ async fn an_unacked_message_is_redelivered_after_reconnect_and_not_after_ack() {
     assert!(s.metric("longlink_push_redeliveries_total").await >= 1);
 }
 
-#[tokio::test]
-async fn a_never_acking_client_sees_the_message_expire_after_the_attempt_limit() {
-    let s = start_with(|c| c.hub.max_attempts = 2).await;
+async fn a_never_acking_client_sees_the_message_expire_after_the_attempt_limit<H: Harness>(s: H) {
     let id = s
         .push("unicast", json!({"uid": "n", "body": "never acked"}))
         .await;
@@ -163,9 +194,7 @@ async fn a_never_acking_client_sees_the_message_expire_after_the_attempt_limit()
     quiet(&mut c, Duration::from_millis(300)).await;
 }
 
-#[tokio::test]
-async fn a_message_past_its_ttl_is_not_delivered() {
-    let s = start().await;
+async fn a_message_past_its_ttl_is_not_delivered<H: Harness>(s: H) {
     let id = s
         .push(
             "unicast",
@@ -178,9 +207,7 @@ async fn a_message_past_its_ttl_is_not_delivered() {
     s.wait_status(id, "t", "expired").await;
 }
 
-#[tokio::test]
-async fn at_most_once_is_sent_to_online_users_and_never_stored() {
-    let s = start().await;
+async fn at_most_once_is_sent_to_online_users_and_never_stored<H: Harness>(s: H) {
     let mut u = s.online("m").await;
     let (status, report) = s
         .post(
@@ -205,9 +232,7 @@ async fn at_most_once_is_sent_to_online_users_and_never_stored() {
     quiet(&mut off, Duration::from_millis(300)).await;
 }
 
-#[tokio::test]
-async fn notify_sends_only_the_id_and_the_client_pulls_the_body() {
-    let s = start().await;
+async fn notify_sends_only_the_id_and_the_client_pulls_the_body<H: Harness>(s: H) {
     let mut u = s.online("p").await;
     let big = "x".repeat(10_000);
     let id = s
@@ -224,9 +249,7 @@ async fn notify_sends_only_the_id_and_the_client_pulls_the_body() {
     assert!(other.pull(id).await.is_err());
 }
 
-#[tokio::test]
-async fn several_devices_each_receive_and_a_device_push_reaches_one() {
-    let s = start().await;
+async fn several_devices_each_receive_and_a_device_push_reaches_one<H: Harness>(s: H) {
     let mut phone = s.client_with("d", |c| c.device = "phone".into());
     connected(&mut phone).await;
     let mut laptop = s.client_with("d", |c| c.device = "laptop".into());
@@ -245,9 +268,7 @@ async fn several_devices_each_receive_and_a_device_push_reaches_one() {
     quiet(&mut phone, Duration::from_millis(300)).await;
 }
 
-#[tokio::test]
-async fn the_client_drops_a_duplicate_it_has_seen() {
-    let s = start().await;
+async fn the_client_drops_a_duplicate_it_has_seen<H: Harness>(s: H) {
     let mut c = s.client_with("dup", |c| c.auto_ack = false);
     connected(&mut c).await;
     let id = s
@@ -257,7 +278,7 @@ async fn the_client_drops_a_duplicate_it_has_seen() {
     s.wait_status(id, "dup", "delivered").await;
     // The room asks everyone to reconnect (a drain); the same client comes back and is
     // sent the unacked message again, which its dedup window reports as a duplicate.
-    s.system.room.drain("test", Duration::from_millis(10));
+    s.drain_user("dup").await;
     loop {
         match event(&mut c).await {
             Event::Duplicate(d) => {

@@ -170,11 +170,18 @@ async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSl
         heartbeat_secs: interval as u32,
         session: Some(format!("{}:{id}", room.config.name)),
     });
-    if link.feed_message(seq, &reply, form).await.is_err() || link.flush().await.is_err() {
-        return;
-    }
+    // Registered before the client hears AUTH OK: once it has, a push finds it (in the
+    // cluster the register must know it first).
     inc(&room.metrics.connections);
     room.events.connected(session.clone()).await;
+    if link.feed_message(seq, &reply, form).await.is_err() || link.flush().await.is_err() {
+        drop(registered);
+        room.metrics
+            .connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        room.events.disconnected(session).await;
+        return;
+    }
 
     let outcome = serve(
         &room, &mut link, &handle, &mut rx, &session, form, &touch, &deadline,

@@ -2,6 +2,8 @@
 //! raw frame-level connection, and a client-library connection that waits for events.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cluster;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use longlink_push::client::{Client, ClientConfig, Event};
 use longlink_push::config::Config;
 use longlink_push::room::Heartbeats;
 use longlink_push::system::System;
+use longlink_push::token::Tokens;
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
@@ -82,41 +85,56 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestSystem {
     }
 }
 
-impl TestSystem {
-    pub fn token(&self, uid: &str) -> String {
-        self.system.tokens.issue(uid, Duration::from_secs(600))
+/// What every end-to-end scenario needs of a running system: the single process
+/// ([`TestSystem`]) or a cluster of processes ([`cluster::TestCluster`]).
+pub trait Harness: Sync {
+    /// The center's base URL.
+    fn center_url(&self) -> String;
+    /// Issues tokens with the system's secret.
+    fn tokens(&self) -> &Tokens;
+    /// The HTTP client.
+    fn http(&self) -> &HttpClient<HttpConnector, Full<Bytes>>;
+    /// Tells the connections of `uid` to reconnect (the room drains).
+    fn drain_user(&self, uid: &str) -> impl std::future::Future<Output = ()> + Send;
+    /// A counter summed over the processes that count it.
+    fn metric(&self, name: &str) -> impl std::future::Future<Output = u64> + Send;
+
+    fn token(&self, uid: &str) -> String {
+        self.tokens().issue(uid, Duration::from_secs(600))
     }
 
     /// A client-library connection for `uid` with `tweak` applied to its config.
-    pub fn client_with(&self, uid: &str, tweak: impl FnOnce(&mut ClientConfig)) -> Client {
-        let mut c = ClientConfig::new(&self.system.center_url(), uid, &self.token(uid));
+    fn client_with(&self, uid: &str, tweak: impl FnOnce(&mut ClientConfig)) -> Client {
+        let mut c = ClientConfig::new(&self.center_url(), uid, &self.token(uid));
         c.backoff_min = Duration::from_millis(20);
         c.backoff_max = Duration::from_millis(200);
         tweak(&mut c);
         Client::start(c)
     }
 
-    pub fn client(&self, uid: &str) -> Client {
+    fn client(&self, uid: &str) -> Client {
         self.client_with(uid, |_| {})
     }
 
     /// A client that is online (its Connected event consumed).
-    pub async fn online(&self, uid: &str) -> Client {
-        let mut client = self.client(uid);
-        connected(&mut client).await;
-        client
+    fn online(&self, uid: &str) -> impl std::future::Future<Output = Client> + Send {
+        async move {
+            let mut client = self.client(uid);
+            connected(&mut client).await;
+            client
+        }
     }
 
-    pub async fn request(
+    fn request(
         &self,
         method: &str,
         path: &str,
         key: Option<&str>,
         body: Option<Vec<u8>>,
-    ) -> (u16, Value) {
+    ) -> impl std::future::Future<Output = (u16, Value)> + Send {
         let mut req = http::Request::builder()
             .method(method)
-            .uri(format!("{}{path}", self.system.center_url()));
+            .uri(format!("{}{path}", self.center_url()));
         if let Some(key) = key {
             req = req.header("authorization", format!("Bearer {key}"));
         }
@@ -126,105 +144,146 @@ impl TestSystem {
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .unwrap();
-        let response = tokio::time::timeout(WAIT, self.http.request(req))
-            .await
-            .expect("the center answers")
-            .unwrap();
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, value)
+        let http = self.http().clone();
+        async move {
+            let response = tokio::time::timeout(WAIT, http.request(req))
+                .await
+                .expect("the center answers")
+                .unwrap();
+            let status = response.status().as_u16();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            let value = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+            (status, value)
+        }
     }
 
-    pub async fn request_with_type(
+    fn request_with_type(
         &self,
         method: &str,
         path: &str,
         key: &str,
         content_type: &str,
         body: &[u8],
-    ) -> (u16, Value) {
+    ) -> impl std::future::Future<Output = (u16, Value)> + Send {
         let req = http::Request::builder()
             .method(method)
-            .uri(format!("{}{path}", self.system.center_url()))
+            .uri(format!("{}{path}", self.center_url()))
             .header("x-api-key", key)
             .header("content-type", content_type)
             .body(Full::new(Bytes::copy_from_slice(body)))
             .unwrap();
-        let response = self.http.request(req).await.unwrap();
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        let http = self.http().clone();
+        async move {
+            let response = http.request(req).await.unwrap();
+            let status = response.status().as_u16();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            )
+        }
     }
 
-    pub async fn post(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
+    fn post(
+        &self,
+        path: &str,
+        key: &str,
+        body: Value,
+    ) -> impl std::future::Future<Output = (u16, Value)> + Send {
         self.request("POST", path, Some(key), Some(body.to_string().into_bytes()))
-            .await
     }
 
-    pub async fn get(&self, path: &str, key: &str) -> (u16, Value) {
-        self.request("GET", path, Some(key), None).await
+    fn get(&self, path: &str, key: &str) -> impl std::future::Future<Output = (u16, Value)> + Send {
+        self.request("GET", path, Some(key), None)
     }
 
     /// Pushes as `demo`, asserting success; returns the message id.
-    pub async fn push(&self, kind: &str, body: Value) -> u64 {
-        let (status, answer) = self.post(&format!("/push/{kind}"), KEY, body).await;
-        assert_eq!(status, 200, "{answer}");
-        answer["id"].as_u64().unwrap()
+    fn push(&self, kind: &str, body: Value) -> impl std::future::Future<Output = u64> + Send {
+        async move {
+            let (status, answer) = self.post(&format!("/push/{kind}"), KEY, body).await;
+            assert_eq!(status, 200, "{answer}");
+            answer["id"].as_u64().unwrap()
+        }
     }
 
     /// Waits until `uid`'s status for message `id` is `status`.
-    pub async fn wait_status(&self, id: u64, uid: &str, status: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let (code, answer) = self.get(&format!("/messages/{id}"), KEY).await;
-            assert_eq!(code, 200, "{answer}");
-            let recipient = answer["recipients"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|r| r["uid"] == uid)
-                .cloned()
-                .unwrap_or(Value::Null);
-            if recipient["status"] == status {
-                return recipient;
+    fn wait_status(
+        &self,
+        id: u64,
+        uid: &str,
+        status: &str,
+    ) -> impl std::future::Future<Output = Value> + Send {
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let (code, answer) = self.get(&format!("/messages/{id}"), KEY).await;
+                assert_eq!(code, 200, "{answer}");
+                let recipient = answer["recipients"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|r| r["uid"] == uid)
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                if recipient["status"] == status {
+                    return recipient;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "message {id} for {uid} never became {status}: {answer}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "message {id} for {uid} never became {status}: {answer}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// Waits until `uid` has `n` sessions in `demo`.
-    pub async fn wait_sessions(&self, uid: &str, n: usize) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let (_, answer) = self.get(&format!("/users/{uid}"), KEY).await;
-            if answer["sessions"].as_array().map(Vec::len) == Some(n) {
-                return;
+    fn wait_sessions(&self, uid: &str, n: usize) -> impl std::future::Future<Output = ()> + Send {
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let (_, answer) = self.get(&format!("/users/{uid}"), KEY).await;
+                if answer["sessions"].as_array().map(Vec::len) == Some(n) {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{uid} never had {n} sessions: {answer}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{uid} never had {n} sessions: {answer}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
 
-    pub async fn metric(&self, name: &str) -> u64 {
+/// One value of a Prometheus text page.
+pub fn metric_in(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+impl Harness for TestSystem {
+    fn center_url(&self) -> String {
+        self.system.center_url()
+    }
+
+    fn tokens(&self) -> &Tokens {
+        &self.system.tokens
+    }
+
+    fn http(&self) -> &HttpClient<HttpConnector, Full<Bytes>> {
+        &self.http
+    }
+
+    async fn drain_user(&self, _uid: &str) {
+        self.system.room.drain("test", Duration::from_millis(10));
+    }
+
+    async fn metric(&self, name: &str) -> u64 {
         let (_, text) = self.request("GET", "/metrics", None, None).await;
-        let text = text.as_str().unwrap().to_owned();
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .unwrap_or_else(|| panic!("no metric {name}"))
-            .parse()
-            .unwrap()
+        metric_in(text.as_str().unwrap(), name).unwrap_or_else(|| panic!("no metric {name}"))
     }
 }
 

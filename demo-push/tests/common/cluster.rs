@@ -1,0 +1,457 @@
+//! A cluster of real processes for the end-to-end tests: the `longlink-push` binary run as
+//! register, saver, coordinator, rooms, dispatcher and center, on the local Redis (its own
+//! key prefix, or its own database) and MariaDB (its own database, dropped afterwards).
+//! Processes can be killed with SIGKILL and started again on the same addresses.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use longlink_push::center::AppConfig;
+use longlink_push::cluster::services::room_svc;
+use longlink_push::config::Config;
+use longlink_push::room::Heartbeats;
+use longlink_push::token::Tokens;
+use parking_lot::Mutex;
+
+use super::{Harness, KEY, OTHER_KEY, WAIT, metric_in};
+
+pub const SECRET: &str = "cluster-test-secret-0123456789";
+const MYSQL: &str = "mysql://root@127.0.0.1:3306/test";
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Where the cluster keeps its state, and how fast it moves (short timings for tests).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub rooms: usize,
+    /// Redis URL the services use (a proxy's, to cut it).
+    pub redis: String,
+    /// MariaDB host:port the saver uses (a proxy's, to cut it).
+    pub mysql_host: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            rooms: 2,
+            redis: "redis://127.0.0.1:6379/0".into(),
+            mysql_host: "127.0.0.1:3306".into(),
+        }
+    }
+}
+
+struct Proc {
+    svc: String,
+    /// Flags besides the address flags.
+    args: Vec<String>,
+    /// What it printed: rpc, http, ws, tcp → address.
+    addrs: HashMap<String, String>,
+    child: Child,
+}
+
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub options: Options,
+    pub prefix: String,
+    pub database: String,
+    procs: Mutex<HashMap<String, Proc>>,
+    center: String,
+    tokens: Tokens,
+    http: HttpClient<HttpConnector, Full<Bytes>>,
+}
+
+/// The config every process reads.
+fn config(dir: &std::path::Path, prefix: &str, dsn: &str, options: &Options) -> Config {
+    let mut c = Config {
+        data_dir: dir.to_owned(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        database: Some(dsn.to_owned()),
+        token_secret: Some(SECRET.into()),
+        sweep_interval_secs: 1,
+        ..Config::default()
+    };
+    c.room.ws_listen = "127.0.0.1:0".parse().unwrap();
+    c.room.tcp_listen = "127.0.0.1:0".parse().unwrap();
+    c.room.tick_ms = 50;
+    c.room.heartbeats = Heartbeats {
+        g2: 3,
+        g3: 3,
+        g4: 3,
+        g5: 3,
+        wifi: 3,
+    };
+    c.apps = vec![
+        AppConfig {
+            name: "demo".into(),
+            api_key: KEY.into(),
+            webhook: None,
+            upstream_routes: Default::default(),
+        },
+        AppConfig {
+            name: "other".into(),
+            api_key: OTHER_KEY.into(),
+            webhook: None,
+            upstream_routes: Default::default(),
+        },
+    ];
+    let k = &mut c.cluster;
+    k.redis = options.redis.clone();
+    k.redis_prefix = prefix.to_owned();
+    k.rpc_listen = "127.0.0.1:0".parse().unwrap();
+    k.dispatcher_listen = "127.0.0.1:0".parse().unwrap();
+    k.rpc_timeout_ms = 1500;
+    k.session_ttl_secs = 30;
+    k.epoch_check_ms = 200;
+    k.settle_ms = 2000;
+    k.announce_ms = 200;
+    k.room_ttl_ms = 1000;
+    k.grace_ms = 800;
+    k.drain_window_ms = 1000;
+    c
+}
+
+/// Runs `f` on a fresh current-thread runtime in its own thread (usable from `Drop`).
+fn blocking<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    })
+    .join()
+    .unwrap()
+}
+
+async fn mysql_exec(sql: String) {
+    let db = longlink_pool::db::Db::open(MYSQL).unwrap();
+    db.exec(&sql, ()).await.expect("MariaDB answers");
+    db.close();
+}
+
+pub async fn start() -> TestCluster {
+    start_with(|_| {}).await
+}
+
+pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestCluster {
+    start_opts(Options::default(), tweak).await
+}
+
+pub async fn start_opts(options: Options, tweak: impl FnOnce(&mut Config)) -> TestCluster {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tag = format!("{}_{n}", std::process::id());
+    let prefix = format!("lltest{tag}:");
+    let database = format!("llpush_t{tag}");
+    mysql_exec(format!("CREATE DATABASE IF NOT EXISTS {database}")).await;
+    let dsn = format!("mysql://root@{}/{database}", options.mysql_host);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), &prefix, &dsn, &options);
+    tweak(&mut c);
+    let config_path = dir.path().join("cluster.toml");
+    std::fs::write(&config_path, toml::to_string(&c).unwrap()).unwrap();
+    let mut cluster = TestCluster {
+        dir,
+        config_path,
+        options: options.clone(),
+        prefix,
+        database,
+        procs: Mutex::new(HashMap::new()),
+        center: String::new(),
+        tokens: Tokens::new(SECRET.as_bytes()),
+        http: HttpClient::builder(TokioExecutor::new()).build_http(),
+    };
+    for svc in ["register", "saver", "coordinator"] {
+        cluster.spawn(svc, svc, Vec::new());
+    }
+    let wiring = cluster.wiring();
+    for i in 1..=options.rooms {
+        let mut args = wiring.clone();
+        args.extend(["--room-name".into(), format!("room-{i}")]);
+        cluster.spawn(&format!("room-{i}"), "room", args);
+    }
+    cluster.spawn("dispatcher", "dispatcher", wiring.clone());
+    cluster.spawn("center", "center", wiring);
+    cluster.center = format!("http://{}", cluster.addr("center", "http"));
+    cluster.wait_rooms(options.rooms).await;
+    cluster
+}
+
+impl TestCluster {
+    /// Flags that point a process at the register, saver and coordinator.
+    fn wiring(&self) -> Vec<String> {
+        vec![
+            "--register".into(),
+            self.addr("register", "rpc"),
+            "--saver".into(),
+            self.addr("saver", "rpc"),
+            "--coordinator".into(),
+            self.addr("coordinator", "rpc"),
+        ]
+    }
+
+    /// An address a process printed (`rpc`, `http`, `ws`, `tcp`).
+    pub fn addr(&self, name: &str, kind: &str) -> String {
+        self.procs.lock()[name].addrs[kind].clone()
+    }
+
+    /// The address flags of a process: port 0 the first time, its old ports on a restart.
+    fn address_flags(svc: &str, old: Option<&HashMap<String, String>>) -> Vec<String> {
+        let get = |k: &str| {
+            old.and_then(|o| o.get(k).cloned())
+                .unwrap_or_else(|| "127.0.0.1:0".into())
+        };
+        let pairs: &[(&str, &str)] = match svc {
+            "register" | "saver" | "coordinator" => &[("--rpc", "rpc")],
+            "room" => &[
+                ("--ws", "ws"),
+                ("--tcp", "tcp"),
+                ("--rpc", "rpc"),
+                ("--http", "http"),
+            ],
+            "dispatcher" => &[("--dispatcher", "http")],
+            _ => &[("--http", "http")],
+        };
+        pairs
+            .iter()
+            .flat_map(|(flag, k)| [(*flag).to_owned(), get(k)])
+            .collect()
+    }
+
+    fn spawn(&self, name: &str, svc: &str, args: Vec<String>) {
+        self.spawn_at(name, svc, args, None);
+    }
+
+    fn spawn_at(
+        &self,
+        name: &str,
+        svc: &str,
+        args: Vec<String>,
+        old: Option<HashMap<String, String>>,
+    ) {
+        let expect: &[&str] = match svc {
+            "room" => &["ws", "tcp", "rpc", "http"],
+            "register" | "saver" | "coordinator" => &["rpc"],
+            _ => &["http"],
+        };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_longlink-push"));
+        command
+            .arg(svc)
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(&args)
+            .args(Self::address_flags(svc, old.as_ref()))
+            .args(["--log", "warn"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command.spawn().expect("the binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if let Some((k, v)) = line.split_once(' ') {
+                    let _ = tx.send((k.to_owned(), v.to_owned()));
+                }
+            }
+        });
+        let mut addrs = HashMap::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !expect.iter().all(|k| addrs.contains_key(*k)) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok((k, v)) => {
+                    addrs.insert(k, v);
+                }
+                Err(_) => panic!("{name} did not start (printed {addrs:?})"),
+            }
+        }
+        self.procs.lock().insert(
+            name.to_owned(),
+            Proc {
+                svc: svc.to_owned(),
+                args,
+                addrs,
+                child,
+            },
+        );
+    }
+
+    /// SIGKILLs a process (nothing it holds is flushed or drained).
+    pub fn kill(&self, name: &str) {
+        let mut procs = self.procs.lock();
+        let p = procs.get_mut(name).expect("a process of the cluster");
+        let _ = p.child.kill();
+        let _ = p.child.wait();
+    }
+
+    /// Starts a killed process again on the same addresses.
+    pub fn restart(&self, name: &str) {
+        let (svc, args, addrs) = {
+            let procs = self.procs.lock();
+            let p = &procs[name];
+            (p.svc.clone(), p.args.clone(), p.addrs.clone())
+        };
+        self.spawn_at(name, &svc, args, Some(addrs));
+    }
+
+    /// SIGTERM: a room drains over its window, then exits.
+    pub fn terminate(&self, name: &str) {
+        let pid = self.procs.lock()[name].child.id();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+
+    /// Whether a process has exited.
+    pub fn exited(&self, name: &str) -> bool {
+        let mut procs = self.procs.lock();
+        matches!(procs.get_mut(name).unwrap().child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Waits until the dispatcher lists `n` open rooms.
+    pub async fn wait_rooms(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, d) = self
+                .request("GET", "/dispatch?uid=probe&net=wifi", None, None)
+                .await;
+            if d["rooms"].as_array().map(Vec::len) == Some(n) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never {n} rooms: {d}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The room names a user's sessions are on.
+    pub async fn rooms_of(&self, uid: &str) -> Vec<String> {
+        let (_, answer) = self.get(&format!("/users/{uid}"), KEY).await;
+        let mut rooms: Vec<String> = answer["sessions"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|s| s["room"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        rooms.sort();
+        rooms.dedup();
+        rooms
+    }
+
+    /// Drains a room over `window` through its RPC service.
+    pub async fn drain_room(&self, name: &str, window: Duration) {
+        let client = room_svc::Client::new(longlink_rpc::Client::new(self.addr(name, "rpc")));
+        client
+            .drain(window.as_millis() as u64)
+            .await
+            .expect("the room drains");
+    }
+
+    /// Names of the room processes.
+    pub fn room_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .procs
+            .lock()
+            .iter()
+            .filter(|(_, p)| p.svc == "room")
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The processes' metrics pages that count room-side and center-side counters.
+    async fn metric_pages(&self) -> Vec<String> {
+        let mut urls = vec![format!("{}/metrics", self.center)];
+        for name in self.room_names() {
+            if !self.exited(&name) {
+                urls.push(format!("http://{}/metrics", self.addr(&name, "http")));
+            }
+        }
+        let mut pages = Vec::new();
+        for url in urls {
+            let req = http::Request::get(url)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            if let Ok(Ok(resp)) = tokio::time::timeout(WAIT, self.http.request(req)).await {
+                let body = http_body_util::BodyExt::collect(resp.into_body())
+                    .await
+                    .unwrap()
+                    .to_bytes();
+                pages.push(String::from_utf8_lossy(&body).into_owned());
+            }
+        }
+        pages
+    }
+}
+
+impl Harness for TestCluster {
+    fn center_url(&self) -> String {
+        self.center.clone()
+    }
+
+    fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    fn http(&self) -> &HttpClient<HttpConnector, Full<Bytes>> {
+        &self.http
+    }
+
+    async fn drain_user(&self, uid: &str) {
+        for room in self.rooms_of(uid).await {
+            self.drain_room(&room, Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn metric(&self, name: &str) -> u64 {
+        self.metric_pages()
+            .await
+            .iter()
+            .filter_map(|page| metric_in(page, name))
+            .sum()
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for p in self.procs.lock().values_mut() {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+        let (database, prefix) = (self.database.clone(), self.prefix.clone());
+        blocking(async move {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                mysql_exec(format!("DROP DATABASE IF EXISTS {database}")),
+            )
+            .await;
+            if let Ok(client) = redis::Client::open("redis://127.0.0.1:6379/0") {
+                if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                    let keys: Vec<String> = redis::cmd("KEYS")
+                        .arg(format!("{prefix}*"))
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: Result<(), _> =
+                            redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+                    }
+                }
+            }
+        });
+    }
+}
