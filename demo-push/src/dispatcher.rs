@@ -124,7 +124,7 @@ pub struct Dispatcher {
 }
 
 /// FNV-1a: a stable hash, so a user's preferred room is the same in every process.
-fn stable_hash(s: &str) -> u64 {
+pub fn stable_hash(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })

@@ -67,6 +67,27 @@ pub struct PushReport {
     pub stored: bool,
 }
 
+/// Runs a store update again while it fails (a store restarting, a saver restarting):
+/// five tries over about three seconds, then the last error.
+async fn retrying<T, F, Fut>(mut f: F) -> Result<T, PushError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, PushError>>,
+{
+    let mut wait = Duration::from_millis(100);
+    for _ in 0..4 {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(PushError::Invalid(m)) => return Err(PushError::Invalid(m)),
+            Err(_) => {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+    }
+    f().await
+}
+
 /// The hub. Create with [`Hub::new`], then give it its room with [`Hub::attach_room`].
 pub struct Hub {
     register: Arc<dyn Register>,
@@ -153,7 +174,9 @@ impl Hub {
                                 by_user.entry(uid).or_default().extend(ids);
                             }
                             for (uid, ids) in by_user {
-                                if let Err(e) = saver.ack(&uid, &ids).await {
+                                if let Err(e) = retrying(|| saver.ack(&uid, &ids)).await {
+                                    // The messages stay pending: sent again on the next
+                                    // connect (at least once).
                                     tracing::warn!(uid, error = %e, "recording acks failed");
                                 }
                             }
@@ -177,7 +200,7 @@ impl Hub {
                                 by_message.entry(id).or_default().extend(uids);
                             }
                             for (id, uids) in by_message {
-                                if let Err(e) = saver.delivered(id, &uids).await {
+                                if let Err(e) = retrying(|| saver.delivered(id, &uids)).await {
                                     tracing::warn!(id, error = %e, "recording deliveries failed");
                                 }
                             }

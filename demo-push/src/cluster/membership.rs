@@ -8,6 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use parking_lot::RwLock;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -143,16 +145,27 @@ impl Membership {
 }
 
 /// A cached view of membership, refreshed in the background, so that a dispatch or a push
-/// does not read Redis. While Redis is unreachable the last view is kept.
+/// does not read Redis. A room missing from a read stays in the view until `keep` has passed
+/// since it was last seen: a Redis restart or flush (which wipes every announce until the
+/// rooms' next heartbeat) does not make the live rooms vanish; a room that really stopped
+/// leaves after `keep`. While Redis is unreachable the last view is kept.
 #[derive(Debug, Clone)]
 pub struct MembershipView {
-    rooms: Arc<RwLock<Vec<RoomInfo>>>,
+    rooms: Arc<RwLock<Vec<(RoomInfo, Instant)>>>,
 }
 
 impl MembershipView {
     /// Starts refreshing from `membership` every `every`; the first read is awaited.
-    pub async fn start(membership: Membership, every: Duration) -> MembershipView {
-        let rooms = Arc::new(RwLock::new(membership.rooms().await.unwrap_or_default()));
+    pub async fn start(membership: Membership, every: Duration, keep: Duration) -> MembershipView {
+        let now = Instant::now();
+        let first: Vec<(RoomInfo, Instant)> = membership
+            .rooms()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (r, now))
+            .collect();
+        let rooms = Arc::new(RwLock::new(first));
         let weak = Arc::downgrade(&rooms);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
@@ -161,7 +174,16 @@ impl MembershipView {
                 ticks.tick().await;
                 let Some(rooms) = weak.upgrade() else { return };
                 match membership.rooms().await {
-                    Ok(now) => *rooms.write() = now,
+                    Ok(read) => {
+                        let now = Instant::now();
+                        let mut view = rooms.write();
+                        view.retain(|(r, seen)| {
+                            now.duration_since(*seen) < keep
+                                && !read.iter().any(|n| n.name == r.name)
+                        });
+                        view.extend(read.into_iter().map(|r| (r, now)));
+                        view.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+                    }
                     Err(e) => tracing::debug!(error = %e, "membership not refreshed"),
                 }
             }
@@ -171,11 +193,15 @@ impl MembershipView {
 
     /// The rooms known now.
     pub fn rooms(&self) -> Vec<RoomInfo> {
-        self.rooms.read().clone()
+        self.rooms.read().iter().map(|(r, _)| r.clone()).collect()
     }
 
     /// A room by name.
     pub fn room(&self, name: &str) -> Option<RoomInfo> {
-        self.rooms.read().iter().find(|r| r.name == name).cloned()
+        self.rooms
+            .read()
+            .iter()
+            .find(|(r, _)| r.name == name)
+            .map(|(r, _)| r.clone())
     }
 }

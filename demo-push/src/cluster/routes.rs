@@ -7,7 +7,7 @@ use longlink_codec::push::Net;
 
 use super::membership::MembershipView;
 use super::remote::RemoteRegister;
-use crate::dispatcher::{Dispatch, Dispatcher, RoomAddress, Routes};
+use crate::dispatcher::{Dispatch, Dispatcher, RoomAddress, Routes, stable_hash};
 use crate::register::Register;
 
 /// Dispatch from membership and the register.
@@ -44,16 +44,17 @@ impl Routes for ClusterRoutes {
             Err(_) => Vec::new(),
         };
         rooms.retain(|r| !r.draining);
-        rooms.sort_by(|a, b| {
-            let pa = !preferred.contains(&a.name);
-            let pb = !preferred.contains(&b.name);
-            let load = |r: &super::membership::RoomInfo| {
-                (!r.open(), r.connections as f64 / r.capacity.max(1) as f64)
-            };
-            (pa, load(a).0)
-                .cmp(&(pb, load(b).0))
-                .then(load(a).1.total_cmp(&load(b).1))
-                .then(a.name.cmp(&b.name))
+        // Preferred first; then open before full; then by load in 10% steps; within a
+        // step, a hash of (user, room) spreads users evenly and gives each the same room
+        // while loads are even.
+        rooms.sort_by_cached_key(|r| {
+            let load = (r.connections * 10 / r.capacity.max(1)).min(10);
+            (
+                !preferred.contains(&r.name),
+                !r.open(),
+                load,
+                stable_hash(&format!("{uid}\u{1f}{}", r.name)),
+            )
         });
         let rooms = rooms
             .into_iter()

@@ -309,6 +309,7 @@ async fn membership_view(config: &Config) -> Result<MembershipView, StartError> 
     Ok(MembershipView::start(
         membership,
         Duration::from_millis((c.announce_ms / 2).max(50)),
+        Duration::from_millis(c.room_ttl_ms.max(100)),
     )
     .await)
 }

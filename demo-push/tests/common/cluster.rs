@@ -36,6 +36,8 @@ pub struct Options {
     pub redis: String,
     /// MariaDB host:port the saver uses (a proxy's, to cut it).
     pub mysql_host: String,
+    /// The real Redis, for cleaning up the cluster's keys.
+    pub real_redis: String,
 }
 
 impl Default for Options {
@@ -44,6 +46,7 @@ impl Default for Options {
             rooms: 2,
             redis: "redis://127.0.0.1:6379/0".into(),
             mysql_host: "127.0.0.1:3306".into(),
+            real_redis: "redis://127.0.0.1:6379/0".into(),
         }
     }
 }
@@ -152,7 +155,12 @@ pub async fn start_opts(options: Options, tweak: impl FnOnce(&mut Config)) -> Te
     let prefix = format!("lltest{tag}:");
     let database = format!("llpush_t{tag}");
     mysql_exec(format!("CREATE DATABASE IF NOT EXISTS {database}")).await;
-    let dsn = format!("mysql://root@{}/{database}", options.mysql_host);
+    // prefer_socket=false: mysql_async would otherwise switch to the Unix socket and
+    // bypass a proxy in front of the server.
+    let dsn = format!(
+        "mysql://root@{}/{database}?prefer_socket=false",
+        options.mysql_host
+    );
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path(), &prefix, &dsn, &options);
     tweak(&mut c);
@@ -432,14 +440,18 @@ impl Drop for TestCluster {
             let _ = p.child.kill();
             let _ = p.child.wait();
         }
-        let (database, prefix) = (self.database.clone(), self.prefix.clone());
+        let (database, prefix, redis_url) = (
+            self.database.clone(),
+            self.prefix.clone(),
+            self.options.real_redis.clone(),
+        );
         blocking(async move {
             let _ = tokio::time::timeout(
                 Duration::from_secs(5),
                 mysql_exec(format!("DROP DATABASE IF EXISTS {database}")),
             )
             .await;
-            if let Ok(client) = redis::Client::open("redis://127.0.0.1:6379/0") {
+            if let Ok(client) = redis::Client::open(redis_url.as_str()) {
                 if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
                     let keys: Vec<String> = redis::cmd("KEYS")
                         .arg(format!("{prefix}*"))

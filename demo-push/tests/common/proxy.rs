@@ -1,0 +1,86 @@
+//! A TCP proxy in front of a real server (Redis, MariaDB) that a test can cut: while it is
+//! down, open connections are closed and new ones are refused, as if the server stopped;
+//! brought up, it forwards again. The server itself, shared by the whole machine, is left
+//! alone.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    down: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<AbortHandle>>>,
+    accept: AbortHandle,
+}
+
+impl Proxy {
+    pub async fn start(target: &str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let down = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let target = target.to_owned();
+        let accept = {
+            let (down, conns) = (Arc::clone(&down), Arc::clone(&conns));
+            tokio::spawn(async move {
+                loop {
+                    let Ok((mut inbound, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    if down.load(Ordering::SeqCst) {
+                        drop(inbound);
+                        continue;
+                    }
+                    let target = target.clone();
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    let mut conns = conns.lock();
+                    conns.retain(|c| !c.is_finished());
+                    conns.push(task.abort_handle());
+                }
+            })
+            .abort_handle()
+        };
+        Proxy {
+            addr,
+            down,
+            conns,
+            accept,
+        }
+    }
+
+    /// Cuts every connection (returning once they are closed) and refuses new ones.
+    pub async fn down(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        let cut: Vec<AbortHandle> = self.conns.lock().drain(..).collect();
+        for c in &cut {
+            c.abort();
+        }
+        while !cut.iter().all(AbortHandle::is_finished) {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Forwards again.
+    pub fn up(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        for c in self.conns.lock().drain(..) {
+            c.abort();
+        }
+    }
+}

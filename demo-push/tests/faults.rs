@@ -1,0 +1,520 @@
+//! The cluster under faults, with real processes, the real Redis and the real MariaDB: a
+//! room killed with SIGKILL, the saver, register and center restarted, Redis flushed, a room
+//! drained, Redis and MariaDB cut off. In each, every message the API accepted reaches its
+//! user and is acknowledged; what the API refuses, it refuses at once with a clear error.
+
+mod common;
+
+mod cluster {
+    use std::collections::{BTreeSet, HashMap};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use longlink_push::client::{Client, Event};
+    use parking_lot::Mutex;
+    use serde_json::{Value, json};
+
+    use super::common::cluster::{Options, TestCluster, start, start_opts};
+    use super::common::proxy::Proxy;
+    use super::common::*;
+
+    /// Clients that record what they receive (ACKing it) and where they are connected.
+    struct Fleet {
+        received: Arc<Mutex<HashMap<String, BTreeSet<u64>>>>,
+        rooms: Arc<Mutex<HashMap<String, String>>>,
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+    }
+
+    impl Fleet {
+        async fn connect(s: &TestCluster, uids: &[String]) -> Fleet {
+            let received: Arc<Mutex<HashMap<String, BTreeSet<u64>>>> = Arc::default();
+            let rooms: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+            let mut tasks = Vec::new();
+            for uid in uids {
+                let mut client: Client = s.client(uid);
+                connected_to(&mut client, &rooms, uid).await;
+                let (received, rooms, uid) =
+                    (Arc::clone(&received), Arc::clone(&rooms), uid.clone());
+                tasks.push(tokio::spawn(async move {
+                    while let Some(event) = client.next_event().await {
+                        match event {
+                            Event::Message(m) => {
+                                received.lock().entry(uid.clone()).or_default().insert(m.id);
+                            }
+                            Event::Connected { room, .. } => {
+                                rooms.lock().insert(uid.clone(), room);
+                            }
+                            _ => {}
+                        }
+                    }
+                }));
+            }
+            Fleet {
+                received,
+                rooms,
+                tasks,
+            }
+        }
+
+        fn rooms(&self) -> HashMap<String, String> {
+            self.rooms.lock().clone()
+        }
+
+        /// Waits until every user has every message it was sent.
+        async fn wait_all(&self, sent: &HashMap<String, Vec<u64>>, within: Duration) {
+            let deadline = tokio::time::Instant::now() + within;
+            loop {
+                let missing: Vec<(String, u64)> = {
+                    let received = self.received.lock();
+                    sent.iter()
+                        .flat_map(|(uid, ids)| {
+                            ids.iter()
+                                .filter(|id| !received.get(uid).is_some_and(|r| r.contains(id)))
+                                .map(move |id| (uid.clone(), *id))
+                        })
+                        .collect()
+                };
+                if missing.is_empty() {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{} messages never arrived, e.g. {:?}",
+                    missing.len(),
+                    &missing[..missing.len().min(5)]
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    impl Drop for Fleet {
+        fn drop(&mut self) {
+            for t in &self.tasks {
+                t.abort();
+            }
+        }
+    }
+
+    async fn connected_to(client: &mut Client, rooms: &Mutex<HashMap<String, String>>, uid: &str) {
+        match event(client).await {
+            Event::Connected { room, .. } => {
+                rooms.lock().insert(uid.to_owned(), room);
+            }
+            other => panic!("expected Connected, got {other:?}"),
+        }
+    }
+
+    fn users(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("user{i}")).collect()
+    }
+
+    /// Pushes `count` unicasts round-robin to `uids`, one every `every`, retrying a refused
+    /// push (a 503 during a fault) until it is accepted; returns what was accepted and how
+    /// many refusals there were. Between pushes it runs `during(i)`.
+    async fn traffic(
+        s: &TestCluster,
+        uids: &[String],
+        count: usize,
+        every: Duration,
+        mut during: impl AsyncFnMut(usize),
+    ) -> (HashMap<String, Vec<u64>>, usize) {
+        let mut sent: HashMap<String, Vec<u64>> = HashMap::new();
+        let mut refused = 0;
+        for i in 0..count {
+            during(i).await;
+            let uid = &uids[i % uids.len()];
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let (status, answer) = s
+                    .post(
+                        "/push/unicast",
+                        KEY,
+                        json!({"uid": uid, "body": format!("m{i}")}),
+                    )
+                    .await;
+                if status == 200 {
+                    sent.entry(uid.clone())
+                        .or_default()
+                        .push(answer["id"].as_u64().unwrap());
+                    break;
+                }
+                // Refused: a clear 503 (nothing stored), never a hang.
+                assert_eq!(status, 503, "{answer}");
+                refused += 1;
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "refused for 30 s: {answer}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tokio::time::sleep(every).await;
+        }
+        (sent, refused)
+    }
+
+    /// A push that tolerates the center being down for a moment (connection refused).
+    async fn post_retrying(s: &TestCluster, path: &str, body: Value) -> (u16, Value) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let result = tokio::spawn({
+                let url = format!("{}{path}", s.center_url());
+                let body = body.to_string();
+                async move { raw_post(&url, &body).await }
+            })
+            .await
+            .unwrap();
+            match result {
+                Some(answer) => return answer,
+                None => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "the center never came back"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    async fn raw_post(url: &str, body: &str) -> Option<(u16, Value)> {
+        use http_body_util::{BodyExt, Full};
+        let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let req = http::Request::post(url)
+            .header("x-api-key", KEY)
+            .header("content-type", "application/json")
+            .body(Full::new(bytes::Bytes::from(body.to_owned())))
+            .unwrap();
+        let response = tokio::time::timeout(WAIT, client.request(req))
+            .await
+            .ok()?
+            .ok()?;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.ok()?.to_bytes();
+        Some((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+
+    async fn wait_acked(s: &TestCluster, sent: &HashMap<String, Vec<u64>>) {
+        for (uid, ids) in sent {
+            for id in ids {
+                s.wait_status(*id, uid, "acked").await;
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unicast_group_and_broadcast_reach_clients_on_both_rooms() {
+        let s = start().await;
+        let uids = users(8);
+        let fleet = Fleet::connect(&s, &uids).await;
+        let rooms: BTreeSet<String> = fleet.rooms().into_values().collect();
+        assert_eq!(
+            rooms.len(),
+            2,
+            "the dispatcher spreads users over both rooms: {rooms:?}"
+        );
+        let mut sent: HashMap<String, Vec<u64>> = HashMap::new();
+        for uid in &uids {
+            let id = s.push("unicast", json!({"uid": uid, "body": "one"})).await;
+            sent.entry(uid.clone()).or_default().push(id);
+        }
+        let (status, _) = s.post("/groups/all/bind", KEY, json!({"uids": uids})).await;
+        assert_eq!(status, 200);
+        let id = s
+            .push("group", json!({"group": "all", "body": "group"}))
+            .await;
+        for uid in &uids {
+            sent.get_mut(uid).unwrap().push(id);
+        }
+        let (status, report) = s.post("/push/broadcast", KEY, json!({"body": "all"})).await;
+        assert_eq!(
+            (status, report["delivered"].as_u64()),
+            (200, Some(8)),
+            "{report}"
+        );
+        for uid in &uids {
+            sent.get_mut(uid)
+                .unwrap()
+                .push(report["id"].as_u64().unwrap());
+        }
+        let (status, report) = s
+            .post(
+                "/push/multicast",
+                KEY,
+                json!({"uids": uids, "body": "multi"}),
+            )
+            .await;
+        assert_eq!(
+            (status, report["delivered"].as_u64()),
+            (200, Some(8)),
+            "{report}"
+        );
+        for uid in &uids {
+            sent.get_mut(uid)
+                .unwrap()
+                .push(report["id"].as_u64().unwrap());
+        }
+        fleet.wait_all(&sent, WAIT).await;
+        wait_acked(&s, &sent).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_room_killed_under_traffic_loses_no_message() {
+        let s = start().await;
+        let uids = users(12);
+        let fleet = Fleet::connect(&s, &uids).await;
+        let (sent, _) = traffic(&s, &uids, 120, Duration::from_millis(15), async |i| {
+            if i == 40 {
+                s.kill("room-1");
+            }
+            if i == 90 {
+                s.restart("room-1");
+            }
+        })
+        .await;
+        // Every user ends up connected (to room-2, or to room-1 again once restarted) and
+        // gets every message: live, or stored and redelivered on its reconnect.
+        fleet.wait_all(&sent, Duration::from_secs(30)).await;
+        wait_acked(&s, &sent).await;
+        let total: usize = sent.values().map(Vec::len).sum();
+        assert_eq!(total, 120);
+        assert!(s.metric("longlink_push_room_rpc_errors_total").await <= 120);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn saver_register_and_center_restarted_one_at_a_time_lose_nothing() {
+        let s = start().await;
+        let uids = users(6);
+        let fleet = Fleet::connect(&s, &uids).await;
+        let (sent, refused) = traffic(&s, &uids, 90, Duration::from_millis(20), async |i| {
+            match i {
+                15 => {
+                    s.kill("saver");
+                    s.restart("saver");
+                }
+                40 => {
+                    s.kill("register");
+                    s.restart("register");
+                }
+                65 => {
+                    s.kill("center");
+                    s.restart("center");
+                    // The pusher waits for the new center like any API user would.
+                    let _ = post_retrying(
+                        &s,
+                        "/push/unicast",
+                        json!({"uid": "nobody", "body": "ping"}),
+                    )
+                    .await;
+                }
+                _ => {}
+            }
+        })
+        .await;
+        fleet.wait_all(&sent, Duration::from_secs(30)).await;
+        wait_acked(&s, &sent).await;
+        // Clients barely noticed: nobody was disconnected by a service restart.
+        assert_eq!(fleet.rooms().len(), uids.len());
+        eprintln!("refused while restarting: {refused}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flushed_redis_is_refilled_by_the_rooms_and_messages_survive_in_mariadb() {
+        // Its own Redis database, so that the flush touches no other test.
+        let options = Options {
+            redis: "redis://127.0.0.1:6379/9".into(),
+            real_redis: "redis://127.0.0.1:6379/9".into(),
+            ..Options::default()
+        };
+        let s = start_opts(options, |_| {}).await;
+        let uids = users(6);
+        let stored = s
+            .push("unicast", json!({"uid": "offline", "body": "kept"}))
+            .await;
+        let fleet = Fleet::connect(&s, &uids).await;
+        for uid in &uids {
+            s.wait_sessions(uid, 1).await;
+        }
+        let redis = redis::Client::open("redis://127.0.0.1:6379/9").unwrap();
+        let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+        let (sent, _) = traffic(&s, &uids, 60, Duration::from_millis(20), async |i| {
+            if i == 20 {
+                let _: () = redis::cmd("FLUSHDB").query_async(&mut conn).await.unwrap();
+            }
+        })
+        .await;
+        fleet.wait_all(&sent, Duration::from_secs(20)).await;
+        wait_acked(&s, &sent).await;
+        // The rooms re-flushed their sessions; the stored message is still in MariaDB.
+        for uid in &uids {
+            s.wait_sessions(uid, 1).await;
+        }
+        assert!(s.metric("longlink_push_reflushes_total").await >= 1);
+        let (status, answer) = s.get(&format!("/messages/{stored}"), KEY).await;
+        assert_eq!(
+            (status, &answer["recipients"][0]["status"]),
+            (200, &json!("stored"))
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_drained_room_moves_its_clients_within_the_window_and_loses_nothing() {
+        let s = start().await;
+        let uids = users(10);
+        let fleet = Fleet::connect(&s, &uids).await;
+        let on_room_1 = fleet.rooms().values().filter(|r| *r == "room-1").count();
+        assert!(on_room_1 > 0, "{:?}", fleet.rooms());
+        let started = tokio::time::Instant::now();
+        let (sent, _) = traffic(&s, &uids, 80, Duration::from_millis(25), async |i| {
+            if i == 10 {
+                // A planned restart: SIGTERM drains over the 1 s window, then exits.
+                s.terminate("room-1");
+            }
+        })
+        .await;
+        fleet.wait_all(&sent, Duration::from_secs(20)).await;
+        wait_acked(&s, &sent).await;
+        assert!(
+            fleet.rooms().values().all(|r| r == "room-2"),
+            "{:?}",
+            fleet.rooms()
+        );
+        // The window is 1 s; the traffic took about 2 s; the drained room has exited.
+        assert!(started.elapsed() < Duration::from_secs(15));
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !s.exited("room-1") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the drained room never exited"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mariadb_and_redis_cut_off_are_refused_clearly_and_service_resumes() {
+        let mysql = Proxy::start("127.0.0.1:3306").await;
+        let redis = Proxy::start("127.0.0.1:6379").await;
+        let options = Options {
+            redis: format!("redis://{}/0", redis.addr),
+            mysql_host: mysql.addr.to_string(),
+            ..Options::default()
+        };
+        let s = start_opts(options, |_| {}).await;
+        let uids = users(4);
+        let fleet = Fleet::connect(&s, &uids).await;
+        let mut sent: HashMap<String, Vec<u64>> = HashMap::new();
+        let mut push = async |uid: &str| -> (u16, Value) {
+            let (status, answer) = s
+                .post("/push/unicast", KEY, json!({"uid": uid, "body": "x"}))
+                .await;
+            if status == 200 {
+                sent.entry(uid.to_owned())
+                    .or_default()
+                    .push(answer["id"].as_u64().unwrap());
+            }
+            (status, answer)
+        };
+        assert_eq!(push("user0").await.0, 200);
+
+        // MariaDB gone: the push is refused at once with a storage error.
+        mysql.down().await;
+        let started = tokio::time::Instant::now();
+        let (status, answer) = push("user1").await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (503, Some("storage_unavailable")),
+            "{answer}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        mysql.up();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while push("user1").await.0 != 200 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the saver never resumed"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // Redis gone: a unicast still finds its user (every room is asked); a group push,
+        // whose members live in Redis, is refused clearly.
+        redis.down().await;
+        let (status, answer) = push("user2").await;
+        assert_eq!(status, 200, "{answer}");
+        let (status, answer) = s
+            .post("/push/group", KEY, json!({"group": "g", "body": "x"}))
+            .await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (503, Some("service_unavailable")),
+            "{answer}"
+        );
+        redis.up();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (status, _) = s
+                .post("/push/group", KEY, json!({"group": "g", "body": "x"}))
+                .await;
+            if status == 200 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the register never resumed"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(push("user3").await.0, 200);
+        fleet.wait_all(&sent, Duration::from_secs(20)).await;
+        wait_acked(&s, &sent).await;
+        assert!(s.metric("longlink_push_lookup_fallbacks_total").await >= 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_overloaded_saver_is_a_clear_503_not_a_hang() {
+        // One call in flight and one queued per target: a burst overflows at once.
+        let s = super::common::cluster::start_with(|c| c.cluster.rpc_max_in_flight = 1).await;
+        let started = tokio::time::Instant::now();
+        let answers = futures_util::future::join_all((0..40).map(|i| {
+            let s = &s;
+            async move {
+                s.post(
+                    "/push/unicast",
+                    KEY,
+                    json!({"uid": format!("u{i}"), "body": "x"}),
+                )
+                .await
+            }
+        }))
+        .await;
+        assert!(started.elapsed() < WAIT);
+        let mut overloaded = 0;
+        for (status, answer) in &answers {
+            match status {
+                200 => {}
+                503 => {
+                    assert_eq!(answer["error"]["code"], "service_unavailable", "{answer}");
+                    assert!(
+                        answer["error"]["message"]
+                            .as_str()
+                            .unwrap()
+                            .contains("overloaded"),
+                        "{answer}"
+                    );
+                    overloaded += 1;
+                }
+                other => panic!("{other}: {answer}"),
+            }
+        }
+        assert!(
+            overloaded > 0,
+            "a burst of 40 on a limit of 1 overflowed nothing"
+        );
+    }
+}
