@@ -44,6 +44,14 @@ pub struct Metrics {
     pub resumed: AtomicU64,
     /// Times a room re-flushed its sessions into a register that lost them (cluster room).
     pub reflushes: AtomicU64,
+    /// Pending lookups answered by the Redis index alone (cluster saver).
+    pub hot_index_hits: AtomicU64,
+    /// Pending lookups that went to MySQL (cluster saver).
+    pub hot_index_misses: AtomicU64,
+    /// Rebuilds of the Redis pending index from MySQL (cluster saver).
+    pub hot_index_rebuilds: AtomicU64,
+    /// Stale index entries pruned (cluster saver).
+    pub hot_index_pruned: AtomicU64,
 }
 
 /// Increments a counter.
@@ -179,6 +187,30 @@ impl Metrics {
             "counter",
             "Re-flushes of a room's sessions into the register.",
             &self.reflushes,
+        );
+        metric(
+            "hot_index_hits_total",
+            "counter",
+            "Pending lookups answered by the Redis index.",
+            &self.hot_index_hits,
+        );
+        metric(
+            "hot_index_misses_total",
+            "counter",
+            "Pending lookups that read MySQL.",
+            &self.hot_index_misses,
+        );
+        metric(
+            "hot_index_rebuilds_total",
+            "counter",
+            "Rebuilds of the pending index.",
+            &self.hot_index_rebuilds,
+        );
+        metric(
+            "hot_index_pruned_total",
+            "counter",
+            "Stale pending-index entries pruned.",
+            &self.hot_index_pruned,
         );
         out.push_str(extra);
         out

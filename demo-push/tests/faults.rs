@@ -517,4 +517,82 @@ mod cluster {
             "a burst of 40 on a limit of 1 overflowed nothing"
         );
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_pending_index_answers_from_redis_and_is_rebuilt_from_mariadb_when_lost() {
+        let s = start().await;
+        let redis = redis::Client::open("redis://127.0.0.1:6379/0").unwrap();
+        let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+        // The saver builds the index at start.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while s.metric("longlink_push_hot_index_rebuilds_total").await < 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the index was never built"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A user owed nothing: answered by Redis alone.
+        let hits = s.metric("longlink_push_hot_index_hits_total").await;
+        let mut a = s.online("a").await;
+        quiet(&mut a, Duration::from_millis(200)).await;
+        assert!(s.metric("longlink_push_hot_index_hits_total").await > hits);
+
+        // A stored message is in the index; losing the index (as a Redis flush would)
+        // rebuilds it from MariaDB.
+        let id = s.push("unicast", json!({"uid": "b", "body": "owed"})).await;
+        let owed = format!("{}owed:b", s.prefix);
+        let members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&owed)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(members, vec![format!("{id}|*")]);
+        let _: () = redis::cmd("DEL")
+            .arg(&owed)
+            .arg(format!("{}owed-index", s.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while s.metric("longlink_push_hot_index_rebuilds_total").await < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the index was never rebuilt"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&owed)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(members, vec![format!("{id}|*")]);
+        let mut b = s.online("b").await;
+        assert_eq!(message(&mut b).await, (id, "owed".to_owned()));
+        s.wait_status(id, "b", "acked").await;
+        drop(b);
+        s.wait_sessions("b", 0).await;
+        // Acked: the next lookup reads MariaDB once, prunes the entry, and the one after
+        // is answered by Redis.
+        let mut b = s.online("b").await;
+        quiet(&mut b, Duration::from_millis(200)).await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let members: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(&owed)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if members.is_empty() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never pruned: {members:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(s.metric("longlink_push_hot_index_pruned_total").await >= 1);
+    }
 }

@@ -15,8 +15,8 @@ use tokio::process::{Child, Command};
 pub struct Plan {
     /// Rooms.
     pub rooms: usize,
-    /// Ports count from here: center +0, dispatcher +9, register +10, saver +11,
-    /// coordinator +12, room i at +20+4i (ws, tcp, rpc, metrics).
+    /// Ports count from here: center +0, dispatcher +9, register +10 (metrics +13), saver
+    /// +11 (metrics +14), coordinator +12, room i at +20+4i (ws, tcp, rpc, metrics).
     pub base_port: u16,
     /// The data dir every process shares (secret, API key).
     pub data_dir: PathBuf,
@@ -66,11 +66,17 @@ impl Plan {
         let mut out = vec![
             (
                 "register".to_owned(),
-                with(common("register"), &[("--rpc", self.addr(10))]),
+                with(
+                    common("register"),
+                    &[("--rpc", self.addr(10)), ("--http", self.addr(13))],
+                ),
             ),
             (
                 "saver".to_owned(),
-                with(common("saver"), &[("--rpc", self.addr(11))]),
+                with(
+                    common("saver"),
+                    &[("--rpc", self.addr(11)), ("--http", self.addr(14))],
+                ),
             ),
             (
                 "coordinator".to_owned(),

@@ -16,6 +16,7 @@
 pub mod fanout;
 pub mod grace;
 pub mod handlers;
+pub mod hot;
 pub mod launch;
 pub mod membership;
 pub mod redis_register;

@@ -13,6 +13,7 @@ use longlink_pool::db::Db;
 use super::fanout::ClusterRooms;
 use super::grace::GraceRegister;
 use super::handlers::{CoordinatorHandler, RegisterHandler, RoomHandler, SaverHandler};
+use super::hot::HotSaver;
 use super::membership::{Membership, MembershipView, RoomInfo};
 use super::redis_register::{RedisRegister, redis_connection};
 use super::remote::{RemoteCoordinator, RemoteRegister, RemoteSaver};
@@ -105,6 +106,7 @@ pub async fn register(mut config: Config) -> Result<(), StartError> {
         Duration::from_secs(c.session_ttl_secs.max(1)),
         Duration::from_millis(c.settle_ms),
     );
+    serve_metrics(&config, Arc::new(Metrics::default()), String::new).await?;
     let server = rpc_server(&config).await?;
     tokio::select! {
         r = server.serve(register_svc::Server::new(RegisterHandler(register))) => {
@@ -134,7 +136,22 @@ pub async fn saver(mut config: Config) -> Result<(), StartError> {
             }
         }
     };
-    let saver: Arc<dyn Saver> = Arc::new(saver);
+    let metrics = Arc::new(Metrics::default());
+    let c = &config.cluster;
+    let saver: Arc<dyn Saver> = Arc::new(HotSaver::start(
+        saver,
+        redis_connection(&c.redis)?,
+        &c.redis_prefix,
+        Duration::from_millis(c.epoch_check_ms.max(50)),
+        Arc::clone(&metrics),
+    ));
+    {
+        let db = db.clone();
+        serve_metrics(&config, Arc::clone(&metrics), move || {
+            db.stats().to_prometheus("longlink_push_db", &[])
+        })
+        .await?;
+    }
     let sweep_every = Duration::from_secs(config.sweep_interval_secs.max(1));
     let sweeper = Arc::clone(&saver);
     tokio::spawn(async move {

@@ -218,7 +218,8 @@ impl TestCluster {
                 .unwrap_or_else(|| "127.0.0.1:0".into())
         };
         let pairs: &[(&str, &str)] = match svc {
-            "register" | "saver" | "coordinator" => &[("--rpc", "rpc")],
+            "register" | "saver" => &[("--rpc", "rpc"), ("--http", "http")],
+            "coordinator" => &[("--rpc", "rpc")],
             "room" => &[
                 ("--ws", "ws"),
                 ("--tcp", "tcp"),
@@ -247,7 +248,8 @@ impl TestCluster {
     ) {
         let expect: &[&str] = match svc {
             "room" => &["ws", "tcp", "rpc", "http"],
-            "register" | "saver" | "coordinator" => &["rpc"],
+            "register" | "saver" => &["rpc", "http"],
+            "coordinator" => &["rpc"],
             _ => &["http"],
         };
         let mut command = Command::new(env!("CARGO_BIN_EXE_longlink-push"));
@@ -383,7 +385,10 @@ impl TestCluster {
 
     /// The processes' metrics pages that count room-side and center-side counters.
     async fn metric_pages(&self) -> Vec<String> {
-        let mut urls = vec![format!("{}/metrics", self.center)];
+        let mut urls = vec![
+            format!("{}/metrics", self.center),
+            format!("http://{}/metrics", self.addr("saver", "http")),
+        ];
         for name in self.room_names() {
             if !self.exited(&name) {
                 urls.push(format!("http://{}/metrics", self.addr(&name, "http")));
