@@ -212,3 +212,142 @@ async fn the_cli_client_prints_what_arrives_with_a_token_from_the_token_command(
         (Some("notify"), Some("pulled body"))
     );
 }
+
+mod cluster {
+    use super::*;
+
+    async fn mysql(sql: String) {
+        let db = longlink_pool::db::Db::open("mysql://root@127.0.0.1:3306/test").unwrap();
+        db.exec(&sql, ()).await.unwrap();
+        db.close();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_cluster_command_starts_every_service_and_ctrl_c_stops_them_all() {
+        let pid = std::process::id();
+        let base: u16 = 21_000 + (pid % 1000) as u16 * 40;
+        let database = format!("llpush_launch{pid}");
+        mysql(format!("CREATE DATABASE IF NOT EXISTS {database}")).await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("cluster.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[cluster]\nredis_prefix = \"lllaunch{pid}:\"\ndrain_window_ms = 300\nannounce_ms = 200\n"
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_longlink-push"))
+            .args(["cluster", "--rooms", "3", "--base-port", &base.to_string()])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args([
+                "--database",
+                &format!("mysql://root@127.0.0.1:3306/{database}"),
+            ])
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let _ = tx.send(line);
+            }
+        });
+        let mut printed = Vec::new();
+        loop {
+            let line = rx.recv_timeout(WAIT).expect("the launcher prints its plan");
+            let done = line.contains("Ctrl-C stops them all");
+            printed.push(line);
+            if done {
+                break;
+            }
+        }
+        let printed = printed.join("\n");
+        for name in [
+            "[   register] rpc",
+            "[      saver] rpc",
+            "[     room-3] ws",
+            "[     center] http",
+        ] {
+            assert!(printed.contains(name), "{name} missing from:\n{printed}");
+        }
+        let center = format!("http://127.0.0.1:{base}");
+        let key = std::fs::read_to_string(dir.path().join("demo-api-key")).unwrap();
+        let secret = std::fs::read_to_string(dir.path().join("token-secret")).unwrap();
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let (status, d) = request(&center, "/dispatch?uid=u1&net=wifi", &key, None).await;
+            if status == 200 && d["rooms"].as_array().map(Vec::len) == Some(3) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never 3 rooms: {d}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let token = Tokens::new(secret.trim().as_bytes()).issue("u1", Duration::from_secs(60));
+        let mut client = Client::start(ClientConfig::new(&center, "u1", &token));
+        match tokio::time::timeout(WAIT, client.next_event())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Event::Connected { .. } => {}
+            other => panic!("{other:?}"),
+        }
+        let (status, answer) = post(
+            &center,
+            key.trim(),
+            serde_json::json!({"uid": "u1", "body": "hi"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        match tokio::time::timeout(WAIT, client.next_event())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Event::Message(m) => assert_eq!(m.body.as_str(), Some("hi")),
+            other => panic!("{other:?}"),
+        }
+        drop(client);
+
+        // Ctrl-C: every child stops (rooms drain first), then the launcher exits.
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = tokio::task::spawn_blocking(move || child.wait().unwrap());
+        let status = tokio::time::timeout(Duration::from_secs(30), status)
+            .await
+            .expect("the launcher stops")
+            .unwrap();
+        assert!(status.success());
+        for offset in [0, 9, 10, 11, 12, 20, 24, 28] {
+            assert!(
+                std::net::TcpStream::connect(("127.0.0.1", base + offset)).is_err(),
+                "port {} still open",
+                base + offset
+            );
+        }
+        mysql(format!("DROP DATABASE IF EXISTS {database}")).await;
+        let redis = redis::Client::open("redis://127.0.0.1:6379/0").unwrap();
+        let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("lllaunch{pid}:*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+}

@@ -10,6 +10,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::config::load_or_generate;
+
 /// Where a local cluster's processes listen.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -146,6 +148,11 @@ fn spawn(exe: &PathBuf, name: &str, args: &[String]) -> std::io::Result<Child> {
 /// stops them (SIGTERM, so rooms drain; SIGKILL after `stop_wait`).
 pub async fn run(plan: Plan, stop_wait: Duration) -> std::io::Result<()> {
     let exe = std::env::current_exe()?;
+    // Every process reads the same secret and key: made once here, before any starts.
+    let (_, new_secret) = load_or_generate(&plan.data_dir.join("token-secret"))
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let (key, new_key) = load_or_generate(&plan.data_dir.join("demo-api-key"))
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     let mut children = Vec::new();
     for (name, args) in plan.processes() {
         let child = spawn(&exe, &name, &args)?;
@@ -171,6 +178,23 @@ pub async fn run(plan: Plan, stop_wait: Duration) -> std::io::Result<()> {
             plan.addr(base + 1),
             plan.addr(base + 2),
             plan.addr(base + 3)
+        );
+    }
+    if new_key {
+        println!(
+            "  generated API key for app \"demo\" (printed once; kept in {}): {key}",
+            plan.data_dir.join("demo-api-key").display()
+        );
+    } else {
+        println!(
+            "  API key for app \"demo\": in {}",
+            plan.data_dir.join("demo-api-key").display()
+        );
+    }
+    if new_secret {
+        println!(
+            "  generated token secret (kept in {})",
+            plan.data_dir.join("token-secret").display()
         );
     }
     println!("  Ctrl-C stops them all.");

@@ -456,18 +456,19 @@ impl Drop for TestCluster {
                 mysql_exec(format!("DROP DATABASE IF EXISTS {database}")),
             )
             .await;
-            if let Ok(client) = redis::Client::open(redis_url.as_str()) {
-                if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                    let keys: Vec<String> = redis::cmd("KEYS")
-                        .arg(format!("{prefix}*"))
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap_or_default();
-                    if !keys.is_empty() {
-                        let _: Result<(), _> =
-                            redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-                    }
-                }
+            let Ok(client) = redis::Client::open(redis_url.as_str()) else {
+                return;
+            };
+            let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+                return;
+            };
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
             }
         });
     }
