@@ -37,6 +37,32 @@ enum Command {
         #[arg(long, default_value = DEFAULT_ADDR)]
         addr: String,
     },
+    /// Unicast through the push system end to end (API → register → room → client): the
+    /// single process and a 2-room cluster with each RPC strategy, as child processes of the
+    /// `longlink-push` binary. Prints a table with ratios.
+    PushUnicast {
+        /// The `longlink-push` binary (`cargo build --release -p longlink-push`).
+        #[arg(long, default_value = "target/release/longlink-push")]
+        bin: PathBuf,
+        /// Connected users.
+        #[arg(long, default_value_t = 200)]
+        users: usize,
+        /// Pushes in flight.
+        #[arg(short, long, default_value_t = 64)]
+        concurrency: usize,
+        /// Measured seconds per row.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// MariaDB for the clusters' saver.
+        #[arg(long, default_value = "mysql://root@127.0.0.1:3306/test")]
+        database: String,
+        /// Ports count from here.
+        #[arg(long, default_value_t = 27_800)]
+        base_port: u16,
+        /// Where to write the JSON results.
+        #[arg(long, default_value = "target/longlink-bench/push-unicast.json")]
+        out: PathBuf,
+    },
     /// Runs one echo server until killed.
     RpcServer {
         /// Which implementation.
@@ -121,6 +147,35 @@ fn main() {
                 addr,
             };
             Flavor::Multi.runtime().block_on(suite::run(opts));
+        }
+        Command::PushUnicast {
+            bin,
+            users,
+            concurrency,
+            seconds,
+            database,
+            base_port,
+            out,
+        } => {
+            let opts = longlink_benches::push_load::suite::Options {
+                bin,
+                load: longlink_benches::push_load::unicast::Load {
+                    users,
+                    concurrency,
+                    duration: Duration::from_secs_f64(seconds),
+                    delivery: String::new(),
+                },
+                database,
+                base_port,
+                out,
+            };
+            if let Err(e) = Flavor::Multi
+                .runtime()
+                .block_on(longlink_benches::push_load::suite::run(opts))
+            {
+                eprintln!("push-unicast failed: {e}");
+                std::process::exit(1);
+            }
         }
         Command::RpcServer {
             which,
