@@ -111,6 +111,9 @@ struct ServerArgs {
     /// Cluster: this service's RPC listen address.
     #[arg(long, env = "LONGLINK_PUSH_RPC")]
     rpc: Option<SocketAddr>,
+    /// Cluster: the RPC address others dial (default: the RPC listen address).
+    #[arg(long, env = "LONGLINK_PUSH_RPC_PUBLIC")]
+    rpc_public: Option<String>,
     /// Cluster: the dispatcher's HTTP listen address.
     #[arg(long, env = "LONGLINK_PUSH_DISPATCHER")]
     dispatcher: Option<SocketAddr>,
@@ -163,6 +166,9 @@ impl ServerArgs {
         }
         if let Some(v) = self.rpc {
             config.cluster.rpc_listen = v;
+        }
+        if let Some(v) = &self.rpc_public {
+            config.cluster.rpc_public = Some(v.clone());
         }
         if let Some(v) = self.dispatcher {
             config.cluster.dispatcher_listen = v;
