@@ -1,18 +1,26 @@
 //! The center's API refuses bad requests with a clear 4xx (or 503) and a JSON error, and
-//! does nothing half-way; an app reaches only its own traffic.
+//! does nothing half-way; an app reaches only its own traffic. The scenarios that need no
+//! access to the process's insides run against the single process and against a cluster.
 
 mod common;
 
 use common::*;
 use serde_json::{Value, json};
 
+both_modes! {
+    a_missing_or_wrong_api_key_is_401,
+    invalid_json_unknown_fields_and_wrong_types_are_4xx_and_store_nothing,
+    an_oversized_body_is_413,
+    an_app_sees_only_its_own_messages_users_and_groups,
+    unknown_routes_ids_and_queries_are_clear_errors,
+}
+
 fn code(answer: &Value) -> &str {
     answer["error"]["code"].as_str().unwrap_or("<no code>")
 }
 
-#[tokio::test]
-async fn a_missing_or_wrong_api_key_is_401() {
-    let s = start().await;
+async fn a_missing_or_wrong_api_key_is_401<S: Starter>() {
+    let s = S::start().await;
     let body = Some(json!({"uid": "u1", "body": "x"}).to_string().into_bytes());
     let (status, answer) = s.request("POST", "/push/unicast", None, body.clone()).await;
     assert_eq!((status, code(&answer)), (401, "missing_api_key"));
@@ -23,9 +31,8 @@ async fn a_missing_or_wrong_api_key_is_401() {
     assert_eq!(s.metric("longlink_push_messages_in_total").await, 0);
 }
 
-#[tokio::test]
-async fn invalid_json_unknown_fields_and_wrong_types_are_4xx_and_store_nothing() {
-    let s = start().await;
+async fn invalid_json_unknown_fields_and_wrong_types_are_4xx_and_store_nothing<S: Starter>() {
+    let s = S::start().await;
     let mut u1 = s.online("u1").await;
     let cases: [(&[u8], u16, &str); 5] = [
         (b"{", 400, "invalid_json"),
@@ -78,9 +85,8 @@ async fn invalid_json_unknown_fields_and_wrong_types_are_4xx_and_store_nothing()
     assert_eq!(s.metric("longlink_push_messages_in_total").await, 0);
 }
 
-#[tokio::test]
-async fn an_oversized_body_is_413() {
-    let s = start_with(|c| {
+async fn an_oversized_body_is_413<S: Starter>() {
+    let s = S::start_with(|c| {
         c.max_request_bytes = 4096;
         c.hub.max_body_bytes = 1024;
     })
@@ -102,9 +108,8 @@ async fn an_oversized_body_is_413() {
     assert_eq!(s.metric("longlink_push_messages_in_total").await, 0);
 }
 
-#[tokio::test]
-async fn an_app_sees_only_its_own_messages_users_and_groups() {
-    let s = start().await;
+async fn an_app_sees_only_its_own_messages_users_and_groups<S: Starter>() {
+    let s = S::start().await;
     let id = s
         .push("unicast", json!({"uid": "u1", "body": "demo's"}))
         .await;
@@ -130,9 +135,8 @@ async fn an_app_sees_only_its_own_messages_users_and_groups() {
     assert_eq!((status, report["recipients"].as_u64()), (200, Some(0)));
 }
 
-#[tokio::test]
-async fn unknown_routes_ids_and_queries_are_clear_errors() {
-    let s = start().await;
+async fn unknown_routes_ids_and_queries_are_clear_errors<S: Starter>() {
+    let s = S::start().await;
     let (status, answer) = s.get("/no/such/route", KEY).await;
     assert_eq!((status, code(&answer)), (404, "not_found"));
     let (status, answer) = s.get("/messages/abc", KEY).await;

@@ -11,50 +11,23 @@ use common::*;
 use longlink_push::client::Event;
 use serde_json::json;
 
-/// Runs each scenario against the single process and against the cluster.
-macro_rules! suite {
-    ($($name:ident $(with $tweak:expr)?;)*) => {
-        mod single_process {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    #[allow(unused_variables)]
-                    let tweak: fn(&mut longlink_push::config::Config) = |_| {};
-                    $( let tweak: fn(&mut longlink_push::config::Config) = $tweak; )?
-                    super::$name(super::common::start_with(tweak).await).await
-                }
-            )*
-        }
-        mod cluster {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    #[allow(unused_variables)]
-                    let tweak: fn(&mut longlink_push::config::Config) = |_| {};
-                    $( let tweak: fn(&mut longlink_push::config::Config) = $tweak; )?
-                    super::$name(super::common::cluster::start_with(tweak).await).await
-                }
-            )*
-        }
-    };
+both_modes! {
+    unicast_to_an_online_user_arrives_and_is_acked,
+    multicast_reaches_each_user_once,
+    group_push_reaches_bound_members_only,
+    broadcast_reaches_every_online_user_of_the_app,
+    a_message_sent_while_offline_arrives_on_connect,
+    an_unacked_message_is_redelivered_after_reconnect_and_not_after_ack,
+    a_never_acking_client_sees_the_message_expire_after_the_attempt_limit,
+    a_message_past_its_ttl_is_not_delivered,
+    at_most_once_is_sent_to_online_users_and_never_stored,
+    notify_sends_only_the_id_and_the_client_pulls_the_body,
+    several_devices_each_receive_and_a_device_push_reaches_one,
+    the_client_drops_a_duplicate_it_has_seen,
 }
 
-suite! {
-    unicast_to_an_online_user_arrives_and_is_acked;
-    multicast_reaches_each_user_once;
-    group_push_reaches_bound_members_only;
-    broadcast_reaches_every_online_user_of_the_app;
-    a_message_sent_while_offline_arrives_on_connect;
-    an_unacked_message_is_redelivered_after_reconnect_and_not_after_ack;
-    a_never_acking_client_sees_the_message_expire_after_the_attempt_limit with |c| c.hub.max_attempts = 2;
-    a_message_past_its_ttl_is_not_delivered;
-    at_most_once_is_sent_to_online_users_and_never_stored;
-    notify_sends_only_the_id_and_the_client_pulls_the_body;
-    several_devices_each_receive_and_a_device_push_reaches_one;
-    the_client_drops_a_duplicate_it_has_seen;
-}
-
-async fn unicast_to_an_online_user_arrives_and_is_acked<H: Harness>(s: H) {
+async fn unicast_to_an_online_user_arrives_and_is_acked<S: Starter>() {
+    let s = S::start().await;
     let mut u1 = s.online("u1").await;
     let id = s
         .push("unicast", json!({"uid": "u1", "body": "hello"}))
@@ -64,7 +37,8 @@ async fn unicast_to_an_online_user_arrives_and_is_acked<H: Harness>(s: H) {
     assert_eq!(r["attempts"], 1);
 }
 
-async fn multicast_reaches_each_user_once<H: Harness>(s: H) {
+async fn multicast_reaches_each_user_once<S: Starter>() {
+    let s = S::start().await;
     let mut a = s.online("a").await;
     let mut b = s.online("b").await;
     let mut c = s.online("c").await;
@@ -85,7 +59,8 @@ async fn multicast_reaches_each_user_once<H: Harness>(s: H) {
     quiet(&mut a, Duration::from_millis(100)).await;
 }
 
-async fn group_push_reaches_bound_members_only<H: Harness>(s: H) {
+async fn group_push_reaches_bound_members_only<S: Starter>() {
+    let s = S::start().await;
     let mut a = s.online("a").await;
     let mut b = s.online("b").await;
     let (status, answer) = s
@@ -103,7 +78,8 @@ async fn group_push_reaches_bound_members_only<H: Harness>(s: H) {
     quiet(&mut b, Duration::from_millis(300)).await;
 }
 
-async fn broadcast_reaches_every_online_user_of_the_app<H: Harness>(s: H) {
+async fn broadcast_reaches_every_online_user_of_the_app<S: Starter>() {
+    let s = S::start().await;
     let mut users = Vec::new();
     for i in 0..5 {
         users.push(s.online(&format!("b{i}")).await);
@@ -125,7 +101,8 @@ async fn broadcast_reaches_every_online_user_of_the_app<H: Harness>(s: H) {
     s.wait_status(id, "b4", "acked").await;
 }
 
-async fn a_message_sent_while_offline_arrives_on_connect<H: Harness>(s: H) {
+async fn a_message_sent_while_offline_arrives_on_connect<S: Starter>() {
+    let s = S::start().await;
     let id = s
         .push("unicast", json!({"uid": "late", "body": "waiting for you"}))
         .await;
@@ -136,7 +113,8 @@ async fn a_message_sent_while_offline_arrives_on_connect<H: Harness>(s: H) {
     s.wait_status(id, "late", "acked").await;
 }
 
-async fn an_unacked_message_is_redelivered_after_reconnect_and_not_after_ack<H: Harness>(s: H) {
+async fn an_unacked_message_is_redelivered_after_reconnect_and_not_after_ack<S: Starter>() {
+    let s = S::start().await;
     let mut first = s.client_with("r", |c| c.auto_ack = false);
     connected(&mut first).await;
     let id = s
@@ -164,7 +142,8 @@ async fn an_unacked_message_is_redelivered_after_reconnect_and_not_after_ack<H: 
     assert!(s.metric("longlink_push_redeliveries_total").await >= 1);
 }
 
-async fn a_never_acking_client_sees_the_message_expire_after_the_attempt_limit<H: Harness>(s: H) {
+async fn a_never_acking_client_sees_the_message_expire_after_the_attempt_limit<S: Starter>() {
+    let s = S::start_with(|c| c.hub.max_attempts = 2).await;
     let id = s
         .push("unicast", json!({"uid": "n", "body": "never acked"}))
         .await;
@@ -194,7 +173,8 @@ async fn a_never_acking_client_sees_the_message_expire_after_the_attempt_limit<H
     quiet(&mut c, Duration::from_millis(300)).await;
 }
 
-async fn a_message_past_its_ttl_is_not_delivered<H: Harness>(s: H) {
+async fn a_message_past_its_ttl_is_not_delivered<S: Starter>() {
+    let s = S::start().await;
     let id = s
         .push(
             "unicast",
@@ -207,7 +187,8 @@ async fn a_message_past_its_ttl_is_not_delivered<H: Harness>(s: H) {
     s.wait_status(id, "t", "expired").await;
 }
 
-async fn at_most_once_is_sent_to_online_users_and_never_stored<H: Harness>(s: H) {
+async fn at_most_once_is_sent_to_online_users_and_never_stored<S: Starter>() {
+    let s = S::start().await;
     let mut u = s.online("m").await;
     let (status, report) = s
         .post(
@@ -232,7 +213,8 @@ async fn at_most_once_is_sent_to_online_users_and_never_stored<H: Harness>(s: H)
     quiet(&mut off, Duration::from_millis(300)).await;
 }
 
-async fn notify_sends_only_the_id_and_the_client_pulls_the_body<H: Harness>(s: H) {
+async fn notify_sends_only_the_id_and_the_client_pulls_the_body<S: Starter>() {
+    let s = S::start().await;
     let mut u = s.online("p").await;
     let big = "x".repeat(10_000);
     let id = s
@@ -249,7 +231,8 @@ async fn notify_sends_only_the_id_and_the_client_pulls_the_body<H: Harness>(s: H
     assert!(other.pull(id).await.is_err());
 }
 
-async fn several_devices_each_receive_and_a_device_push_reaches_one<H: Harness>(s: H) {
+async fn several_devices_each_receive_and_a_device_push_reaches_one<S: Starter>() {
+    let s = S::start().await;
     let mut phone = s.client_with("d", |c| c.device = "phone".into());
     connected(&mut phone).await;
     let mut laptop = s.client_with("d", |c| c.device = "laptop".into());
@@ -268,7 +251,8 @@ async fn several_devices_each_receive_and_a_device_push_reaches_one<H: Harness>(
     quiet(&mut phone, Duration::from_millis(300)).await;
 }
 
-async fn the_client_drops_a_duplicate_it_has_seen<H: Harness>(s: H) {
+async fn the_client_drops_a_duplicate_it_has_seen<S: Starter>() {
+    let s = S::start().await;
     let mut c = s.client_with("dup", |c| c.auto_ack = false);
     connected(&mut c).await;
     let id = s

@@ -595,4 +595,59 @@ mod cluster {
         }
         assert!(s.metric("longlink_push_hot_index_pruned_total").await >= 1);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_quick_reconnect_lands_on_the_same_room_and_resumes_its_session() {
+        let s = super::common::cluster::start_with(|c| c.cluster.grace_ms = 5000).await;
+        let uids = users(8);
+        let mut first = HashMap::new();
+        for uid in &uids {
+            let mut c = s.client(uid);
+            match event(&mut c).await {
+                Event::Connected { room, .. } => first.insert(uid.clone(), room),
+                other => panic!("{other:?}"),
+            };
+        }
+        let rooms: BTreeSet<&String> = first.values().collect();
+        assert_eq!(rooms.len(), 2, "users on both rooms: {first:?}");
+        // Every client is gone (dropped above); the rooms keep their sessions in grace.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for uid in &uids {
+            let mut c = s.client(uid);
+            match event(&mut c).await {
+                Event::Connected { room, .. } => {
+                    assert_eq!(room, first[uid], "{uid} went back to its room")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(s.metric("longlink_push_resumed_total").await >= uids.len() as u64);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_two_registers_one_dying_refuses_nothing() {
+        let options = Options {
+            registers: 2,
+            ..Options::default()
+        };
+        let s = start_opts(options, |_| {}).await;
+        let uids = users(6);
+        let fleet = Fleet::connect(&s, &uids).await;
+        s.kill("register");
+        let mut sent: HashMap<String, Vec<u64>> = HashMap::new();
+        for (i, uid) in uids.iter().cycle().take(30).enumerate() {
+            let id = s
+                .push("unicast", json!({"uid": uid, "body": format!("m{i}")}))
+                .await;
+            sent.entry(uid.clone()).or_default().push(id);
+        }
+        let (status, _) = s.post("/groups/g/bind", KEY, json!({"uids": uids})).await;
+        assert_eq!(status, 200);
+        let id = s.push("group", json!({"group": "g", "body": "all"})).await;
+        for uid in &uids {
+            sent.get_mut(uid).unwrap().push(id);
+        }
+        fleet.wait_all(&sent, WAIT).await;
+        wait_acked(&s, &sent).await;
+    }
 }

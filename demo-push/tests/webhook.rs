@@ -1,4 +1,5 @@
-//! The coordinator: upstream data and online/offline callbacks reach the app's webhook.
+//! The coordinator: upstream data and online/offline callbacks reach the app's webhook —
+//! in one process, and through the coordinator service of a cluster.
 
 mod common;
 
@@ -29,6 +30,13 @@ async fn webhook() -> (String, mpsc::UnboundedReceiver<Value>) {
     (url, rx)
 }
 
+both_modes! {
+    the_webhook_receives_online_upstream_and_offline,
+    upstream_for_an_app_without_a_webhook_is_refused_with_a_reason,
+    a_webhook_that_is_down_is_counted_and_the_room_carries_on,
+    upstream_is_routed_by_app_and_type,
+}
+
 async fn next(rx: &mut mpsc::UnboundedReceiver<Value>) -> Value {
     tokio::time::timeout(WAIT, rx.recv())
         .await
@@ -36,10 +44,9 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<Value>) -> Value {
         .unwrap()
 }
 
-#[tokio::test]
-async fn the_webhook_receives_online_upstream_and_offline() {
+async fn the_webhook_receives_online_upstream_and_offline<S: Starter>() {
     let (url, mut events) = webhook().await;
-    let s = start_with(|c| c.apps[0].webhook = Some(url)).await;
+    let s = S::start_with(|c| c.apps[0].webhook = Some(url)).await;
     let client = s.client_with("h", |c| c.device = "phone".into());
     let mut client = client;
     connected(&mut client).await;
@@ -81,10 +88,9 @@ async fn the_webhook_receives_online_upstream_and_offline() {
     );
 }
 
-#[tokio::test]
-async fn upstream_for_an_app_without_a_webhook_is_refused_with_a_reason() {
+async fn upstream_for_an_app_without_a_webhook_is_refused_with_a_reason<S: Starter>() {
     let (url, _events) = webhook().await;
-    let s = start_with(|c| c.apps[0].webhook = Some(url)).await;
+    let s = S::start_with(|c| c.apps[0].webhook = Some(url)).await;
     let mut client = s.client_with("h", |c| c.apps = vec!["demo".into(), "other".into()]);
     connected(&mut client).await;
     let reply = client.upstream("other", "chat", "x").await.unwrap();
@@ -92,14 +98,13 @@ async fn upstream_for_an_app_without_a_webhook_is_refused_with_a_reason() {
     assert!(reply.reason.unwrap().contains("takes no upstream"));
 }
 
-#[tokio::test]
-async fn a_webhook_that_is_down_is_counted_and_the_room_carries_on() {
+async fn a_webhook_that_is_down_is_counted_and_the_room_carries_on<S: Starter>() {
     // A port nobody listens on.
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}/hook", l.local_addr().unwrap())
     };
-    let s = start_with(|c| c.apps[0].webhook = Some(dead)).await;
+    let s = S::start_with(|c| c.apps[0].webhook = Some(dead)).await;
     let mut client = s.online("h").await;
     let reply = client.upstream("demo", "chat", "x").await.unwrap();
     assert!(reply.ok, "queued for the webhook");
@@ -120,11 +125,10 @@ async fn a_webhook_that_is_down_is_counted_and_the_room_carries_on() {
     assert_eq!(message(&mut client).await.0, id);
 }
 
-#[tokio::test]
-async fn upstream_is_routed_by_app_and_type() {
+async fn upstream_is_routed_by_app_and_type<S: Starter>() {
     let (default_url, mut default_events) = webhook().await;
     let (orders_url, mut order_events) = webhook().await;
-    let s = start_with(|c| {
+    let s = S::start_with(|c| {
         c.apps[0].webhook = Some(default_url);
         c.apps[0]
             .upstream_routes

@@ -18,7 +18,8 @@ pub struct Plan {
     /// Rooms.
     pub rooms: usize,
     /// Ports count from here: center +0, dispatcher +9, register +10 (metrics +13), saver
-    /// +11 (metrics +14), coordinator +12, room i at +20+4i (ws, tcp, rpc, metrics).
+    /// +11 (metrics +14), coordinator +12 (metrics +15), room i at +20+4i (ws, tcp, rpc,
+    /// metrics).
     pub base_port: u16,
     /// The data dir every process shares (secret, API key).
     pub data_dir: PathBuf,
@@ -82,7 +83,10 @@ impl Plan {
             ),
             (
                 "coordinator".to_owned(),
-                with(common("coordinator"), &[("--rpc", self.addr(12))]),
+                with(
+                    common("coordinator"),
+                    &[("--rpc", self.addr(12)), ("--http", self.addr(15))],
+                ),
             ),
         ];
         for i in 0..self.rooms {

@@ -192,7 +192,8 @@ fn webhooks(config: &Config) -> std::collections::HashMap<String, AppHooks> {
 pub async fn coordinator(mut config: Config) -> Result<(), StartError> {
     prepare(&mut config)?;
     let metrics = Arc::new(Metrics::default());
-    let coordinator = Coordinator::new(webhooks(&config), metrics);
+    let coordinator = Coordinator::new(webhooks(&config), Arc::clone(&metrics));
+    serve_metrics(&config, metrics, String::new).await?;
     let server = rpc_server(&config).await?;
     tokio::select! {
         r = server.serve(coordinator_svc::Server::new(CoordinatorHandler(coordinator))) => {

@@ -38,6 +38,8 @@ pub struct Options {
     pub mysql_host: String,
     /// The real Redis, for cleaning up the cluster's keys.
     pub real_redis: String,
+    /// Register instances (`register`, `register-2`, …).
+    pub registers: usize,
 }
 
 impl Default for Options {
@@ -47,6 +49,7 @@ impl Default for Options {
             redis: "redis://127.0.0.1:6379/0".into(),
             mysql_host: "127.0.0.1:3306".into(),
             real_redis: "redis://127.0.0.1:6379/0".into(),
+            registers: 1,
         }
     }
 }
@@ -180,6 +183,9 @@ pub async fn start_opts(options: Options, tweak: impl FnOnce(&mut Config)) -> Te
     for svc in ["register", "saver", "coordinator"] {
         cluster.spawn(svc, svc, Vec::new());
     }
+    for i in 2..=options.registers {
+        cluster.spawn(&format!("register-{i}"), "register", Vec::new());
+    }
     let wiring = cluster.wiring();
     for i in 1..=options.rooms {
         let mut args = wiring.clone();
@@ -196,9 +202,13 @@ pub async fn start_opts(options: Options, tweak: impl FnOnce(&mut Config)) -> Te
 impl TestCluster {
     /// Flags that point a process at the register, saver and coordinator.
     fn wiring(&self) -> Vec<String> {
+        let registers: Vec<String> = std::iter::once("register".to_owned())
+            .chain((2..=self.options.registers).map(|i| format!("register-{i}")))
+            .map(|name| self.addr(&name, "rpc"))
+            .collect();
         vec![
             "--register".into(),
-            self.addr("register", "rpc"),
+            registers.join(","),
             "--saver".into(),
             self.addr("saver", "rpc"),
             "--coordinator".into(),
@@ -218,8 +228,7 @@ impl TestCluster {
                 .unwrap_or_else(|| "127.0.0.1:0".into())
         };
         let pairs: &[(&str, &str)] = match svc {
-            "register" | "saver" => &[("--rpc", "rpc"), ("--http", "http")],
-            "coordinator" => &[("--rpc", "rpc")],
+            "register" | "saver" | "coordinator" => &[("--rpc", "rpc"), ("--http", "http")],
             "room" => &[
                 ("--ws", "ws"),
                 ("--tcp", "tcp"),
@@ -248,8 +257,7 @@ impl TestCluster {
     ) {
         let expect: &[&str] = match svc {
             "room" => &["ws", "tcp", "rpc", "http"],
-            "register" | "saver" => &["rpc", "http"],
-            "coordinator" => &["rpc"],
+            "register" | "saver" | "coordinator" => &["rpc", "http"],
             _ => &["http"],
         };
         let mut command = Command::new(env!("CARGO_BIN_EXE_longlink-push"));
@@ -385,10 +393,12 @@ impl TestCluster {
 
     /// The processes' metrics pages that count room-side and center-side counters.
     async fn metric_pages(&self) -> Vec<String> {
-        let mut urls = vec![
-            format!("{}/metrics", self.center),
-            format!("http://{}/metrics", self.addr("saver", "http")),
-        ];
+        let mut urls = vec![format!("{}/metrics", self.center)];
+        for service in ["register", "saver", "coordinator"] {
+            if !self.exited(service) {
+                urls.push(format!("http://{}/metrics", self.addr(service, "http")));
+            }
+        }
         for name in self.room_names() {
             if !self.exited(&name) {
                 urls.push(format!("http://{}/metrics", self.addr(&name, "http")));

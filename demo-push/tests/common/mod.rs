@@ -258,6 +258,63 @@ pub trait Harness: Sync {
     }
 }
 
+/// Starts a system for a scenario: [`Single`] (one process) or [`Cluster`] (processes).
+pub trait Starter {
+    type System: Harness + Send + Sync;
+    fn start_with(
+        tweak: impl FnOnce(&mut Config) + Send,
+    ) -> impl std::future::Future<Output = Self::System> + Send;
+    fn start() -> impl std::future::Future<Output = Self::System> + Send {
+        Self::start_with(|_| {})
+    }
+}
+
+/// The single process.
+pub struct Single;
+
+impl Starter for Single {
+    type System = TestSystem;
+    async fn start_with(tweak: impl FnOnce(&mut Config) + Send) -> TestSystem {
+        start_with(tweak).await
+    }
+}
+
+/// A 2-room cluster of processes.
+pub struct Cluster;
+
+impl Starter for Cluster {
+    type System = cluster::TestCluster;
+    async fn start_with(tweak: impl FnOnce(&mut Config) + Send) -> cluster::TestCluster {
+        cluster::start_with(tweak).await
+    }
+}
+
+/// Runs each named scenario (`async fn name<S: Starter>()`) against the single process
+/// (module `single_process`) and against a cluster (module `cluster`).
+#[allow(unused_macros)]
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod single_process {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name::<super::common::Single>().await
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name::<super::common::Cluster>().await
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use both_modes;
+
 /// One value of a Prometheus text page.
 pub fn metric_in(text: &str, name: &str) -> Option<u64> {
     text.lines()
