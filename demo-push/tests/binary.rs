@@ -225,7 +225,9 @@ mod cluster {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_cluster_command_starts_every_service_and_ctrl_c_stops_them_all() {
         let pid = std::process::id();
-        let base: u16 = 21_000 + (pid % 1000) as u16 * 40;
+        // Below the kernel's ephemeral range (32768 and up here), where no other test's
+        // socket lands by chance.
+        let base: u16 = 20_000 + (pid % 300) as u16 * 40;
         let database = format!("llpush_launch{pid}");
         mysql(format!("CREATE DATABASE IF NOT EXISTS {database}")).await;
         let dir = tempfile::tempdir().unwrap();
