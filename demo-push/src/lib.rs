@@ -14,6 +14,7 @@ pub mod config;
 pub mod coordinator;
 pub mod dispatcher;
 mod error;
+pub mod fdlimit;
 pub mod hub;
 pub mod metrics;
 pub mod model;

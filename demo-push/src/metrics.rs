@@ -52,6 +52,12 @@ pub struct Metrics {
     pub hot_index_rebuilds: AtomicU64,
     /// Stale index entries pruned (cluster saver).
     pub hot_index_pruned: AtomicU64,
+    /// Accepts that failed (`EMFILE` at the open-file limit, …); the loop backs off.
+    pub accept_errors: AtomicU64,
+    /// The open-file soft limit (gauge).
+    pub fd_limit: AtomicU64,
+    /// Connections this room takes before it counts as full (gauge).
+    pub capacity: AtomicU64,
 }
 
 /// Increments a counter.
@@ -211,6 +217,24 @@ impl Metrics {
             "counter",
             "Stale pending-index entries pruned.",
             &self.hot_index_pruned,
+        );
+        metric(
+            "accept_errors_total",
+            "counter",
+            "Accepts that failed (the loop backs off).",
+            &self.accept_errors,
+        );
+        metric(
+            "fd_limit",
+            "gauge",
+            "The process's open-file soft limit.",
+            &self.fd_limit,
+        );
+        metric(
+            "capacity",
+            "gauge",
+            "Connections the room takes before it counts as full.",
+            &self.capacity,
         );
         out.push_str(extra);
         out

@@ -213,6 +213,130 @@ async fn the_cli_client_prints_what_arrives_with_a_token_from_the_token_command(
     );
 }
 
+/// `GET /metrics` as text, waiting while the process has no file to accept it with.
+async fn metrics_text(center: &str) -> String {
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let uri: http::Uri = format!("{center}/metrics").parse().unwrap();
+    let response = tokio::time::timeout(WAIT, client.get(uri))
+        .await
+        .expect("the center answers once files are free")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_at_its_open_file_limit_backs_off_and_keeps_serving() {
+    use longlink_codec::push::PushMessage;
+    let dir = tempfile::tempdir().unwrap();
+    // A hard limit of 128 open files for the whole process (sh sets soft and hard).
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 128 && exec {} all --http 127.0.0.1:0 --ws 127.0.0.1:0 --tcp 127.0.0.1:0 --log error --data-dir {}",
+            env!("CARGO_BIN_EXE_longlink-push"),
+            dir.path().display()
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            let _ = tx.send(line);
+        }
+    });
+    let (mut center, mut tcp) = (String::new(), String::new());
+    while center.is_empty() || tcp.is_empty() {
+        let line = rx
+            .recv_timeout(WAIT)
+            .expect("the binary prints its addresses");
+        if let Some(rest) = line.trim().strip_prefix("center API: ") {
+            center = rest.split("/push").next().unwrap().to_owned();
+        }
+        if let Some(rest) = line.trim().strip_prefix("room:") {
+            tcp = rest.rsplit("tcp ").next().unwrap().trim().to_owned();
+        }
+    }
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Kill(child);
+    let key = std::fs::read_to_string(dir.path().join("demo-api-key")).unwrap();
+    let secret = std::fs::read_to_string(dir.path().join("token-secret")).unwrap();
+    let tokens = Tokens::new(secret.trim().as_bytes());
+    let addr: std::net::SocketAddr = tcp.parse().unwrap();
+    let mut users = Vec::new();
+    for i in 0..5 {
+        let mut raw = common::Raw::connect(addr).await;
+        let uid = format!("fd{i}");
+        let reply = raw
+            .auth(&uid, &tokens.issue(&uid, Duration::from_secs(60)))
+            .await;
+        assert!(
+            matches!(reply, PushMessage::AuthReply(ref r) if r.ok),
+            "{reply:?}"
+        );
+        users.push(raw);
+    }
+    // More connections than the limit leaves: the room accepts until EMFILE, then backs
+    // off; the rest wait in the listen backlog.
+    let mut flood = Vec::new();
+    for _ in 0..150 {
+        flood.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The connections it has are served meanwhile.
+    for raw in &mut users {
+        raw.send(&PushMessage::Heartbeat).await;
+        assert_eq!(raw.recv().await, Some(PushMessage::HeartbeatReply));
+    }
+    drop(flood);
+    let metrics = metrics_text(&center).await;
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("longlink_push_fd_limit"), 128);
+    assert_eq!(value("longlink_push_capacity"), 28);
+    let errors = value("longlink_push_accept_errors_total");
+    // Backing off 100 ms per failure: a few dozen in about a second, not a spin.
+    assert!((1..=100).contains(&errors), "{errors} accept errors");
+    let (status, answer) = post(
+        &center,
+        key.trim(),
+        serde_json::json!({"uid": "fd0", "body": "still here"}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["delivered"].as_u64()),
+        (200, Some(1)),
+        "{answer}"
+    );
+    match users[0].recv().await {
+        Some(PushMessage::Message(m)) => assert_eq!(m.body.as_str(), Some("still here")),
+        other => panic!("{other:?}"),
+    }
+}
+
 mod cluster {
     use super::*;
 

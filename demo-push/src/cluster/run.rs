@@ -278,7 +278,12 @@ pub async fn room(mut config: Config) -> Result<(), StartError> {
             format!("ws://{host}:{}/", addrs.ws.port()),
             format!("{host}:{}", addrs.tcp.port()),
         );
-        let capacity = c.room_capacity;
+        // Full at the configured capacity, or where the open-file limit leaves no room.
+        let capacity = match metrics.capacity.load(Ordering::Relaxed) {
+            0 => c.room_capacity,
+            fd => c.room_capacity.min(fd as usize),
+        };
+        metrics.capacity.store(capacity as u64, Ordering::Relaxed);
         move || RoomInfo {
             name: name.clone(),
             ws: ws.clone(),

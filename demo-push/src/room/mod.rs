@@ -246,6 +246,21 @@ impl Room {
 
     /// Binds both listeners and starts accepting, and the wheel's ticker.
     pub async fn start(&self) -> std::io::Result<RoomAddrs> {
+        // Every connection is a file: take all the process may have.
+        match crate::fdlimit::raise() {
+            Ok(limit) => {
+                let metrics = &self.inner.metrics;
+                metrics
+                    .fd_limit
+                    .store(limit.soft, std::sync::atomic::Ordering::Relaxed);
+                metrics.capacity.store(
+                    limit.connection_capacity() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                tracing::info!(soft = limit.soft, hard = limit.hard, "open-file limit");
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read or raise the open-file limit"),
+        }
         let ws = TcpListener::bind(self.inner.config.ws_listen).await?;
         let tcp = TcpListener::bind(self.inner.config.tcp_listen).await?;
         let addrs = RoomAddrs {

@@ -25,7 +25,9 @@ pub(super) async fn accept(room: Arc<RoomInner>, listener: TcpListener, websocke
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                // EMFILE and friends: back off instead of spinning on a full fd table.
+                // EMFILE and friends: back off instead of spinning on a full fd table. The
+                // connections already open are served meanwhile.
+                inc(&room.metrics.accept_errors);
                 tracing::warn!(error = %e, "room accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
