@@ -63,6 +63,50 @@ enum Command {
         #[arg(long, default_value = "target/longlink-bench/push-unicast.json")]
         out: PathBuf,
     },
+    /// Many connections against a running push system (`longlink-push all` or a cluster):
+    /// connect, broadcast, idle or churn, spread over worker processes and loopback source
+    /// addresses, with a progress bar; prints a summary and writes a JSON result.
+    Push {
+        /// What to measure.
+        #[arg(value_enum)]
+        scenario: longlink_benches::push_load::scale::Scenario,
+        /// The center's URL.
+        #[arg(long, default_value = "http://127.0.0.1:7800")]
+        center: String,
+        /// The data dir holding `demo-api-key` and `token-secret` (from `all` or `cluster`).
+        #[arg(long, default_value = "./longlink-data")]
+        data_dir: PathBuf,
+        /// Connections.
+        #[arg(short = 'n', long, default_value_t = 10_000)]
+        conns: usize,
+        /// Connections per worker process (≤ 19,000: the open-file limit).
+        #[arg(long, default_value_t = 15_000)]
+        per_worker: usize,
+        /// WebSocket instead of raw TCP.
+        #[arg(long)]
+        ws: bool,
+        /// Broadcasts (broadcast) or unicasts (churn).
+        #[arg(long, default_value_t = 10)]
+        messages: usize,
+        /// Seconds to hold (connect, idle).
+        #[arg(long, default_value_t = 10)]
+        hold_secs: u64,
+        /// Connects in flight per worker.
+        #[arg(long, default_value_t = 256)]
+        parallel: usize,
+        /// Server pids to measure (default: every `longlink-push room`/`all`).
+        #[arg(long, value_delimiter = ',')]
+        pids: Vec<u32>,
+        /// Where to write the JSON result.
+        #[arg(long, default_value = "target/longlink-bench/push.json")]
+        out: PathBuf,
+    },
+    /// A load worker (started by `push`; reads its plan as JSON).
+    #[command(hide = true)]
+    PushWorker {
+        /// The plan, as JSON.
+        plan: String,
+    },
     /// Runs one echo server until killed.
     RpcServer {
         /// Which implementation.
@@ -176,6 +220,59 @@ fn main() {
                 eprintln!("push-unicast failed: {e}");
                 std::process::exit(1);
             }
+        }
+        Command::Push {
+            scenario,
+            center,
+            data_dir,
+            conns,
+            per_worker,
+            ws,
+            messages,
+            hold_secs,
+            parallel,
+            pids,
+            out,
+        } => {
+            let read = |name: &str| {
+                std::fs::read_to_string(data_dir.join(name))
+                    .map(|s| s.trim().to_owned())
+                    .unwrap_or_else(|e| {
+                        eprintln!("reading {}: {e}", data_dir.join(name).display());
+                        std::process::exit(1)
+                    })
+            };
+            let opts = longlink_benches::push_load::scale::Options {
+                center,
+                key: read("demo-api-key"),
+                secret: read("token-secret"),
+                conns,
+                per_worker,
+                websocket: ws,
+                scenario,
+                messages,
+                hold_secs,
+                parallel,
+                pids,
+                out,
+            };
+            match Flavor::Multi
+                .runtime()
+                .block_on(longlink_benches::push_load::scale::run(opts))
+            {
+                Ok(o) => println!("{}", serde_json::to_string_pretty(&o).expect("json")),
+                Err(e) => {
+                    eprintln!("push failed: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        Command::PushWorker { plan } => {
+            let plan: longlink_benches::push_load::worker::WorkerPlan =
+                serde_json::from_str(&plan).expect("a plan");
+            Flavor::Multi
+                .runtime()
+                .block_on(longlink_benches::push_load::worker::run(plan));
         }
         Command::RpcServer {
             which,

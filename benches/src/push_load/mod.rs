@@ -4,6 +4,8 @@
 //! strategy (multiplexed, pooled, short), each system started as child processes of the
 //! `longlink-push` binary.
 
+pub mod scale;
 pub mod suite;
 pub mod system;
 pub mod unicast;
+pub mod worker;
