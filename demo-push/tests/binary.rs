@@ -378,6 +378,16 @@ mod cluster {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        // If the test fails, Ctrl-C the launcher so that no child outlives it.
+        struct Interrupt(u32);
+        impl Drop for Interrupt {
+            fn drop(&mut self) {
+                let _ = Command::new("kill")
+                    .args(["-INT", &self.0.to_string()])
+                    .status();
+            }
+        }
+        let _guard = Interrupt(child.id());
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {

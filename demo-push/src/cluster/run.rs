@@ -56,8 +56,11 @@ fn bind_err(
 
 async fn rpc_server(config: &Config) -> Result<longlink_rpc::Server, StartError> {
     let addr = config.cluster.rpc_listen;
+    // Services are called over one multiplexed connection per caller: a connect storm on
+    // a room puts thousands of calls on it at once.
     let server = longlink_rpc::Server::builder()
-        .max_concurrent(65_536)
+        .max_concurrent_per_conn(4096)
+        .max_concurrent(16_384)
         .bind(addr)
         .await
         .map_err(bind_err("the RPC server", addr))?;
