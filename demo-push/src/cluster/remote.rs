@@ -287,7 +287,7 @@ impl Callbacks for RemoteCoordinator {
             // A connect storm overloads the coordinator by design (it refuses at once):
             // counted, and logged once per thousand.
             let n = self.dropped.fetch_add(1, Ordering::Relaxed);
-            if n % 1000 == 0 {
+            if n.is_multiple_of(1000) {
                 tracing::warn!(uid = session.uid, error = %e, dropped = n + 1, "presence callbacks not passed on");
             }
         }
