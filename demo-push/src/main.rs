@@ -320,6 +320,7 @@ where
 {
     init_logs(&args.log);
     let config = args.load()?;
+    cluster::launch::exit_with_launcher();
     run(config).await.map_err(|e| e.to_string())
 }
 

@@ -471,10 +471,14 @@ mod cluster {
             );
         }
         mysql(format!("DROP DATABASE IF EXISTS {database}")).await;
+        cleanup_redis(pid).await;
+    }
+
+    async fn cleanup_redis(pid: u32) {
         let redis = redis::Client::open("redis://127.0.0.1:6379/0").unwrap();
         let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
         let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("lllaunch{pid}:*"))
+            .arg(format!("lllaunch{pid}*"))
             .query_async(&mut conn)
             .await
             .unwrap();
@@ -485,5 +489,65 @@ mod cluster {
                 .await
                 .unwrap();
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_launcher_takes_its_cluster_with_it() {
+        let pid = std::process::id();
+        // Its own port block, away from the other launcher test's.
+        let base: u16 = 20_000 + ((pid + 150) % 300) as u16 * 40;
+        let database = format!("llpush_orphan{pid}");
+        mysql(format!("CREATE DATABASE IF NOT EXISTS {database}")).await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("cluster.toml");
+        std::fs::write(
+            &config,
+            format!("[cluster]\nredis_prefix = \"lllaunch{pid}o:\"\n"),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_longlink-push"))
+            .args(["cluster", "--rooms", "1", "--base-port", &base.to_string()])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args([
+                "--database",
+                &format!("mysql://root@127.0.0.1:3306/{database}"),
+            ])
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let _ = tx.send(line);
+            }
+        });
+        while !rx
+            .recv_timeout(WAIT)
+            .expect("the launcher prints its plan")
+            .contains("Ctrl-C stops them all")
+        {}
+        assert!(std::net::TcpStream::connect(("127.0.0.1", base)).is_ok());
+        // SIGKILL: the launcher runs no stop path; its children notice and exit.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let deadline = std::time::Instant::now() + WAIT;
+        for offset in [0, 9, 10, 11, 12, 20] {
+            while std::net::TcpStream::connect(("127.0.0.1", base + offset)).is_ok() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "port {} still served after the launcher died",
+                    base + offset
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        mysql(format!("DROP DATABASE IF EXISTS {database}")).await;
+        cleanup_redis(pid).await;
     }
 }

@@ -12,6 +12,30 @@ use tokio::process::{Child, Command};
 
 use crate::config::load_or_generate;
 
+/// Set on the launcher's children: the launcher's pid, which they watch.
+pub const PARENT_ENV: &str = "LONGLINK_PUSH_LAUNCHER";
+
+/// In a child of the launcher, exits the process once the launcher is gone (the child was
+/// re-parented): a cluster never outlives its `cluster` command. Does nothing elsewhere.
+pub fn exit_with_launcher() {
+    let Some(launcher) = std::env::var(PARENT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            ticks.tick().await;
+            if std::os::unix::process::parent_id() != launcher {
+                // No log: stderr is a pipe to the launcher, which is gone.
+                std::process::exit(0);
+            }
+        }
+    });
+}
+
 /// Where a local cluster's processes listen.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -120,6 +144,8 @@ impl Plan {
 fn spawn(exe: &PathBuf, name: &str, args: &[String]) -> std::io::Result<Child> {
     let mut child = Command::new(exe)
         .args(args)
+        // The child exits if this launcher dies without stopping it (even by SIGKILL).
+        .env(PARENT_ENV, std::process::id().to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -141,7 +167,10 @@ fn spawn(exe: &PathBuf, name: &str, args: &[String]) -> std::io::Result<Child> {
         tokio::spawn(async move {
             let mut lines = BufReader::new(stream).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                println!("[{name:>11}] {line}");
+                // Keep draining even when our own stdout is gone (piped to a closed
+                // reader): a child blocked on a full pipe would stop serving.
+                use std::io::Write;
+                let _ = writeln!(std::io::stdout().lock(), "[{name:>11}] {line}");
             }
         });
     }
