@@ -428,3 +428,41 @@ async fn connections_that_vanish_at_any_stage_leave_nothing_behind() {
         again.push(authed(&s, &format!("again{i}")).await);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_as_slow_and_the_others_carry_on() {
+    let s = start_with(|c| c.room.send_queue = 4).await;
+    let mut fast = s.online("fast").await;
+    let mut slow = Raw::connect(s.system.tcp).await;
+    let reply = slow.auth("slow", &s.token("slow")).await;
+    assert!(
+        matches!(reply, PushMessage::AuthReply(ref r) if r.ok),
+        "{reply:?}"
+    );
+    // The slow client never reads: the socket buffers fill, then its queue of 4.
+    let body = "x".repeat(50_000);
+    let mut pushes = 0;
+    while s.metric("longlink_push_slow_consumers_total").await == 0 {
+        let (status, _) = s
+            .post(
+                "/push/unicast",
+                KEY,
+                json!({"uid": "slow", "body": body, "mode": "at_most_once"}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        pushes += 1;
+        assert!(pushes < 5_000, "the queue never filled");
+    }
+    // Closed as too slow: what it can still read ends in EOF.
+    let drained = tokio::time::timeout(Duration::from_secs(30), async {
+        while slow.recv().await.is_some() {}
+    })
+    .await;
+    assert!(drained.is_ok(), "the slow connection was not closed");
+    // Everyone else is served as before.
+    let id = s
+        .push("unicast", json!({"uid": "fast", "body": "still fast"}))
+        .await;
+    assert_eq!(message(&mut fast).await, (id, "still fast".to_owned()));
+}

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use longlink_codec::push::{Net, PushMessage, Upstream, UpstreamReply};
 use parking_lot::{Mutex, RwLock};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore};
 
 pub use link::Payload;
 
@@ -146,9 +146,20 @@ pub(crate) enum Closing {
     Slow,
 }
 
+/// Messages waiting to be written. Nothing is allocated while it is empty, so an idle
+/// connection keeps no queue; it holds at most `send_queue` messages.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    items: std::collections::VecDeque<Arc<Payload>>,
+    /// The connection is done: offers are refused.
+    closed: bool,
+}
+
 /// A connection as the room's registry sees it.
 pub(crate) struct ConnHandle {
-    tx: mpsc::Sender<Arc<Payload>>,
+    outbox: Mutex<Outbox>,
+    /// Something was queued.
+    ready: Notify,
     closer: Notify,
     closing: Mutex<Option<Closing>>,
     /// Set at AUTH.
@@ -448,15 +459,20 @@ impl RoomInner {
 
     /// Queues a payload; a full queue closes the connection as too slow.
     fn offer(&self, handle: &ConnHandle, payload: &Arc<Payload>) -> bool {
-        match handle.tx.try_send(Arc::clone(payload)) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                inc(&self.metrics.slow_consumers);
-                handle.close(Closing::Slow);
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        let mut outbox = handle.outbox.lock();
+        if outbox.closed {
+            return false;
         }
+        if outbox.items.len() >= self.config.send_queue.max(1) {
+            drop(outbox);
+            inc(&self.metrics.slow_consumers);
+            handle.close(Closing::Slow);
+            return false;
+        }
+        outbox.items.push_back(Arc::clone(payload));
+        drop(outbox);
+        handle.ready.notify_one();
+        true
     }
 }
 

@@ -7,13 +7,13 @@ use std::time::Duration;
 use longlink_codec::push::{AuthReply, Kick, PushMessage, Reconnect, UpstreamReply};
 use parking_lot::{Mutex, RwLock};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::ip_limit::IpSlot;
 use super::link::{Form, Link, LinkError};
 use super::wheel::Deadline;
-use super::{Closing, ConnHandle, Identity, RoomInner, frame_error, refusal};
+use super::{Closing, ConnHandle, Identity, Outbox, RoomInner, frame_error, refusal};
 use crate::metrics::inc;
 use crate::model::{ConnId, Session, now_ms};
 
@@ -116,9 +116,9 @@ async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSl
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let deadline = Arc::new(Deadline::default());
     deadline.set(room.wheel.now_ms() + room.config.auth_timeout.as_millis() as u64);
-    let (tx, mut rx) = mpsc::channel::<Arc<super::Payload>>(room.config.send_queue.max(1));
     let handle = Arc::new(ConnHandle {
-        tx,
+        outbox: Mutex::new(Outbox::default()),
+        ready: Notify::new(),
         closer: Notify::new(),
         closing: Mutex::new(None),
         identity: RwLock::new(None),
@@ -154,10 +154,12 @@ async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSl
     };
     let touch = |deadline: &Deadline| deadline.set(room.wheel.now_ms() + 2 * interval * 1000);
 
-    let outcome = serve(
-        &room, &mut link, &handle, &mut rx, &session, form, &touch, &deadline,
-    )
-    .await;
+    let outcome = serve(&room, &mut link, &handle, &session, form, &touch, &deadline).await;
+    {
+        let mut outbox = handle.outbox.lock();
+        outbox.closed = true;
+        outbox.items.clear();
+    }
     match outcome {
         Some(Closing::Kick(reason)) => {
             let _ = link
@@ -300,7 +302,6 @@ async fn serve(
     room: &Arc<RoomInner>,
     link: &mut Link,
     handle: &ConnHandle,
-    rx: &mut mpsc::Receiver<Arc<super::Payload>>,
     session: &Session,
     form: Form,
     touch: &impl Fn(&Deadline),
@@ -368,28 +369,29 @@ async fn serve(
                     return None;
                 }
             }
-            payload = rx.recv() => {
-                let payload = payload?;
-                // Coalesce: everything queued goes out in one write.
-                let mut sent = 1u64;
-                if link.feed(&payload, form).await.is_err() {
-                    return None;
-                }
+            () = handle.ready.notified() => {
+                // Coalesce: what is queued goes out in one write (up to MAX_COALESCE).
+                let mut sent = 0u64;
                 while (sent as usize) < MAX_COALESCE {
-                    match rx.try_recv() {
-                        Ok(payload) => {
-                            if link.feed(&payload, form).await.is_err() {
-                                return None;
-                            }
-                            sent += 1;
-                        }
-                        Err(_) => break,
+                    let next = handle.outbox.lock().items.pop_front();
+                    let Some(payload) = next else { break };
+                    if link.feed(&payload, form).await.is_err() {
+                        return None;
                     }
+                    sent += 1;
                 }
                 if link.flush().await.is_err() {
                     return None;
                 }
                 crate::metrics::add(&room.metrics.messages_out, sent);
+                let mut outbox = handle.outbox.lock();
+                if !outbox.items.is_empty() {
+                    // More than one write's worth: come back for the rest.
+                    handle.ready.notify_one();
+                } else if outbox.items.capacity() > 0 {
+                    // Drained: an idle connection keeps no queue.
+                    outbox.items = std::collections::VecDeque::new();
+                }
             }
             () = handle.closer.notified() => {
                 return handle.closing.lock().take();
