@@ -43,20 +43,28 @@ fn spawn(dir: &Path) -> Running {
         .stderr(Stdio::null())
         .spawn()
         .expect("the binary starts");
-    let stdout = child.stdout.take().unwrap();
+    let rx = lines(child.stdout.take().unwrap());
+    let center = loop {
+        let line = rx
+            .recv_timeout(WAIT)
+            .expect("the binary prints its address");
+        if let Some(rest) = line.trim().strip_prefix("center API: ") {
+            break rest.split("/push").next().unwrap().to_owned();
+        }
+    };
+    Running { child, center }
+}
+
+/// A process's output, line by line, read on a thread (so it never blocks on a full pipe).
+fn lines(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { return };
-            if let Some(rest) = line.trim().strip_prefix("center API: ") {
-                let _ = tx.send(rest.split("/push").next().unwrap().to_owned());
-            }
+            let _ = tx.send(line);
         }
     });
-    let center = rx
-        .recv_timeout(WAIT)
-        .expect("the binary prints its address");
-    Running { child, center }
+    rx
 }
 
 async fn post(center: &str, key: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
@@ -247,14 +255,7 @@ async fn a_room_at_its_open_file_limit_backs_off_and_keeps_serving() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            let _ = tx.send(line);
-        }
-    });
+    let rx = lines(child.stdout.take().unwrap());
     let (mut center, mut tcp) = (String::new(), String::new());
     while center.is_empty() || tcp.is_empty() {
         let line = rx
@@ -346,25 +347,26 @@ mod cluster {
         db.close();
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_cluster_command_starts_every_service_and_ctrl_c_stops_them_all() {
-        let pid = std::process::id();
-        // Below the kernel's ephemeral range (32768 and up here), where no other test's
-        // socket lands by chance.
-        let base: u16 = 20_000 + (pid % 300) as u16 * 40;
-        let database = format!("llpush_launch{pid}");
+    /// `longlink-push cluster --rooms N` on ports from `base`, its own MariaDB database and
+    /// the `[cluster]` settings `cluster`; returns its data dir, the process and its output.
+    async fn launch(
+        rooms: usize,
+        base: u16,
+        database: &str,
+        cluster: &str,
+    ) -> (tempfile::TempDir, Child, std::sync::mpsc::Receiver<String>) {
         mysql(format!("CREATE DATABASE IF NOT EXISTS {database}")).await;
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("cluster.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[cluster]\nredis_prefix = \"lllaunch{pid}:\"\ndrain_window_ms = 300\nannounce_ms = 200\n"
-            ),
-        )
-        .unwrap();
+        std::fs::write(&config, format!("[cluster]\n{cluster}")).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_longlink-push"))
-            .args(["cluster", "--rooms", "3", "--base-port", &base.to_string()])
+            .args([
+                "cluster",
+                "--rooms",
+                &rooms.to_string(),
+                "--base-port",
+                &base.to_string(),
+            ])
             .arg("--data-dir")
             .arg(dir.path())
             .args([
@@ -377,7 +379,26 @@ mod cluster {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
+        let rx = lines(child.stdout.take().unwrap());
+        (dir, child, rx)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_cluster_command_starts_every_service_and_ctrl_c_stops_them_all() {
+        let pid = std::process::id();
+        // Below the kernel's ephemeral range (32768 and up here), where no other test's
+        // socket lands by chance.
+        let base: u16 = 20_000 + (pid % 300) as u16 * 40;
+        let database = format!("llpush_launch{pid}");
+        let (dir, mut child, rx) = launch(
+            3,
+            base,
+            &database,
+            &format!(
+                "redis_prefix = \"lllaunch{pid}:\"\ndrain_window_ms = 300\nannounce_ms = 200\n"
+            ),
+        )
+        .await;
         // If the test fails, Ctrl-C the launcher so that no child outlives it.
         struct Interrupt(u32);
         impl Drop for Interrupt {
@@ -388,13 +409,6 @@ mod cluster {
             }
         }
         let _guard = Interrupt(child.id());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                let _ = tx.send(line);
-            }
-        });
         let mut printed = Vec::new();
         loop {
             let line = rx.recv_timeout(WAIT).expect("the launcher prints its plan");
@@ -497,36 +511,13 @@ mod cluster {
         // Its own port block, away from the other launcher test's.
         let base: u16 = 20_000 + ((pid + 150) % 300) as u16 * 40;
         let database = format!("llpush_orphan{pid}");
-        mysql(format!("CREATE DATABASE IF NOT EXISTS {database}")).await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("cluster.toml");
-        std::fs::write(
-            &config,
-            format!("[cluster]\nredis_prefix = \"lllaunch{pid}o:\"\n"),
+        let (_dir, mut child, rx) = launch(
+            1,
+            base,
+            &database,
+            &format!("redis_prefix = \"lllaunch{pid}o:\"\n"),
         )
-        .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_longlink-push"))
-            .args(["cluster", "--rooms", "1", "--base-port", &base.to_string()])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args([
-                "--database",
-                &format!("mysql://root@127.0.0.1:3306/{database}"),
-            ])
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                let _ = tx.send(line);
-            }
-        });
+        .await;
         while !rx
             .recv_timeout(WAIT)
             .expect("the launcher prints its plan")

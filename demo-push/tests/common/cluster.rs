@@ -15,14 +15,12 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use longlink_push::center::AppConfig;
 use longlink_push::cluster::services::room_svc;
 use longlink_push::config::Config;
-use longlink_push::room::Heartbeats;
 use longlink_push::token::Tokens;
 use parking_lot::Mutex;
 
-use super::{Harness, KEY, OTHER_KEY, WAIT, metric_in};
+use super::{Harness, KEY, WAIT, metric_in};
 
 pub const SECRET: &str = "cluster-test-secret-0123456789";
 const MYSQL: &str = "mysql://root@127.0.0.1:3306/test";
@@ -75,40 +73,13 @@ pub struct TestCluster {
     http: HttpClient<HttpConnector, Full<Bytes>>,
 }
 
-/// The config every process reads.
+/// The config every process reads: the single process's test config (two apps, short
+/// heartbeats, ephemeral ports), on MariaDB with a fixed secret and quick cluster timings.
 fn config(dir: &std::path::Path, prefix: &str, dsn: &str, options: &Options) -> Config {
-    let mut c = Config {
-        data_dir: dir.to_owned(),
-        http_listen: "127.0.0.1:0".parse().unwrap(),
-        database: Some(dsn.to_owned()),
-        token_secret: Some(SECRET.into()),
-        sweep_interval_secs: 1,
-        ..Config::default()
-    };
-    c.room.ws_listen = "127.0.0.1:0".parse().unwrap();
-    c.room.tcp_listen = "127.0.0.1:0".parse().unwrap();
-    c.room.tick_ms = 50;
-    c.room.heartbeats = Heartbeats {
-        g2: 3,
-        g3: 3,
-        g4: 3,
-        g5: 3,
-        wifi: 3,
-    };
-    c.apps = vec![
-        AppConfig {
-            name: "demo".into(),
-            api_key: KEY.into(),
-            webhook: None,
-            upstream_routes: Default::default(),
-        },
-        AppConfig {
-            name: "other".into(),
-            api_key: OTHER_KEY.into(),
-            webhook: None,
-            upstream_routes: Default::default(),
-        },
-    ];
+    let mut c = super::config(dir);
+    c.database = Some(dsn.to_owned());
+    c.token_secret = Some(SECRET.into());
+    c.sweep_interval_secs = 1;
     let k = &mut c.cluster;
     k.redis = options.redis.clone();
     k.redis_prefix = prefix.to_owned();

@@ -68,6 +68,19 @@ impl Proxy {
         while !cut.iter().all(AbortHandle::is_finished) {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
+        // The server is "down" only if a new connection is closed at once.
+        let mut probe = TcpStream::connect(self.addr).await.unwrap();
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut probe, &mut byte),
+        )
+        .await
+        .expect("the cut proxy closes new connections at once");
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "the cut proxy still forwards"
+        );
     }
 
     /// Forwards again.

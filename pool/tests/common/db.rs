@@ -23,12 +23,19 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
-    format!(
+    let name = format!(
         "{prefix}_{}_{}_{}",
         std::process::id(),
         nanos,
         N.fetch_add(1, Ordering::Relaxed)
-    )
+    );
+    // Used as a table, database or application name: MySQL's identifiers stop at 64
+    // characters and PostgreSQL's at 63 bytes.
+    assert!(
+        name.len() <= 63 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "{name:?} is not a usable identifier"
+    );
+    name
 }
 
 /// `?` placeholders as the driver wants them (`$1`, `$2`… on PostgreSQL).

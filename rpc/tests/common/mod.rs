@@ -88,6 +88,8 @@ impl TestServer {
     pub async fn on(builder: Builder, addr: &str) -> TestServer {
         let server = builder.bind(addr).await.unwrap();
         let addr = server.local_addr();
+        // Load and fault tests talk to 127.0.0.0/8 only.
+        assert!(addr.ip().is_loopback(), "test server on {addr}");
         let handle = server.handle();
         let seen = Arc::new(Seen::default());
         let task = tokio::spawn(server.serve(service(Arc::clone(&seen))));
@@ -103,6 +105,11 @@ impl TestServer {
     pub async fn kill(self) -> SocketAddr {
         self.task.abort();
         let _ = self.task.await;
+        assert!(
+            tokio::net::TcpStream::connect(self.addr).await.is_err(),
+            "a killed server still accepts on {}",
+            self.addr
+        );
         self.addr
     }
 }
