@@ -52,8 +52,8 @@ impl ClusterRooms {
     fn client(&self, room: &RoomInfo) -> Option<room_svc::Client> {
         let mut clients = self.clients.lock();
         if !clients.contains_key(&room.rpc) {
-            let live: Vec<String> = self.view.rooms().into_iter().map(|r| r.rpc).collect();
-            clients.retain(|addr, _| live.contains(addr));
+            let live = self.view.rooms();
+            clients.retain(|addr, _| live.iter().any(|r| r.rpc == *addr));
             let client = rpc_client(&room.rpc, &self.cfg).ok()?;
             clients.insert(room.rpc.clone(), room_svc::Client::new(client));
         }

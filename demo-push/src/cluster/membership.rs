@@ -151,57 +151,72 @@ impl Membership {
 /// leaves after `keep`. While Redis is unreachable the last view is kept.
 #[derive(Debug, Clone)]
 pub struct MembershipView {
-    rooms: Arc<RwLock<Vec<(RoomInfo, Instant)>>>,
+    state: Arc<RwLock<ViewState>>,
+}
+
+#[derive(Debug, Default)]
+struct ViewState {
+    /// Every room known, with when it was last read from Redis.
+    seen: Vec<(RoomInfo, Instant)>,
+    /// The same rooms, shared with readers (a push takes a reference, not a copy).
+    published: Arc<Vec<RoomInfo>>,
+}
+
+impl ViewState {
+    fn publish(&mut self) {
+        self.seen.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        self.published = Arc::new(self.seen.iter().map(|(r, _)| r.clone()).collect());
+    }
 }
 
 impl MembershipView {
     /// Starts refreshing from `membership` every `every`; the first read is awaited.
     pub async fn start(membership: Membership, every: Duration, keep: Duration) -> MembershipView {
         let now = Instant::now();
-        let first: Vec<(RoomInfo, Instant)> = membership
-            .rooms()
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .map(|r| (r, now))
-            .collect();
-        let rooms = Arc::new(RwLock::new(first));
-        let weak = Arc::downgrade(&rooms);
+        let mut first = ViewState {
+            seen: membership
+                .rooms()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| (r, now))
+                .collect(),
+            published: Arc::default(),
+        };
+        first.publish();
+        let state = Arc::new(RwLock::new(first));
+        let weak = Arc::downgrade(&state);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                let Some(rooms) = weak.upgrade() else { return };
+                let Some(state) = weak.upgrade() else { return };
                 match membership.rooms().await {
                     Ok(read) => {
                         let now = Instant::now();
-                        let mut view = rooms.write();
-                        view.retain(|(r, seen)| {
+                        let mut view = state.write();
+                        view.seen.retain(|(r, seen)| {
                             now.duration_since(*seen) < keep
                                 && !read.iter().any(|n| n.name == r.name)
                         });
-                        view.extend(read.into_iter().map(|r| (r, now)));
-                        view.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+                        view.seen.extend(read.into_iter().map(|r| (r, now)));
+                        view.publish();
                     }
                     Err(e) => tracing::debug!(error = %e, "membership not refreshed"),
                 }
             }
         });
-        MembershipView { rooms }
+        MembershipView { state }
     }
 
-    /// The rooms known now.
-    pub fn rooms(&self) -> Vec<RoomInfo> {
-        self.rooms.read().iter().map(|(r, _)| r.clone()).collect()
+    /// The rooms known now, by name (shared, not copied).
+    pub fn rooms(&self) -> Arc<Vec<RoomInfo>> {
+        Arc::clone(&self.state.read().published)
     }
 
     /// A room by name.
     pub fn room(&self, name: &str) -> Option<RoomInfo> {
-        self.rooms
-            .read()
-            .iter()
-            .find(|(r, _)| r.name == name)
-            .map(|(r, _)| r.clone())
+        self.rooms().iter().find(|r| r.name == name).cloned()
     }
 }

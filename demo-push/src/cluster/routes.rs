@@ -36,7 +36,7 @@ impl ClusterRoutes {
 #[async_trait]
 impl Routes for ClusterRoutes {
     async fn dispatch(&self, uid: &str, net: Net, failed: &[String]) -> Dispatch {
-        let rooms = self.view.rooms();
+        let rooms = self.view.rooms().as_ref().clone();
         // Where the user is (or was, within the grace period); the register being down
         // only loses the preference.
         let preferred: Vec<String> = match self.register.sessions(uid).await {

@@ -415,7 +415,7 @@ pub async fn center(mut config: Config) -> Result<(), StartError> {
         );
         out.push_str(&format!("longlink_push_cluster_rooms {}\n", rooms.len()));
         out.push_str("# HELP longlink_push_room_connections Connections per room (membership).\n# TYPE longlink_push_room_connections gauge\n");
-        for r in rooms {
+        for r in rooms.iter() {
             out.push_str(&format!(
                 "longlink_push_room_connections{{room=\"{}\",draining=\"{}\"}} {}\n",
                 r.name, r.draining, r.connections
