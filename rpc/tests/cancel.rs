@@ -5,8 +5,12 @@ mod common;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
-use common::{ECHO, SLEEP, TestServer, millis};
-use longlink_rpc::{Client, DeadlinePhase, RpcError, Server};
+use bytes::{Bytes, BytesMut};
+use common::{ECHO, SLEEP, TestServer, millis, raw};
+use longlink_codec::rpc::{Flags, Message, Request};
+use longlink_rpc::{Client, DeadlinePhase, RpcError, Server, Status};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::codec::{Decoder, Encoder};
 
 #[tokio::test]
 async fn dropped_call_cancels_its_handler_on_the_server() {
@@ -114,11 +118,27 @@ async fn request_whose_deadline_passes_while_queued_on_the_server_is_not_dispatc
     while server.seen.started.load(SeqCst) == 0 {
         tokio::task::yield_now().await;
     }
-    let err = client
-        .call_timeout(ECHO, "late", Duration::from_millis(50))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, RpcError::DeadlineExceeded { .. }), "{err:?}");
+    // A raw peer, so no CANCEL races the server's own deadline.
+    let (mut stream, mut codec, mut buf) = raw(server.addr).await;
+    let mut out = BytesMut::new();
+    let late = Request {
+        id: 7,
+        deadline: Some(Duration::from_millis(50)),
+        method: ECHO,
+        body: Bytes::from_static(b"late"),
+    };
+    codec.encode(Message::Request(late), &mut out).unwrap();
+    stream.write_all(&out).await.unwrap();
+    let response = loop {
+        if let Some(Message::Response(r)) = codec.decode(&mut buf).unwrap() {
+            break r;
+        }
+        let read = tokio::time::timeout(Duration::from_secs(2), stream.read_buf(&mut buf));
+        assert!(read.await.expect("an answer in time").unwrap() > 0);
+    };
+    assert_eq!(response.id, 7);
+    assert_eq!(response.status, Status::DEADLINE_EXCEEDED);
+    assert!(response.flags.contains(Flags::NOT_PROCESSED));
     busy.await.unwrap().unwrap();
     assert_eq!(
         server.seen.started.load(SeqCst),

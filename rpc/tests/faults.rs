@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
-use common::{ECHO, SLEEP, TestServer, millis};
+use common::{ECHO, SLEEP, TestServer, millis, raw};
 use longlink_codec::rpc::{ErrorCode, Hello, Message, RpcCodec};
 use longlink_rpc::{Client, RpcError, Server, Strategy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -123,30 +123,6 @@ async fn goaway_drains_without_losing_an_admitted_call() {
     // After the drain nothing listens: a new call is refused as not run.
     let err = client.call(ECHO, "x").await.unwrap_err();
     assert!(!err.may_have_run(), "{err:?}");
-}
-
-/// Opens a raw connection and completes HELLO.
-async fn raw(addr: std::net::SocketAddr) -> (TcpStream, RpcCodec, BytesMut) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut codec = RpcCodec::new();
-    let mut out = BytesMut::new();
-    codec
-        .encode(
-            Message::Hello(Hello {
-                max_frame_bytes: 1 << 20,
-                max_in_flight: 0,
-            }),
-            &mut out,
-        )
-        .unwrap();
-    stream.write_all(&out).await.unwrap();
-    let mut buf = BytesMut::new();
-    loop {
-        if let Some(Message::HelloAck(_)) = codec.decode(&mut buf).unwrap() {
-            return (stream, codec, buf);
-        }
-        assert!(stream.read_buf(&mut buf).await.unwrap() > 0);
-    }
 }
 
 /// Reads until EOF; returns the ERR frame seen, if any.

@@ -52,7 +52,7 @@ pub struct ServerStats {
     pub rejected: u64,
     /// Requests whose deadline passed before they were dispatched.
     pub deadline_dropped: u64,
-    /// Requests the client cancelled while their handler ran.
+    /// Requests the client cancelled before they finished (queued or running).
     pub cancelled: u64,
     /// Requests refused because the server was draining.
     pub draining_refused: u64,

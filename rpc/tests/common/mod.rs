@@ -7,9 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use longlink_codec::rpc::{Hello, Message, RpcCodec};
 use longlink_rpc::server::Builder;
 use longlink_rpc::{Request, Response, Server, ServerHandle, Status};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Decoder, Encoder};
 
 pub const ECHO: u32 = 1;
 /// Body: milliseconds to sleep (u64, big-endian); answers with the body.
@@ -111,5 +115,29 @@ impl TestServer {
             self.addr
         );
         self.addr
+    }
+}
+
+/// Opens a raw connection and completes HELLO.
+pub async fn raw(addr: std::net::SocketAddr) -> (TcpStream, RpcCodec, BytesMut) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut codec = RpcCodec::new();
+    let mut out = BytesMut::new();
+    codec
+        .encode(
+            Message::Hello(Hello {
+                max_frame_bytes: 1 << 20,
+                max_in_flight: 0,
+            }),
+            &mut out,
+        )
+        .unwrap();
+    stream.write_all(&out).await.unwrap();
+    let mut buf = BytesMut::new();
+    loop {
+        if let Some(Message::HelloAck(_)) = codec.decode(&mut buf).unwrap() {
+            return (stream, codec, buf);
+        }
+        assert!(stream.read_buf(&mut buf).await.unwrap() > 0);
     }
 }
