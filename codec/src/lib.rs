@@ -11,6 +11,7 @@ pub mod buf_pool;
 mod error;
 pub mod push;
 pub mod rpc;
+pub mod ws;
 
 pub use buf_pool::{BufPool, BufPoolStats, PooledBuf};
 pub use error::CodecError;

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub hot_index_pruned: AtomicU64,
     /// Accepts that failed (`EMFILE` at the open-file limit, …); the loop backs off.
     pub accept_errors: AtomicU64,
+    /// WebSocket upgrades refused or failed (not a valid upgrade, timed out, hung up).
+    pub upgrade_failures: AtomicU64,
     /// The open-file soft limit (gauge).
     pub fd_limit: AtomicU64,
     /// Connections this room takes before it counts as full (gauge).
@@ -223,6 +225,12 @@ impl Metrics {
             "counter",
             "Accepts that failed (the loop backs off).",
             &self.accept_errors,
+        );
+        metric(
+            "upgrade_failures_total",
+            "counter",
+            "WebSocket upgrades refused or failed.",
+            &self.upgrade_failures,
         );
         metric(
             "fd_limit",

@@ -466,3 +466,82 @@ async fn a_client_that_stops_reading_is_closed_as_slow_and_the_others_carry_on()
         .await;
     assert_eq!(message(&mut fast).await, (id, "still fast".to_owned()));
 }
+
+#[tokio::test]
+async fn websocket_pings_get_pongs_a_close_is_echoed_and_plain_http_gets_426() {
+    let s = start_with(|c| c.room.max_frame_bytes = 1024).await;
+    let url = format!("ws://{}/", s.system.ws);
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    // Before AUTH and after it, a ping comes back as a pong with its payload.
+    ws.send(WsMessage::Ping(b"before".to_vec().into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        WsMessage::Pong(b"before".to_vec().into())
+    );
+    let auth = json!({"op": "auth", "seq": 1, "uid": "p", "device": "web", "net": "wifi",
+                      "token": s.token("p"), "apps": ["demo"]});
+    ws.send(WsMessage::Text(auth.to_string().into()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        ws.next().await.unwrap().unwrap(),
+        WsMessage::Text(_)
+    ));
+    ws.send(WsMessage::Ping(b"after".to_vec().into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        WsMessage::Pong(b"after".to_vec().into())
+    );
+    // The client closes: the room answers with the same status and hangs up.
+    ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: 4001u16.into(),
+        reason: "bye".into(),
+    }))
+    .await
+    .unwrap();
+    match ws.next().await.unwrap().unwrap() {
+        WsMessage::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 4001),
+        other => panic!("{other:?}"),
+    }
+    assert!(ws.next().await.is_none());
+
+    // A message over the limit closes that connection with an error frame.
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    ws.send(WsMessage::Binary(vec![0; 4096].into()))
+        .await
+        .unwrap();
+    match ws.next().await.unwrap().unwrap() {
+        WsMessage::Binary(frame) => {
+            let mut buf = BytesMut::from(&frame[..]);
+            let frame = tokio_util::codec::Decoder::decode(
+                &mut longlink_codec::push::PushCodec::new(),
+                &mut buf,
+            )
+            .unwrap()
+            .unwrap();
+            match PushMessage::from_frame(&frame).unwrap() {
+                PushMessage::Error(e) => assert!(e.reason.contains("exceeds limit"), "{e:?}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Plain HTTP on the WebSocket port: 426 with a reason, counted.
+    let mut stream = tokio::net::TcpStream::connect(s.system.ws).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut answer)
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 426 "), "{answer}");
+    assert!(answer.contains("speaks websocket only"), "{answer}");
+    assert_eq!(s.metric("longlink_push_upgrade_failures_total").await, 1);
+}

@@ -2,26 +2,26 @@
 //! back to back, and WebSocket carrying one push frame per binary message or the JSON form
 //! per text message.
 //!
-//! Raw TCP holds **no buffer while idle**: it waits for readiness, then reads into a buffer
+//! Both hold **no buffer while idle**: a link waits for readiness, then reads into a buffer
 //! borrowed from the codec's [`BufPool`] and gives it back as soon as every complete frame
 //! is decoded; replies are written from a pooled buffer returned after the write. An idle
-//! connection costs its task, its socket and a few small structs. WebSocket keeps
-//! tungstenite's read buffer, set to 4 KiB (its default is 128 KiB: tungstenite#480).
+//! connection costs its task, its socket and a few small structs. WebSocket framing is
+//! the codec's [`WsCodec`] over the same buffers (no WebSocket library state per
+//! connection: tungstenite would keep a read buffer, 128 KiB by default, tungstenite#480).
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt};
-use longlink_codec::CodecError;
 use longlink_codec::push::{Op, PushCodec, PushFrame, PushMessage};
-use longlink_codec::{BufPool, PooledBuf};
+use longlink_codec::ws::{OpCode, WsCodec, WsMessage, encode_header};
+use longlink_codec::{BufPool, CodecError, PooledBuf};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::{self, Message as WsMessage, Utf8Bytes};
 use tokio_util::codec::Decoder;
 
 /// What a read asks of the pool: most frames from clients are small.
 const READ_CHUNK: usize = 4096;
+/// WebSocket close status: normal closure.
+const CLOSE_NORMAL: u16 = 1000;
 
 /// The form a client speaks; its answers go back in the same form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub(crate) enum Form {
 #[derive(Debug)]
 pub struct Payload {
     binary: Bytes,
-    json: Utf8Bytes,
+    json: Bytes,
 }
 
 impl Payload {
@@ -44,7 +44,7 @@ impl Payload {
         message.encode(seq, &mut binary)?;
         Ok(Payload {
             binary: binary.freeze(),
-            json: Utf8Bytes::from(message.to_json(seq)),
+            json: Bytes::from(message.to_json(seq)),
         })
     }
 
@@ -65,34 +65,42 @@ pub(crate) enum LinkError {
     /// The client sent something that is not a valid frame or message.
     #[error("bad frame: {0}")]
     Protocol(#[from] CodecError),
-    #[error("websocket: {0}")]
-    Ws(#[from] tungstenite::Error),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
 
-pub(crate) enum Link {
-    Tcp {
-        reader: OwnedReadHalf,
-        codec: PushCodec,
-        /// Bytes read and not yet decoded; `None` while idle.
-        inbound: Option<PooledBuf>,
-        writer: OwnedWriteHalf,
-        /// Bytes queued for the next flush; `None` while idle.
-        out: Option<PooledBuf>,
-    },
-    Ws {
-        ws: Box<WebSocketStream<TcpStream>>,
-        codec: PushCodec,
-        max_frame_bytes: usize,
-    },
+/// What [`Link::recv`] got.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    /// A push message, with its sequence number and the form it came in.
+    Message(u32, PushMessage, Form),
+    /// A WebSocket control frame was handled and its answer queued: flush.
+    Control,
+}
+
+/// One client connection's socket: raw TCP carrying push frames back to back, or
+/// WebSocket carrying one push frame per binary message (the JSON form per text message).
+pub(crate) struct Link {
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    /// Bytes read and not yet decoded; `None` while idle.
+    inbound: Option<PooledBuf>,
+    /// Bytes queued for the next flush; `None` while idle.
+    out: Option<PooledBuf>,
+    push: PushCodec,
+    /// `Some` for WebSocket.
+    ws: Option<WsCodec>,
+    max_frame_bytes: usize,
+    /// A WebSocket CLOSE has been queued (ours or the answer to the client's).
+    close_sent: bool,
 }
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Link::Tcp { .. } => "Link::Tcp",
-            Link::Ws { .. } => "Link::Ws",
+        f.write_str(if self.ws.is_some() {
+            "Link::Ws"
+        } else {
+            "Link::Tcp"
         })
     }
 }
@@ -100,174 +108,222 @@ impl std::fmt::Debug for Link {
 impl Link {
     pub(crate) fn tcp(stream: TcpStream, max_frame_bytes: usize) -> Link {
         let (reader, writer) = stream.into_split();
-        Link::Tcp {
+        Link {
             reader,
-            codec: PushCodec::new().max_frame_bytes(max_frame_bytes),
-            inbound: None,
             writer,
+            inbound: None,
             out: None,
-        }
-    }
-
-    pub(crate) fn ws(ws: WebSocketStream<TcpStream>, max_frame_bytes: usize) -> Link {
-        Link::Ws {
-            ws: Box::new(ws),
-            codec: PushCodec::new().max_frame_bytes(max_frame_bytes),
+            push: PushCodec::new().max_frame_bytes(max_frame_bytes),
+            ws: None,
             max_frame_bytes,
+            close_sent: false,
         }
     }
 
-    /// The next message from the client and the form it came in; `None` when it hung up.
-    pub(crate) async fn recv(&mut self) -> Result<Option<(u32, PushMessage, Form)>, LinkError> {
-        match self {
-            Link::Tcp {
-                reader,
-                codec,
-                inbound,
-                ..
-            } => loop {
-                if let Some(buf) = inbound.as_mut()
-                    && let Some(frame) = codec.decode(buf)?
-                {
+    /// A WebSocket link over an upgraded stream; `early` holds bytes that followed the
+    /// upgrade request.
+    pub(crate) fn ws(stream: TcpStream, early: Option<PooledBuf>, max_frame_bytes: usize) -> Link {
+        let mut link = Link::tcp(stream, max_frame_bytes);
+        link.inbound = early;
+        // A push frame per WebSocket message; the JSON form may be a little longer.
+        link.ws = Some(WsCodec::new().max_message_bytes(max_frame_bytes + 1024));
+        link
+    }
+
+    /// `true` when the link holds no buffer (what an idle connection should cost).
+    #[cfg(test)]
+    pub(crate) fn is_idle(&self) -> bool {
+        self.inbound.is_none() && self.out.is_none()
+    }
+
+    fn out(&mut self, hint: usize) -> &mut PooledBuf {
+        self.out.get_or_insert_with(|| BufPool::global().get(hint))
+    }
+
+    /// The next message from the client; `None` when it hung up (or closed the WebSocket).
+    ///
+    /// Waits for readiness without a buffer and borrows one from the pool only when there
+    /// is something to read; it goes back as soon as every whole frame is decoded. Cancel
+    /// safe: nothing is lost if the future is dropped.
+    pub(crate) async fn recv(&mut self) -> Result<Option<Inbound>, LinkError> {
+        loop {
+            if let Some(inbound) = self.decode()? {
+                return Ok(Some(inbound));
+            }
+            if self.close_sent {
+                return Ok(None);
+            }
+            self.reader.readable().await?;
+            let buf = self
+                .inbound
+                .get_or_insert_with(|| BufPool::global().get(READ_CHUNK));
+            if buf.capacity() - buf.len() < 512 {
+                buf.reserve(READ_CHUNK);
+            }
+            match self.reader.try_read_buf(&mut **buf) {
+                Ok(0) => {
+                    return if buf.is_empty() {
+                        Ok(None)
+                    } else {
+                        Err(LinkError::Io(std::io::ErrorKind::UnexpectedEof.into()))
+                    };
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     if buf.is_empty() {
-                        *inbound = None; // back to the pool
+                        self.inbound = None;
                     }
-                    return Ok(Some(decode_frame(frame, Form::Binary)?));
                 }
-                // Wait without a buffer; borrow one only when there is something to read.
-                reader.readable().await?;
-                let buf = inbound.get_or_insert_with(|| BufPool::global().get(READ_CHUNK));
-                if buf.capacity() - buf.len() < 512 {
-                    buf.reserve(READ_CHUNK);
-                }
-                match reader.try_read_buf(&mut **buf) {
-                    Ok(0) => {
-                        return if buf.is_empty() {
-                            Ok(None)
-                        } else {
-                            Err(LinkError::Io(std::io::ErrorKind::UnexpectedEof.into()))
-                        };
-                    }
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        if buf.is_empty() {
-                            *inbound = None;
-                        }
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            },
-            Link::Ws {
-                ws,
-                codec,
-                max_frame_bytes,
-            } => loop {
-                match ws.next().await {
-                    None | Some(Ok(WsMessage::Close(_))) => return Ok(None),
-                    Some(Err(e)) => return Err(e.into()),
-                    Some(Ok(WsMessage::Binary(bytes))) => {
-                        let mut buf = BytesMut::from(&bytes[..]);
-                        let frame = codec.decode(&mut buf)?.ok_or(CodecError::BodyTooShort {
-                            what: "websocket message",
-                            len: bytes.len(),
-                            need: 16,
-                        })?;
-                        return Ok(Some(decode_frame(frame, Form::Binary)?));
-                    }
-                    Some(Ok(WsMessage::Text(text))) => {
-                        let (seq, message) =
-                            PushMessage::from_json(text.as_str(), *max_frame_bytes)?;
-                        return Ok(Some((seq, message, Form::Json)));
-                    }
-                    // Pings are answered by tungstenite itself; pongs need nothing.
-                    Some(Ok(_)) => {}
-                }
-            },
+                Err(e) => return Err(e.into()),
+            }
         }
+    }
+
+    /// One message out of what has been read, if a whole one is there.
+    fn decode(&mut self) -> Result<Option<Inbound>, LinkError> {
+        let Some(buf) = self.inbound.as_mut() else {
+            return Ok(None);
+        };
+        let Some(ws) = self.ws.as_mut() else {
+            let Some(frame) = self.push.decode(buf)? else {
+                return Ok(None);
+            };
+            if buf.is_empty() {
+                self.inbound = None; // back to the pool
+            }
+            return Ok(Some(decode_frame(frame, Form::Binary)?));
+        };
+        let Some(message) = ws.decode(buf)? else {
+            return Ok(None);
+        };
+        if buf.is_empty() {
+            self.inbound = None;
+        }
+        match message {
+            WsMessage::Binary(mut body) => {
+                let len = body.len();
+                let frame = self.push.decode(&mut body)?;
+                match frame {
+                    Some(frame) if body.is_empty() => Ok(Some(decode_frame(frame, Form::Binary)?)),
+                    _ => Err(CodecError::Malformed {
+                        what: "websocket message",
+                        reason: format!("{len} bytes are not exactly one push frame"),
+                    }
+                    .into()),
+                }
+            }
+            WsMessage::Text(text) => {
+                let text = std::str::from_utf8(&text).map_err(|e| CodecError::Malformed {
+                    what: "websocket message",
+                    reason: e.to_string(),
+                })?;
+                let (seq, message) = PushMessage::from_json(text, self.max_frame_bytes)?;
+                Ok(Some(Inbound::Message(seq, message, Form::Json)))
+            }
+            WsMessage::Ping(payload) => {
+                let out = self.out(payload.len() + 2);
+                encode_header(OpCode::Pong, payload.len(), &mut **out);
+                out.extend_from_slice(&payload);
+                Ok(Some(Inbound::Control))
+            }
+            WsMessage::Pong(_) => Ok(Some(Inbound::Control)),
+            WsMessage::Close(status) => {
+                // Answer with the same status (RFC 6455 §5.5.1), then the link is done.
+                if !self.close_sent {
+                    self.queue_close(status.map_or(CLOSE_NORMAL, |(code, _)| code));
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    fn queue_close(&mut self, code: u16) {
+        self.close_sent = true;
+        let out = self.out(4);
+        encode_header(OpCode::Close, 2, &mut **out);
+        out.extend_from_slice(&code.to_be_bytes());
     }
 
     /// Queues a shared payload (written at the next flush).
-    pub(crate) async fn feed(&mut self, payload: &Payload, form: Form) -> Result<(), LinkError> {
-        match self {
-            Link::Tcp { out, .. } => {
-                out.get_or_insert_with(|| BufPool::global().get(payload.binary.len()))
-                    .extend_from_slice(&payload.binary);
-                Ok(())
-            }
-            Link::Ws { ws, .. } => {
-                let message = match form {
-                    Form::Binary => WsMessage::Binary(payload.binary.clone()),
-                    Form::Json => WsMessage::Text(payload.json.clone()),
-                };
-                Ok(ws.feed(message).await?)
-            }
+    pub(crate) fn feed(&mut self, payload: &Payload, form: Form) {
+        let body = match form {
+            Form::Binary => &payload.binary,
+            Form::Json => &payload.json,
+        };
+        let ws = self.ws.is_some();
+        let out = self.out(body.len() + 10);
+        if ws {
+            let opcode = match form {
+                Form::Binary => OpCode::Binary,
+                Form::Json => OpCode::Text,
+            };
+            encode_header(opcode, body.len(), &mut **out);
         }
+        out.extend_from_slice(body);
     }
 
     /// Queues a reply to this client only.
-    pub(crate) async fn feed_message(
+    pub(crate) fn feed_message(
         &mut self,
         seq: u32,
         message: &PushMessage,
         form: Form,
     ) -> Result<(), LinkError> {
-        match self {
-            Link::Tcp { out, .. } => {
-                let out = out.get_or_insert_with(|| BufPool::global().get(256));
-                Ok(message.encode(seq, out)?)
+        if self.ws.is_none() {
+            let out = self.out(256);
+            return Ok(message.encode(seq, out)?);
+        }
+        match form {
+            Form::Json => {
+                let json = message.to_json(seq);
+                let out = self.out(json.len() + 10);
+                encode_header(OpCode::Text, json.len(), &mut **out);
+                out.extend_from_slice(json.as_bytes());
             }
-            Link::Ws { ws, .. } => {
-                let frame = match form {
-                    Form::Json => WsMessage::Text(Utf8Bytes::from(message.to_json(seq))),
-                    Form::Binary => {
-                        let mut buf = BytesMut::new();
-                        message.encode(seq, &mut buf)?;
-                        WsMessage::Binary(buf.freeze())
-                    }
-                };
-                Ok(ws.feed(frame).await?)
+            Form::Binary => {
+                // The WebSocket header needs the frame's length first.
+                let mut frame = BufPool::global().get(256);
+                message.encode(seq, &mut frame)?;
+                let out = self.out(frame.len() + 10);
+                encode_header(OpCode::Binary, frame.len(), &mut **out);
+                out.extend_from_slice(&frame);
             }
         }
+        Ok(())
     }
 
-    /// Writes everything queued (one syscall for TCP; one flush for WebSocket).
+    /// Writes everything queued in one write; the buffer goes back to the pool after.
     pub(crate) async fn flush(&mut self) -> Result<(), LinkError> {
-        match self {
-            Link::Tcp { writer, out, .. } => {
-                if let Some(buf) = out.take()
-                    && !buf.is_empty()
-                {
-                    // The buffer goes back to the pool once written.
-                    writer.write_all(&buf).await?;
-                }
-                Ok(())
-            }
-            Link::Ws { ws, .. } => Ok(ws.flush().await?),
+        if let Some(buf) = self.out.take()
+            && !buf.is_empty()
+        {
+            self.writer.write_all(&buf).await?;
         }
+        Ok(())
     }
 
-    /// Flushes and closes.
+    /// Flushes and closes (with a WebSocket CLOSE first, unless one was sent).
     pub(crate) async fn close(&mut self) {
-        let _ = self.flush().await;
-        match self {
-            Link::Tcp { writer, .. } => {
-                let _ = writer.shutdown().await;
-            }
-            Link::Ws { ws, .. } => {
-                let _ = (**ws).close(None).await;
-            }
+        if self.ws.is_some() && !self.close_sent {
+            self.queue_close(CLOSE_NORMAL);
         }
+        let _ = self.flush().await;
+        let _ = self.writer.shutdown().await;
     }
 }
 
-fn decode_frame(frame: PushFrame, form: Form) -> Result<(u32, PushMessage, Form), CodecError> {
+fn decode_frame(frame: PushFrame, form: Form) -> Result<Inbound, CodecError> {
     if frame.op == Op::BATCH {
         return Err(CodecError::Malformed {
             what: "batch",
             reason: "clients may not send batches".into(),
         });
     }
-    Ok((frame.seq, PushMessage::from_frame(&frame)?, form))
+    Ok(Inbound::Message(
+        frame.seq,
+        PushMessage::from_frame(&frame)?,
+        form,
+    ))
 }
 
 #[cfg(test)]
@@ -286,21 +342,10 @@ mod tests {
         (Link::tcp(server, 1024), client)
     }
 
-    fn idle(link: &Link) -> bool {
-        matches!(
-            link,
-            Link::Tcp {
-                inbound: None,
-                out: None,
-                ..
-            }
-        )
-    }
-
     #[tokio::test]
     async fn tcp_holds_no_buffer_between_frames_and_reads_frames_split_anyhow() {
         let (mut link, mut client) = pair().await;
-        assert!(idle(&link));
+        assert!(link.is_idle());
         let mut wire = BytesMut::new();
         for n in 0..3u64 {
             PushMessage::Ack(Ack { ids: vec![n] })
@@ -316,7 +361,9 @@ mod tests {
             client
         });
         for n in 0..3u64 {
-            let (seq, message, _) = link.recv().await.unwrap().unwrap();
+            let Some(Inbound::Message(seq, message, _)) = link.recv().await.unwrap() else {
+                panic!("a message")
+            };
             assert_eq!(
                 (seq, message),
                 (n as u32, PushMessage::Ack(Ack { ids: vec![n] }))
@@ -324,15 +371,14 @@ mod tests {
         }
         let mut client = writer.await.unwrap();
         assert!(
-            idle(&link),
+            link.is_idle(),
             "every frame decoded: the read buffer went back"
         );
         link.feed_message(1, &PushMessage::HeartbeatReply, Form::Binary)
-            .await
             .unwrap();
-        assert!(!idle(&link));
+        assert!(!link.is_idle());
         link.flush().await.unwrap();
-        assert!(idle(&link), "written: the write buffer went back");
+        assert!(link.is_idle(), "written: the write buffer went back");
         // A frame cut off by EOF is an error, a clean EOF is the end.
         client.write_all(&[0, 0, 0, 40, 0]).await.unwrap();
         client.shutdown().await.unwrap();
@@ -350,5 +396,60 @@ mod tests {
             link.recv().await,
             Err(LinkError::Protocol(CodecError::FrameTooLarge { .. }))
         ));
+    }
+
+    /// A masked client frame carrying `payload`.
+    fn client_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        let key = [9, 8, 7, 6];
+        let mut frame = vec![0x80 | opcode.bits(), 0x80 | payload.len() as u8];
+        frame.extend_from_slice(&key);
+        let mut body = payload.to_vec();
+        longlink_codec::ws::apply_mask(&mut body, key);
+        frame.extend_from_slice(&body);
+        frame
+    }
+
+    #[tokio::test]
+    async fn websocket_holds_no_buffer_between_messages_and_answers_a_ping() {
+        let (link, client) = pair().await;
+        let Link { reader, writer, .. } = link;
+        let mut link = Link::ws(reader.reunite(writer).unwrap(), None, 1024);
+        let (mut client_rx, mut client_tx) = client.into_split();
+        let mut wire = Vec::new();
+        for n in 0..2u64 {
+            let mut frame = BytesMut::new();
+            PushMessage::Ack(Ack { ids: vec![n] })
+                .encode(n as u32, &mut frame)
+                .unwrap();
+            wire.extend(client_frame(OpCode::Binary, &frame));
+        }
+        wire.extend(client_frame(OpCode::Ping, b"hi"));
+        let writer = tokio::spawn(async move {
+            for b in wire {
+                client_tx.write_all(&[b]).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            client_tx
+        });
+        for n in 0..2u64 {
+            let Some(Inbound::Message(seq, message, Form::Binary)) = link.recv().await.unwrap()
+            else {
+                panic!("a binary message")
+            };
+            assert_eq!(
+                (seq, message),
+                (n as u32, PushMessage::Ack(Ack { ids: vec![n] }))
+            );
+        }
+        assert!(matches!(link.recv().await.unwrap(), Some(Inbound::Control)));
+        assert!(!link.is_idle(), "the pong is queued");
+        link.flush().await.unwrap();
+        assert!(link.is_idle(), "read and written: both buffers went back");
+        let mut pong = [0u8; 4];
+        tokio::io::AsyncReadExt::read_exact(&mut client_rx, &mut pong)
+            .await
+            .unwrap();
+        assert_eq!(pong, [0x8A, 2, b'h', b'i']);
+        drop(writer.await.unwrap());
     }
 }

@@ -10,6 +10,7 @@
 mod ip_limit;
 pub mod link;
 mod session;
+mod upgrade;
 mod wheel;
 
 use std::collections::HashMap;

@@ -8,10 +8,9 @@ use longlink_codec::push::{AuthReply, Kick, PushMessage, Reconnect, UpstreamRepl
 use parking_lot::{Mutex, RwLock};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::ip_limit::IpSlot;
-use super::link::{Form, Link, LinkError};
+use super::link::{Form, Inbound, Link, LinkError};
 use super::wheel::Deadline;
 use super::{Closing, ConnHandle, Identity, Outbox, RoomInner, frame_error, refusal};
 use crate::metrics::inc;
@@ -45,20 +44,24 @@ pub(super) async fn accept(room: Arc<RoomInner>, listener: TcpListener, websocke
                 let Ok(_handshake) = room.handshakes.acquire().await else {
                     return;
                 };
-                let config = WebSocketConfig::default()
-                    .read_buffer_size(4 * 1024)
-                    .write_buffer_size(0)
-                    .max_message_size(Some(room.config.max_frame_bytes))
-                    .max_frame_size(Some(room.config.max_frame_bytes));
+                let mut stream = stream;
                 // Boxed: the handshake's state is freed once done, not kept in every
                 // connection's task.
                 let upgrade = Box::pin(tokio::time::timeout(
                     room.config.auth_timeout,
-                    tokio_tungstenite::accept_async_with_config(stream, Some(config)),
+                    super::upgrade::upgrade(&mut stream),
                 ));
                 match upgrade.await {
-                    Ok(Ok(ws)) => Link::ws(ws, room.config.max_frame_bytes),
-                    _ => return,
+                    Ok(Ok(early)) => Link::ws(stream, early, room.config.max_frame_bytes),
+                    Ok(Err(e)) => {
+                        inc(&room.metrics.upgrade_failures);
+                        tracing::debug!(%peer, error = %e, "websocket upgrade failed");
+                        return;
+                    }
+                    Err(_) => {
+                        inc(&room.metrics.upgrade_failures);
+                        return;
+                    }
                 }
             } else {
                 Link::tcp(stream, room.config.max_frame_bytes)
@@ -162,18 +165,14 @@ async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSl
     }
     match outcome {
         Some(Closing::Kick(reason)) => {
-            let _ = link
-                .feed_message(0, &PushMessage::Kick(Kick { reason }), form)
-                .await;
+            let _ = link.feed_message(0, &PushMessage::Kick(Kick { reason }), form);
         }
         Some(Closing::Reconnect { reason, after_ms }) => {
-            let _ = link
-                .feed_message(
-                    0,
-                    &PushMessage::Reconnect(Reconnect { reason, after_ms }),
-                    form,
-                )
-                .await;
+            let _ = link.feed_message(
+                0,
+                &PushMessage::Reconnect(Reconnect { reason, after_ms }),
+                form,
+            );
         }
         Some(Closing::Timeout | Closing::Slow) | None => {}
     }
@@ -192,7 +191,7 @@ async fn refuse(link: &mut Link, seq: u32, reason: &str, form: Form) {
         heartbeat_secs: 0,
         session: None,
     });
-    let _ = link.feed_message(seq, &reply, form).await;
+    let _ = link.feed_message(seq, &reply, form);
     link.close().await;
 }
 
@@ -216,21 +215,32 @@ async fn authenticate(
     peer: SocketAddr,
 ) -> Option<Authenticated> {
     // AUTH first, within the deadline (the wheel closes a connection that never sends it).
-    let first = tokio::select! {
-        first = link.recv() => first,
-        () = handle.closer.notified() => return None,
+    let first = loop {
+        let first = tokio::select! {
+            first = link.recv() => first,
+            () = handle.closer.notified() => return None,
+        };
+        match first {
+            // A WebSocket ping before AUTH: answer it and wait on.
+            Ok(Some(Inbound::Control)) => {
+                if link.flush().await.is_err() {
+                    return None;
+                }
+            }
+            other => break other,
+        }
     };
     let (seq, auth, form) = match first {
-        Ok(Some((seq, PushMessage::Auth(auth), form))) => (seq, auth, form),
-        Ok(Some((_, _, form))) => {
+        Ok(Some(Inbound::Message(seq, PushMessage::Auth(auth), form))) => (seq, auth, form),
+        Ok(Some(Inbound::Message(_, _, form))) => {
             inc(&room.metrics.auth_failures);
             refuse(link, 0, "the first message must be auth", form).await;
             return None;
         }
-        Ok(None) | Err(LinkError::Io(_) | LinkError::Ws(_)) => return None,
+        Ok(None) | Ok(Some(Inbound::Control)) | Err(LinkError::Io(_)) => return None,
         Err(LinkError::Protocol(e)) => {
             inc(&room.metrics.protocol_errors);
-            let _ = link.feed_message(0, &frame_error(&e), Form::Binary).await;
+            let _ = link.feed_message(0, &frame_error(&e), Form::Binary);
             link.close().await;
             return None;
         }
@@ -280,7 +290,7 @@ async fn authenticate(
     // cluster the register must know it first).
     inc(&room.metrics.connections);
     room.events.connected(session.clone()).await;
-    if link.feed_message(seq, &reply, form).await.is_err() || link.flush().await.is_err() {
+    if link.feed_message(seq, &reply, form).is_err() || link.flush().await.is_err() {
         registered.forget();
         room.metrics
             .connections
@@ -311,19 +321,26 @@ async fn serve(
         tokio::select! {
             incoming = link.recv() => {
                 let (seq, message) = match incoming {
-                    Ok(Some((seq, message, _))) => (seq, message),
-                    Ok(None) | Err(LinkError::Io(_) | LinkError::Ws(_)) => return None,
+                    Ok(Some(Inbound::Message(seq, message, _))) => (seq, message),
+                    Ok(Some(Inbound::Control)) => {
+                        // A WebSocket ping answered: the pong goes out now.
+                        if link.flush().await.is_err() {
+                            return None;
+                        }
+                        continue;
+                    }
+                    Ok(None) | Err(LinkError::Io(_)) => return None,
                     Err(LinkError::Protocol(e)) => {
                         // A bad or oversized frame closes this connection only.
                         inc(&room.metrics.protocol_errors);
-                        let _ = link.feed_message(0, &frame_error(&e), form).await;
+                        let _ = link.feed_message(0, &frame_error(&e), form);
                         return None;
                     }
                 };
                 touch(deadline);
                 match message {
                     PushMessage::Heartbeat => {
-                        if link.feed_message(seq, &PushMessage::HeartbeatReply, form).await.is_err() {
+                        if link.feed_message(seq, &PushMessage::HeartbeatReply, form).is_err() {
                             return None;
                         }
                     }
@@ -339,7 +356,7 @@ async fn serve(
                         } else {
                             UpstreamReply { ok: false, reason: Some(format!("not subscribed to app {:?}", upstream.app)) }
                         };
-                        if link.feed_message(seq, &PushMessage::UpstreamReply(reply), form).await.is_err() {
+                        if link.feed_message(seq, &PushMessage::UpstreamReply(reply), form).is_err() {
                             return None;
                         }
                     }
@@ -361,7 +378,7 @@ async fn serve(
                     other => {
                         inc(&room.metrics.protocol_errors);
                         let reason = format!("a client may not send {}", other.op());
-                        let _ = link.feed_message(seq, &refusal(reason), form).await;
+                        let _ = link.feed_message(seq, &refusal(reason), form);
                         return None;
                     }
                 }
@@ -375,9 +392,7 @@ async fn serve(
                 while (sent as usize) < MAX_COALESCE {
                     let next = handle.outbox.lock().items.pop_front();
                     let Some(payload) = next else { break };
-                    if link.feed(&payload, form).await.is_err() {
-                        return None;
-                    }
+                    link.feed(&payload, form);
                     sent += 1;
                 }
                 if link.flush().await.is_err() {

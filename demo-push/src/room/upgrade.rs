@@ -1,0 +1,171 @@
+//! The WebSocket opening handshake (RFC 6455 §4.2), answered here so that an upgraded
+//! connection keeps no HTTP or WebSocket library state: once the 101 is written the socket
+//! is a plain stream of frames for [`Link`](super::link::Link).
+
+use bytes::{Buf, BufMut};
+use longlink_codec::{BufPool, PooledBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+/// Largest request head accepted (request line and headers).
+pub(crate) const MAX_REQUEST_BYTES: usize = 8 * 1024;
+const MAX_HEADERS: usize = 32;
+
+/// Why an upgrade failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UpgradeError {
+    /// Refused with an HTTP error (already written to the client).
+    #[error("{status}: {reason}")]
+    Refused { status: u16, reason: String },
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads the client's upgrade request and answers `101 Switching Protocols`, or an HTTP
+/// error saying what was wrong. Returns the bytes that followed the request (a client may
+/// send its first frame without waiting), `None` when there were none.
+pub(crate) async fn upgrade(stream: &mut TcpStream) -> Result<Option<PooledBuf>, UpgradeError> {
+    let mut buf = BufPool::global().get(1024);
+    loop {
+        if let Some(end) = find_head_end(&buf) {
+            let response = match respond(&buf[..end]) {
+                Ok(accept) => accept,
+                Err((status, reason)) => {
+                    let head = format!(
+                        "HTTP/1.1 {status} {}\r\nconnection: close\r\ncontent-type: text/plain\r\n\
+                         sec-websocket-version: 13\r\ncontent-length: {}\r\n\r\n{reason}",
+                        phrase(status),
+                        reason.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                    return Err(UpgradeError::Refused { status, reason });
+                }
+            };
+            stream.write_all(response.as_bytes()).await?;
+            buf.advance(end);
+            return Ok((!buf.is_empty()).then_some(buf));
+        }
+        if buf.len() >= MAX_REQUEST_BYTES {
+            let reason = format!("request head over {MAX_REQUEST_BYTES} bytes");
+            let head = format!(
+                "HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\n\
+                 content-length: {}\r\n\r\n{reason}",
+                reason.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            return Err(UpgradeError::Refused {
+                status: 431,
+                reason,
+            });
+        }
+        let room = MAX_REQUEST_BYTES - buf.len();
+        if buf.capacity() - buf.len() < 256 {
+            buf.reserve(1024.min(room));
+        }
+        let mut limited = (&mut *buf).limit(room);
+        if stream.read_buf(&mut limited).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
+}
+
+/// The end of the request head (after the blank line), if it has all arrived.
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// The 101 response for a valid upgrade request, or the status and reason to refuse it.
+fn respond(head: &[u8]) -> Result<String, (u16, String)> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err((400, "incomplete request".into())),
+        Err(e) => return Err((400, format!("bad request: {e}"))),
+    }
+    if request.method != Some("GET") {
+        return Err((405, "a websocket upgrade is a GET".into()));
+    }
+    let header = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+    };
+    let has_token = |name: &str, token: &str| {
+        header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    if !has_token("upgrade", "websocket") || !has_token("connection", "upgrade") {
+        return Err((
+            426,
+            "this port speaks websocket only (upgrade: websocket)".into(),
+        ));
+    }
+    if header("sec-websocket-version") != Some("13") {
+        return Err((426, "websocket version 13 required".into()));
+    }
+    let key = header("sec-websocket-key")
+        .map(str::trim)
+        .filter(|k| k.len() == 24)
+        .ok_or((400, "missing or malformed sec-websocket-key".to_owned()))?;
+    Ok(format!(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+         sec-websocket-accept: {}\r\n\r\n",
+        derive_accept_key(key.as_bytes())
+    ))
+}
+
+fn phrase(status: u16) -> &'static str {
+    match status {
+        405 => "Method Not Allowed",
+        426 => "Upgrade Required",
+        _ => "Bad Request",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_the_rfc_example_and_refuses_what_is_not_an_upgrade() {
+        let ok = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+                   Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                   Sec-WebSocket-Version: 13\r\n\r\n";
+        let response = respond(ok).unwrap();
+        assert!(response.starts_with("HTTP/1.1 101 "));
+        assert!(response.contains("sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        let plain = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(respond(plain).unwrap_err().0, 426);
+        let post = b"POST / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n";
+        assert_eq!(respond(post).unwrap_err().0, 405);
+        let old = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                    Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        assert_eq!(respond(old).unwrap_err().0, 426);
+        let keyless = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                        Sec-WebSocket-Version: 13\r\n\r\n";
+        assert_eq!(respond(keyless).unwrap_err().0, 400);
+        assert_eq!(respond(b"\x16\x03\x01garbage\r\n\r\n").unwrap_err().0, 400);
+    }
+
+    #[tokio::test]
+    async fn a_tungstenite_client_upgrades_and_early_bytes_are_kept() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            upgrade(&mut stream)
+                .await
+                .map(|early| early.map(|b| b.len()))
+        });
+        let client = tokio_tungstenite::connect_async(format!("ws://{addr}/x"));
+        let outcome = client.await;
+        let served = server.await.unwrap();
+        let (_ws, response) = outcome.unwrap_or_else(|e| panic!("{e}; server: {served:?}"));
+        assert_eq!(response.status(), 101);
+        assert_eq!(served.unwrap(), None);
+    }
+}
