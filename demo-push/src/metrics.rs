@@ -56,6 +56,8 @@ pub struct Metrics {
     pub accept_errors: AtomicU64,
     /// WebSocket upgrades refused or failed (not a valid upgrade, timed out, hung up).
     pub upgrade_failures: AtomicU64,
+    /// Times the room gave memory back after many connections closed.
+    pub memory_trims: AtomicU64,
     /// The open-file soft limit (gauge).
     pub fd_limit: AtomicU64,
     /// Connections this room takes before it counts as full (gauge).
@@ -231,6 +233,12 @@ impl Metrics {
             "counter",
             "WebSocket upgrades refused or failed.",
             &self.upgrade_failures,
+        );
+        metric(
+            "memory_trims_total",
+            "counter",
+            "Times the room returned free memory after many connections closed.",
+            &self.memory_trims,
         );
         metric(
             "fd_limit",

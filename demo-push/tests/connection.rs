@@ -545,3 +545,34 @@ async fn websocket_pings_get_pongs_a_close_is_echoed_and_plain_http_gets_426() {
     assert!(answer.contains("speaks websocket only"), "{answer}");
     assert_eq!(s.metric("longlink_push_upgrade_failures_total").await, 1);
 }
+
+#[tokio::test]
+async fn after_many_connections_close_the_room_gives_memory_back() {
+    let s = start_with(|c| c.room.max_conns_per_ip = 2_000).await;
+    let token = s.token("many");
+    let mut conns = Vec::new();
+    for _ in 0..1_200 {
+        let mut raw = Raw::connect(s.system.tcp).await;
+        raw.send(&PushMessage::Auth(longlink_codec::push::Auth {
+            uid: "many".into(),
+            device: "raw".into(),
+            net: longlink_codec::push::Net::Wifi,
+            token: token.clone(),
+            apps: vec![],
+        }))
+        .await;
+        conns.push(raw);
+    }
+    for raw in &mut conns {
+        assert!(matches!(raw.recv().await, Some(PushMessage::AuthReply(r)) if r.ok));
+    }
+    assert_eq!(s.metric("longlink_push_memory_trims_total").await, 0);
+    drop(conns);
+    // The housekeeping sees 1,200 of 1,200 closed within a second or two and trims.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.metric("longlink_push_memory_trims_total").await == 0 {
+        assert!(Instant::now() < deadline, "no trim after 1,200 closes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.metric("longlink_push_connections").await, 0);
+}

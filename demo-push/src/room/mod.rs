@@ -10,6 +10,7 @@
 mod ip_limit;
 pub mod link;
 mod session;
+mod trim;
 mod upgrade;
 mod wheel;
 
@@ -289,6 +290,8 @@ impl Room {
                 .unwrap_or(Duration::from_secs(1));
             let mut ticks = tokio::time::interval(tick);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut trimmer = trim::Trimmer::default();
+            let mut last_check = tokio::time::Instant::now();
             loop {
                 ticks.tick().await;
                 let Some(room) = weak.upgrade() else { return };
@@ -296,6 +299,14 @@ impl Room {
                     if let Some(handle) = room.conn(conn) {
                         inc(&room.metrics.heartbeat_timeouts);
                         handle.close(Closing::Timeout);
+                    }
+                }
+                if last_check.elapsed() >= Duration::from_secs(1) {
+                    last_check = tokio::time::Instant::now();
+                    let load = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+                    let accepted = load(&room.metrics.connections_total);
+                    if trimmer.should_trim(accepted, load(&room.metrics.connections)) {
+                        trim::trim(&room).await;
                     }
                 }
             }

@@ -1,0 +1,101 @@
+//! Giving memory back after connections close.
+//!
+//! Freed connection state goes back to the allocator, not to the system: glibc keeps it in
+//! its arenas (one per worker thread), scattered between live objects, and the room's maps
+//! keep the capacity of their busiest moment. After a large drop in connections the room
+//! shrinks its maps and asks glibc to return the free pages (`malloc_trim(0)`, which also
+//! releases pages in the middle of an arena, not just at its top).
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::RoomInner;
+use crate::metrics::inc;
+
+/// Connections that must have closed since the last trim before another one.
+const MIN_CLOSED: u64 = 1_000;
+
+/// Counts closes since the last trim; decides when to trim.
+#[derive(Debug, Default)]
+pub(super) struct Trimmer {
+    closed_at_last_trim: u64,
+}
+
+impl Trimmer {
+    /// Called every second or so with the connections accepted in total and those open
+    /// now: `true` when at least 1,000 have closed since the last trim, and at least as many
+    /// as are open (so the room holds at most about half of what it did). A trim costs a
+    /// few milliseconds per 100 MB; under steady churn this is one per room-full of closes.
+    pub(super) fn should_trim(&mut self, accepted: u64, open: u64) -> bool {
+        let closed = accepted.saturating_sub(open);
+        let since = closed.saturating_sub(self.closed_at_last_trim);
+        if since >= MIN_CLOSED && since >= open {
+            self.closed_at_last_trim = closed;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Shrinks the room's maps and returns free memory to the system.
+pub(super) async fn trim(room: &RoomInner) {
+    for shard in &room.conns {
+        let mut shard = shard.lock();
+        if shard.capacity() > 2 * shard.len() + 16 {
+            shard.shrink_to_fit();
+        }
+    }
+    for shard in &room.users {
+        let mut shard = shard.lock();
+        if shard.capacity() > 2 * shard.len() + 16 {
+            shard.shrink_to_fit();
+        }
+    }
+    let released = tokio::task::spawn_blocking(release_free_memory)
+        .await
+        .unwrap_or(false);
+    inc(&room.metrics.memory_trims);
+    tracing::debug!(
+        released,
+        open = room.metrics.connections.load(Relaxed),
+        "memory trimmed"
+    );
+}
+
+/// `malloc_trim(0)` where the allocator is glibc's; `true` if memory was released.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn release_free_memory() -> bool {
+    // SAFETY: malloc_trim takes no pointers and may be called from any thread at any time;
+    // it only walks the allocator's own free lists under the allocator's locks.
+    unsafe { libc::malloc_trim(0) == 1 }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() -> bool {
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_after_a_large_drop_only() {
+        let mut t = Trimmer::default();
+        assert!(!t.should_trim(10_000, 10_000));
+        assert!(!t.should_trim(10_000, 9_500), "500 closed: too few");
+        assert!(!t.should_trim(10_000, 6_000), "4,000 closed, 6,000 open");
+        assert!(t.should_trim(10_000, 4_000), "6,000 closed, 4,000 open");
+        assert!(
+            !t.should_trim(10_000, 2_500),
+            "1,500 more closed, 2,500 open"
+        );
+        assert!(t.should_trim(10_000, 0), "4,000 more closed, none open");
+        let mut small = Trimmer::default();
+        assert!(
+            !small.should_trim(900, 0),
+            "a small room never gets to 1,000 closed"
+        );
+    }
+}
