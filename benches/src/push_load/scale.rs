@@ -383,7 +383,8 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
     for w in &mut workers {
         let _ = tokio::time::timeout(Duration::from_secs(10), w.child.wait()).await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Closes are processed, then a room trims once they have stopped (within ~2 s).
+    tokio::time::sleep(Duration::from_secs(8)).await;
     outcome.rss_after_close = rss(&pids);
     eprintln!(
         "after closing: server RSS {:.1} MiB (before: {:.1} MiB)",
