@@ -5,7 +5,7 @@
     unreachable_pub,
     rust_2018_idioms
 )]
-#![deny(unsafe_code)] // one audited exception: `room::trim` calls glibc's malloc_trim
+#![deny(unsafe_code)] // one audited exception: `memory` calls glibc's malloc_trim
 
 pub mod center;
 pub mod client;
@@ -16,6 +16,7 @@ pub mod dispatcher;
 mod error;
 pub mod fdlimit;
 pub mod hub;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod register;

@@ -383,8 +383,10 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
     for w in &mut workers {
         let _ = tokio::time::timeout(Duration::from_secs(10), w.child.wait()).await;
     }
-    // Closes are processed, then a room trims once they have stopped (within ~2 s).
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Closes are processed, then a room trims once they have stopped (within ~2 s); a
+    // cluster room keeps closed sessions for their grace (10 s by default) and gives their
+    // memory back when it ends.
+    tokio::time::sleep(Duration::from_secs(15)).await;
     outcome.rss_after_close = rss(&pids);
     eprintln!(
         "after closing: server RSS {:.1} MiB (before: {:.1} MiB)",

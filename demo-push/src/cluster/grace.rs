@@ -39,6 +39,9 @@ pub struct GraceRegister {
     metrics: Arc<Metrics>,
 }
 
+/// Expired sessions in one sweep that make it worth returning memory to the system.
+const RELEASE_AFTER: usize = 1_000;
+
 fn key(s: &Session) -> (String, String) {
     (s.uid.clone(), s.device.clone())
 }
@@ -87,6 +90,17 @@ impl GraceRegister {
                     if let Err(e) = remote.disconnect_many(chunk.to_vec()).await {
                         tracing::warn!(error = %e, "register: disconnect failed (the TTL ends it)");
                     }
+                }
+                if expired.len() >= RELEASE_AFTER {
+                    // Many sessions gone at once (their connections closed a grace ago):
+                    // give the maps' and the sessions' memory back.
+                    drop(expired);
+                    {
+                        let mut st = state.lock();
+                        st.parked.shrink_to_fit();
+                        st.live.shrink_to_fit();
+                    }
+                    crate::memory::release_free_memory(&metrics).await;
                 }
                 let current = remote.epoch().await.ok();
                 let lost = match (&epoch, &current) {

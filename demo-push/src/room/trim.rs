@@ -3,13 +3,12 @@
 //! Freed connection state goes back to the allocator, not to the system: glibc keeps it in
 //! its arenas (one per worker thread), scattered between live objects, and the room's maps
 //! keep the capacity of their busiest moment. After a large drop in connections the room
-//! shrinks its maps and asks glibc to return the free pages (`malloc_trim(0)`, which also
-//! releases pages in the middle of an arena, not just at its top).
+//! shrinks its maps and asks the allocator to return the free pages
+//! ([`release_free_memory`](crate::memory::release_free_memory)).
 
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::RoomInner;
-use crate::metrics::inc;
 
 /// Connections that must have closed since the last trim before another one.
 const MIN_CLOSED: u64 = 1_000;
@@ -58,29 +57,12 @@ pub(super) async fn trim(room: &RoomInner) {
             shard.shrink_to_fit();
         }
     }
-    let released = tokio::task::spawn_blocking(release_free_memory)
-        .await
-        .unwrap_or(false);
-    inc(&room.metrics.memory_trims);
+    let released = crate::memory::release_free_memory(&room.metrics).await;
     tracing::debug!(
         released,
         open = room.metrics.connections.load(Relaxed),
         "memory trimmed"
     );
-}
-
-/// `malloc_trim(0)` where the allocator is glibc's; `true` if memory was released.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn release_free_memory() -> bool {
-    // SAFETY: malloc_trim takes no pointers and may be called from any thread at any time;
-    // it only walks the allocator's own free lists under the allocator's locks.
-    unsafe { libc::malloc_trim(0) == 1 }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_free_memory() -> bool {
-    false
 }
 
 #[cfg(test)]
