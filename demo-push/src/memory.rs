@@ -11,10 +11,12 @@ use std::sync::Arc;
 
 use crate::metrics::{Metrics, inc};
 
-/// Returns free pages to the system (glibc's `malloc_trim(0)`, on a blocking thread: it
+/// Empties the buffer pool's shared free lists, then returns free pages to the system (glibc's `malloc_trim(0)`, on a blocking thread: it
 /// takes a few milliseconds per 100 MB). `true` if memory was released. Counted in
 /// `memory_trims_total`.
 pub async fn release_free_memory(metrics: &Arc<Metrics>) -> bool {
+    // The buffer pool's spare buffers first (it refills as traffic needs).
+    longlink_codec::BufPool::global().trim();
     let released = tokio::task::spawn_blocking(trim_allocator)
         .await
         .unwrap_or(false);

@@ -252,6 +252,14 @@ impl Metrics {
             "Connections the room takes before it counts as full.",
             &self.capacity,
         );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let _ = writeln!(
+                out,
+                "# HELP longlink_push_tasks Tasks alive in the process's runtime.\n\
+                 # TYPE longlink_push_tasks gauge\nlonglink_push_tasks {}",
+                runtime.metrics().num_alive_tasks()
+            );
+        }
         out.push_str(extra);
         out
     }

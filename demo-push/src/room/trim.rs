@@ -57,9 +57,11 @@ pub(super) async fn trim(room: &RoomInner) {
             shard.shrink_to_fit();
         }
     }
+    let purged = room.wheel.purge_closed();
     let released = crate::memory::release_free_memory(&room.metrics).await;
     tracing::debug!(
         released,
+        purged,
         open = room.metrics.connections.load(Relaxed),
         "memory trimmed"
     );

@@ -118,6 +118,23 @@ impl Wheel {
         expired
     }
 
+    /// Drops the entries of closed connections now instead of when their slot comes up
+    /// (a heartbeat window later), and the slots' spare capacity: after many closes their
+    /// small allocations would otherwise pin the pages a trim wants to give back.
+    pub(crate) fn purge_closed(&self) -> usize {
+        let mut slots = self.slots.lock();
+        let mut purged = 0;
+        for slot in slots.iter_mut() {
+            let before = slot.len();
+            slot.retain(|(_, deadline, filed)| {
+                deadline.get() != u64::MAX && deadline.filed.load(Relaxed) == *filed
+            });
+            purged += before - slot.len();
+            slot.shrink_to_fit();
+        }
+        purged
+    }
+
     /// Entries filed now (for tests and metrics).
     pub(crate) fn len(&self) -> usize {
         self.slots.lock().iter().map(Vec::len).sum()
@@ -156,6 +173,25 @@ mod tests {
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(wheel.advance(), vec![2]);
         assert_eq!(wheel.len(), 0);
+    }
+
+    #[test]
+    fn purging_drops_closed_and_stale_entries_and_keeps_live_ones() {
+        let wheel = Wheel::new(Duration::from_millis(1), 64);
+        let live = Arc::new(Deadline::default());
+        live.set(wheel.now_ms() + 50);
+        let closed = Arc::new(Deadline::default());
+        closed.set(wheel.now_ms() + 50);
+        wheel.insert(1, Arc::clone(&live));
+        wheel.insert(2, Arc::clone(&closed));
+        wheel.reschedule(1, &live, wheel.now_ms() + 5); // leaves a stale entry behind
+        closed.set(u64::MAX);
+        assert_eq!(wheel.len(), 3);
+        assert_eq!(wheel.purge_closed(), 2);
+        assert_eq!(wheel.len(), 1);
+        assert_eq!(Arc::strong_count(&closed), 1, "the wheel let go of it");
+        std::thread::sleep(Duration::from_millis(10));
+        assert_eq!(wheel.advance(), vec![1]);
     }
 
     #[test]
