@@ -64,7 +64,7 @@ enum Command {
         out: PathBuf,
     },
     /// Many connections against a running push system (`longlink-push all` or a cluster):
-    /// connect, broadcast, idle or churn, spread over worker processes and loopback source
+    /// connect, broadcast, unicast, idle or churn, spread over worker processes and loopback source
     /// addresses, with a progress bar; prints a summary and writes a JSON result.
     Push {
         /// What to measure.
@@ -88,9 +88,16 @@ enum Command {
         /// Broadcasts (broadcast) or unicasts (churn).
         #[arg(long, default_value_t = 10)]
         messages: usize,
-        /// Seconds to hold (connect, idle).
+        /// Seconds to hold (connect, idle) or to push (unicast).
         #[arg(long, default_value_t = 10)]
         hold_secs: u64,
+        /// Unicast: pushes per second through the center API (open loop).
+        #[arg(long, default_value_t = 5_000)]
+        rate: u64,
+        /// Broadcast: send the broadcasts all at once, so that several go out in one write
+        /// per connection (as goim batches), instead of one after another.
+        #[arg(long)]
+        burst: bool,
         /// Connects in flight per worker.
         #[arg(long, default_value_t = 256)]
         parallel: usize,
@@ -230,6 +237,8 @@ fn main() {
             ws,
             messages,
             hold_secs,
+            rate,
+            burst,
             parallel,
             pids,
             out,
@@ -252,6 +261,8 @@ fn main() {
                 scenario,
                 messages,
                 hold_secs,
+                rate,
+                burst,
                 parallel,
                 pids,
                 out,

@@ -8,6 +8,8 @@
 //! unicasts flow: every message must arrive). Prints a summary and writes a JSON result.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -28,6 +30,8 @@ pub enum Scenario {
     Connect,
     /// Broadcast to everyone.
     Broadcast,
+    /// Unicasts to random connected users at a target rate.
+    Unicast,
     /// Hold with heartbeats; report CPU.
     Idle,
     /// Reconnect storms while stored unicasts flow.
@@ -53,8 +57,12 @@ pub struct Options {
     pub scenario: Scenario,
     /// Broadcasts (broadcast) or unicasts (churn).
     pub messages: usize,
-    /// Seconds to hold (idle, connect).
+    /// Seconds to hold (idle, connect) or to push (unicast).
     pub hold_secs: u64,
+    /// Unicast: pushes per second.
+    pub rate: u64,
+    /// Broadcast: all at once (batched per write) instead of one after another.
+    pub burst: bool,
     /// Connects in flight per worker.
     pub parallel: usize,
     /// Server process ids to measure (default: every `longlink-push` room or `all`).
@@ -104,6 +112,17 @@ pub struct Outcome {
     pub lost: u64,
     /// RSS after the connections closed, bytes.
     pub rss_after_close: u64,
+    /// Broadcast/unicast: the rooms' CPU time while delivering, seconds.
+    pub room_cpu_secs: f64,
+    /// Broadcast/unicast: deliveries per second of room CPU (per busy core).
+    pub deliveries_per_room_cpu_sec: f64,
+    /// Unicast: the target rate and what the API accepted per second.
+    pub target_rate: u64,
+    /// Unicast: pushes the API accepted per second.
+    pub accepted_per_sec: f64,
+    /// Unicast: pushes refused or failed, and pushes not sent because too many were in
+    /// flight (the system fell behind the rate).
+    pub errors: u64,
 }
 
 struct Worker {
@@ -374,7 +393,16 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
                 outcome.idle_cpu_percent
             );
         }
-        Scenario::Broadcast => broadcast(&opts, &mut workers, &mut outcome).await?,
+        Scenario::Broadcast => {
+            let before = cpu_ticks(&pids);
+            broadcast(&opts, &mut workers, &mut outcome).await?;
+            room_cpu(cpu_ticks(&pids).saturating_sub(before), &mut outcome);
+        }
+        Scenario::Unicast => {
+            let before = cpu_ticks(&pids);
+            unicast(&opts, &mut workers, &mut outcome).await?;
+            room_cpu(cpu_ticks(&pids).saturating_sub(before), &mut outcome);
+        }
         Scenario::Churn => churn(&opts, &mut workers, &mut outcome).await?,
     }
     for w in &mut workers {
@@ -404,6 +432,105 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
     Ok(outcome)
 }
 
+/// Records the rooms' CPU over a delivery run (`ticks` in USER_HZ, 100 per second).
+fn room_cpu(ticks: u64, outcome: &mut Outcome) {
+    outcome.room_cpu_secs = ticks as f64 / 100.0;
+    if outcome.room_cpu_secs > 0.0 {
+        outcome.deliveries_per_room_cpu_sec = outcome.delivered as f64 / outcome.room_cpu_secs;
+    }
+    eprintln!(
+        "rooms used {:.1} s of CPU: {:.0} deliveries per CPU-second",
+        outcome.room_cpu_secs, outcome.deliveries_per_room_cpu_sec
+    );
+}
+
+/// Unicasts at `opts.rate` for `opts.hold_secs` to random connected users through the
+/// center API (open loop: a push is sent on schedule whether or not earlier ones have
+/// been answered, up to 1,024 in flight), then waits for them to arrive.
+async fn unicast(opts: &Options, workers: &mut [Worker], outcome: &mut Outcome) -> Result<(), String> {
+    use http_body_util::{BodyExt, Full};
+    const IN_FLIGHT: usize = 1024;
+    for w in workers.iter_mut() {
+        w.command("reset").await;
+    }
+    let users = outcome.connected.max(1);
+    let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(IN_FLIGHT)
+            .build_http();
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let url: http::Uri = format!("{}/push/unicast", opts.center)
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let total = opts.rate * opts.hold_secs.max(1);
+    let started = Instant::now();
+    let bar = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("unicast {bar:40} {pos}/{len} {per_sec}")
+            .expect("template"),
+    );
+    for i in 0..total {
+        // On schedule: push i goes out at i / rate seconds.
+        let due = started + Duration::from_secs_f64(i as f64 / opts.rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        bar.inc(1);
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            errors.fetch_add(1, Ordering::Relaxed); // behind: too many in flight
+            continue;
+        };
+        let uid = format!("load{}", fastrand::u64(..users));
+        let body = serde_json::json!({"uid": uid, "body": now_us().to_string(), "mode": "at_most_once"});
+        let req = http::Request::post(url.clone())
+            .header("x-api-key", &opts.key)
+            .header("content-type", "application/json")
+            .body(Full::new(bytes::Bytes::from(body.to_string())))
+            .map_err(|e| e.to_string())?;
+        let (client, accepted, errors) = (client.clone(), Arc::clone(&accepted), Arc::clone(&errors));
+        tokio::spawn(async move {
+            let ok = match client.request(req).await {
+                Ok(resp) => {
+                    let ok = resp.status() == 200;
+                    let _ = resp.into_body().collect().await;
+                    ok
+                }
+                Err(_) => false,
+            };
+            let counter = if ok { &accepted } else { &errors };
+            counter.fetch_add(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+    bar.finish_and_clear();
+    let _ = slots.acquire_many(IN_FLIGHT as u32).await;
+    let sending = started.elapsed().as_secs_f64();
+    let sent = accepted.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rs = loop {
+        let rs = reports(workers).await;
+        let received = rs.iter().map(|r| r.received).sum::<u64>();
+        if received >= sent || Instant::now() > deadline {
+            break rs;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    latency(&rs, outcome);
+    outcome.delivered = rs.iter().map(|r| r.received).sum();
+    outcome.expected = sent;
+    outcome.sent = sent;
+    outcome.lost = sent.saturating_sub(outcome.delivered);
+    outcome.target_rate = opts.rate;
+    outcome.accepted_per_sec = sent as f64 / sending;
+    outcome.deliveries_per_sec = outcome.delivered as f64 / sending;
+    outcome.errors = errors.load(Ordering::Relaxed);
+    eprintln!(
+        "unicast at {}/s for {:.1} s: {sent} accepted ({:.0}/s), {} received, {} errors; latency p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms",
+        opts.rate, sending, outcome.accepted_per_sec, outcome.delivered, outcome.errors,
+        outcome.p50_ms, outcome.p99_ms, outcome.p999_ms
+    );
+    Ok(())
+}
+
 fn latency(reports: &[Report], outcome: &mut Outcome) {
     let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 2).expect("bounds");
     for r in reports {
@@ -426,17 +553,21 @@ async fn broadcast(
     }
     let expected = outcome.connected * opts.messages as u64;
     let started = Instant::now();
-    for _ in 0..opts.messages {
+    let url = format!("{}/push/broadcast", opts.center);
+    let send = || async {
         let body = serde_json::json!({"body": now_us().to_string(), "mode": "at_most_once"});
-        let (status, answer) = http(
-            "POST",
-            &format!("{}/push/broadcast", opts.center),
-            &opts.key,
-            Some(body.to_string()),
-        )
-        .await?;
+        let (status, answer) = http("POST", &url, &opts.key, Some(body.to_string())).await?;
         if status != 200 {
             return Err(format!("broadcast answered {status}: {answer}"));
+        }
+        Ok(())
+    };
+    if opts.burst {
+        let all = futures::future::join_all((0..opts.messages).map(|_| send())).await;
+        all.into_iter().collect::<Result<Vec<()>, String>>()?;
+    } else {
+        for _ in 0..opts.messages {
+            send().await?;
         }
     }
     let deadline = Instant::now() + Duration::from_secs(60);
