@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Reruns every benchmark of the suite and prints each one's ratio table.
 #
-#   scripts/bench.sh          short mode (~10 minutes on the 2-core machine)
-#   scripts/bench.sh --full   every concurrency, longer runs
+#   scripts/bench.sh          short mode (~12 minutes on the 2-core machine)
+#   scripts/bench.sh --full   every concurrency, longer runs, push at 100k and 250k
+#                             connections (~40 minutes)
+#   --push-only               only the push scale runs (with either mode)
+#
+# The push scale runs start their own cluster (`longlink-push cluster`) on the local Redis
+# and MariaDB, write JSON results, and end with `longlink-bench plot` (SVG charts).
 #
 # Needs MariaDB, PostgreSQL and Redis (the database groups and the push cluster): run
 # scripts/test.sh once first, which installs and starts them when missing. Figures go to
@@ -12,7 +17,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/longlink/target}"
 FULL=0
-if [ "${1:-}" = "--full" ]; then FULL=1; fi
+PUSH_ONLY=0
+for arg in "$@"; do
+  case "$arg" in
+    --full) FULL=1 ;;
+    --push-only) PUSH_ONLY=1 ;;
+    *) echo "usage: scripts/bench.sh [--full] [--push-only]" >&2; exit 2 ;;
+  esac
+done
 
 if [ "$FULL" -eq 1 ]; then
   CRITERION=()
@@ -22,6 +34,8 @@ else
   RPC=()
 fi
 
+cargo build --release -p longlink-benches --bin longlink-bench -p longlink-push --bin longlink-push
+if [ "$PUSH_ONLY" -eq 0 ]; then
 echo "== codec"
 cargo bench -p longlink-benches --bench codec "${CRITERION[@]}"
 echo "== pool"
@@ -37,3 +51,72 @@ if [ "$FULL" -eq 1 ]; then PUSH=(--seconds 10); else PUSH=(--seconds 3); fi
 "$CARGO_TARGET_DIR/release/longlink-bench" push-unicast "${PUSH[@]}" \
   --bin "$CARGO_TARGET_DIR/release/longlink-push" \
   --out "$CARGO_TARGET_DIR/longlink-bench/push-unicast.json"
+fi
+
+# ---- push at scale: many connections against a running cluster (and the single process)
+BENCH="$CARGO_TARGET_DIR/release/longlink-bench"
+PUSH_BIN="$CARGO_TARGET_DIR/release/longlink-push"
+RESULTS="$CARGO_TARGET_DIR/longlink-bench/push-results"
+SCALE_DIR="$(mktemp -d)"
+mkdir -p "$RESULTS"
+cat > "$SCALE_DIR/config.toml" <<TOML
+dev_page = false
+[room]
+max_conns_per_ip = 20000
+[cluster]
+redis_prefix = "llbench:"
+room_capacity = 19900
+TOML
+mysql -uroot -h127.0.0.1 -e "CREATE DATABASE IF NOT EXISTS longlink_bench" 2>/dev/null || true
+LAUNCHER=""
+stop_cluster() {
+  if [ -n "$LAUNCHER" ]; then
+    kill -INT "$LAUNCHER" 2>/dev/null || true
+    for _ in $(seq 1 60); do kill -0 "$LAUNCHER" 2>/dev/null || break; sleep 1; done
+    kill -KILL "$LAUNCHER" 2>/dev/null || true
+    LAUNCHER=""
+  fi
+  redis-cli --scan --pattern 'llbench:*' | xargs -r redis-cli del >/dev/null || true
+}
+trap 'stop_cluster; rm -rf "$SCALE_DIR"' EXIT
+start_cluster() { # rooms
+  stop_cluster
+  rm -rf "$SCALE_DIR/data"
+  "$PUSH_BIN" cluster --rooms "$1" --base-port 27000 --data-dir "$SCALE_DIR/data" \
+    --database mysql://root@127.0.0.1:3306/longlink_bench --config "$SCALE_DIR/config.toml" \
+    > "$SCALE_DIR/cluster.log" 2>&1 &
+  LAUNCHER=$!
+  for _ in $(seq 1 60); do [ -s "$SCALE_DIR/data/demo-api-key" ] && break; sleep 1; done
+  sleep 3
+}
+push() { # scenario out-name [options...]
+  local scenario=$1 name=$2; shift 2
+  echo "-- push $scenario $*"
+  "$BENCH" push "$scenario" --center http://127.0.0.1:27000 --data-dir "$SCALE_DIR/data" \
+    --out "$RESULTS/$name.json" "$@" > /dev/null
+}
+
+if [ "$FULL" -eq 1 ]; then
+  echo "== push at scale (full): 100k and 250k connections"
+  start_cluster 6
+  push connect connect-ws -n 100000 --ws --parallel 128
+  push connect connect-tcp -n 100000 --parallel 128
+  push broadcast broadcast-ws -n 100000 --ws --messages 10 --parallel 128
+  push broadcast broadcast-tcp -n 100000 --messages 10 --parallel 128
+  push broadcast broadcast-burst -n 100000 --messages 20 --burst --parallel 128
+  push idle idle-tcp -n 100000 --hold-secs 60 --parallel 128
+  push unicast unicast-cluster-10k -n 20000 --per-worker 10000 --rate 10000
+  push churn churn-ws -n 20000 --per-worker 10000 --ws --messages 2000
+  start_cluster 13
+  push connect connect-ws-250k -n 250000 --ws --parallel 48 --hold-secs 20
+else
+  echo "== push at scale (short): 20k connections on 2 rooms"
+  start_cluster 2
+  push connect connect-ws -n 20000 --per-worker 10000 --ws
+  push broadcast broadcast-burst -n 20000 --per-worker 10000 --messages 20 --burst
+  push unicast unicast-cluster-5k -n 5000 --per-worker 5000 --rate 5000 --hold-secs 5
+  push churn churn-tcp -n 10000 --per-worker 5000 --messages 500
+fi
+stop_cluster
+"$BENCH" plot --results "$RESULTS" --out "$CARGO_TARGET_DIR/longlink-bench/push-plots"
+echo "results: $RESULTS; plots: $CARGO_TARGET_DIR/longlink-bench/push-plots"

@@ -108,6 +108,15 @@ enum Command {
         #[arg(long, default_value = "target/longlink-bench/push.json")]
         out: PathBuf,
     },
+    /// SVG charts for `docs/benchmarks.md` from the JSON results of `push` runs.
+    Plot {
+        /// The directory holding the results (`connect-ws.json`, `broadcast-tcp.json`, …).
+        #[arg(long, default_value = "docs/results")]
+        results: PathBuf,
+        /// Where the SVG files go.
+        #[arg(long, default_value = "docs/img")]
+        out: PathBuf,
+    },
     /// A load worker (started by `push`; reads its plan as JSON).
     #[command(hide = true)]
     PushWorker {
@@ -278,6 +287,17 @@ fn main() {
                 }
             }
         }
+        Command::Plot { results, out } => match longlink_benches::plot::write_all(&results, &out) {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", out.join(f).display());
+                }
+            }
+            Err(e) => {
+                eprintln!("plot failed: {e}");
+                std::process::exit(1);
+            }
+        },
         Command::PushWorker { plan } => {
             let plan: longlink_benches::push_load::worker::WorkerPlan =
                 serde_json::from_str(&plan).expect("a plan");

@@ -8,10 +8,10 @@
 //! unicasts flow: every message must arrive). Prints a summary and writes a JSON result.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -447,7 +447,11 @@ fn room_cpu(ticks: u64, outcome: &mut Outcome) {
 /// Unicasts at `opts.rate` for `opts.hold_secs` to random connected users through the
 /// center API (open loop: a push is sent on schedule whether or not earlier ones have
 /// been answered, up to 1,024 in flight), then waits for them to arrive.
-async fn unicast(opts: &Options, workers: &mut [Worker], outcome: &mut Outcome) -> Result<(), String> {
+async fn unicast(
+    opts: &Options,
+    workers: &mut [Worker],
+    outcome: &mut Outcome,
+) -> Result<(), String> {
     use http_body_util::{BodyExt, Full};
     const IN_FLIGHT: usize = 1024;
     for w in workers.iter_mut() {
@@ -467,8 +471,7 @@ async fn unicast(opts: &Options, workers: &mut [Worker], outcome: &mut Outcome) 
     let total = opts.rate * opts.hold_secs.max(1);
     let started = Instant::now();
     let bar = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template("unicast {bar:40} {pos}/{len} {per_sec}")
-            .expect("template"),
+        ProgressStyle::with_template("unicast {bar:40} {pos}/{len} {per_sec}").expect("template"),
     );
     for i in 0..total {
         // On schedule: push i goes out at i / rate seconds.
@@ -480,13 +483,15 @@ async fn unicast(opts: &Options, workers: &mut [Worker], outcome: &mut Outcome) 
             continue;
         };
         let uid = format!("load{}", fastrand::u64(..users));
-        let body = serde_json::json!({"uid": uid, "body": now_us().to_string(), "mode": "at_most_once"});
+        let body =
+            serde_json::json!({"uid": uid, "body": now_us().to_string(), "mode": "at_most_once"});
         let req = http::Request::post(url.clone())
             .header("x-api-key", &opts.key)
             .header("content-type", "application/json")
             .body(Full::new(bytes::Bytes::from(body.to_string())))
             .map_err(|e| e.to_string())?;
-        let (client, accepted, errors) = (client.clone(), Arc::clone(&accepted), Arc::clone(&errors));
+        let (client, accepted, errors) =
+            (client.clone(), Arc::clone(&accepted), Arc::clone(&errors));
         tokio::spawn(async move {
             let ok = match client.request(req).await {
                 Ok(resp) => {
@@ -525,8 +530,14 @@ async fn unicast(opts: &Options, workers: &mut [Worker], outcome: &mut Outcome) 
     outcome.errors = errors.load(Ordering::Relaxed);
     eprintln!(
         "unicast at {}/s for {:.1} s: {sent} accepted ({:.0}/s), {} received, {} errors; latency p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms",
-        opts.rate, sending, outcome.accepted_per_sec, outcome.delivered, outcome.errors,
-        outcome.p50_ms, outcome.p99_ms, outcome.p999_ms
+        opts.rate,
+        sending,
+        outcome.accepted_per_sec,
+        outcome.delivered,
+        outcome.errors,
+        outcome.p50_ms,
+        outcome.p99_ms,
+        outcome.p999_ms
     );
     Ok(())
 }

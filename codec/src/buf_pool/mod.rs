@@ -2,7 +2,7 @@
 //!
 //! Long-lived connections read and write all the time; allocating a fresh buffer per frame
 //! costs an allocator round trip each time and fragments the heap. [`BufPool`] hands out
-//! [`PooledBuf`]s (a [`BytesMut`] underneath) from size classes — 256 B, 1 KiB, 4 KiB,
+//! [`PooledBuf`]s (a [`BytesMut`](bytes::BytesMut) underneath) from size classes — 256 B, 1 KiB, 4 KiB,
 //! 16 KiB and 64 KiB by default — and takes them back when the handle drops, from whichever
 //! thread drops it.
 //!
