@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use crate::PushError;
 use crate::model::Message;
 use crate::room::{Payload, Room};
+use longlink_codec::push::DeliveryMode;
 
 /// Who a delivery reached.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,7 +71,8 @@ impl Rooms for Room {
         message: &Message,
         payload: &Arc<Payload>,
     ) -> Result<Reached, PushError> {
-        let (users, deliveries) = Room::broadcast(self, &message.app, payload);
+        let want_users = message.mode != DeliveryMode::AtMostOnce;
+        let (users, deliveries) = Room::broadcast(self, &message.app, payload, want_users);
         Ok(Reached {
             users,
             deliveries,

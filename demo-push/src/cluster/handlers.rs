@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use longlink_codec::push::{Upstream, UpstreamReply};
+use longlink_codec::push::{DeliveryMode, Upstream, UpstreamReply};
 use longlink_rpc::ServiceError;
 
 use super::redis_register::RedisRegister;
@@ -199,7 +199,8 @@ impl room_svc::Handler for RoomHandler {
                 .payload(&message)
                 .map_err(|e| ServiceError::new(super::services::status::INVALID, e.to_string()))?,
         );
-        let (users, deliveries) = self.room.broadcast(&message.app, &payload);
+        let want_users = message.mode != DeliveryMode::AtMostOnce;
+        let (users, deliveries) = self.room.broadcast(&message.app, &payload, want_users);
         Ok(RoomReached {
             users,
             deliveries: deliveries as u64,

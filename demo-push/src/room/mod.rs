@@ -9,6 +9,7 @@
 
 mod ip_limit;
 pub mod link;
+mod outbox;
 mod session;
 mod trim;
 mod upgrade;
@@ -30,6 +31,7 @@ use tokio::sync::{Notify, Semaphore};
 pub use link::Payload;
 
 use self::ip_limit::IpLimit;
+use self::outbox::Outbox;
 use self::wheel::Wheel;
 use crate::metrics::{Metrics, inc};
 use crate::model::{ConnId, Session};
@@ -146,15 +148,6 @@ pub(crate) enum Closing {
     Reconnect { reason: String, after_ms: u32 },
     Timeout,
     Slow,
-}
-
-/// Messages waiting to be written. Nothing is allocated while it is empty, so an idle
-/// connection keeps no queue; it holds at most `send_queue` messages.
-#[derive(Default)]
-pub(crate) struct Outbox {
-    items: std::collections::VecDeque<Arc<Payload>>,
-    /// The connection is done: offers are refused.
-    closed: bool,
 }
 
 /// A connection as the room's registry sees it.
@@ -362,25 +355,34 @@ impl Room {
         }
     }
 
-    /// Queues `payload` for every connection subscribing `app`; returns the users reached
-    /// (each once) and the deliveries made.
-    pub fn broadcast(&self, app: &str, payload: &Arc<Payload>) -> (Vec<String>, usize) {
+    /// Queues `payload` for every connection subscribing `app`; returns the deliveries made
+    /// and, with `want_users` (a stored message needs its delivery records), the users
+    /// reached, each once. An at-most-once broadcast skips collecting them: that is a
+    /// string per connection, sorted, and sent back over RPC in a cluster.
+    pub fn broadcast(
+        &self,
+        app: &str,
+        payload: &Arc<Payload>,
+        want_users: bool,
+    ) -> (Vec<String>, usize) {
         let mut users = Vec::new();
         let mut delivered = 0;
+        let mut handles: Vec<Arc<ConnHandle>> = Vec::new();
         for shard in self.inner.conns.iter() {
-            let handles: Vec<Arc<ConnHandle>> = shard.lock().values().cloned().collect();
-            for handle in handles {
+            handles.clear();
+            handles.extend(shard.lock().values().cloned());
+            for handle in &handles {
                 let uid = match handle.identity.read().as_ref() {
-                    Some(i) if i.apps.iter().any(|a| a == app) => i.uid.clone(),
+                    Some(i) if i.apps.iter().any(|a| a == app) => want_users.then(|| i.uid.clone()),
                     _ => continue,
                 };
-                if self.inner.offer(&handle, payload) {
+                if self.inner.offer(handle, payload) {
                     delivered += 1;
-                    users.push(uid);
+                    users.extend(uid);
                 }
             }
         }
-        users.sort();
+        users.sort_unstable();
         users.dedup();
         (users, delivered)
     }
@@ -475,13 +477,13 @@ impl RoomInner {
         if outbox.closed {
             return false;
         }
-        if outbox.items.len() >= self.config.send_queue.max(1) {
+        if outbox.len() >= self.config.send_queue.max(1) {
             drop(outbox);
             inc(&self.metrics.slow_consumers);
             handle.close(Closing::Slow);
             return false;
         }
-        outbox.items.push_back(Arc::clone(payload));
+        outbox.push(Arc::clone(payload));
         drop(outbox);
         handle.ready.notify_one();
         true

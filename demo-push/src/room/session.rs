@@ -161,7 +161,7 @@ async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSl
     {
         let mut outbox = handle.outbox.lock();
         outbox.closed = true;
-        outbox.items.clear();
+        outbox.clear();
     }
     match outcome {
         Some(Closing::Kick(reason)) => {
@@ -390,7 +390,7 @@ async fn serve(
                 // Coalesce: what is queued goes out in one write (up to MAX_COALESCE).
                 let mut sent = 0u64;
                 while (sent as usize) < MAX_COALESCE {
-                    let next = handle.outbox.lock().items.pop_front();
+                    let next = handle.outbox.lock().pop();
                     let Some(payload) = next else { break };
                     link.feed(&payload, form);
                     sent += 1;
@@ -400,12 +400,12 @@ async fn serve(
                 }
                 crate::metrics::add(&room.metrics.messages_out, sent);
                 let mut outbox = handle.outbox.lock();
-                if !outbox.items.is_empty() {
+                if !outbox.is_empty() {
                     // More than one write's worth: come back for the rest.
                     handle.ready.notify_one();
-                } else if outbox.items.capacity() > 0 {
+                } else {
                     // Drained: an idle connection keeps no queue.
-                    outbox.items = std::collections::VecDeque::new();
+                    outbox.shrink_if_drained();
                 }
             }
             () = handle.closer.notified() => {
