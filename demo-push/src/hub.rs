@@ -59,7 +59,9 @@ impl Default for HubConfig {
 pub struct PushReport {
     /// The message id.
     pub id: u64,
-    /// Recipients it was addressed to (users; stored for each when the mode stores).
+    /// Recipients it was addressed to (users; stored for each when the mode stores). An
+    /// at-most-once broadcast addresses whoever is connected without listing them: there it
+    /// is the connections reached, as `delivered`.
     pub recipients: usize,
     /// Connections it was written to now.
     pub delivered: usize,
@@ -365,10 +367,15 @@ impl Hub {
             }
             Target::Group { group } => (self.register.members(app, group).await?, None),
             // Everyone online in the app now; the body is stored once, with a small row
-            // per user for its ACK.
-            Target::Broadcast => (rooms.users_in(app).await?, None),
+            // per user for its ACK. An at-most-once broadcast stores nothing and needs no
+            // list: the rooms write to whoever is connected.
+            Target::Broadcast if mode != DeliveryMode::AtMostOnce => {
+                (rooms.users_in(app).await?, None)
+            }
+            Target::Broadcast => (Vec::new(), None),
         };
         let stored = mode != DeliveryMode::AtMostOnce;
+        let listed = !matches!(target, Target::Broadcast) || stored;
         if stored {
             let device = device.clone().unwrap_or_else(|| "*".to_owned());
             let rows: Vec<Recipient> = recipients
@@ -408,7 +415,8 @@ impl Hub {
         };
         Ok(PushReport {
             id: message.id,
-            recipients: recipients.len(),
+            // An at-most-once broadcast has no list: it reports the connections reached.
+            recipients: if listed { recipients.len() } else { delivered },
             delivered,
             stored,
         })

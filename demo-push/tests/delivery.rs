@@ -99,6 +99,29 @@ async fn broadcast_reaches_every_online_user_of_the_app<S: Starter>() {
     quiet(&mut outsider, Duration::from_millis(300)).await;
     // The body is stored once; each reached user has a delivery row that its ACK closes.
     s.wait_status(id, "b4", "acked").await;
+    assert_eq!(report["recipients"], 5);
+    // At most once: nothing stored, no list; the connections reached are reported.
+    let (status, report) = s
+        .post(
+            "/push/broadcast",
+            KEY,
+            json!({"body": "once", "mode": "at_most_once"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (
+            &report["recipients"],
+            &report["delivered"],
+            &report["stored"]
+        ),
+        (&json!(5), &json!(5), &json!(false))
+    );
+    let id = report["id"].as_u64().unwrap();
+    for u in &mut users {
+        assert_eq!(message(u).await, (id, "once".to_owned()));
+    }
+    quiet(&mut outsider, Duration::from_millis(300)).await;
 }
 
 async fn a_message_sent_while_offline_arrives_on_connect<S: Starter>() {
