@@ -1,6 +1,7 @@
 //! `longlink-bench push <scenario>`: many connections against a running push system (one
 //! process or a cluster), spread over worker processes (≤ ~19,900 connections each: the
-//! open-file limit) and loopback source addresses (127.0.0.2, .3, …: ~28k ports each).
+//! open-file limit) and loopback source addresses (127.B.0.2, .3, … for a block B chosen per
+//! run, so one run's TIME_WAIT does not take the next one's ports: ~28k ports each).
 //!
 //! Scenarios: `connect` (connect rate, then server memory per connection from `/proc`),
 //! `broadcast` (deliveries per second and delivery latency across every connection),
@@ -296,6 +297,11 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
     let mut workers = Vec::new();
     let mut first = 0;
     let started = Instant::now();
+    // Each run takes a fresh block of source addresses (127.B.0.2, 127.B.0.3, … for a random
+    // B): the previous run's closed connections sit in TIME_WAIT (up to 60 s, at most
+    // 131,072 of them) on its own addresses' ports, so a run right after one does not
+    // find those ports taken.
+    let block = fastrand::u8(1..=254);
     while first < opts.conns {
         let count = per_worker.min(opts.conns - first);
         let plan = WorkerPlan {
@@ -303,8 +309,8 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
             websocket: opts.websocket,
             first,
             count,
-            // 127.0.0.2, .3, …: each worker its own source address.
-            source: format!("127.0.{}.{}", 0, 2 + workers.len() % 250),
+            // Each worker its own source address in the run's block.
+            source: format!("127.{block}.0.{}", 2 + workers.len() % 250),
             secret: opts.secret.clone(),
             heartbeat_secs: 60,
             parallel: opts.parallel,
