@@ -38,8 +38,7 @@ pub(crate) async fn upgrade(stream: &mut TcpStream) -> Result<Option<PooledBuf>,
                         phrase(status),
                         reason.len()
                     );
-                    let _ = stream.write_all(head.as_bytes()).await;
-                    let _ = stream.shutdown().await;
+                    refuse(stream, &head).await;
                     return Err(UpgradeError::Refused { status, reason });
                 }
             };
@@ -54,7 +53,7 @@ pub(crate) async fn upgrade(stream: &mut TcpStream) -> Result<Option<PooledBuf>,
                  content-length: {}\r\n\r\n{reason}",
                 reason.len()
             );
-            let _ = stream.write_all(head.as_bytes()).await;
+            refuse(stream, &head).await;
             return Err(UpgradeError::Refused {
                 status: 431,
                 reason,
@@ -69,6 +68,27 @@ pub(crate) async fn upgrade(stream: &mut TcpStream) -> Result<Option<PooledBuf>,
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
     }
+}
+
+/// Writes the refusal, closes our side, and reads what the client still sends (up to 64 KiB,
+/// for at most a second) before the socket is dropped: closing with unread input would
+/// reset the connection, and the client could lose the answer.
+async fn refuse(stream: &mut TcpStream, response: &str) {
+    if stream.write_all(response.as_bytes()).await.is_err() {
+        return;
+    }
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
 }
 
 /// The end of the request head (after the blank line), if it has all arrived.
@@ -167,5 +187,31 @@ mod tests {
         let (_ws, response) = outcome.unwrap_or_else(|e| panic!("{e}; server: {served:?}"));
         assert_eq!(response.status(), 101);
         assert_eq!(served.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_endless_request_head_is_refused_with_431_at_the_limit() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            upgrade(&mut stream).await.map(|_| ())
+        });
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+        while head.len() < 2 * MAX_REQUEST_BYTES {
+            head.extend_from_slice(b"x-filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        // The server stops reading at the limit; the rest may not be taken.
+        let _ = client.write_all(&head).await;
+        let mut answer = Vec::new();
+        let _ = client.read_to_end(&mut answer).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+        drop(client);
+        assert!(matches!(
+            server.await.unwrap(),
+            Err(UpgradeError::Refused { status: 431, .. })
+        ));
     }
 }
