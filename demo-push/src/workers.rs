@@ -55,7 +55,10 @@ pub struct WorkerStats {
 /// ```
 pub struct Workers<J> {
     name: &'static str,
-    tx: async_channel::Sender<J>,
+    /// A tokio channel: its memory grows with what is queued, in blocks of 32, and is
+    /// freed as the queue drains (a preallocated ring would stay resident at its full
+    /// size once the ring has gone round once).
+    tx: tokio::sync::mpsc::Sender<J>,
     policy: Overflow,
     stats: Arc<WorkerStats>,
 }
@@ -75,7 +78,7 @@ impl<J> std::fmt::Debug for Workers<J> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Workers")
             .field("name", &self.name)
-            .field("queued", &self.tx.len())
+            .field("queued", &(self.tx.max_capacity() - self.tx.capacity()))
             .finish()
     }
 }
@@ -96,20 +99,26 @@ impl<J: Send + 'static> Workers<J> {
         F: Fn(Vec<J>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let (tx, rx) = async_channel::bounded::<J>(queue.max(1));
+        let (tx, rx) = tokio::sync::mpsc::channel::<J>(queue.max(1));
+        // The workers take turns at the receiver; a worker holds it only while it collects
+        // a batch, never while it runs one.
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let stats = Arc::new(WorkerStats::default());
         for _ in 0..workers.max(1) {
-            let rx = rx.clone();
+            let rx = Arc::clone(&rx);
             let handler = handler.clone();
             let stats = Arc::clone(&stats);
             tokio::spawn(async move {
-                while let Ok(first) = rx.recv().await {
-                    let mut batch = vec![first];
-                    while batch.len() < max_batch.max(1) {
-                        match rx.try_recv() {
-                            Ok(job) => batch.push(job),
-                            Err(_) => break,
-                        }
+                loop {
+                    let mut batch = Vec::new();
+                    if rx
+                        .lock()
+                        .await
+                        .recv_many(&mut batch, max_batch.max(1))
+                        .await
+                        == 0
+                    {
+                        return; // every sender is gone
                     }
                     let n = batch.len() as u64;
                     handler(batch).await;
@@ -164,7 +173,7 @@ impl<J: Send + 'static> Workers<J> {
 
     /// Jobs waiting now.
     pub fn queued(&self) -> usize {
-        self.tx.len()
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     /// The pool's name.
@@ -175,5 +184,78 @@ impl<J: Send + 'static> Workers<J> {
     /// The counters.
     pub fn stats(&self) -> &WorkerStats {
         &self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::{Semaphore, mpsc};
+
+    /// A pool of one worker whose handler waits for a permit per batch and reports it.
+    fn gated(
+        policy: Overflow,
+        queue: usize,
+    ) -> (
+        Workers<u32>,
+        Arc<Semaphore>,
+        mpsc::UnboundedReceiver<Vec<u32>>,
+    ) {
+        let gate = Arc::new(Semaphore::new(0));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pool = {
+            let gate = Arc::clone(&gate);
+            Workers::spawn("test", 1, queue, policy, 4, move |batch: Vec<u32>| {
+                let (gate, tx) = (Arc::clone(&gate), tx.clone());
+                async move {
+                    gate.acquire().await.unwrap().forget();
+                    tx.send(batch).unwrap();
+                }
+            })
+        };
+        (pool, gate, rx)
+    }
+
+    /// Submits until the worker holds one job and the queue is full.
+    async fn fill(pool: &Workers<u32>, queue: usize) {
+        pool.submit(0).await.unwrap();
+        while pool.queued() > 0 {
+            tokio::task::yield_now().await; // the worker took job 0 and waits at the gate
+        }
+        for n in 1..=queue as u32 {
+            pool.submit(n).await.unwrap();
+        }
+        assert_eq!(pool.queued(), queue);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_rejects_sheds_or_waits_as_its_policy_says() {
+        let (pool, gate, mut done) = gated(Overflow::Reject, 3);
+        fill(&pool, 3).await;
+        assert_eq!(pool.submit(9).await, Err(Overloaded { pool: "test" }));
+        assert_eq!(pool.try_submit(9), Err(Overloaded { pool: "test" }));
+        assert_eq!(pool.stats().rejected.load(Relaxed), 2);
+        gate.add_permits(2);
+        // The first job alone, then the queue in one batch (up to 4).
+        assert_eq!(done.recv().await.unwrap(), vec![0]);
+        assert_eq!(done.recv().await.unwrap(), vec![1, 2, 3]);
+
+        let (pool, _gate, _done) = gated(Overflow::Shed, 2);
+        fill(&pool, 2).await;
+        assert_eq!(pool.submit(9).await, Ok(()));
+        assert_eq!(pool.stats().shed.load(Relaxed), 1);
+        assert_eq!(pool.queued(), 2);
+
+        let (pool, gate, mut done) = gated(Overflow::Wait(Duration::from_millis(100)), 1);
+        fill(&pool, 1).await;
+        assert_eq!(pool.submit(9).await, Err(Overloaded { pool: "test" }));
+        gate.add_permits(1);
+        assert_eq!(done.recv().await.unwrap(), vec![0]);
+        // The worker took job 1 at once: there is room, and a waiting submit gets in.
+        assert_eq!(pool.submit(5).await, Ok(()));
+        gate.add_permits(2);
+        assert_eq!(done.recv().await.unwrap(), vec![1]);
+        assert_eq!(done.recv().await.unwrap(), vec![5]);
+        assert_eq!(pool.stats().submitted.load(Relaxed), 3);
     }
 }
