@@ -6,29 +6,16 @@ mod common;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use common::{ECHO, TestServer};
-use longlink_codec::rpc::{Hello, Message, Request, RpcCodec};
+use common::{ECHO, TestServer, raw};
+use longlink_codec::rpc::{Message, Request, RpcCodec};
 use longlink_rpc::{Client, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_stops_reading_a_client_that_does_not_read_its_answers() {
     let server = TestServer::with(Server::builder().max_outgoing_bytes(256 * 1024)).await;
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let mut codec = RpcCodec::new();
-    let mut out = BytesMut::new();
-    codec
-        .encode(
-            Message::Hello(Hello {
-                max_frame_bytes: 1 << 20,
-                max_in_flight: 0,
-            }),
-            &mut out,
-        )
-        .unwrap();
-    stream.write_all(&out).await.unwrap();
+    let (stream, mut decoder, mut buf) = raw(server.addr).await;
 
     // Flood 64 KiB echo requests without reading a byte: 2,000 of them would be 128 MiB of
     // answers.
@@ -76,8 +63,7 @@ async fn server_stops_reading_a_client_that_does_not_read_its_answers() {
 
     // Reading the answers lets the server read again, and every request is answered.
     let mut answered = 0;
-    let mut buf = BytesMut::with_capacity(1 << 20);
-    let mut decoder = RpcCodec::new();
+    buf.reserve(1 << 20);
     while answered < 2_000 {
         while let Some(message) = decoder.decode(&mut buf).unwrap() {
             if matches!(message, Message::Response(_)) {

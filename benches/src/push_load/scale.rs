@@ -460,9 +460,7 @@ async fn unicast(
 ) -> Result<(), String> {
     use http_body_util::{BodyExt, Full};
     const IN_FLIGHT: usize = 1024;
-    for w in workers.iter_mut() {
-        w.command("reset").await;
-    }
+    reset(workers).await;
     let users = outcome.connected.max(1);
     let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -560,14 +558,19 @@ fn latency(reports: &[Report], outcome: &mut Outcome) {
     outcome.p999_ms = h.value_at_quantile(0.999) as f64 / 1000.0;
 }
 
+/// Zeroes every worker's counters before a measured phase.
+async fn reset(workers: &mut [Worker]) {
+    for w in workers.iter_mut() {
+        w.command("reset").await;
+    }
+}
+
 async fn broadcast(
     opts: &Options,
     workers: &mut [Worker],
     outcome: &mut Outcome,
 ) -> Result<(), String> {
-    for w in workers.iter_mut() {
-        w.command("reset").await;
-    }
+    reset(workers).await;
     let expected = outcome.connected * opts.messages as u64;
     let started = Instant::now();
     let url = format!("{}/push/broadcast", opts.center);
@@ -625,9 +628,7 @@ async fn churn(
     workers: &mut [Worker],
     outcome: &mut Outcome,
 ) -> Result<(), String> {
-    for w in workers.iter_mut() {
-        w.command("reset").await;
-    }
+    reset(workers).await;
     let users = outcome.connected.min(2000) as usize;
     let mut sent: HashMap<String, Vec<u64>> = HashMap::new();
     let started = Instant::now();
