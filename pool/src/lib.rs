@@ -14,6 +14,7 @@ mod options;
 mod pool;
 mod reaper;
 mod shared;
+mod slot_guard;
 mod stats;
 mod waiters;
 

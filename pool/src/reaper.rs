@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::Manager;
-use crate::pool::SlotGuard;
 use crate::shared::Shared;
+use crate::slot_guard::SlotGuard;
 
 pub(crate) async fn run<M: Manager>(shared: Weak<Shared<M>>, period: Duration) {
     let mut ticks = tokio::time::interval(period);
