@@ -36,6 +36,17 @@ pub enum DeadlinePhase {
     InHandler,
 }
 
+impl fmt::Display for DeadlinePhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeadlinePhase::Queued => "before the request was sent",
+            DeadlinePhase::InFlight => "waiting for the answer (the request may have run)",
+            DeadlinePhase::BeforeDispatch => "before the server ran the handler",
+            DeadlinePhase::InHandler => "while the handler ran",
+        })
+    }
+}
+
 /// Why a call failed. Every variant answers two questions a caller deciding to retry has:
 /// [`may_have_run`](RpcError::may_have_run) and [`is_retryable`](RpcError::is_retryable).
 ///
@@ -46,6 +57,10 @@ pub enum DeadlinePhase {
 /// assert_eq!(e.to_string(), "overloaded: in-flight limit reached and queue full");
 /// let e = RpcError::ConnectionLost { written: true };
 /// assert!(e.may_have_run() && !e.is_retryable());
+/// // A handler that said it did nothing (its database was down, say) is safe to retry.
+/// let e = RpcError::Remote { status: 1001, message: "store down".into(), not_processed: true, retryable: true };
+/// assert!(!e.may_have_run() && e.is_retryable());
+/// assert_eq!(e.to_string(), "remote error 1001: store down (not processed)");
 /// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -65,7 +80,7 @@ pub enum RpcError {
         message: String,
     },
     /// The deadline passed.
-    #[error("deadline exceeded ({phase:?})")]
+    #[error("deadline exceeded {phase}")]
     DeadlineExceeded {
         /// Where.
         phase: DeadlinePhase,
@@ -103,13 +118,18 @@ pub enum RpcError {
         /// The limit.
         max: usize,
     },
-    /// The handler ran and failed.
-    #[error("remote error {status}: {message}")]
+    /// The handler failed. It ran, unless it said it did no work (`not_processed`, from
+    /// [`ServiceError::not_processed`](crate::ServiceError::not_processed)).
+    #[error("remote error {status}: {message}{}", if *not_processed { " (not processed)" } else { "" })]
     Remote {
         /// The status code (1000 and up: the application's).
         status: u16,
         /// The handler's message.
         message: String,
+        /// The handler said it did nothing: the call may be sent again (or elsewhere).
+        not_processed: bool,
+        /// The handler said trying again later may succeed.
+        retryable: bool,
     },
 }
 
@@ -128,7 +148,8 @@ impl RpcError {
                 matches!(phase, DeadlinePhase::InFlight | DeadlinePhase::InHandler)
             }
             RpcError::ConnectionLost { written } => *written,
-            RpcError::Cancelled | RpcError::Remote { .. } => true,
+            RpcError::Remote { not_processed, .. } => !not_processed,
+            RpcError::Cancelled => true,
         }
     }
 
@@ -138,6 +159,11 @@ impl RpcError {
         match self {
             RpcError::Overloaded { .. } | RpcError::Unavailable { .. } | RpcError::Draining => true,
             RpcError::Rejected { retryable, .. } => *retryable,
+            RpcError::Remote {
+                not_processed,
+                retryable,
+                ..
+            } => *not_processed && *retryable,
             RpcError::ConnectionLost { written } => !written,
             RpcError::DeadlineExceeded { phase } => {
                 matches!(phase, DeadlinePhase::Queued | DeadlinePhase::BeforeDispatch)

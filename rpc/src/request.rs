@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-pub use longlink_codec::rpc::Status;
+pub use longlink_codec::rpc::{Flags, Status};
 
 /// A call: which method, its payload, and when the caller stops waiting.
 ///
@@ -36,13 +36,17 @@ impl Request {
     }
 }
 
-/// A server's answer.
+/// A server's answer. Build it with [`ok`](Response::ok) or [`error`](Response::error).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Response {
     /// The outcome.
     pub status: Status,
     /// The payload (for a failure, a message).
     pub body: Bytes,
+    /// What the client learns besides the status: [`Flags::NOT_PROCESSED`] (the handler
+    /// did nothing, so the call may go elsewhere) and [`Flags::RETRYABLE`].
+    pub flags: Flags,
 }
 
 impl Response {
@@ -56,6 +60,7 @@ impl Response {
         Response {
             status: Status::OK,
             body: body.into(),
+            flags: Flags::NONE,
         }
     }
 
@@ -64,7 +69,21 @@ impl Response {
         Response {
             status,
             body: Bytes::from(message.into()),
+            flags: Flags::NONE,
         }
+    }
+
+    /// The same answer with `flags` added: a failure the handler marks
+    /// `NOT_PROCESSED | RETRYABLE` reaches the caller as an error that did not run.
+    ///
+    /// ```
+    /// use longlink_rpc::{Flags, Response, Status};
+    /// let r = Response::error(Status(1001), "store down").with_flags(Flags::NOT_PROCESSED | Flags::RETRYABLE);
+    /// assert!(r.flags.contains(Flags::NOT_PROCESSED));
+    /// ```
+    pub fn with_flags(mut self, flags: Flags) -> Response {
+        self.flags |= flags.without(Flags::MORE);
+        self
     }
 }
 

@@ -93,7 +93,7 @@ async fn handler_failure_is_a_remote_error_that_ran() {
     let client = Client::new(server.addr.to_string());
     let err = client.call(FAIL, Bytes::new()).await.unwrap_err();
     assert!(
-        matches!(&err, RpcError::Remote { status: 1001, message } if message == "boom"),
+        matches!(&err, RpcError::Remote { status: 1001, message, .. } if message == "boom"),
         "{err:?}"
     );
     assert!(err.may_have_run() && !err.is_retryable());

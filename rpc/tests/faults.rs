@@ -84,18 +84,30 @@ async fn unreachable_target_fails_with_unavailable_and_backs_off() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener); // nothing listens there now
-    let client = Client::new(addr.to_string());
-    let err = client.call(ECHO, "x").await.unwrap_err();
-    assert!(
-        matches!(&err, RpcError::Unavailable { reason } if reason.contains("connect")),
-        "{err:?}"
-    );
-    // The next call within the backoff does not even try to connect.
-    let err = client.call(ECHO, "x").await.unwrap_err();
-    assert!(
-        matches!(&err, RpcError::Unavailable { reason } if reason.contains("reconnecting in")),
-        "{err:?}"
-    );
+    // One redial policy for every strategy.
+    for strategy in [
+        Strategy::Multiplexed { conns: 1 },
+        Strategy::Pooled { max_conns: 2 },
+        Strategy::Short,
+    ] {
+        let client = Client::builder(addr.to_string()).strategy(strategy).build();
+        let err = client.call(ECHO, "x").await.unwrap_err();
+        assert!(
+            matches!(&err, RpcError::Unavailable { reason } if reason.contains("connect")),
+            "{strategy:?}: {err:?}"
+        );
+        // The next call within the backoff does not even try to connect.
+        let err = client.call(ECHO, "x").await.unwrap_err();
+        assert!(
+            matches!(&err, RpcError::Unavailable { reason } if reason.contains("reconnecting in")),
+            "{strategy:?}: {err:?}"
+        );
+        assert_eq!(
+            err.to_string().matches("target unavailable").count(),
+            1,
+            "{strategy:?}: {err}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -194,7 +194,7 @@ impl Rooms for ClusterRooms {
                 return 0;
             };
             client
-                .kick((uid.to_owned(), app.to_owned(), reason.to_owned()))
+                .kick(uid.to_owned(), app.to_owned(), reason.to_owned())
                 .await
                 .unwrap_or(0)
         });

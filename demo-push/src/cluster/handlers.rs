@@ -64,15 +64,15 @@ impl register_svc::Handler for RegisterHandler {
             .map_err(to_service_error)
     }
 
-    async fn members(&self, (app, group): (String, String)) -> Answer<Vec<String>> {
+    async fn members(&self, app: String, group: String) -> Answer<Vec<String>> {
         self.0.members(&app, &group).await.map_err(to_service_error)
     }
 
-    async fn counts(&self, _: ()) -> Answer<(u64, u64)> {
+    async fn counts(&self) -> Answer<(u64, u64)> {
         self.0.counts().await.map_err(to_service_error)
     }
 
-    async fn epoch(&self, _: ()) -> Answer<String> {
+    async fn epoch(&self) -> Answer<String> {
         self.0
             .epoch_ms()
             .await
@@ -92,28 +92,31 @@ impl std::fmt::Debug for SaverHandler {
 }
 
 impl saver_svc::Handler for SaverHandler {
-    async fn store(&self, (message, recipients): (Message, Vec<Recipient>)) -> Answer<()> {
+    async fn store(&self, message: Message, recipients: Vec<Recipient>) -> Answer<()> {
         self.0
             .store(&message, &recipients)
             .await
             .map_err(to_service_error)
     }
 
-    async fn delivered(&self, (id, uids): (u64, Vec<String>)) -> Answer<()> {
+    async fn delivered(&self, id: u64, uids: Vec<String>) -> Answer<()> {
         self.0.delivered(id, &uids).await.map_err(to_service_error)
     }
 
-    async fn ack(&self, (uid, ids): (String, Vec<u64>)) -> Answer<u64> {
+    async fn ack(&self, uid: String, ids: Vec<u64>) -> Answer<u64> {
         self.0.ack(&uid, &ids).await.map_err(to_service_error)
     }
 
-    async fn expire(&self, (id, uid): (u64, String)) -> Answer<()> {
+    async fn expire(&self, id: u64, uid: String) -> Answer<()> {
         self.0.expire(id, &uid).await.map_err(to_service_error)
     }
 
     async fn pending(
         &self,
-        (uid, device, now_ms, limit): (String, String, u64, u32),
+        uid: String,
+        device: String,
+        now_ms: u64,
+        limit: u32,
     ) -> Answer<Vec<Pending>> {
         self.0
             .pending(&uid, &device, now_ms, (limit as usize).min(1000))
@@ -125,7 +128,7 @@ impl saver_svc::Handler for SaverHandler {
         self.0.status(id).await.map_err(to_service_error)
     }
 
-    async fn message_for(&self, (id, uid): (u64, String)) -> Answer<Option<Message>> {
+    async fn message_for(&self, id: u64, uid: String) -> Answer<Option<Message>> {
         self.0.message_for(id, &uid).await.map_err(to_service_error)
     }
 
@@ -133,7 +136,7 @@ impl saver_svc::Handler for SaverHandler {
         self.0.sweep(now_ms).await.map_err(to_service_error)
     }
 
-    async fn max_id(&self, _: ()) -> Answer<u64> {
+    async fn max_id(&self) -> Answer<u64> {
         self.0.max_id().await.map_err(to_service_error)
     }
 }
@@ -143,12 +146,12 @@ impl saver_svc::Handler for SaverHandler {
 pub struct CoordinatorHandler(pub Coordinator);
 
 impl coordinator_svc::Handler for CoordinatorHandler {
-    async fn presence(&self, (session, online): (Session, bool)) -> Answer<()> {
+    async fn presence(&self, session: Session, online: bool) -> Answer<()> {
         self.0.presence(&session, online).await;
         Ok(())
     }
 
-    async fn upstream(&self, (session, upstream): (Session, Upstream)) -> Answer<UpstreamReply> {
+    async fn upstream(&self, session: Session, upstream: Upstream) -> Answer<UpstreamReply> {
         Ok(self.0.upstream(&session, upstream))
     }
 }
@@ -211,7 +214,7 @@ impl room_svc::Handler for RoomHandler {
         Ok(self.room.users_in(&app))
     }
 
-    async fn kick(&self, (uid, app, reason): (String, String, String)) -> Answer<u64> {
+    async fn kick(&self, uid: String, app: String, reason: String) -> Answer<u64> {
         Ok(self.room.kick(&uid, &app, &reason) as u64)
     }
 

@@ -109,7 +109,7 @@ impl RemoteRegister {
 
     /// The register's epoch (it changes when the register lost its state).
     pub async fn epoch(&self) -> Result<String, PushError> {
-        self.call(|c| async move { c.epoch(()).await }).await
+        self.call(|c| async move { c.epoch().await }).await
     }
 }
 
@@ -155,21 +155,20 @@ impl Register for RemoteRegister {
     }
 
     async fn members(&self, app: &str, group: &str) -> Result<Vec<String>, PushError> {
-        let key = (app.to_owned(), group.to_owned());
         self.call(|c| {
-            let key = key.clone();
-            async move { c.members(key).await }
+            let (app, group) = (app.to_owned(), group.to_owned());
+            async move { c.members(app, group).await }
         })
         .await
     }
 
     async fn session_count(&self) -> Result<usize, PushError> {
-        let (users, _) = self.call(|c| async move { c.counts(()).await }).await?;
+        let (users, _) = self.call(|c| async move { c.counts().await }).await?;
         Ok(users as usize)
     }
 
     async fn group_count(&self) -> Result<usize, PushError> {
-        let (_, groups) = self.call(|c| async move { c.counts(()).await }).await?;
+        let (_, groups) = self.call(|c| async move { c.counts().await }).await?;
         Ok(groups as usize)
     }
 }
@@ -197,28 +196,28 @@ fn saver_err(e: longlink_rpc::RpcError) -> PushError {
 impl Saver for RemoteSaver {
     async fn store(&self, message: &Message, recipients: &[Recipient]) -> Result<(), PushError> {
         self.client
-            .store((message.clone(), recipients.to_vec()))
+            .store(message.clone(), recipients.to_vec())
             .await
             .map_err(saver_err)
     }
 
     async fn delivered(&self, message_id: u64, uids: &[String]) -> Result<(), PushError> {
         self.client
-            .delivered((message_id, uids.to_vec()))
+            .delivered(message_id, uids.to_vec())
             .await
             .map_err(saver_err)
     }
 
     async fn ack(&self, uid: &str, ids: &[u64]) -> Result<u64, PushError> {
         self.client
-            .ack((uid.to_owned(), ids.to_vec()))
+            .ack(uid.to_owned(), ids.to_vec())
             .await
             .map_err(saver_err)
     }
 
     async fn expire(&self, message_id: u64, uid: &str) -> Result<(), PushError> {
         self.client
-            .expire((message_id, uid.to_owned()))
+            .expire(message_id, uid.to_owned())
             .await
             .map_err(saver_err)
     }
@@ -231,12 +230,12 @@ impl Saver for RemoteSaver {
         limit: usize,
     ) -> Result<Vec<Pending>, PushError> {
         self.client
-            .pending((
+            .pending(
                 uid.to_owned(),
                 device.to_owned(),
                 now_ms,
                 limit.min(u32::MAX as usize) as u32,
-            ))
+            )
             .await
             .map_err(saver_err)
     }
@@ -247,7 +246,7 @@ impl Saver for RemoteSaver {
 
     async fn message_for(&self, message_id: u64, uid: &str) -> Result<Option<Message>, PushError> {
         self.client
-            .message_for((message_id, uid.to_owned()))
+            .message_for(message_id, uid.to_owned())
             .await
             .map_err(saver_err)
     }
@@ -257,7 +256,7 @@ impl Saver for RemoteSaver {
     }
 
     async fn max_id(&self) -> Result<u64, PushError> {
-        self.client.max_id(()).await.map_err(saver_err)
+        self.client.max_id().await.map_err(saver_err)
     }
 }
 
@@ -283,7 +282,7 @@ impl RemoteCoordinator {
 #[async_trait]
 impl Callbacks for RemoteCoordinator {
     async fn presence(&self, session: &Session, online: bool) {
-        if let Err(e) = self.client.presence((session.clone(), online)).await {
+        if let Err(e) = self.client.presence(session.clone(), online).await {
             // A connect storm overloads the coordinator by design (it refuses at once):
             // counted, and logged once per thousand.
             let n = self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -294,7 +293,7 @@ impl Callbacks for RemoteCoordinator {
     }
 
     async fn upstream(&self, session: &Session, upstream: Upstream) -> UpstreamReply {
-        match self.client.upstream((session.clone(), upstream)).await {
+        match self.client.upstream(session.clone(), upstream).await {
             Ok(reply) => reply,
             Err(e) => UpstreamReply {
                 ok: false,

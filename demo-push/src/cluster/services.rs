@@ -42,7 +42,9 @@ pub fn to_service_error(e: PushError) -> ServiceError {
 /// anything but an invalid request).
 pub fn from_rpc_error(service: &'static str, e: longlink_rpc::RpcError) -> PushError {
     match e {
-        longlink_rpc::RpcError::Remote { status, message } => match status {
+        longlink_rpc::RpcError::Remote {
+            status, message, ..
+        } => match status {
             status::INVALID => PushError::Invalid(message),
             status::STORE => PushError::Unavailable {
                 service: "store",
@@ -112,21 +114,21 @@ longlink_rpc::service! {
     /// The register service: sessions and groups, in Redis.
     pub mod register_svc {
         /// Records (or refreshes) sessions.
-        fn connect(Vec<Session>) -> ();
+        fn connect(sessions: Vec<Session>);
         /// Forgets sessions.
-        fn disconnect(Vec<Session>) -> ();
+        fn disconnect(sessions: Vec<Session>);
         /// The sessions of each uid.
-        fn lookup(Vec<String>) -> Lookup;
+        fn lookup(uids: Vec<String>) -> Lookup;
         /// Adds a user to a group.
-        fn bind(GroupOp) -> ();
+        fn bind(op: GroupOp);
         /// Removes a user from a group.
-        fn unbind(GroupOp) -> ();
+        fn unbind(op: GroupOp);
         /// A group's members: (app, group).
-        fn members((String, String)) -> Vec<String>;
+        fn members(app: String, group: String) -> Vec<String>;
         /// (online users, groups).
-        fn counts(()) -> (u64, u64);
+        fn counts() -> (u64, u64);
         /// The register's epoch: it changes when the register lost its state.
-        fn epoch(()) -> String;
+        fn epoch() -> String;
     }
 }
 
@@ -134,23 +136,23 @@ longlink_rpc::service! {
     /// The saver service: store-then-send state, in MySQL (durable) and Redis (hot).
     pub mod saver_svc {
         /// Stores a message for its recipients (before it is sent).
-        fn store((Message, Vec<Recipient>)) -> ();
+        fn store(message: Message, recipients: Vec<Recipient>);
         /// Marks a message delivered to users.
-        fn delivered((u64, Vec<String>)) -> ();
+        fn delivered(id: u64, uids: Vec<String>);
         /// A user's ACKs; answers how many rows changed.
-        fn ack((String, Vec<u64>)) -> u64;
+        fn ack(uid: String, ids: Vec<u64>) -> u64;
         /// Gives up a message for a user.
-        fn expire((u64, String)) -> ();
+        fn expire(id: u64, uid: String);
         /// What a user's device is owed: (uid, device, now_ms, limit).
-        fn pending((String, String, u64, u32)) -> Vec<Pending>;
+        fn pending(uid: String, device: String, now_ms: u64, limit: u32) -> Vec<Pending>;
         /// A message's status.
-        fn status(u64) -> Option<MessageStatus>;
+        fn status(id: u64) -> Option<MessageStatus>;
         /// A message, if it was sent to this user: (id, uid).
-        fn message_for((u64, String)) -> Option<Message>;
+        fn message_for(id: u64, uid: String) -> Option<Message>;
         /// Marks messages past their TTL expired.
-        fn sweep(u64) -> u64;
+        fn sweep(now_ms: u64) -> u64;
         /// The highest message id stored.
-        fn max_id(()) -> u64;
+        fn max_id() -> u64;
     }
 }
 
@@ -158,9 +160,9 @@ longlink_rpc::service! {
     /// The coordinator service: webhooks (upstream, online/offline).
     pub mod coordinator_svc {
         /// An online (true) or offline callback.
-        fn presence((Session, bool)) -> ();
+        fn presence(session: Session, online: bool);
         /// Upstream data from a client.
-        fn upstream((Session, Upstream)) -> UpstreamReply;
+        fn upstream(session: Session, upstream: Upstream) -> UpstreamReply;
     }
 }
 
@@ -168,14 +170,14 @@ longlink_rpc::service! {
     /// A room: delivers to the connections it holds.
     pub mod room_svc {
         /// Delivers to some users.
-        fn deliver(Delivery) -> RoomReached;
+        fn deliver(delivery: Delivery) -> RoomReached;
         /// Delivers to everyone in the message's app.
-        fn broadcast(Message) -> RoomReached;
+        fn broadcast(message: Message) -> RoomReached;
         /// The users online in an app.
-        fn users_in(String) -> Vec<String>;
+        fn users_in(app: String) -> Vec<String>;
         /// Kicks a user's connections in an app: (uid, app, reason).
-        fn kick((String, String, String)) -> u64;
+        fn kick(uid: String, app: String, reason: String) -> u64;
         /// Drains the room over a window in milliseconds.
-        fn drain(u64) -> ();
+        fn drain(window_ms: u64);
     }
 }

@@ -3,6 +3,7 @@
 mod handshake;
 mod limits;
 mod mux;
+mod redial;
 mod slots;
 mod strategy;
 
@@ -18,6 +19,7 @@ use longlink_codec::rpc::{self as wire, Flags, Status};
 use tower_service::Service;
 
 use self::limits::{FlowControl, LimitsConfig};
+use self::redial::Redial;
 use self::slots::Slots;
 use crate::{DeadlinePhase, Request, RpcError};
 
@@ -161,11 +163,15 @@ impl Builder {
 
     /// The client.
     pub fn build(self) -> Client {
+        let redial = Arc::new(Redial::default());
         let backend = match self.strategy {
             Strategy::Short => Backend::Short,
-            Strategy::Pooled { max_conns } => {
-                Backend::Pooled(strategy::pool(&self.addr, &self.config, max_conns))
-            }
+            Strategy::Pooled { max_conns } => Backend::Pooled(strategy::pool(
+                &self.addr,
+                &self.config,
+                max_conns,
+                Arc::clone(&redial),
+            )),
             Strategy::Multiplexed { conns } => Backend::Multiplexed(Slots::new(conns)),
         };
         Client {
@@ -174,6 +180,7 @@ impl Builder {
                 addr: self.addr,
                 strategy: self.strategy,
                 config: self.config,
+                redial,
                 backend,
             }),
         }
@@ -192,6 +199,8 @@ struct Inner {
     strategy: Strategy,
     config: Config,
     limits: FlowControl,
+    /// When the target may be dialled again, for every strategy.
+    redial: Arc<Redial>,
     backend: Backend,
 }
 
@@ -282,17 +291,33 @@ impl Client {
         }
     }
 
+    /// The target's address.
+    pub fn addr(&self) -> &str {
+        &self.inner.addr
+    }
+
+    /// `deadline`, or now + the default timeout when there is none.
+    pub(crate) fn deadline_or_default(&self, deadline: Option<Instant>) -> Option<Instant> {
+        deadline.or_else(|| {
+            self.inner
+                .config
+                .default_timeout
+                .map(|t| Instant::now() + t)
+        })
+    }
+
+    /// Whether `other` is a clone of this client (they share connections and flow control).
+    #[cfg(test)]
+    pub(crate) fn same_target(&self, other: &Client) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Calls `method` with `body` (with the default timeout, if one is set).
     pub async fn call(&self, method: u32, body: impl Into<Bytes>) -> Result<Bytes, RpcError> {
-        let deadline = self
-            .inner
-            .config
-            .default_timeout
-            .map(|t| Instant::now() + t);
         self.call_request(Request {
             method,
             body: body.into(),
-            deadline,
+            deadline: self.deadline_or_default(None),
         })
         .await
     }
@@ -325,14 +350,19 @@ impl Client {
         let answer = match &inner.backend {
             Backend::Multiplexed(slots) => {
                 let conn = match req.deadline {
-                    Some(at) => {
-                        tokio::time::timeout_at(at.into(), slots.pick(&inner.addr, &inner.config))
-                            .await
-                            .map_err(|_| RpcError::DeadlineExceeded {
-                                phase: DeadlinePhase::Queued,
-                            })??
+                    Some(at) => tokio::time::timeout_at(
+                        at.into(),
+                        slots.pick(&inner.addr, &inner.config, &inner.redial),
+                    )
+                    .await
+                    .map_err(|_| RpcError::DeadlineExceeded {
+                        phase: DeadlinePhase::Queued,
+                    })??,
+                    None => {
+                        slots
+                            .pick(&inner.addr, &inner.config, &inner.redial)
+                            .await?
                     }
-                    None => slots.pick(&inner.addr, &inner.config).await?,
                 };
                 let relative = req
                     .deadline
@@ -348,7 +378,9 @@ impl Client {
                 }
             }
             Backend::Pooled(pool) => strategy::pooled_call(pool, &inner.config, req).await?,
-            Backend::Short => strategy::short_call(&inner.addr, &inner.config, req).await?,
+            Backend::Short => {
+                strategy::short_call(&inner.addr, &inner.config, &inner.redial, req).await?
+            }
         };
         into_result(answer)
     }
@@ -376,6 +408,8 @@ fn into_result(resp: wire::Response) -> Result<Bytes, RpcError> {
         status => Err(RpcError::Remote {
             status: status.0,
             message: message(),
+            not_processed,
+            retryable: resp.flags.contains(Flags::RETRYABLE),
         }),
     }
 }

@@ -1,45 +1,22 @@
 //! The connections of a multiplexed client: a fixed number of slots (the hard cap on
-//! connections per target), each connected lazily, replaced when it breaks or drains, and
-//! reconnected with exponential backoff and jitter so a restarting server is not met by a
-//! storm of connects.
+//! connections per target), each connected lazily and replaced when it breaks or drains;
+//! connects follow the target's [`Redial`] policy.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use super::Config;
-use super::handshake;
 use super::mux::MuxConn;
+use super::redial::Redial;
 use crate::{OverloadScope, RpcError};
-
-const BACKOFF_BASE: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Default)]
-struct Backoff {
-    failures: u32,
-    retry_at: Option<Instant>,
-    last_error: String,
-}
-
-impl Backoff {
-    /// base × 2^failures, capped, ±30% jitter.
-    fn delay(failures: u32) -> Duration {
-        let exp = BACKOFF_BASE
-            .saturating_mul(1 << failures.min(16))
-            .min(BACKOFF_MAX);
-        exp.mul_f64(0.7 + 0.6 * fastrand::f64())
-    }
-}
 
 #[derive(Debug, Default)]
 struct Slot {
     conn: Mutex<Option<Arc<MuxConn>>>,
     /// One connect at a time per slot.
     connecting: tokio::sync::Mutex<()>,
-    backoff: Mutex<Backoff>,
 }
 
 #[derive(Debug)]
@@ -59,7 +36,12 @@ impl Slots {
     /// A connection to send on: the least loaded open one when every slot is filled;
     /// otherwise the next empty slot is connected (unless it is backing off, in which case
     /// an open one is used, or the call fails at once with `Unavailable`).
-    pub(crate) async fn pick(&self, addr: &str, config: &Config) -> Result<Arc<MuxConn>, RpcError> {
+    pub(crate) async fn pick(
+        &self,
+        addr: &str,
+        config: &Config,
+        redial: &Redial,
+    ) -> Result<Arc<MuxConn>, RpcError> {
         let mut best: Option<Arc<MuxConn>> = None;
         let mut empty = None;
         let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -80,7 +62,7 @@ impl Slots {
             }
         }
         if let Some(index) = empty {
-            match self.connect(index, addr, config).await {
+            match self.connect(index, addr, config, redial).await {
                 Ok(conn) => return Ok(conn),
                 Err(e) if best.is_none() => return Err(e),
                 Err(_) => {} // use an open one meanwhile
@@ -100,39 +82,17 @@ impl Slots {
         index: usize,
         addr: &str,
         config: &Config,
+        redial: &Redial,
     ) -> Result<Arc<MuxConn>, RpcError> {
         let slot = &self.slots[index];
         let _connecting = slot.connecting.lock().await;
         if let Some(conn) = slot.conn.lock().clone().filter(|c| c.is_open()) {
             return Ok(conn); // another caller connected it meanwhile
         }
-        {
-            let backoff = slot.backoff.lock();
-            if let Some(at) = backoff.retry_at.filter(|at| *at > Instant::now()) {
-                return Err(RpcError::Unavailable {
-                    reason: format!(
-                        "{} (reconnecting in {:?})",
-                        backoff.last_error,
-                        at - Instant::now()
-                    ),
-                });
-            }
-        }
-        match handshake::connect(addr, config, config.connect_timeout).await {
-            Ok(greeted) => {
-                let conn = MuxConn::start(greeted, config);
-                *slot.conn.lock() = Some(Arc::clone(&conn));
-                *slot.backoff.lock() = Backoff::default();
-                Ok(conn)
-            }
-            Err(e) => {
-                let mut backoff = slot.backoff.lock();
-                backoff.retry_at = Some(Instant::now() + Backoff::delay(backoff.failures));
-                backoff.failures += 1;
-                backoff.last_error = e.to_string();
-                Err(e)
-            }
-        }
+        let greeted = redial.connect(addr, config).await?;
+        let conn = MuxConn::start(greeted, config);
+        *slot.conn.lock() = Some(Arc::clone(&conn));
+        Ok(conn)
     }
 
     /// Open connections now.
@@ -158,25 +118,5 @@ impl Slots {
                 conn.close();
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_with_jitter_and_is_capped() {
-        for failures in 0..20 {
-            let d = Backoff::delay(failures);
-            let nominal = BACKOFF_BASE
-                .saturating_mul(1 << failures.min(16))
-                .min(BACKOFF_MAX);
-            assert!(
-                d >= nominal.mul_f64(0.7) && d <= nominal.mul_f64(1.3),
-                "{failures}: {d:?}"
-            );
-        }
-        assert!(Backoff::delay(30) <= BACKOFF_MAX.mul_f64(1.3));
     }
 }

@@ -1,12 +1,14 @@
 //! The one-call-per-connection strategies: pooled and short.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use longlink_codec::rpc::{self as wire, Message};
 use longlink_pool::{Manager, Pool, PoolError, TestOnAcquire};
 
 use super::Config;
-use super::handshake::{self, Greeted, codec, write_message};
+use super::handshake::{Greeted, codec, write_message};
+use super::redial::Redial;
 use crate::{DeadlinePhase, OverloadScope, Request, RpcError};
 
 /// A plain connection: one call at a time.
@@ -15,10 +17,12 @@ pub(crate) struct PlainConn {
     next_id: u64,
 }
 
-/// Opens plain connections for the pooled strategy (a `longlink-pool` manager).
+/// Opens plain connections for the pooled strategy (a `longlink-pool` manager), following
+/// the target's redial policy.
 pub(crate) struct PlainManager {
     addr: String,
     config: Config,
+    redial: Arc<Redial>,
 }
 
 /// What a plain connection fails with inside the pool.
@@ -31,7 +35,9 @@ impl Manager for PlainManager {
     type Error = PlainError;
 
     async fn connect(&self) -> Result<PlainConn, PlainError> {
-        let greeted = handshake::connect(&self.addr, &self.config, self.config.connect_timeout)
+        let greeted = self
+            .redial
+            .connect(&self.addr, &self.config)
             .await
             .map_err(PlainError)?;
         Ok(PlainConn {
@@ -63,7 +69,12 @@ impl Manager for PlainManager {
     }
 }
 
-pub(crate) fn pool(addr: &str, config: &Config, max_conns: usize) -> Pool<PlainManager> {
+pub(crate) fn pool(
+    addr: &str,
+    config: &Config,
+    max_conns: usize,
+    redial: Arc<Redial>,
+) -> Pool<PlainManager> {
     Pool::builder()
         .max_open(max_conns)
         .acquire_timeout(config.limits.max_queue_wait)
@@ -71,6 +82,7 @@ pub(crate) fn pool(addr: &str, config: &Config, max_conns: usize) -> Pool<PlainM
         .build(PlainManager {
             addr: addr.to_owned(),
             config: config.clone(),
+            redial,
         })
 }
 
@@ -157,11 +169,12 @@ pub(crate) async fn pooled_call(
 pub(crate) async fn short_call(
     addr: &str,
     config: &Config,
+    redial: &Redial,
     req: Request,
 ) -> Result<wire::Response, RpcError> {
     let deadline = req.deadline;
     with_deadline(deadline, async {
-        let greeted = handshake::connect(addr, config, config.connect_timeout).await?;
+        let greeted = redial.connect(addr, config).await?;
         let mut conn = PlainConn {
             greeted,
             next_id: 1,

@@ -418,7 +418,7 @@ fn dispatch<S>(
             None => Some(call.await),
         };
         match outcome {
-            Some(Ok(resp)) => state.respond(id, resp.status, Flags::NONE, resp.body),
+            Some(Ok(resp)) => state.respond(id, resp.status, resp.flags, resp.body),
             Some(Err(e)) => {
                 let e: Box<dyn std::error::Error + Send + Sync> = e.into();
                 state.respond(
@@ -428,12 +428,15 @@ fn dispatch<S>(
                     Bytes::from(e.to_string()),
                 );
             }
-            None => state.respond(
-                id,
-                Status::DEADLINE_EXCEEDED,
-                Flags::NONE,
-                Bytes::from_static(b"deadline passed in the handler"),
-            ),
+            None => {
+                Counters::bump(&task_shared.stats.deadline_abandoned);
+                state.respond(
+                    id,
+                    Status::DEADLINE_EXCEEDED,
+                    Flags::NONE,
+                    Bytes::from_static(b"deadline passed in the handler"),
+                )
+            }
         }
         state.finish(id);
     });

@@ -11,6 +11,7 @@ pub(crate) struct Counters {
     pub(crate) requests: AtomicU64,
     pub(crate) rejected: AtomicU64,
     pub(crate) deadline_dropped: AtomicU64,
+    pub(crate) deadline_abandoned: AtomicU64,
     pub(crate) cancelled: AtomicU64,
     pub(crate) draining_refused: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
@@ -29,6 +30,7 @@ impl Counters {
             in_flight: (shared.config.max_concurrent - shared.global.available_permits()) as u64,
             rejected: self.rejected.load(Relaxed),
             deadline_dropped: self.deadline_dropped.load(Relaxed),
+            deadline_abandoned: self.deadline_abandoned.load(Relaxed),
             cancelled: self.cancelled.load(Relaxed),
             draining_refused: self.draining_refused.load(Relaxed),
             protocol_errors: self.protocol_errors.load(Relaxed),
@@ -52,6 +54,9 @@ pub struct ServerStats {
     pub rejected: u64,
     /// Requests whose deadline passed before they were dispatched.
     pub deadline_dropped: u64,
+    /// Handlers abandoned when the deadline passed while they ran (the caller was told
+    /// `DEADLINE_EXCEEDED`; the work may have been partly done).
+    pub deadline_abandoned: u64,
     /// Requests the client cancelled before they finished (queued or running).
     pub cancelled: u64,
     /// Requests refused because the server was draining.
