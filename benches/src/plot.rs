@@ -1,13 +1,18 @@
-//! Plots of the push scale results for `docs/benchmarks.md`: small SVG bar charts written
-//! from the JSON files `longlink-bench push … --out` leaves, with published peer figures
-//! beside ours and the aim drawn as a line.
+//! Plots of the push scale results for `docs/benchmarks.md`: SVG bar charts written from the
+//! JSON files `longlink-bench push … --out` leaves, with published peer figures beside ours
+//! and the aim drawn as a line.
 //!
-//! Hand-written SVG (a few rectangles and labels) rather than a plotting crate: it keeps the
-//! benches' cold build small and the charts diffable.
+//! Drawn with `plotters`' SVG backend only (no bitmap backend, no font crate): text goes out
+//! as `<text>` elements that the viewer renders, so the cold build gains three small crates
+//! and the charts stay plain, diffable SVG.
 
-use std::fmt::Write as _;
+use std::io;
 use std::path::Path;
 
+use plotters::coord::ranged1d::SegmentValue;
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde_json::Value;
 
 /// One bar: label, value, and whether it is ours (drawn darker) or a published peer's.
@@ -21,57 +26,165 @@ pub struct Bar {
     pub ours: bool,
 }
 
-/// A horizontal bar chart as SVG; `aim` draws a dashed line at that value.
-pub fn bar_chart(title: &str, unit: &str, bars: &[Bar], aim: Option<(f64, &str)>) -> String {
-    let (left, width, row, top) = (260.0, 420.0, 26.0, 40.0);
+const OURS: RGBColor = RGBColor(0x1f, 0x5f, 0xa8);
+const PEER: RGBColor = RGBColor(0xb9, 0xb9, 0xb9);
+const AIM: RGBColor = RGBColor(0xc0, 0x39, 0x2b);
+const GRID: RGBColor = RGBColor(0xe4, 0xe4, 0xe4);
+/// Pixels per bar's row.
+const ROW: u32 = 26;
+/// Pixels left blank above and below a bar within its row.
+const GAP: u32 = 4;
+/// plotters' SVG backend writes a font size of `size / 1.24`: these come out as 12 and 14 px.
+const TEXT: f64 = 15.0;
+const TITLE: f64 = 17.5;
+
+/// A horizontal bar chart as SVG, the first bar on top, each labelled with its value and
+/// `unit`; `aim` draws a dashed line at that value, labelled. A legend tells ours from the
+/// published figures when the chart holds both.
+///
+/// ```
+/// use longlink_benches::plot::{Bar, bar_chart};
+///
+/// let bars = [Bar { label: "longlink".into(), value: 3900.0, ours: true }];
+/// let svg = bar_chart("Memory per connection", "B", &bars, Some((4096.0, "aim 4 KiB")))?;
+/// assert!(svg.contains("3,900 B") && svg.contains("aim 4 KiB"));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn bar_chart(
+    title: &str,
+    unit: &str,
+    bars: &[Bar],
+    aim: Option<(f64, &str)>,
+) -> io::Result<String> {
+    let n = bars.len();
+    // An empty row on top holds the aim's label.
+    let rows = (n + usize::from(aim.is_some())).max(1);
     let max = bars
         .iter()
         .map(|b| b.value)
         .chain(aim.map(|a| a.0))
         .fold(0.0_f64, f64::max)
         .max(1e-9);
-    let height = top + row * bars.len() as f64 + 30.0;
+    // Wide enough for the longest label at 7 px a character (12 px DejaVu Sans, wider than
+    // most sans-serif fonts a viewer picks).
+    let longest = bars
+        .iter()
+        .map(|b| b.label.chars().count())
+        .max()
+        .unwrap_or(0);
+    let label_area = (longest as u32 * 7 + 16).max(80);
+    let height = ROW * rows as u32 + 90;
+    let text = ("sans-serif", TEXT).into_font();
+    // Bar `i` (from the top) sits in segment `n - 1 - i`; a segment's edges are `Exact(k)`.
+    let row = |i: usize| (n - 1 - i) as i32;
+    let edge = |k: i32| {
+        if k as usize >= rows {
+            SegmentValue::Last
+        } else {
+            SegmentValue::Exact(k)
+        }
+    };
+    let y_label = |v: &SegmentValue<i32>| match v {
+        SegmentValue::CenterOf(k) if (*k as usize) < n => bars[n - 1 - *k as usize].label.clone(),
+        _ => String::new(),
+    };
+    let x_label = |v: &f64| tick(*v);
+    let mixed = bars.iter().any(|b| b.ours) && bars.iter().any(|b| !b.ours);
+
     let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" font-family="sans-serif" font-size="12">"#,
-        w = left + width + 120.0
-    );
-    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        svg,
-        r#"<text x="10" y="20" font-size="14" font-weight="bold">{}</text>"#,
-        escape(title)
-    );
-    for (i, bar) in bars.iter().enumerate() {
-        let y = top + row * i as f64;
-        let w = (bar.value / max * width).max(1.0);
-        let fill = if bar.ours { "#1f5fa8" } else { "#b9b9b9" };
-        let _ = writeln!(
-            svg,
-            r#"<text x="{x}" y="{ty}" text-anchor="end">{label}</text><rect x="{left}" y="{y}" width="{w:.1}" height="{h}" fill="{fill}"/><text x="{vx:.1}" y="{ty}">{value} {unit}</text>"#,
-            x = left - 8.0,
-            ty = y + 14.0,
-            label = escape(&bar.label),
-            h = row - 8.0,
-            vx = left + w + 6.0,
-            value = human(bar.value),
-            unit = escape(unit),
-        );
+    {
+        let root = SVGBackend::with_string(&mut svg, (800, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(drawing)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", TITLE, FontStyle::Bold))
+            .margin(10)
+            .margin_right(20)
+            .x_label_area_size(40)
+            .y_label_area_size(label_area)
+            .build_cartesian_2d(0.0..max * 1.25, (0..rows as i32 - 1).into_segmented())
+            .map_err(drawing)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(GRID)
+            .x_labels(6)
+            .x_label_formatter(&x_label)
+            .y_labels(rows)
+            .y_label_formatter(&y_label)
+            .x_desc(unit)
+            .label_style(text.clone())
+            .axis_desc_style(text.clone())
+            .draw()
+            .map_err(drawing)?;
+
+        for (ours, color, legend) in [
+            (false, PEER, "published figure"),
+            (true, OURS, "longlink, measured here"),
+        ] {
+            let mine = bars.iter().enumerate().filter(|(_, b)| b.ours == ours);
+            let drawn = chart
+                .draw_series(mine.map(|(i, b)| {
+                    let k = row(i);
+                    let top_right = (b.value.max(0.0), edge(k + 1));
+                    let mut bar = Rectangle::new([(0.0, edge(k)), top_right], color.filled());
+                    bar.set_margin(GAP, GAP, 0, 0);
+                    bar
+                }))
+                .map_err(drawing)?;
+            if mixed {
+                drawn.label(legend).legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 6), (x + 12, y + 6)], color.filled())
+                });
+            }
+        }
+        let value_style = TextStyle::from(text.clone()).pos(Pos::new(HPos::Left, VPos::Center));
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, bar)| {
+                let at = (bar.value.max(0.0), SegmentValue::CenterOf(row(i)));
+                let value = format!("{} {unit}", human(bar.value));
+                EmptyElement::at(at) + Text::new(value, (6, 0), value_style.clone())
+            }))
+            .map_err(drawing)?;
+
+        if let Some((value, label)) = aim {
+            let line = [(value, SegmentValue::Exact(0)), (value, SegmentValue::Last)];
+            chart
+                .draw_series([DashedPathElement::new(line, 4, 3, AIM.stroke_width(1))])
+                .map_err(drawing)?;
+            let at = (value, SegmentValue::CenterOf(rows as i32 - 1));
+            let style = text.color(&AIM).pos(Pos::new(HPos::Left, VPos::Center));
+            chart
+                .draw_series([EmptyElement::at(at) + Text::new(label.to_owned(), (5, 0), style)])
+                .map_err(drawing)?;
+        }
+        if mixed {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .label_font(("sans-serif", TEXT))
+                .background_style(WHITE)
+                .border_style(GRID)
+                .draw()
+                .map_err(drawing)?;
+        }
+        root.present().map_err(drawing)?;
     }
-    if let Some((value, label)) = aim {
-        let x = left + value / max * width;
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{x:.1}" y1="{y1}" x2="{x:.1}" y2="{y2}" stroke="#c0392b" stroke-dasharray="4 3"/><text x="{x:.1}" y="{ty}" fill="#c0392b" text-anchor="middle">{label}</text>"##,
-            y1 = top - 6.0,
-            y2 = height - 24.0,
-            ty = height - 10.0,
-            label = escape(label),
-        );
+    Ok(svg)
+}
+
+/// plotters' error holds the backend's error; the caller only reports it.
+fn drawing(e: impl std::error::Error) -> io::Error {
+    io::Error::other(format!("drawing a chart: {e}"))
+}
+
+/// An axis tick: whole numbers without the `.00` a bar's value gets.
+fn tick(v: f64) -> String {
+    if v < 100.0 && v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        human(v)
     }
-    svg.push_str("</svg>\n");
-    svg
 }
 
 fn human(v: f64) -> String {
@@ -91,12 +204,6 @@ fn human(v: f64) -> String {
     } else {
         format!("{v:.2}")
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 fn read(dir: &Path, name: &str) -> Option<Value> {
@@ -126,7 +233,7 @@ fn peer(label: &str, value: f64) -> Bar {
 
 /// The results whose file name starts with `prefix`, by name (the rest of the name is the
 /// label), sorted.
-fn named(dir: &Path, prefix: &str) -> std::io::Result<Vec<(String, Value)>> {
+fn named(dir: &Path, prefix: &str) -> io::Result<Vec<(String, Value)>> {
     let mut names: Vec<String> = std::fs::read_dir(dir)?
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -151,11 +258,11 @@ fn named(dir: &Path, prefix: &str) -> std::io::Result<Vec<(String, Value)>> {
 /// Reads `connect-*.json` (memory per connection and after close), `broadcast-ws.json`,
 /// `broadcast-tcp.json`, `broadcast-burst.json` (deliveries/s) and `unicast-*.json`
 /// (latency at each rate); a missing file leaves its bars out.
-pub fn write_all(results: &Path, out: &Path) -> std::io::Result<Vec<String>> {
+pub fn write_all(results: &Path, out: &Path) -> io::Result<Vec<String>> {
     std::fs::create_dir_all(out)?;
     let mut written = Vec::new();
-    let mut save = |name: &str, svg: String| -> std::io::Result<()> {
-        std::fs::write(out.join(name), svg)?;
+    let mut save = |name: &str, svg: io::Result<String>| -> io::Result<()> {
+        std::fs::write(out.join(name), svg?)?;
         written.push(name.to_owned());
         Ok(())
     };
@@ -258,6 +365,19 @@ pub fn write_all(results: &Path, out: &Path) -> std::io::Result<Vec<String>> {
 mod tests {
     use super::*;
 
+    /// `(x, width)` of each `<rect>` filled with `fill`, in document order.
+    fn rects(svg: &str, fill: &str) -> Vec<(f64, f64)> {
+        let attr = |tag: &str, name: &str| -> f64 {
+            let at = tag.find(&format!(" {name}=\"")).expect(name) + name.len() + 3;
+            tag[at..].split('"').next().unwrap().parse().unwrap()
+        };
+        svg.split("<rect")
+            .skip(1)
+            .filter(|tag| tag.contains(&format!("fill=\"{fill}\"")))
+            .map(|tag| (attr(tag, "x"), attr(tag, "width")))
+            .collect()
+    }
+
     #[test]
     fn a_chart_has_a_bar_per_value_scaled_to_the_largest_and_the_aim_line() {
         let svg = bar_chart(
@@ -265,16 +385,34 @@ mod tests {
             "B",
             &[ours("a", 100.0), peer("b", 50.0)],
             Some((200.0, "aim")),
-        );
-        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
-        assert_eq!(svg.matches("<rect x=").count(), 2);
-        // The aim (200) is the largest: a is half the width (210 of 420), b a quarter.
-        assert!(svg.contains(r#"width="210.0""#), "{svg}");
-        assert!(svg.contains(r#"width="105.0""#), "{svg}");
+        )
+        .unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        // A bar and a legend swatch (12 px wide) in each colour.
+        let (a, b) = (rects(&svg, "#1F5FA8"), rects(&svg, "#B9B9B9"));
+        assert_eq!((a.len(), b.len()), (2, 2), "{svg}");
+        let ((ax, aw), (bx, bw)) = (a[0], b[0]);
+        assert_eq!(ax, bx);
+        assert!((aw - 2.0 * bw).abs() <= 1.0, "a {aw} is twice b {bw}");
+        // The aim (200) is twice a (100): its dashed line is two of a's widths from the axis.
+        let aim = svg.find("stroke=\"#C0392B\"").expect("aim line");
+        let line = &svg[aim + svg[aim..].find("points=\"").unwrap() + 8..];
+        let aim_x: f64 = line.split(',').next().unwrap().parse().unwrap();
+        assert!((aim_x - (ax + 2.0 * aw)).abs() <= 1.0, "aim at {aim_x}");
         assert!(svg.contains("t &lt;1&gt;"));
-        assert!(svg.contains("stroke-dasharray"));
+        // plotters writes a text element's content on a line of its own.
+        assert!(svg.contains("\n100 B\n") && svg.contains("\n50.00 B\n"));
+        assert!(svg.contains("longlink, measured here") && svg.contains("published figure"));
         assert_eq!(human(30_720.0), "30,720");
         assert_eq!(human(1_500_000.0), "1.50M");
         assert_eq!(human(8.83), "8.83");
+        assert_eq!(tick(20.0), "20");
+    }
+
+    #[test]
+    fn a_chart_of_ours_only_has_no_legend() {
+        let svg = bar_chart("t", "ms", &[ours("p50", 1.0), ours("p99", 9.0)], None).unwrap();
+        assert_eq!(rects(&svg, "#1F5FA8").len(), 2);
+        assert!(!svg.contains("measured here") && !svg.contains("#C0392B"));
     }
 }
