@@ -1,6 +1,9 @@
 //! The database layer: `Db::open(dsn)` → exec, query, transactions, on MySQL/MariaDB,
 //! PostgreSQL or SQLite, with Go `database/sql` semantics.
 //!
+//! [`Db`], [`Tx`] and [`DbConn`] run statements through one trait, [`Executor`]: a helper
+//! that takes `impl Executor` runs on any of them (see the trait for who retries what).
+//!
 //! ```no_run
 //! use longlink_pool::db::Db;
 //! # async fn run() -> Result<(), longlink_pool::db::DbError> {
@@ -16,33 +19,46 @@
 
 #[cfg(any(feature = "bb8", feature = "deadpool"))]
 mod adapters;
+mod any_conn;
 mod error;
+mod executor;
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod retry;
+mod row;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sqlx_error;
+mod statement;
 mod tx;
 mod value;
 
 use std::fmt;
 
 pub use error::{Cause, DbError};
+pub use executor::Executor;
 #[cfg(feature = "mysql")]
 pub use mysql::MysqlManager;
 #[cfg(feature = "postgres")]
 pub use postgres::PgManager;
+pub use row::{ColumnIndex, ExecResult, FromRow, Row};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteManager;
 pub use tx::{DbConn, Tx};
-pub use value::{ColumnIndex, ExecResult, FromRow, FromValue, Params, Row, ToValue, Value};
+pub use value::{FromValue, Params, ToValue, Value};
 
-use crate::{Builder, Options, Pool, PooledConn, Stats};
+use crate::{Builder, Options, Pool, Stats};
 
 /// Which database a [`Db`] talks to.
+///
+/// ```
+/// use longlink_pool::db::{Db, Driver};
+/// let db = Db::open("sqlite://:memory:").unwrap();
+/// assert_eq!(db.driver(), Driver::Sqlite);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Driver {
     /// MySQL or MariaDB (`mysql://`).
@@ -63,53 +79,6 @@ enum Backend {
     Sqlite(Pool<SqliteManager>),
 }
 
-/// A connection of whichever driver, borrowed from the pool.
-pub(crate) enum AnyConn {
-    #[cfg(feature = "mysql")]
-    Mysql(PooledConn<MysqlManager>),
-    #[cfg(feature = "postgres")]
-    Postgres(PooledConn<PgManager>),
-    #[cfg(feature = "sqlite")]
-    Sqlite(PooledConn<SqliteManager>),
-}
-
-/// Runs `$body` with `$c` bound to the driver's pooled connection and `$driver` to the
-/// driver's module.
-macro_rules! with_conn {
-    ($conn:expr, |$c:ident, $driver:ident| $body:expr) => {
-        match $conn {
-            #[cfg(feature = "mysql")]
-            AnyConn::Mysql($c) => {
-                use self::mysql as $driver;
-                $body
-            }
-            #[cfg(feature = "postgres")]
-            AnyConn::Postgres($c) => {
-                use self::postgres as $driver;
-                $body
-            }
-            #[cfg(feature = "sqlite")]
-            AnyConn::Sqlite($c) => {
-                use self::sqlite as $driver;
-                $body
-            }
-        }
-    };
-}
-
-macro_rules! with_pooled {
-    ($conn:expr, |$c:ident| $body:expr) => {
-        match $conn {
-            #[cfg(feature = "mysql")]
-            AnyConn::Mysql($c) => $body,
-            #[cfg(feature = "postgres")]
-            AnyConn::Postgres($c) => $body,
-            #[cfg(feature = "sqlite")]
-            AnyConn::Sqlite($c) => $body,
-        }
-    };
-}
-
 macro_rules! with_pool {
     ($backend:expr, |$p:ident| $body:expr) => {
         match $backend {
@@ -123,58 +92,6 @@ macro_rules! with_pool {
     };
 }
 
-/// Runs one statement on a pooled connection. While it runs the connection is marked
-/// broken, so a future dropped mid-statement closes it instead of returning a connection
-/// in an unknown protocol state; the mark is lifted unless the statement broke it.
-macro_rules! guarded {
-    ($c:ident, $op:expr) => {{
-        $c.mark_broken();
-        let result = $op.await;
-        if !matches!(&result, Err(e) if e.is_broken()) {
-            $c.unmark_broken();
-        }
-        result
-    }};
-}
-
-impl AnyConn {
-    pub(crate) async fn exec(
-        &mut self,
-        sql: &str,
-        values: &[Value],
-    ) -> Result<ExecResult, DbError> {
-        with_conn!(self, |c, driver| guarded!(c, driver::exec(c, sql, values)))
-    }
-
-    pub(crate) async fn query(&mut self, sql: &str, values: &[Value]) -> Result<Vec<Row>, DbError> {
-        with_conn!(self, |c, driver| guarded!(c, driver::query(c, sql, values)))
-    }
-
-    pub(crate) async fn ping(&mut self) -> Result<(), DbError> {
-        with_conn!(self, |c, driver| guarded!(c, driver::ping(c)))
-    }
-
-    pub(crate) async fn begin(&mut self) -> Result<(), DbError> {
-        with_conn!(self, |c, driver| guarded!(c, driver::begin(c)))
-    }
-
-    pub(crate) async fn commit(&mut self) -> Result<(), DbError> {
-        with_conn!(self, |c, driver| guarded!(c, driver::commit(c)))
-    }
-
-    pub(crate) async fn rollback(&mut self) -> Result<(), DbError> {
-        with_conn!(self, |c, driver| guarded!(c, driver::rollback(c)))
-    }
-
-    pub(crate) fn mark_dirty(&mut self) {
-        with_pooled!(self, |c| c.mark_dirty())
-    }
-
-    pub(crate) fn mark_clean(&mut self) {
-        with_pooled!(self, |c| c.mark_clean())
-    }
-}
-
 /// A handle to a database: a [`Pool`] of connections plus the calls that borrow one per
 /// statement. Cheap to clone.
 ///
@@ -183,6 +100,9 @@ impl AnyConn {
 /// transaction; a call whose connection turns out dead **before its statement was sent**
 /// is retried on another connection (twice on a cached-or-new one, then once on a new one),
 /// and one that may have run is not retried and says so ([`DbError::may_have_run`]).
+///
+/// The statement methods (`exec`, `query`, `query_as`, `query_one`) are those of
+/// [`Executor`], callable without importing it.
 #[derive(Clone)]
 pub struct Db {
     backend: Backend,
@@ -197,12 +117,15 @@ impl fmt::Debug for Db {
     }
 }
 
-/// Go's rule: two tries on a cached-or-new connection, then one on a forced new one.
-const CACHED_TRIES: usize = 2;
-
 impl Db {
     /// Opens a handle for `dsn` with the default pool [`Options`]: checks the DSN, picks the
-    /// driver by scheme (`mysql://`, `postgres://`, `sqlite:`), connects to nothing.
+    /// driver by scheme (`mysql://`, `postgres://`, `sqlite://`), connects to nothing.
+    ///
+    /// ```
+    /// use longlink_pool::db::Db;
+    /// let db = Db::open("postgres://postgres@127.0.0.1:5432/test").unwrap();
+    /// assert_eq!(db.stats().open, 0); // nothing opened yet
+    /// ```
     pub fn open(dsn: &str) -> Result<Db, DbError> {
         Db::open_with(dsn, Options::default())
     }
@@ -210,7 +133,7 @@ impl Db {
     /// A builder for the pool options, ending in [`open`](Builder::open).
     ///
     /// ```
-    /// let db = longlink_pool::db::Db::builder().max_open(4).open("sqlite::memory:").unwrap();
+    /// let db = longlink_pool::db::Db::builder().max_open(4).open("sqlite://:memory:").unwrap();
     /// assert_eq!(db.stats().max_open, 4);
     /// ```
     pub fn builder() -> Builder<Db> {
@@ -218,6 +141,12 @@ impl Db {
     }
 
     /// Like [`open`](Db::open) with explicit pool options.
+    ///
+    /// ```
+    /// use longlink_pool::{Options, db::Db};
+    /// let db = Db::open_with("sqlite://:memory:", Options::default()).unwrap();
+    /// assert_eq!(db.stats().max_open, 10);
+    /// ```
     pub fn open_with(dsn: &str, options: Options) -> Result<Db, DbError> {
         let scheme = dsn
             .split_once(':')
@@ -268,6 +197,11 @@ impl Db {
     }
 
     /// The driver in use.
+    ///
+    /// ```
+    /// use longlink_pool::db::{Db, Driver};
+    /// assert_eq!(Db::open("mariadb://root@127.0.0.1/test").unwrap().driver(), Driver::Mysql);
+    /// ```
     pub fn driver(&self) -> Driver {
         match &self.backend {
             #[cfg(feature = "mysql")]
@@ -280,11 +214,25 @@ impl Db {
     }
 
     /// The pool's counters.
+    ///
+    /// ```
+    /// let db = longlink_pool::db::Db::open("sqlite://:memory:").unwrap();
+    /// assert_eq!((db.stats().open, db.stats().in_use), (0, 0));
+    /// ```
     pub fn stats(&self) -> Stats {
         with_pool!(&self.backend, |p| p.stats())
     }
 
     /// Closes the pool (see [`Pool::close`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let db = longlink_pool::db::Db::open("sqlite://:memory:").unwrap();
+    /// db.close();
+    /// db.wait_closed().await;
+    /// assert!(matches!(db.ping().await, Err(longlink_pool::db::DbError::Closed)));
+    /// # }
+    /// ```
     pub fn close(&self) {
         with_pool!(&self.backend, |p| p.close())
     }
@@ -304,110 +252,63 @@ impl Db {
         }
     }
 
-    #[track_caller]
-    fn acquire(&self, fresh: bool) -> impl Future<Output = Result<AnyConn, DbError>> + Send + '_ {
-        let location = std::panic::Location::caller();
-        async move {
-            Ok(match &self.backend {
-                #[cfg(feature = "mysql")]
-                Backend::Mysql(p) => AnyConn::Mysql(p.acquire_with(fresh, location).await?),
-                #[cfg(feature = "postgres")]
-                Backend::Postgres(p) => AnyConn::Postgres(p.acquire_with(fresh, location).await?),
-                #[cfg(feature = "sqlite")]
-                Backend::Sqlite(p) => AnyConn::Sqlite(p.acquire_with(fresh, location).await?),
-            })
-        }
-    }
-
-    /// Runs a statement that returns no rows (INSERT, UPDATE, DELETE, DDL).
-    pub async fn exec(&self, sql: &str, params: impl Params) -> Result<ExecResult, DbError> {
-        let values = params.into_values();
-        let mut attempt = 0;
-        loop {
-            let mut conn = self.acquire(attempt >= CACHED_TRIES).await?;
-            match conn.exec(sql, &values).await {
-                Err(e) if retry(&e, attempt) => attempt += 1,
-                result => return result,
-            }
-        }
-    }
-
-    /// Runs a query and returns every row.
-    pub async fn query(&self, sql: &str, params: impl Params) -> Result<Vec<Row>, DbError> {
-        let values = params.into_values();
-        let mut attempt = 0;
-        loop {
-            let mut conn = self.acquire(attempt >= CACHED_TRIES).await?;
-            match conn.query(sql, &values).await {
-                Err(e) if retry(&e, attempt) => attempt += 1,
-                result => return result,
-            }
-        }
-    }
-
-    /// Runs a query and reads every row as `T` (a tuple, or your [`FromRow`] type).
-    pub async fn query_as<T: FromRow>(
-        &self,
-        sql: &str,
-        params: impl Params,
-    ) -> Result<Vec<T>, DbError> {
-        self.query(sql, params)
-            .await?
-            .iter()
-            .map(T::from_row)
-            .collect()
-    }
-
-    /// Runs a query and reads its first row as `T`; no row is [`DbError::NoRows`].
-    pub async fn query_one<T: FromRow>(
-        &self,
-        sql: &str,
-        params: impl Params,
-    ) -> Result<T, DbError> {
-        let rows = self.query(sql, params).await?;
-        T::from_row(rows.first().ok_or(DbError::NoRows)?)
-    }
-
-    /// Checks that the database answers (connecting if needed).
+    /// Checks that the database answers (connecting if needed), retried like a statement.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let db = longlink_pool::db::Db::open("sqlite://:memory:").unwrap();
+    /// db.ping().await.unwrap();
+    /// assert_eq!(db.stats().open, 1);
+    /// # }
+    /// ```
     pub async fn ping(&self) -> Result<(), DbError> {
-        let mut attempt = 0;
-        loop {
-            let mut conn = self.acquire(attempt >= CACHED_TRIES).await?;
-            match conn.ping().await {
-                Err(e) if retry(&e, attempt) => attempt += 1,
-                result => return result,
-            }
-        }
+        let ((), _conn) = self.with_retry(retry::Ping).await?;
+        Ok(())
     }
 
     /// Starts a transaction on one connection, kept until [`Tx::commit`] or
     /// [`Tx::rollback`]. A `Tx` dropped without either is rolled back before its connection
-    /// is used again.
+    /// is used again. `BEGIN` is retried like a statement; nothing inside the transaction
+    /// is.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), longlink_pool::db::DbError> {
+    /// let db = longlink_pool::db::Db::builder().max_open(1).open("sqlite://:memory:")?;
+    /// db.exec("CREATE TABLE t (n INTEGER)", ()).await?;
+    /// let mut tx = db.begin().await?;
+    /// tx.exec("INSERT INTO t (n) VALUES (?)", (1,)).await?;
+    /// tx.rollback().await?;
+    /// assert_eq!(db.query_one::<(i64,)>("SELECT COUNT(*) FROM t", ()).await?, (0,));
+    /// # Ok(()) }
+    /// ```
     pub async fn begin(&self) -> Result<Tx, DbError> {
-        let mut attempt = 0;
-        loop {
-            let mut conn = self.acquire(attempt >= CACHED_TRIES).await?;
-            match conn.begin().await {
-                Ok(()) => return Ok(Tx::new(conn)),
-                Err(e) if retry(&e, attempt) => attempt += 1,
-                Err(e) => return Err(e),
-            }
-        }
+        let ((), conn) = self.with_retry(retry::Begin).await?;
+        Ok(Tx::new(conn))
     }
 
     /// One dedicated connection, for statements that must share a session.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), longlink_pool::db::DbError> {
+    /// let db = longlink_pool::db::Db::open("sqlite://:memory:")?;
+    /// let mut conn = db.conn().await?;
+    /// conn.exec("CREATE TEMP TABLE scratch (n INTEGER)", ()).await?; // this session only
+    /// conn.exec("INSERT INTO scratch (n) VALUES (1)", ()).await?;
+    /// assert_eq!(conn.query_one::<(i64,)>("SELECT n FROM scratch", ()).await?, (1,));
+    /// # Ok(()) }
+    /// ```
     pub async fn conn(&self) -> Result<DbConn, DbError> {
         Ok(DbConn::new(self.acquire(false).await?))
     }
 }
 
-/// Retry only what provably did not run, and only as often as Go does.
-fn retry(error: &DbError, attempt: usize) -> bool {
-    error.is_broken() && !error.may_have_run() && attempt < CACHED_TRIES
-}
-
 impl Builder<Db> {
     /// Opens a [`Db`] for `dsn` with these options (see [`Db::open`]).
+    ///
+    /// ```
+    /// let db = longlink_pool::db::Db::builder().max_idle(2).open("sqlite://:memory:").unwrap();
+    /// assert_eq!(db.stats().max_open, 10);
+    /// ```
     pub fn open(self, dsn: &str) -> Result<Db, DbError> {
         Db::open_with(dsn, self.options())
     }

@@ -6,6 +6,7 @@ use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Column, Conn, Opts};
 
+use super::statement::Statement;
 use super::{DbError, ExecResult, Row, Value};
 use crate::Manager;
 
@@ -217,11 +218,8 @@ fn convert_rows(rows: Vec<mysql_async::Row>) -> Result<Vec<Row>, DbError> {
         .collect()
 }
 
-pub(crate) async fn exec(
-    conn: &mut Conn,
-    sql: &str,
-    values: &[Value],
-) -> Result<ExecResult, DbError> {
+pub(crate) async fn exec(conn: &mut Conn, stmt: &Statement<'_>) -> Result<ExecResult, DbError> {
+    let (sql, values) = (stmt.sql(), stmt.values());
     // The text protocol for plain statements, prepared (and cached per connection) ones
     // for statements with parameters.
     if values.is_empty() {
@@ -246,11 +244,8 @@ pub(crate) async fn exec(
     }
 }
 
-pub(crate) async fn query(
-    conn: &mut Conn,
-    sql: &str,
-    values: &[Value],
-) -> Result<Vec<Row>, DbError> {
+pub(crate) async fn query(conn: &mut Conn, stmt: &Statement<'_>) -> Result<Vec<Row>, DbError> {
+    let (sql, values) = (stmt.sql(), stmt.values());
     let rows: Vec<mysql_async::Row> = if values.is_empty() {
         conn.query_iter(sql)
             .await

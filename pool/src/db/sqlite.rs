@@ -10,6 +10,7 @@ use sqlx::{
 };
 
 use super::sqlx_error::classify;
+use super::statement::Statement;
 use super::{DbError, ExecResult, Row, Value};
 use crate::Manager;
 
@@ -136,13 +137,15 @@ fn convert_rows(rows: Vec<SqliteRow>) -> Result<Vec<Row>, DbError> {
 
 pub(crate) async fn exec(
     conn: &mut SqliteConnection,
-    sql: &str,
-    values: &[Value],
+    stmt: &Statement<'_>,
 ) -> Result<ExecResult, DbError> {
-    let done = bind(sqlx::query(AssertSqlSafe(sql.to_owned())), values)
-        .execute(conn)
-        .await
-        .map_err(classify)?;
+    let done = bind(
+        sqlx::query(AssertSqlSafe(stmt.sql().to_owned())),
+        stmt.values(),
+    )
+    .execute(conn)
+    .await
+    .map_err(classify)?;
     let id = done.last_insert_rowid();
     Ok(ExecResult {
         rows_affected: done.rows_affected(),
@@ -152,13 +155,15 @@ pub(crate) async fn exec(
 
 pub(crate) async fn query(
     conn: &mut SqliteConnection,
-    sql: &str,
-    values: &[Value],
+    stmt: &Statement<'_>,
 ) -> Result<Vec<Row>, DbError> {
-    let rows = bind(sqlx::query(AssertSqlSafe(sql.to_owned())), values)
-        .fetch_all(conn)
-        .await
-        .map_err(classify)?;
+    let rows = bind(
+        sqlx::query(AssertSqlSafe(stmt.sql().to_owned())),
+        stmt.values(),
+    )
+    .fetch_all(conn)
+    .await
+    .map_err(classify)?;
     convert_rows(rows)
 }
 

@@ -1,15 +1,28 @@
 //! Transactions and dedicated connections: one connection kept for several statements.
+//! Their statements are those of [`Executor`](super::Executor).
 
 use std::fmt;
 
-use super::{AnyConn, DbError, ExecResult, FromRow, Params, Row};
+use super::DbError;
+use super::any_conn::AnyConn;
 
 /// A transaction: every statement runs on the same connection until
 /// [`commit`](Tx::commit) or [`rollback`](Tx::rollback).
 ///
 /// Dropped without either (or with a statement still running), the connection is rolled
 /// back — or closed — before anyone uses it again; no task is spawned to do it.
-/// Statements are never retried inside a transaction.
+/// Statements are never retried inside a transaction (see [`Executor`](super::Executor)).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), longlink_pool::db::DbError> {
+/// let db = longlink_pool::db::Db::builder().max_open(1).open("sqlite://:memory:")?;
+/// db.exec("CREATE TABLE t (n INTEGER)", ()).await?;
+/// let mut tx = db.begin().await?;
+/// tx.exec("INSERT INTO t (n) VALUES (?)", (1,)).await?;
+/// assert_eq!(tx.query_one::<(i64,)>("SELECT COUNT(*) FROM t", ()).await?, (1,));
+/// tx.commit().await?;
+/// # Ok(()) }
+/// ```
 pub struct Tx {
     conn: AnyConn,
 }
@@ -27,40 +40,12 @@ impl Tx {
         Tx { conn }
     }
 
-    /// Runs a statement that returns no rows.
-    pub async fn exec(&mut self, sql: &str, params: impl Params) -> Result<ExecResult, DbError> {
-        self.conn.exec(sql, &params.into_values()).await
+    pub(crate) fn conn_mut(&mut self) -> &mut AnyConn {
+        &mut self.conn
     }
 
-    /// Runs a query and returns every row.
-    pub async fn query(&mut self, sql: &str, params: impl Params) -> Result<Vec<Row>, DbError> {
-        self.conn.query(sql, &params.into_values()).await
-    }
-
-    /// Runs a query and reads every row as `T`.
-    pub async fn query_as<T: FromRow>(
-        &mut self,
-        sql: &str,
-        params: impl Params,
-    ) -> Result<Vec<T>, DbError> {
-        self.query(sql, params)
-            .await?
-            .iter()
-            .map(T::from_row)
-            .collect()
-    }
-
-    /// Runs a query and reads its first row as `T`.
-    pub async fn query_one<T: FromRow>(
-        &mut self,
-        sql: &str,
-        params: impl Params,
-    ) -> Result<T, DbError> {
-        let rows = self.query(sql, params).await?;
-        T::from_row(rows.first().ok_or(DbError::NoRows)?)
-    }
-
-    /// Commits.
+    /// Commits. An error that [may have run](DbError::may_have_run) leaves open whether
+    /// the transaction was committed.
     pub async fn commit(mut self) -> Result<(), DbError> {
         self.conn.commit().await?;
         self.conn.mark_clean();
@@ -76,7 +61,17 @@ impl Tx {
 }
 
 /// One connection kept for several statements that must share a session (temporary
-/// tables, session variables, locks). Returned to the pool when dropped.
+/// tables, session variables, locks). Returned to the pool when dropped; its statements
+/// are never retried.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), longlink_pool::db::DbError> {
+/// let db = longlink_pool::db::Db::open("sqlite://:memory:")?;
+/// let mut conn = db.conn().await?;
+/// conn.ping().await?;
+/// assert_eq!(conn.query_one::<(i64,)>("SELECT 2", ()).await?, (2,));
+/// # Ok(()) }
+/// ```
 pub struct DbConn {
     conn: AnyConn,
 }
@@ -92,37 +87,8 @@ impl DbConn {
         DbConn { conn }
     }
 
-    /// Runs a statement that returns no rows.
-    pub async fn exec(&mut self, sql: &str, params: impl Params) -> Result<ExecResult, DbError> {
-        self.conn.exec(sql, &params.into_values()).await
-    }
-
-    /// Runs a query and returns every row.
-    pub async fn query(&mut self, sql: &str, params: impl Params) -> Result<Vec<Row>, DbError> {
-        self.conn.query(sql, &params.into_values()).await
-    }
-
-    /// Runs a query and reads every row as `T`.
-    pub async fn query_as<T: FromRow>(
-        &mut self,
-        sql: &str,
-        params: impl Params,
-    ) -> Result<Vec<T>, DbError> {
-        self.query(sql, params)
-            .await?
-            .iter()
-            .map(T::from_row)
-            .collect()
-    }
-
-    /// Runs a query and reads its first row as `T`.
-    pub async fn query_one<T: FromRow>(
-        &mut self,
-        sql: &str,
-        params: impl Params,
-    ) -> Result<T, DbError> {
-        let rows = self.query(sql, params).await?;
-        T::from_row(rows.first().ok_or(DbError::NoRows)?)
+    pub(crate) fn conn_mut(&mut self) -> &mut AnyConn {
+        &mut self.conn
     }
 
     /// Checks that the connection answers.
