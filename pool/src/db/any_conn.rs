@@ -21,7 +21,7 @@ pub(crate) enum AnyConn {
 }
 
 /// Runs one step, `$op`, with `$raw` bound to the driver's connection and `$driver` to
-/// the module with the driver's statement functions.
+/// the module with the driver's statement functions (PostgreSQL and SQLite share one).
 ///
 /// While the step runs the connection is marked broken, so a future dropped mid-statement
 /// closes it instead of returning a connection in an unknown protocol state; the mark is
@@ -36,12 +36,12 @@ macro_rules! guarded {
             }
             #[cfg(feature = "postgres")]
             AnyConn::Postgres(pooled) => {
-                use super::postgres as $driver;
+                use super::sqlx_driver as $driver;
                 guarded!(@run pooled, $raw, $op)
             }
             #[cfg(feature = "sqlite")]
             AnyConn::Sqlite(pooled) => {
-                use super::sqlite as $driver;
+                use super::sqlx_driver as $driver;
                 guarded!(@run pooled, $raw, $op)
             }
         }

@@ -31,6 +31,8 @@ mod row;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod sqlx_driver;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sqlx_error;
 mod statement;
 mod tx;
