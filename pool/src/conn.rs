@@ -86,11 +86,6 @@ impl<M: Manager> PooledConn<M> {
         self.broken = false;
     }
 
-    /// `true` if the connection will be closed when returned.
-    pub fn is_marked_broken(&self) -> bool {
-        self.broken
-    }
-
     /// Have the manager [`reset`](Manager::reset) this connection before anyone else uses
     /// it (for example: a transaction may still be open).
     pub fn mark_dirty(&mut self) {

@@ -112,7 +112,26 @@ impl<M: Manager> Pool<M> {
 
     /// Like [`acquire`](Pool::acquire), but always a newly opened connection, never an idle
     /// one (when `max_open` is reached, the coldest idle connection is closed to make room).
-    /// `database/sql` retries a statement that met a dead connection this way last.
+    /// [`Db`](crate::db::Db) retries a statement that met a dead connection this way last,
+    /// as `database/sql` does.
+    ///
+    /// ```
+    /// # use longlink_pool::Manager;
+    /// # struct M;
+    /// # impl Manager for M {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     async fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     async fn check(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = longlink_pool::Pool::builder().max_open(1).build(M);
+    /// let first = pool.acquire().await.unwrap().id(); // returned at once: idle
+    /// let fresh = pool.acquire_new().await.unwrap();
+    /// assert_ne!(fresh.id(), first, "the idle one was closed to make room");
+    /// assert_eq!(pool.stats().open, 1);
+    /// # }
+    /// ```
     #[track_caller]
     pub fn acquire_new(
         &self,
@@ -120,7 +139,7 @@ impl<M: Manager> Pool<M> {
         self.acquire_with(true, Location::caller())
     }
 
-    pub(crate) async fn acquire_with(
+    async fn acquire_with(
         &self,
         fresh: bool,
         location: &'static Location<'static>,

@@ -244,16 +244,6 @@ impl Db {
         with_pool!(&self.backend, |p| p.wait_closed().await)
     }
 
-    /// The MySQL pool, when this handle drives MySQL (for benchmarks and adapters).
-    #[cfg(feature = "mysql")]
-    pub fn mysql_pool(&self) -> Option<&Pool<MysqlManager>> {
-        match &self.backend {
-            Backend::Mysql(p) => Some(p),
-            #[allow(unreachable_patterns)]
-            _ => None,
-        }
-    }
-
     /// Checks that the database answers (connecting if needed), retried like a statement.
     ///
     /// ```
