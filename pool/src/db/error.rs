@@ -4,6 +4,7 @@ use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::Driver;
 use crate::{PoolError, Stats};
 
 /// A driver error, shared (a connect error reaches every waiter that tried).
@@ -18,6 +19,9 @@ pub type Cause = Arc<dyn StdError + Send + Sync>;
 /// assert!(!err.may_have_run());
 /// let err = Db::open("oracle://scott@tiger/db").unwrap_err();
 /// assert_eq!(err.to_string(), "unsupported database scheme \"oracle\" (expected mysql, postgres or sqlite)");
+/// let err = DbError::ParamCount { expected: 2, given: 1 };
+/// assert_eq!(err.to_string(), "statement has 2 placeholders but 1 parameter was given");
+/// assert!(!err.may_have_run() && !err.is_retryable());
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -80,6 +84,23 @@ pub enum DbError {
         /// The driver's error.
         source: Cause,
     },
+    /// The statement's placeholders and the parameters given differ in number; nothing
+    /// was sent (SQLite would have bound NULL for a missing one).
+    #[error("statement has {} but {} {} given", counted(*expected, "placeholder"), counted(*given, "parameter"), if *given == 1 { "was" } else { "were" })]
+    ParamCount {
+        /// The parameters the statement takes (for `?NNN` and `$n`, the highest number).
+        expected: usize,
+        /// The parameters given.
+        given: usize,
+    },
+    /// A placeholder in another database's style; nothing was sent.
+    #[error("placeholder {found} does not work on {driver}: use {}", driver.placeholder())]
+    Placeholder {
+        /// The placeholder found (`$1`, `?`).
+        found: String,
+        /// The database the statement was for.
+        driver: Driver,
+    },
     /// `query_one` found no row.
     #[error("query returned no rows")]
     NoRows,
@@ -97,6 +118,15 @@ pub enum DbError {
         /// The name or position asked for.
         column: String,
     },
+}
+
+/// "1 column", "2 columns".
+fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 impl DbError {

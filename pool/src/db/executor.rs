@@ -57,7 +57,7 @@ mod sealed {
 ///   effect. Inside a `Tx` it may have run *in the transaction*, which the server rolls
 ///   back with the lost session — unless it was [`Tx::commit`] that broke: then the
 ///   transaction may have committed.
-/// - A refused statement ([`DbError::Query`]) had no effect. In
+/// - A refused statement ([`DbError::Query`], [`DbError::ParamCount`], …) had no effect. In
 ///   a transaction PostgreSQL then refuses everything up to the rollback; MySQL and SQLite
 ///   carry on.
 ///
@@ -187,7 +187,8 @@ pub trait Executor: Send + sealed::Sealed {
 }
 
 impl Db {
-    /// What `Db` and `&Db` run: one statement, on connections from [`Db::with_retry`].
+    /// What `Db` and `&Db` run: one statement, on connections from [`Db::with_retry`],
+    /// checked before one is borrowed (a mismatch costs no I/O).
     async fn run_exec(&self, sql: &str, values: &[Value]) -> Result<ExecResult, DbError> {
         let stmt = Statement::new(self.driver(), sql, values)?;
         let (done, _conn) = self.with_retry(retry::Exec(&stmt)).await?;

@@ -24,6 +24,7 @@ mod error;
 mod executor;
 #[cfg(feature = "mysql")]
 mod mysql;
+mod placeholders;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod retry;
@@ -60,6 +61,7 @@ use crate::{Builder, Options, Pool, Stats};
 /// use longlink_pool::db::{Db, Driver};
 /// let db = Db::open("sqlite://:memory:").unwrap();
 /// assert_eq!(db.driver(), Driver::Sqlite);
+/// assert_eq!(Driver::Postgres.to_string(), "PostgreSQL");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Driver {
@@ -69,6 +71,26 @@ pub enum Driver {
     Postgres,
     /// SQLite (`sqlite:`).
     Sqlite,
+}
+
+impl Driver {
+    /// How the driver's placeholders are written, for error messages.
+    fn placeholder(self) -> &'static str {
+        match self {
+            Driver::Mysql | Driver::Sqlite => "`?` (parameters bind in order)",
+            Driver::Postgres => "`$1`, `$2`, …",
+        }
+    }
+}
+
+impl fmt::Display for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Driver::Mysql => "MySQL",
+            Driver::Postgres => "PostgreSQL",
+            Driver::Sqlite => "SQLite",
+        })
+    }
 }
 
 #[derive(Clone)]

@@ -226,8 +226,9 @@ impl FromValue for Vec<u8> {
 }
 
 /// Statement parameters: `()`, a tuple of up to eight [`ToValue`]s, or a `Vec<Value>` /
-/// `&[Value]`. Placeholders are the driver's own: `?` for MySQL and SQLite, `$1` for
-/// PostgreSQL (like `database/sql`, the text is passed to the driver unchanged).
+/// `&[Value]`. Placeholders are the driver's own: `?` for MySQL and SQLite (which also
+/// takes `?NNN`, `:name`, `@name`, `$name`), `$1` for PostgreSQL. Their number is checked
+/// against the parameters before anything is sent ([`DbError::ParamCount`](super::DbError::ParamCount)).
 ///
 /// ```
 /// use longlink_pool::db::{Params, Value};
