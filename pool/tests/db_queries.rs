@@ -199,3 +199,88 @@ async fn postgres_untyped_null_parameter_is_inferred_from_the_column() {
     assert!(err.to_string().contains("cast it in SQL"), "{err}");
     db.exec(&format!("DROP TABLE {t}"), ()).await.unwrap();
 }
+
+async fn scalars_and_optional_rows(db: Db) {
+    let t = unique("scalars");
+    db.exec(
+        &format!("CREATE TABLE {t} (id BIGINT, name VARCHAR(20))"),
+        (),
+    )
+    .await
+    .unwrap();
+    let insert = sql(&db, &format!("INSERT INTO {t} (id, name) VALUES (?, ?)"));
+    db.exec(&insert, (1, "ada")).await.unwrap();
+    db.exec(&insert, (2, None::<String>)).await.unwrap();
+
+    // A single value reads a one-column row; tuples keep working.
+    let count: i64 = db
+        .query_one(&format!("SELECT COUNT(*) FROM {t}"), ())
+        .await
+        .unwrap();
+    assert_eq!(count, 2);
+    let (tuple,): (i64,) = db
+        .query_one(&format!("SELECT COUNT(*) FROM {t}"), ())
+        .await
+        .unwrap();
+    assert_eq!(tuple, 2);
+    let ids: Vec<i64> = db
+        .query_as(&format!("SELECT id FROM {t} ORDER BY id"), ())
+        .await
+        .unwrap();
+    assert_eq!(ids, [1, 2]);
+    let by_id = sql(&db, &format!("SELECT name FROM {t} WHERE id = ?"));
+    let name: Option<String> = db.query_one(&by_id, (2,)).await.unwrap();
+    assert_eq!(name, None, "NULL reads as None");
+
+    // More than one column is a mistake, and the error names it.
+    let err = db
+        .query_one::<i64>(&format!("SELECT id, name FROM {t}"), ())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DbError::ColumnCount {
+                found: 2,
+                wanted: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "cannot read a row of 2 columns as i64 (1 wanted)"
+    );
+
+    // An optional row: Some for a row, None for none.
+    let found: Option<String> = db.query_optional(&by_id, (1,)).await.unwrap();
+    assert_eq!(found.as_deref(), Some("ada"));
+    let missing: Option<String> = db.query_optional(&by_id, (99,)).await.unwrap();
+    assert_eq!(missing, None);
+    let row: Option<(i64, Option<String>)> = db
+        .query_optional(
+            &sql(&db, &format!("SELECT id, name FROM {t} WHERE id = ?")),
+            (2,),
+        )
+        .await
+        .unwrap();
+    assert_eq!(row, Some((2, None)));
+    db.exec(&format!("DROP TABLE {t}"), ()).await.unwrap();
+}
+
+#[tokio::test]
+async fn mysql_query_one_reads_a_scalar_and_query_optional_a_missing_row() {
+    scalars_and_optional_rows(Db::open(&mysql_url()).unwrap()).await;
+}
+
+#[tokio::test]
+async fn postgres_query_one_reads_a_scalar_and_query_optional_a_missing_row() {
+    scalars_and_optional_rows(Db::open(&postgres_url()).unwrap()).await;
+}
+
+#[tokio::test]
+async fn sqlite_query_one_reads_a_scalar_and_query_optional_a_missing_row() {
+    let (_dir, url) = sqlite_url();
+    scalars_and_optional_rows(Db::open(&url).unwrap()).await;
+}

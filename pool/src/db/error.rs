@@ -104,6 +104,17 @@ pub enum DbError {
     /// `query_one` found no row.
     #[error("query returned no rows")]
     NoRows,
+    /// A row has fewer columns than the Rust type reads (or, for a single value such as
+    /// `i64`, more than one).
+    #[error("cannot read a row of {} as {target} ({wanted} wanted)", counted(*found, "column"))]
+    ColumnCount {
+        /// The columns the row has.
+        found: usize,
+        /// The columns the type reads.
+        wanted: usize,
+        /// The Rust type asked for.
+        target: String,
+    },
     /// A value could not be read as the Rust type asked for.
     #[error("cannot decode column {column:?}: {reason}")]
     Decode {

@@ -18,8 +18,8 @@ mod sealed {
 /// use longlink_pool::db::{Db, DbError, Executor};
 ///
 /// /// Runs on a `Db`, inside a transaction, or on a dedicated connection alike.
-/// async fn user_names(mut db: impl Executor, id: i64) -> Result<Vec<(String,)>, DbError> {
-///     db.query_as("SELECT name FROM users WHERE id = ?", (id,)).await
+/// async fn user_name(mut db: impl Executor, id: i64) -> Result<Option<String>, DbError> {
+///     db.query_optional("SELECT name FROM users WHERE id = ?", (id,)).await
 /// }
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -30,17 +30,17 @@ mod sealed {
 /// db.exec("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)", ()).await?;
 /// db.exec("INSERT INTO users (name) VALUES (?)", ("ada",)).await?;
 ///
-/// assert_eq!(user_names(&db, 1).await?, [("ada".to_owned(),)]); // a connection per call
+/// assert_eq!(user_name(&db, 1).await?.as_deref(), Some("ada")); // a connection per call
 /// let mut tx = db.begin().await?;
 /// tx.exec("UPDATE users SET name = ? WHERE id = ?", ("grace", 1)).await?;
-/// assert_eq!(user_names(&mut tx, 1).await?, [("grace".to_owned(),)]); // sees its own write
+/// assert_eq!(user_name(&mut tx, 1).await?.as_deref(), Some("grace")); // sees its own write
 /// tx.rollback().await?;
 /// let mut conn = db.conn().await?;
-/// assert_eq!(user_names(&mut conn, 1).await?, [("ada".to_owned(),)]);
+/// assert_eq!(user_name(&mut conn, 1).await?.as_deref(), Some("ada"));
 /// drop(conn);
 /// // The futures are `Send`: a helper's call can be spawned.
-/// let task = tokio::spawn(user_names(db.clone(), 2));
-/// assert!(task.await.unwrap()?.is_empty());
+/// let task = tokio::spawn(user_name(db.clone(), 2));
+/// assert_eq!(task.await.unwrap()?, None);
 /// # Ok(()) }
 /// ```
 ///
@@ -138,7 +138,8 @@ pub trait Executor: Send + sealed::Sealed {
         async move { self.query_values(sql, &values).await }
     }
 
-    /// Runs a query and reads every row as `T`: a tuple, or your [`FromRow`] type.
+    /// Runs a query and reads every row as `T`: a single value, a tuple, or your
+    /// [`FromRow`] type.
     ///
     /// ```
     /// # use longlink_pool::db::{Db, Executor};
@@ -147,6 +148,8 @@ pub trait Executor: Send + sealed::Sealed {
     /// let sql = "SELECT 1, 'a' UNION ALL SELECT 2, 'b'";
     /// let pairs: Vec<(i64, String)> = Executor::query_as(&mut db, sql, ()).await?;
     /// assert_eq!(pairs, [(1, "a".to_owned()), (2, "b".to_owned())]);
+    /// let ids: Vec<i64> = Executor::query_as(&mut db, "SELECT 1 UNION ALL SELECT 2", ()).await?;
+    /// assert_eq!(ids, [1, 2]);
     /// # Ok(()) }
     /// ```
     fn query_as<T: FromRow>(
@@ -167,9 +170,9 @@ pub trait Executor: Send + sealed::Sealed {
     /// # use longlink_pool::db::{Db, DbError, Executor};
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), DbError> {
     /// let mut db = Db::open("sqlite://:memory:")?;
-    /// let (n,): (i64,) = Executor::query_one(&mut db, "SELECT ? + 1", (41,)).await?;
+    /// let n: i64 = Executor::query_one(&mut db, "SELECT ? + 1", (41,)).await?;
     /// assert_eq!(n, 42);
-    /// let none = Executor::query_one::<(i64,)>(&mut db, "SELECT 1 WHERE 0", ()).await;
+    /// let none = Executor::query_one::<i64>(&mut db, "SELECT 1 WHERE 0", ()).await;
     /// assert!(matches!(none, Err(DbError::NoRows)));
     /// # Ok(()) }
     /// ```
@@ -182,6 +185,29 @@ pub trait Executor: Send + sealed::Sealed {
         async move {
             let rows = self.query_values(sql, &values).await?;
             T::from_row(rows.first().ok_or(DbError::NoRows)?)
+        }
+    }
+
+    /// Runs a query and reads its first row as `T`, or `None` when there is no row.
+    ///
+    /// ```
+    /// # use longlink_pool::db::{Db, Executor};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), longlink_pool::db::DbError> {
+    /// let mut db = Db::open("sqlite://:memory:")?;
+    /// let some: Option<String> = Executor::query_optional(&mut db, "SELECT 'x'", ()).await?;
+    /// let none: Option<String> = Executor::query_optional(&mut db, "SELECT 'x' WHERE 0", ()).await?;
+    /// assert_eq!((some.as_deref(), none), (Some("x"), None));
+    /// # Ok(()) }
+    /// ```
+    fn query_optional<T: FromRow>(
+        &mut self,
+        sql: &str,
+        params: impl Params,
+    ) -> impl Future<Output = Result<Option<T>, DbError>> + Send {
+        let values = params.into_values();
+        async move {
+            let rows = self.query_values(sql, &values).await?;
+            rows.first().map(T::from_row).transpose()
         }
     }
 }
@@ -302,8 +328,8 @@ macro_rules! inherent_statements {
                 Executor::query($executor, sql, params).await
             }
 
-            /// Runs a query and reads every row as `T` (a tuple, or your [`FromRow`] type);
-            /// see [`Executor::query_as`].
+            /// Runs a query and reads every row as `T` (a single value, a tuple, or your
+            /// [`FromRow`] type); see [`Executor::query_as`].
             pub async fn query_as<T: FromRow>(
                 $this: $recv,
                 sql: &str,
@@ -320,6 +346,16 @@ macro_rules! inherent_statements {
                 params: impl Params,
             ) -> Result<T, DbError> {
                 Executor::query_one($executor, sql, params).await
+            }
+
+            /// Runs a query and reads its first row as `T`, or `None` when there is no row.
+            /// See [`Executor::query_optional`].
+            pub async fn query_optional<T: FromRow>(
+                $this: $recv,
+                sql: &str,
+                params: impl Params,
+            ) -> Result<Option<T>, DbError> {
+                Executor::query_optional($executor, sql, params).await
             }
         }
     };

@@ -10,7 +10,7 @@
 //! let db = Db::open("sqlite://data/app.db")?; // checks the DSN, connects to nothing
 //! db.exec("CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT)", ()).await?;
 //! db.exec("INSERT INTO kv (k, v) VALUES (?, ?)", ("a", "1")).await?;
-//! let (_v,): (String,) = db.query_one("SELECT v FROM kv WHERE k = ?", ("a",)).await?;
+//! let v: String = db.query_one("SELECT v FROM kv WHERE k = ?", ("a",)).await?;
 //! let mut tx = db.begin().await?; // one connection until commit or rollback
 //! tx.exec("DELETE FROM kv", ()).await?;
 //! tx.commit().await?;
@@ -125,8 +125,8 @@ macro_rules! with_pool {
 /// is retried on another connection (twice on a cached-or-new one, then once on a new one),
 /// and one that may have run is not retried and says so ([`DbError::may_have_run`]).
 ///
-/// The statement methods (`exec`, `query`, `query_as`, `query_one`) are those of
-/// [`Executor`], callable without importing it.
+/// The statement methods (`exec`, `query`, `query_as`, `query_one`, `query_optional`) are
+/// those of [`Executor`], callable without importing it.
 #[derive(Clone)]
 pub struct Db {
     backend: Backend,
@@ -292,7 +292,7 @@ impl Db {
     /// let mut tx = db.begin().await?;
     /// tx.exec("INSERT INTO t (n) VALUES (?)", (1,)).await?;
     /// tx.rollback().await?;
-    /// assert_eq!(db.query_one::<(i64,)>("SELECT COUNT(*) FROM t", ()).await?, (0,));
+    /// assert_eq!(db.query_one::<i64>("SELECT COUNT(*) FROM t", ()).await?, 0);
     /// # Ok(()) }
     /// ```
     pub async fn begin(&self) -> Result<Tx, DbError> {
@@ -308,7 +308,7 @@ impl Db {
     /// let mut conn = db.conn().await?;
     /// conn.exec("CREATE TEMP TABLE scratch (n INTEGER)", ()).await?; // this session only
     /// conn.exec("INSERT INTO scratch (n) VALUES (1)", ()).await?;
-    /// assert_eq!(conn.query_one::<(i64,)>("SELECT n FROM scratch", ()).await?, (1,));
+    /// assert_eq!(conn.query_one::<i64>("SELECT n FROM scratch", ()).await?, 1);
     /// # Ok(()) }
     /// ```
     pub async fn conn(&self) -> Result<DbConn, DbError> {

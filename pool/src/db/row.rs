@@ -80,11 +80,16 @@ impl Row {
     }
 }
 
-/// Builds a Rust value from a whole row: tuples of up to eight [`FromValue`]s read the
-/// columns in order; implement it for your structs.
+/// Builds a Rust value from a whole row: a single [`FromValue`] (`i64`, `String`,
+/// `Option<T>`…) reads a one-column row, tuples of up to eight read the columns in order;
+/// implement it for your structs.
+///
+/// A single value refuses a row of more than one column (a `SELECT *` read as `i64` is a
+/// mistake, not the first column); a tuple refuses a row with fewer columns than it has.
 ///
 /// ```
-/// use longlink_pool::db::{DbError, FromRow, Row};
+/// use std::sync::Arc;
+/// use longlink_pool::db::{DbError, FromRow, Row, Value};
 ///
 /// struct User { id: i64, name: String }
 ///
@@ -93,6 +98,15 @@ impl Row {
 ///         Ok(User { id: row.get("id")?, name: row.get("name")? })
 ///     }
 /// }
+///
+/// let row = Row::new(Arc::from(vec!["id".to_owned(), "name".to_owned()]), vec![Value::I64(1), Value::Text("ada".into())]);
+/// assert_eq!(User::from_row(&row)?.name, "ada");
+/// assert_eq!(<(i64, String)>::from_row(&row)?, (1, "ada".to_owned()));
+/// let err = i64::from_row(&row).unwrap_err();
+/// assert_eq!(err.to_string(), "cannot read a row of 2 columns as i64 (1 wanted)");
+/// let count = Row::new(Arc::from(vec!["COUNT(*)".to_owned()]), vec![Value::I64(3)]);
+/// assert_eq!(i64::from_row(&count)?, 3);
+/// # Ok::<(), DbError>(())
 /// ```
 pub trait FromRow: Sized {
     /// The value.
@@ -105,16 +119,48 @@ impl FromRow for Row {
     }
 }
 
+impl<T: FromValue> FromRow for T {
+    fn from_row(row: &Row) -> Result<Self, DbError> {
+        if row.len() != 1 {
+            return Err(column_count::<T>(row, 1));
+        }
+        row.get(0)
+    }
+}
+
+fn column_count<T>(row: &Row, wanted: usize) -> DbError {
+    DbError::ColumnCount {
+        found: row.len(),
+        wanted,
+        target: short_type_name::<T>(),
+    }
+}
+
+/// `core::option::Option<alloc::string::String>` as `Option<String>`.
+fn short_type_name<T>() -> String {
+    let full = std::any::type_name::<T>();
+    let mut out = String::with_capacity(full.len());
+    let mut segment = String::new();
+    for c in full.chars() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            segment.push(c);
+        } else {
+            out.push_str(segment.rsplit("::").next().unwrap_or_default());
+            segment.clear();
+            out.push(c);
+        }
+    }
+    out.push_str(segment.rsplit("::").next().unwrap_or_default());
+    out
+}
+
 macro_rules! tuple_from_row {
     ($($name:ident : $i:tt),*) => {
         impl<$($name: FromValue),*> FromRow for ($($name,)*) {
             fn from_row(row: &Row) -> Result<Self, DbError> {
                 let want = [$($i),*].len();
                 if row.len() < want {
-                    return Err(DbError::Decode {
-                        column: String::new(),
-                        reason: format!("row has {} columns, {want} wanted", row.len()),
-                    });
+                    return Err(column_count::<Self>(row, want));
                 }
                 Ok(($(row.get::<$name>($i)?,)*))
             }

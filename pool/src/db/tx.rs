@@ -19,7 +19,7 @@ use super::any_conn::AnyConn;
 /// db.exec("CREATE TABLE t (n INTEGER)", ()).await?;
 /// let mut tx = db.begin().await?;
 /// tx.exec("INSERT INTO t (n) VALUES (?)", (1,)).await?;
-/// assert_eq!(tx.query_one::<(i64,)>("SELECT COUNT(*) FROM t", ()).await?, (1,));
+/// assert_eq!(tx.query_one::<i64>("SELECT COUNT(*) FROM t", ()).await?, 1);
 /// tx.commit().await?;
 /// # Ok(()) }
 /// ```
@@ -69,7 +69,7 @@ impl Tx {
 /// let db = longlink_pool::db::Db::open("sqlite://:memory:")?;
 /// let mut conn = db.conn().await?;
 /// conn.ping().await?;
-/// assert_eq!(conn.query_one::<(i64,)>("SELECT 2", ()).await?, (2,));
+/// assert_eq!(conn.query_one::<i64>("SELECT 2", ()).await?, 2);
 /// # Ok(()) }
 /// ```
 pub struct DbConn {
