@@ -5,12 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Driver;
+use crate::error::Chain;
 use crate::{PoolError, Stats};
 
 /// A driver error, shared (a connect error reaches every waiter that tried).
 pub type Cause = Arc<dyn StdError + Send + Sync>;
 
 /// What went wrong with a database call, and whether the statement may have run.
+///
+/// The text says each cause once (drivers that repeat their causes are shortened), and
+/// [`source`](std::error::Error::source) gives the driver's own error.
 ///
 /// ```
 /// use longlink_pool::db::{Db, DbError};
@@ -46,8 +50,9 @@ pub enum DbError {
         /// The cargo feature that enables it.
         feature: &'static str,
     },
-    /// Opening a connection failed.
-    #[error("connect failed: {source}")]
+    /// Opening a connection failed: the database is unreachable, or it refused (bad
+    /// credentials, unknown database — see [`is_retryable`](DbError::is_retryable)).
+    #[error("connect failed: {}", Chain(&**source))]
     Connect {
         /// The driver's error.
         source: Cause,
@@ -55,7 +60,7 @@ pub enum DbError {
     /// No connection became free in time.
     #[error("timed out after {waited:?} waiting for a connection ({} open of {}, {} in use, {} waiting){}",
         stats.open, stats.max_open, stats.in_use, stats.waiting,
-        last_connect_error.as_ref().map(|e| format!("; last connect error: {e}")).unwrap_or_default())]
+        last_connect_error.as_ref().map(|e| format!("; last connect error: {}", Chain(&**e))).unwrap_or_default())]
     Timeout {
         /// How long the call waited.
         waited: Duration,
@@ -77,7 +82,7 @@ pub enum DbError {
         message: String,
     },
     /// The connection broke during the call.
-    #[error("connection broken ({}): {source}", if *may_have_run { "the statement may have run" } else { "the statement was not sent" })]
+    #[error("connection broken ({}): {}", if *may_have_run { "the statement may have run" } else { "the statement was not sent" }, Chain(&**source))]
     Broken {
         /// `false` only when it is proven that the statement never reached the server.
         may_have_run: bool,
@@ -153,10 +158,16 @@ impl DbError {
         )
     }
 
-    /// `true` if trying again (later, or on another connection) may succeed.
+    /// `true` if trying again (later, or on another connection) may succeed: an unreachable
+    /// database, a timeout, a connection that broke before the statement was sent. A server
+    /// that refused the login — wrong password, unknown user or database, no permission
+    /// (MySQL 1044, 1045, 1049; SQLSTATE 28000, 28P01, 3D000) — refuses the next try too.
     pub fn is_retryable(&self) -> bool {
         match self {
-            DbError::Connect { .. } | DbError::Timeout { .. } => true,
+            DbError::Connect { source } => !refused_for_good(source),
+            DbError::Timeout {
+                last_connect_error, ..
+            } => !last_connect_error.as_ref().is_some_and(refused_for_good),
             DbError::Broken { may_have_run, .. } => !may_have_run,
             _ => false,
         }
@@ -184,6 +195,20 @@ impl DbError {
             source: Arc::new(source),
         }
     }
+}
+
+/// `true` when the server refused the connection for a reason another try will not fix.
+fn refused_for_good(cause: &Cause) -> bool {
+    #[cfg(feature = "mysql")]
+    if let Some(e) = cause.downcast_ref::<mysql_async::Error>() {
+        return super::mysql::refused_for_good(e);
+    }
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    if let Some(e) = cause.downcast_ref::<sqlx::Error>() {
+        return super::sqlx_error::refused_for_good(e);
+    }
+    let _ = cause;
+    false
 }
 
 impl<E: StdError + Send + Sync + 'static> From<PoolError<E>> for DbError {

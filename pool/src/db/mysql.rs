@@ -100,6 +100,12 @@ pub(crate) fn classify(error: mysql_async::Error) -> DbError {
     }
 }
 
+/// `true` for a refused login that another try would meet again: access denied to the
+/// database (1044), wrong password or unknown user (1045), unknown database (1049).
+pub(crate) fn refused_for_good(error: &mysql_async::Error) -> bool {
+    matches!(error, mysql_async::Error::Server(e) if matches!(e.code, 1044 | 1045 | 1049))
+}
+
 fn to_param(value: &Value) -> mysql_async::Value {
     use mysql_async::Value as M;
     match value {

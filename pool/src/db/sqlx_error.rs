@@ -48,3 +48,15 @@ pub(crate) fn classify(error: sqlx::Error) -> DbError {
         },
     }
 }
+
+/// `true` for a refused login that another try would meet again: SQLSTATE class 28
+/// (invalid authorization: wrong password `28P01`, unknown role or no `pg_hba.conf` entry
+/// `28000`) and `3D000` (unknown database).
+pub(crate) fn refused_for_good(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(e) => e
+            .code()
+            .is_some_and(|code| code.starts_with("28") || code == "3D000"),
+        _ => false,
+    }
+}
