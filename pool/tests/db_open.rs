@@ -123,3 +123,25 @@ async fn unreachable_database_fails_with_the_connect_error() {
     assert!(err.is_retryable() && !err.may_have_run());
     assert!(err.to_string().starts_with("connect failed:"), "{err}");
 }
+
+#[tokio::test]
+async fn sqlite_memory_connections_of_one_db_share_one_database() {
+    // sqlx names each parsed `:memory:` DSN's database and opens it with a shared cache:
+    // every connection of one `Db` sees the same tables (a second `Db` would not).
+    let db = Db::builder().max_open(2).open("sqlite://:memory:").unwrap();
+    let mut first = db.conn().await.unwrap();
+    first
+        .exec("CREATE TABLE shared (n INTEGER)", ())
+        .await
+        .unwrap();
+    first
+        .exec("INSERT INTO shared (n) VALUES (1)", ())
+        .await
+        .unwrap();
+    let mut second = db.conn().await.unwrap();
+    assert_eq!(db.stats().open, 2, "two connections");
+    let (n,): (i64,) = second.query_one("SELECT n FROM shared", ()).await.unwrap();
+    assert_eq!(n, 1);
+    let other = Db::open("sqlite://:memory:").unwrap();
+    assert!(other.query("SELECT n FROM shared", ()).await.is_err());
+}

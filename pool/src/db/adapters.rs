@@ -10,7 +10,7 @@
 //! # #[cfg(all(feature = "bb8", feature = "sqlite"))]
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use longlink_pool::db::SqliteManager;
-//! let pool = bb8::Pool::builder().max_size(4).build(SqliteManager::new("sqlite::memory:")?).await?;
+//! let pool = bb8::Pool::builder().max_size(4).build(SqliteManager::new("sqlite://:memory:")?).await?;
 //! let conn = pool.get().await?;
 //! # Ok(()) }
 //! ```

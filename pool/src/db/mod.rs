@@ -69,7 +69,7 @@ pub enum Driver {
     Mysql,
     /// PostgreSQL (`postgres://`, `postgresql://`).
     Postgres,
-    /// SQLite (`sqlite:`).
+    /// SQLite (`sqlite://`).
     Sqlite,
 }
 
@@ -176,7 +176,7 @@ impl Db {
             .split_once(':')
             .map(|(s, _)| s.to_ascii_lowercase())
             .ok_or_else(|| DbError::BadDsn {
-                reason: "no scheme (expected mysql://, postgres:// or sqlite:)".to_owned(),
+                reason: "no scheme (expected mysql://, postgres:// or sqlite://)".to_owned(),
             })?;
         let backend = match scheme.as_str() {
             #[cfg(feature = "mysql")]

@@ -1,4 +1,4 @@
-//! SQLite through `sqlx`, bundled (`sqlite://path/to/file.db`, `sqlite::memory:`): the
+//! SQLite through `sqlx`, bundled (`sqlite://path/to/file.db`, `sqlite://:memory:`): the
 //! embedded default.
 
 use std::str::FromStr;
@@ -12,9 +12,11 @@ use crate::Manager;
 
 /// Opens `sqlx` SQLite connections for a [`Pool`](crate::Pool).
 ///
-/// The database file is created if missing (as Go's SQLite drivers do). Each connection to
-/// `sqlite::memory:` is its own empty database: give such a pool `max_open(1)`, or use a
-/// file.
+/// The database file is created if missing (as Go's SQLite drivers do). The connections
+/// of one manager to `sqlite://:memory:` share one database (sqlx opens it by a name of its
+/// own, with a shared cache), which lives only while one of them is open: once the pool
+/// has closed them all (idle time, lifetime), its tables are gone. For data that must
+/// stay, use a file.
 ///
 /// ```
 /// use longlink_pool::db::SqliteManager;
