@@ -17,9 +17,13 @@
 //! tcp_listen = "127.0.0.1:7802"
 //! heartbeats = { 2g = 300, 3g = 300, 4g = 360, 5g = 360, wifi = 480 }
 //!
-//! [hub]
+//! [push]
 //! max_attempts = 5
 //! ```
+//!
+//! Each section deserializes straight into the settings of the component that takes it
+//! ([`RoomConfig`], [`PushConfig`], [`ClusterConfig`]); durations are `Duration`s, written
+//! in the file in the unit their key names (`auth_timeout_secs`, `tick_ms`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,8 +32,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::center::AppConfig;
-use crate::hub::HubConfig;
-use crate::room::{Heartbeats, RoomConfig};
+pub use crate::pusher::PushConfig;
+use crate::remote::RpcOptions;
+pub use crate::room::RoomConfig;
 
 /// The whole system's settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,16 +58,18 @@ pub struct Config {
     /// Serve the development web page at `/` (it hands out the first app's API key and
     /// user tokens: keep it off where others can reach the center).
     pub dev_page: bool,
-    /// How often stored messages past their TTL are marked expired, in seconds.
-    pub sweep_interval_secs: u64,
+    /// How often stored messages past their TTL are marked expired.
+    #[serde(rename = "sweep_interval_secs", with = "serde_secs")]
+    pub sweep_interval: Duration,
     /// Largest request body the center reads.
     pub max_request_bytes: usize,
     /// The room.
-    pub room: RoomSection,
-    /// Push behaviour.
-    pub hub: HubSection,
+    pub room: RoomConfig,
+    /// Push behaviour (`[push]`; `[hub]` is read too, its old name).
+    #[serde(alias = "hub")]
+    pub push: PushConfig,
     /// The cluster mode (each service its own process).
-    pub cluster: ClusterSection,
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -76,16 +83,40 @@ impl Default for Config {
             token_secret: None,
             apps: Vec::new(),
             dev_page: true,
-            sweep_interval_secs: 60,
+            sweep_interval: Duration::from_secs(60),
             max_request_bytes: 256 * 1024,
-            room: RoomSection::default(),
-            hub: HubSection::default(),
-            cluster: ClusterSection::default(),
+            room: RoomConfig::default(),
+            push: PushConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
 
-/// How the services of a cluster find each other and their stores.
+/// How internal calls travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RpcStrategy {
+    /// One connection per target, many calls on it at once (the default).
+    #[default]
+    Multiplexed,
+    /// Up to 64 connections per target, one call on each at a time.
+    Pooled,
+    /// A connection per call.
+    Short,
+}
+
+impl RpcStrategy {
+    /// As longlink-rpc takes it.
+    pub fn strategy(self) -> longlink_rpc::Strategy {
+        match self {
+            RpcStrategy::Multiplexed => longlink_rpc::Strategy::Multiplexed { conns: 1 },
+            RpcStrategy::Pooled => longlink_rpc::Strategy::Pooled { max_conns: 64 },
+            RpcStrategy::Short => longlink_rpc::Strategy::Short,
+        }
+    }
+}
+
+/// How the services of a cluster find each other and their stores (`[cluster]`).
 ///
 /// ```toml
 /// [cluster]
@@ -96,17 +127,21 @@ impl Default for Config {
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ClusterSection {
+pub struct ClusterConfig {
     /// Redis (register, membership, the saver's hot pending state).
     pub redis: String,
     /// Prefix of every Redis key (several clusters can share one Redis).
     pub redis_prefix: String,
-    /// Register services' RPC addresses (any of them answers).
+    /// Register services' RPC addresses (calls go to any; one that fails without running a
+    /// call sends it to the next).
+    #[serde(deserialize_with = "one_or_many")]
     pub register: Vec<String>,
-    /// The saver service's RPC address.
-    pub saver: String,
-    /// The coordinator service's RPC address.
-    pub coordinator: String,
+    /// The saver services' RPC addresses (one, or a list).
+    #[serde(deserialize_with = "one_or_many")]
+    pub saver: Vec<String>,
+    /// The coordinator services' RPC addresses (one, or a list).
+    #[serde(deserialize_with = "one_or_many")]
+    pub coordinator: Vec<String>,
     /// Where this process's RPC server listens (register, saver, coordinator, room).
     pub rpc_listen: SocketAddr,
     /// The address others reach this process's RPC server at (default: `rpc_listen`).
@@ -114,65 +149,70 @@ pub struct ClusterSection {
     /// The dispatcher service's HTTP listen address.
     pub dispatcher_listen: SocketAddr,
     /// How internal calls travel: `multiplexed`, `pooled` or `short`.
-    pub rpc_strategy: String,
-    /// Deadline of an internal call, in milliseconds.
-    pub rpc_timeout_ms: u64,
+    pub rpc_strategy: RpcStrategy,
+    /// Deadline of an internal call.
+    #[serde(rename = "rpc_timeout_ms", with = "serde_millis")]
+    pub rpc_timeout: Duration,
     /// Calls in flight to one service before more are refused at once (overload).
     pub rpc_max_in_flight: usize,
     /// A register session lives this long unless its room refreshes it.
-    pub session_ttl_secs: u64,
+    #[serde(rename = "session_ttl_secs", with = "serde_secs")]
+    pub session_ttl: Duration,
     /// How often a room checks whether the register lost its state (and re-flushes).
-    pub epoch_check_ms: u64,
+    #[serde(rename = "epoch_check_ms", with = "serde_millis")]
+    pub epoch_check: Duration,
     /// After the register lost its state, lookups also ask every room this long.
-    pub settle_ms: u64,
+    #[serde(rename = "settle_ms", with = "serde_millis")]
+    pub settle: Duration,
     /// How often a room announces itself.
-    pub announce_ms: u64,
+    #[serde(rename = "announce_ms", with = "serde_millis")]
+    pub announce: Duration,
     /// A room not heard from for this long leaves routing.
-    pub room_ttl_ms: u64,
+    #[serde(rename = "room_ttl_ms", with = "serde_millis")]
+    pub room_ttl: Duration,
     /// A disconnected session waits this long for a quick reconnect to the same room.
-    pub grace_ms: u64,
+    #[serde(rename = "grace_ms", with = "serde_millis")]
+    pub grace: Duration,
     /// A draining room spreads its clients' reconnects over this window.
-    pub drain_window_ms: u64,
+    #[serde(rename = "drain_window_ms", with = "serde_millis")]
+    pub drain_window: Duration,
     /// Connections a room takes before the dispatcher stops sending users to it.
     pub room_capacity: usize,
 }
 
-impl Default for ClusterSection {
+impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterSection {
+        ClusterConfig {
             redis: "redis://127.0.0.1:6379/0".into(),
             redis_prefix: "llpush:".into(),
             register: vec!["127.0.0.1:7810".into()],
-            saver: "127.0.0.1:7811".into(),
-            coordinator: "127.0.0.1:7812".into(),
+            saver: vec!["127.0.0.1:7811".into()],
+            coordinator: vec!["127.0.0.1:7812".into()],
             rpc_listen: "127.0.0.1:7813".parse().expect("an address"),
             rpc_public: None,
             dispatcher_listen: "127.0.0.1:7809".parse().expect("an address"),
-            rpc_strategy: "multiplexed".into(),
-            rpc_timeout_ms: 2000,
+            rpc_strategy: RpcStrategy::Multiplexed,
+            rpc_timeout: Duration::from_millis(2000),
             rpc_max_in_flight: 4096,
-            session_ttl_secs: 90,
-            epoch_check_ms: 1000,
-            settle_ms: 5000,
-            announce_ms: 1000,
-            room_ttl_ms: 3500,
-            grace_ms: 10_000,
-            drain_window_ms: 10_000,
+            session_ttl: Duration::from_secs(90),
+            epoch_check: Duration::from_millis(1000),
+            settle: Duration::from_millis(5000),
+            announce: Duration::from_millis(1000),
+            room_ttl: Duration::from_millis(3500),
+            grace: Duration::from_millis(10_000),
+            drain_window: Duration::from_millis(10_000),
             room_capacity: 19_000,
         }
     }
 }
 
-impl ClusterSection {
-    /// The RPC strategy, checked.
-    pub fn strategy(&self) -> Result<longlink_rpc::Strategy, ConfigError> {
-        match self.rpc_strategy.as_str() {
-            "multiplexed" => Ok(longlink_rpc::Strategy::Multiplexed { conns: 1 }),
-            "pooled" => Ok(longlink_rpc::Strategy::Pooled { max_conns: 64 }),
-            "short" => Ok(longlink_rpc::Strategy::Short),
-            other => Err(ConfigError::Invalid(format!(
-                "cluster.rpc_strategy must be multiplexed, pooled or short, not {other:?}"
-            ))),
+impl ClusterConfig {
+    /// How internal calls travel.
+    pub fn rpc(&self) -> RpcOptions {
+        RpcOptions {
+            strategy: self.rpc_strategy.strategy(),
+            timeout: self.rpc_timeout,
+            max_in_flight: self.rpc_max_in_flight,
         }
     }
 
@@ -182,110 +222,81 @@ impl ClusterSection {
             .clone()
             .unwrap_or_else(|| self.rpc_listen.to_string())
     }
-}
 
-/// The room's settings, as configured.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RoomSection {
-    /// The room's name.
-    pub name: String,
-    /// WebSocket listen address.
-    pub ws_listen: SocketAddr,
-    /// Raw TCP listen address.
-    pub tcp_listen: SocketAddr,
-    /// Heartbeat intervals by network type, in seconds.
-    pub heartbeats: Heartbeats,
-    /// Seconds a new connection has to AUTH.
-    pub auth_timeout_secs: u64,
-    /// Connections per client IP.
-    pub max_conns_per_ip: usize,
-    /// Messages queued per connection before it counts as too slow.
-    pub send_queue: usize,
-    /// Largest frame a client may send.
-    pub max_frame_bytes: usize,
-    /// The heartbeat wheel's tick, in milliseconds.
-    pub tick_ms: u64,
-}
-
-impl Default for RoomSection {
-    fn default() -> Self {
-        let d = RoomConfig::default();
-        RoomSection {
-            name: d.name,
-            ws_listen: d.ws_listen,
-            tcp_listen: d.tcp_listen,
-            heartbeats: d.heartbeats,
-            auth_timeout_secs: d.auth_timeout.as_secs(),
-            max_conns_per_ip: d.max_conns_per_ip,
-            send_queue: d.send_queue,
-            max_frame_bytes: d.max_frame_bytes,
-            tick_ms: d.tick.as_millis() as u64,
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (what, list) in [
+            ("register", &self.register),
+            ("saver", &self.saver),
+            ("coordinator", &self.coordinator),
+        ] {
+            if list.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "cluster.{what} lists no address"
+                )));
+            }
         }
+        for (what, d) in [
+            ("rpc_timeout_ms", self.rpc_timeout),
+            ("session_ttl_secs", self.session_ttl),
+            ("epoch_check_ms", self.epoch_check),
+            ("announce_ms", self.announce),
+            ("room_ttl_ms", self.room_ttl),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::Invalid(format!(
+                    "cluster.{what} must be more than 0"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
-impl RoomSection {
-    /// As the room takes it.
-    pub fn to_room_config(&self) -> RoomConfig {
-        RoomConfig {
-            name: self.name.clone(),
-            ws_listen: self.ws_listen,
-            tcp_listen: self.tcp_listen,
-            heartbeats: self.heartbeats.clone(),
-            auth_timeout: Duration::from_secs(self.auth_timeout_secs.max(1)),
-            max_conns_per_ip: self.max_conns_per_ip,
-            send_queue: self.send_queue,
-            max_frame_bytes: self.max_frame_bytes,
-            max_apps_per_conn: RoomConfig::default().max_apps_per_conn,
-            tick: Duration::from_millis(self.tick_ms.max(10)),
-        }
+/// A string or a list of strings.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// A `Duration` written as whole seconds.
+pub mod serde_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes whole seconds.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    /// Reads whole seconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
     }
 }
 
-/// Push behaviour, as configured.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HubSection {
-    /// Sends of a stored message without an ACK before it is given up (marked expired).
-    pub max_attempts: u32,
-    /// TTL when a push gives none, in seconds.
-    pub default_ttl_secs: u64,
-    /// Longest TTL, in seconds.
-    pub max_ttl_secs: u64,
-    /// Largest message body.
-    pub max_body_bytes: usize,
-    /// Most recipients of a multicast.
-    pub max_multicast: usize,
-    /// Broadcast deliveries per second per room.
-    pub broadcast_rate: u32,
-}
+/// A `Duration` written as whole milliseconds.
+pub mod serde_millis {
+    use std::time::Duration;
 
-impl Default for HubSection {
-    fn default() -> Self {
-        let d = HubConfig::default();
-        HubSection {
-            max_attempts: d.max_attempts,
-            default_ttl_secs: d.default_ttl.as_secs(),
-            max_ttl_secs: d.max_ttl.as_secs(),
-            max_body_bytes: d.max_body_bytes,
-            max_multicast: d.max_multicast,
-            broadcast_rate: d.broadcast_rate,
-        }
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes whole milliseconds.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
     }
-}
 
-impl HubSection {
-    /// As the hub takes it.
-    pub fn to_hub_config(&self) -> HubConfig {
-        HubConfig {
-            max_attempts: self.max_attempts.max(1),
-            default_ttl: Duration::from_secs(self.default_ttl_secs.max(1)),
-            max_ttl: Duration::from_secs(self.max_ttl_secs.max(1)),
-            max_body_bytes: self.max_body_bytes,
-            max_multicast: self.max_multicast,
-            broadcast_rate: self.broadcast_rate,
-        }
+    /// Reads whole milliseconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
     }
 }
 
@@ -337,8 +348,9 @@ impl Config {
     /// Reads TOML text over the defaults.
     ///
     /// ```
-    /// let c = longlink_push::config::Config::from_toml("dev_page = false\n[hub]\nmax_attempts = 3").unwrap();
-    /// assert_eq!((c.dev_page, c.hub.max_attempts), (false, 3));
+    /// let c = longlink_push::config::Config::from_toml("dev_page = false\n[push]\nmax_attempts = 3\n[room]\nauth_timeout_secs = 4").unwrap();
+    /// assert_eq!((c.dev_page, c.push.max_attempts), (false, 3));
+    /// assert_eq!(c.room.auth_timeout, std::time::Duration::from_secs(4));
     /// assert!(longlink_push::config::Config::from_toml("no_such_key = 1").is_err());
     /// ```
     pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
@@ -381,12 +393,29 @@ impl Config {
                 "room.send_queue and room.max_conns_per_ip must be at least 1".into(),
             ));
         }
-        if self.hub.max_body_bytes > 16 << 20 {
+        if self.room.auth_timeout.is_zero() || self.room.tick < Duration::from_millis(10) {
             return Err(ConfigError::Invalid(
-                "hub.max_body_bytes must be at most 16 MiB".into(),
+                "room.auth_timeout_secs must be at least 1 and room.tick_ms at least 10".into(),
             ));
         }
-        Ok(())
+        let p = &self.push;
+        if p.max_attempts == 0 || p.default_ttl.is_zero() || p.max_ttl.is_zero() {
+            return Err(ConfigError::Invalid(
+                "push.max_attempts, push.default_ttl_secs and push.max_ttl_secs must be at least 1"
+                    .into(),
+            ));
+        }
+        if p.max_body_bytes > 16 << 20 {
+            return Err(ConfigError::Invalid(
+                "push.max_body_bytes must be at most 16 MiB".into(),
+            ));
+        }
+        if self.sweep_interval.is_zero() {
+            return Err(ConfigError::Invalid(
+                "sweep_interval_secs must be at least 1".into(),
+            ));
+        }
+        self.cluster.validate()
     }
 
     /// The store's DSN.

@@ -130,30 +130,30 @@ async fn post(
     }
 }
 
-/// What the hub asks of the coordinator: the [`Coordinator`] in this process, or the
-/// coordinator service over RPC in the cluster.
-#[async_trait::async_trait]
-pub trait Callbacks: Send + Sync + 'static {
-    /// Posts an online (or offline) callback for each app the session subscribed.
-    async fn presence(&self, session: &Session, online: bool);
-    /// Forwards upstream data; the reply tells the client whether it was taken.
-    async fn upstream(&self, session: &Session, upstream: Upstream) -> UpstreamReply;
-    /// Events waiting to be posted (in this process).
-    fn queued(&self) -> usize;
+crate::contract! {
+    /// What the rooms ask of the coordinator: the [`Coordinator`] in this process, or the
+    /// coordinator service over RPC in the cluster.
+    pub trait Callbacks: service coordinator_svc as "coordinator" {
+        /// Posts an online (or offline) callback for each app the session names.
+        fn presence(session: Session, online: bool) -> ();
+        /// Forwards upstream data; the reply tells the client whether it was taken.
+        fn upstream(session: Session, upstream: Upstream) -> UpstreamReply;
+    }
 }
 
 #[async_trait::async_trait]
 impl Callbacks for Coordinator {
-    async fn presence(&self, session: &Session, online: bool) {
-        Coordinator::presence(self, session, online).await
+    async fn presence(&self, session: Session, online: bool) -> Result<(), crate::PushError> {
+        Coordinator::presence(self, &session, online).await;
+        Ok(())
     }
 
-    async fn upstream(&self, session: &Session, upstream: Upstream) -> UpstreamReply {
-        Coordinator::upstream(self, session, upstream)
-    }
-
-    fn queued(&self) -> usize {
-        Coordinator::queued(self)
+    async fn upstream(
+        &self,
+        session: Session,
+        upstream: Upstream,
+    ) -> Result<UpstreamReply, crate::PushError> {
+        Ok(Coordinator::upstream(self, &session, upstream))
     }
 }
 

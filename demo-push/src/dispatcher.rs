@@ -1,126 +1,138 @@
-//! The dispatcher: tells a client which rooms to connect to, best first.
+//! The dispatcher: tells a client which rooms to connect to, best first. The room where
+//! the user's session is (or waits out its grace period) comes first — a "flash reconnect"
+//! lands where its state is — then the open rooms, least loaded first; draining rooms get
+//! no new users, full ones go last, and the addresses the client reports as failed go
+//! after everything else. One component for every deployment: one local room, or the
+//! cluster's membership.
 //!
 //! A client asks `GET /dispatch?uid=&net=&failed=` before it connects, caches the answer
 //! per network type, asks again when its network type changes, and names the addresses
-//! that failed so the next answer puts them last. In one process there is one room; the
-//! cluster mode fills the list from the register's live rooms.
+//! that failed so the next answer puts them last.
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use axum::Json;
-use axum::Router;
-use axum::extract::State;
-use axum::routing::get;
-use longlink_codec::push::Net;
-use serde::{Deserialize, Serialize};
+use longlink_codec::push::{Dispatch, Net, RoomAddress};
 
-use crate::center::{ApiError, ApiQuery};
-use crate::model::check_name;
+use crate::register::Register;
 use crate::room::Heartbeats;
+use crate::rooms::{Directory, RoomInfo};
 
-/// Answers `GET /dispatch`: the static [`Dispatcher`] in one process, the membership-fed
-/// one in the cluster.
-#[async_trait]
-pub trait Routes: Send + Sync + 'static {
-    /// The rooms `uid` should try, best first, with `failed` addresses last.
-    async fn dispatch(&self, uid: &str, net: Net, failed: &[String]) -> Dispatch;
+/// Picks rooms for users.
+#[derive(Clone)]
+pub struct Dispatcher {
+    directory: Arc<dyn Directory>,
+    register: Arc<dyn Register>,
+    heartbeats: Heartbeats,
 }
 
-#[async_trait]
-impl Routes for Dispatcher {
-    async fn dispatch(&self, uid: &str, net: Net, failed: &[String]) -> Dispatch {
-        Dispatcher::dispatch(self, uid, net, failed)
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("heartbeats", &self.heartbeats)
+            .finish_non_exhaustive()
     }
 }
 
-/// `GET /dispatch?uid=&net=&failed=a,b`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DispatchQuery {
-    uid: String,
-    net: Net,
-    /// Addresses that failed, comma-separated.
-    #[serde(default)]
-    failed: Option<String>,
-}
+impl Dispatcher {
+    /// Rooms from `directory`, each user's preferred room from `register`.
+    pub fn new(
+        directory: Arc<dyn Directory>,
+        register: Arc<dyn Register>,
+        heartbeats: Heartbeats,
+    ) -> Dispatcher {
+        Dispatcher {
+            directory,
+            register,
+            heartbeats,
+        }
+    }
 
-/// Answers a dispatch query (the center's route and the dispatcher service's).
-pub async fn answer(routes: &dyn Routes, q: DispatchQuery) -> Result<Json<Dispatch>, ApiError> {
-    check_name("uid", &q.uid)?;
-    let failed: Vec<String> = q
-        .failed
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .take(64)
-        .map(str::to_owned)
-        .collect();
-    Ok(Json(routes.dispatch(&q.uid, q.net, &failed).await))
-}
-
-/// The dispatcher service's routes: `GET /dispatch` and `GET /healthz`.
-pub fn router(routes: Arc<dyn Routes>) -> Router {
-    Router::new()
-        .route(
-            "/dispatch",
-            get(
-                |State(routes): State<Arc<dyn Routes>>, ApiQuery(q): ApiQuery<DispatchQuery>| async move {
-                    answer(routes.as_ref(), q).await
-                },
-            ),
+    /// The rooms `uid` should try on `net`, best first, with `failed` addresses last.
+    pub async fn dispatch(&self, uid: &str, net: Net, failed: &[String]) -> Dispatch {
+        let rooms: Vec<RoomInfo> = self
+            .directory
+            .rooms()
+            .iter()
+            .map(|r| r.info.clone())
+            .collect();
+        // Where the user is (or was, within the grace period); the register being down
+        // only loses the preference. One room needs no preference.
+        let preferred: Vec<String> = if rooms.len() > 1 {
+            match self.register.sessions(uid).await {
+                Ok(sessions) => sessions.into_iter().map(|s| s.room).collect(),
+                Err(_) => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
+        answer(
+            uid,
+            net,
+            self.heartbeats.for_net(net),
+            order(uid, rooms, &preferred),
+            failed,
         )
-        .route("/healthz", get(|| async { "ok" }))
-        .fallback(|| async { ApiError::not_found("no such route") })
-        .with_state(routes)
+    }
 }
 
-/// Where a room listens, as clients reach it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RoomAddress {
-    /// The room's name.
-    pub name: String,
-    /// WebSocket URL (`ws://host:port/`).
-    pub ws: String,
-    /// Raw TCP `host:port`.
-    pub tcp: String,
+/// The rooms for `uid` in the order the dispatcher gives them: draining rooms left out;
+/// rooms in `preferred` (where the user's session is or waits) first; then open before full;
+/// then by load in 10% steps; within a step, a stable hash of (user, room) spreads users
+/// evenly and gives each the same room while loads are even.
+pub fn order(uid: &str, mut rooms: Vec<RoomInfo>, preferred: &[String]) -> Vec<RoomInfo> {
+    rooms.retain(|r| !r.draining);
+    rooms.sort_by_cached_key(|r| {
+        let load = (r.connections * 10 / r.capacity.max(1)).min(10);
+        (
+            !preferred.contains(&r.name),
+            !r.open(),
+            load,
+            stable_hash(&format!("{uid}\u{1f}{}", r.name)),
+        )
+    });
+    rooms
 }
 
-/// The dispatcher's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Dispatch {
-    /// The user asked about.
-    pub uid: String,
-    /// The network type asked about.
-    pub net: Net,
-    /// The heartbeat interval the room will ask for on this network, in seconds.
-    pub heartbeat_secs: u64,
-    /// Rooms to try, in order.
-    pub rooms: Vec<RoomAddress>,
-}
-
-/// Picks rooms for users.
+/// The answer for `rooms` in this order, with those whose address is in `failed` moved
+/// last (keeping the order within each half).
 ///
 /// ```
 /// use longlink_codec::push::Net;
-/// use longlink_push::dispatcher::{Dispatcher, RoomAddress};
-/// use longlink_push::room::Heartbeats;
+/// use longlink_push::dispatcher::{answer, order};
+/// use longlink_push::rooms::RoomInfo;
 ///
-/// let room = |n: &str| RoomAddress { name: n.into(), ws: format!("ws://{n}/"), tcp: n.into() };
-/// let d = Dispatcher::new(vec![room("a"), room("b"), room("c")], Heartbeats::default());
-/// let first = d.dispatch("u1", Net::Wifi, &[]);
-/// assert_eq!(first.heartbeat_secs, 480);
+/// let room = |n: &str| RoomInfo::local(n, &format!("ws://{n}/"), n);
+/// let rooms = order("u1", vec![room("a"), room("b"), room("c")], &[]);
+/// let first = answer("u1", Net::Wifi, 480, rooms.clone(), &[]);
 /// // The same user gets the same order, and a failed address goes last.
-/// assert_eq!(d.dispatch("u1", Net::Wifi, &[]), first);
+/// assert_eq!(answer("u1", Net::Wifi, 480, order("u1", vec![room("c"), room("a"), room("b")], &[]), &[]), first);
 /// let failed = first.rooms[0].tcp.clone();
-/// let again = d.dispatch("u1", Net::Wifi, &[failed.clone()]);
+/// let again = answer("u1", Net::Wifi, 480, rooms, &[failed.clone()]);
 /// assert_eq!(again.rooms.last().unwrap().tcp, failed);
 /// ```
-#[derive(Debug, Clone)]
-pub struct Dispatcher {
-    rooms: Vec<RoomAddress>,
-    heartbeats: Heartbeats,
+pub fn answer(
+    uid: &str,
+    net: Net,
+    heartbeat_secs: u64,
+    rooms: Vec<RoomInfo>,
+    failed: &[String],
+) -> Dispatch {
+    let mut rooms: Vec<RoomAddress> = rooms
+        .into_iter()
+        .map(|r| RoomAddress {
+            name: r.name,
+            ws: r.ws,
+            tcp: r.tcp,
+        })
+        .collect();
+    let is_failed = |r: &RoomAddress| failed.iter().any(|f| *f == r.tcp || *f == r.ws);
+    rooms.sort_by_key(is_failed);
+    Dispatch {
+        uid: uid.to_owned(),
+        net,
+        heartbeat_secs,
+        rooms,
+    }
 }
 
 /// FNV-1a: a stable hash, so a user's preferred room is the same in every process.
@@ -130,39 +142,50 @@ pub fn stable_hash(s: &str) -> u64 {
     })
 }
 
-impl Dispatcher {
-    /// A dispatcher over these rooms.
-    pub fn new(rooms: Vec<RoomAddress>, heartbeats: Heartbeats) -> Dispatcher {
-        Dispatcher { rooms, heartbeats }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(name: &str, connections: usize, capacity: usize, draining: bool) -> RoomInfo {
+        RoomInfo {
+            connections,
+            capacity,
+            draining,
+            ..RoomInfo::local(name, "", "")
+        }
     }
 
-    /// The rooms for `uid`: its preferred room first (a stable hash, so a reconnect lands
-    /// where it was), the others after, and those whose address is in `failed` last.
-    pub fn dispatch(&self, uid: &str, net: Net, failed: &[String]) -> Dispatch {
-        let mut rooms = self.rooms.clone();
-        if !rooms.is_empty() {
-            let start = (stable_hash(uid) % rooms.len() as u64) as usize;
-            rooms.rotate_left(start);
-        }
-        self.answer(uid, net, failed, rooms)
+    fn names(rooms: &[RoomInfo]) -> Vec<&str> {
+        rooms.iter().map(|r| r.name.as_str()).collect()
     }
 
-    /// The answer for `rooms` in this order, with those in `failed` moved last.
-    pub fn answer(
-        &self,
-        uid: &str,
-        net: Net,
-        failed: &[String],
-        mut rooms: Vec<RoomAddress>,
-    ) -> Dispatch {
-        let is_failed = |r: &RoomAddress| failed.iter().any(|f| *f == r.tcp || *f == r.ws);
-        // A stable sort keeps the preference order within each half.
-        rooms.sort_by_key(is_failed);
-        Dispatch {
-            uid: uid.to_owned(),
-            net,
-            heartbeat_secs: self.heartbeats.for_net(net),
-            rooms,
+    #[test]
+    fn a_full_room_goes_last_and_a_draining_one_is_left_out() {
+        let rooms = vec![
+            room("full", 100, 100, false),
+            room("busy", 80, 100, false),
+            room("idle", 10, 100, false),
+            room("draining", 0, 100, true),
+        ];
+        assert_eq!(names(&order("u1", rooms, &[])), ["idle", "busy", "full"]);
+    }
+
+    #[test]
+    fn the_users_room_comes_first_even_when_busier() {
+        let rooms = vec![room("a", 10, 100, false), room("b", 90, 100, false)];
+        assert_eq!(names(&order("u1", rooms, &["b".into()])), ["b", "a"]);
+    }
+
+    #[test]
+    fn even_rooms_spread_users_and_keep_each_on_one() {
+        let rooms = vec![room("a", 0, 100, false), room("b", 0, 100, false)];
+        let mut first = std::collections::HashMap::new();
+        for i in 0..100 {
+            let uid = format!("u{i}");
+            let pick = order(&uid, rooms.clone(), &[])[0].name.clone();
+            assert_eq!(order(&uid, rooms.clone(), &[])[0].name, pick);
+            *first.entry(pick).or_insert(0) += 1;
         }
+        assert!(first["a"] > 25 && first["b"] > 25, "{first:?}");
     }
 }

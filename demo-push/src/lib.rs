@@ -8,18 +8,22 @@
 #![deny(unsafe_code)] // one audited exception: `memory` calls glibc's malloc_trim
 
 pub mod center;
-pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod coordinator;
+pub mod courier;
 pub mod dispatcher;
 mod error;
 pub mod fdlimit;
-pub mod hub;
+pub mod frame;
 pub mod memory;
 pub mod metrics;
 pub mod model;
+pub mod node;
+pub mod pusher;
+pub mod records;
 pub mod register;
+pub mod remote;
 pub mod room;
 pub mod rooms;
 pub mod saver;
@@ -28,3 +32,10 @@ pub mod token;
 pub mod workers;
 
 pub use error::PushError;
+
+/// What [`contract!`] expands to needs.
+#[doc(hidden)]
+pub mod __private {
+    pub use async_trait::async_trait;
+    pub use longlink_rpc;
+}

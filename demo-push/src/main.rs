@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use longlink_codec::push::Net;
-use longlink_push::client::{Client, ClientConfig, Event, Transport};
 use longlink_push::cluster;
 use longlink_push::config::{Config, load_or_generate};
 use longlink_push::system::System;
 use longlink_push::token::Tokens;
+use longlink_push_client::{Client, ClientConfig, Event, Transport};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -123,12 +123,12 @@ struct ServerArgs {
     /// Cluster: the register services' RPC addresses, comma-separated.
     #[arg(long, env = "LONGLINK_PUSH_REGISTER", value_delimiter = ',')]
     register: Option<Vec<String>>,
-    /// Cluster: the saver's RPC address.
-    #[arg(long, env = "LONGLINK_PUSH_SAVER")]
-    saver: Option<String>,
-    /// Cluster: the coordinator's RPC address.
-    #[arg(long, env = "LONGLINK_PUSH_COORDINATOR")]
-    coordinator: Option<String>,
+    /// Cluster: the saver services' RPC addresses, comma-separated.
+    #[arg(long, env = "LONGLINK_PUSH_SAVER", value_delimiter = ',')]
+    saver: Option<Vec<String>>,
+    /// Cluster: the coordinator services' RPC addresses, comma-separated.
+    #[arg(long, env = "LONGLINK_PUSH_COORDINATOR", value_delimiter = ',')]
+    coordinator: Option<Vec<String>>,
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, env = "LONGLINK_PUSH_LOG", default_value = "info")]
     log: String,

@@ -1,7 +1,17 @@
 //! The push system's counters, rendered as Prometheus text at `/metrics`.
 
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use longlink_codec::BufPool;
+use longlink_pool::db::Db;
+
+use crate::courier::Courier;
+use crate::pusher::Pusher;
+use crate::register::Register;
 
 /// Counters shared by every service of a process.
 #[derive(Debug, Default)]
@@ -262,5 +272,140 @@ impl Metrics {
         }
         out.push_str(extra);
         out
+    }
+}
+
+/// What one process's `/metrics` shows: its counters, and the gauges of the components it
+/// runs, read at each scrape.
+#[derive(Clone)]
+pub struct Scrape {
+    metrics: Arc<Metrics>,
+    sources: Vec<Source>,
+}
+
+#[derive(Clone)]
+enum Source {
+    Text(Arc<dyn Fn() -> String + Send + Sync>),
+    Register(Arc<dyn Register>),
+    Queues(Arc<dyn Fn() -> Vec<(&'static str, usize)> + Send + Sync>),
+}
+
+impl std::fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrape")
+            .field("sources", &self.sources.len())
+            .finish()
+    }
+}
+
+impl Scrape {
+    /// The counters of `metrics`, and the buffer pool's.
+    pub fn new(metrics: Arc<Metrics>) -> Scrape {
+        Scrape {
+            metrics,
+            sources: Vec::new(),
+        }
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Adds lines `render` writes at each scrape.
+    pub fn with_text(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Scrape {
+        self.sources.push(Source::Text(Arc::new(render)));
+        self
+    }
+
+    /// Adds the register's counts.
+    pub fn with_register(mut self, register: Arc<dyn Register>) -> Scrape {
+        self.sources.push(Source::Register(register));
+        self
+    }
+
+    /// Adds the database pool's counters.
+    pub fn with_db(self, db: Db) -> Scrape {
+        self.with_text(move || db.stats().to_prometheus("longlink_push_db", &[]))
+    }
+
+    /// Adds the pusher's queue depths.
+    pub fn with_pusher(mut self, pusher: Arc<Pusher>) -> Scrape {
+        let weak = Arc::downgrade(&pusher);
+        self.sources.push(Source::Queues(Arc::new(move || {
+            weak.upgrade()
+                .map(|p| p.records().queues().to_vec())
+                .unwrap_or_default()
+        })));
+        self
+    }
+
+    /// Adds the courier's queue depths.
+    pub fn with_courier(mut self, courier: Arc<Courier>) -> Scrape {
+        let weak = Arc::downgrade(&courier);
+        self.sources.push(Source::Queues(Arc::new(move || {
+            weak.upgrade()
+                .map(|c| c.queues().to_vec())
+                .unwrap_or_default()
+        })));
+        self
+    }
+
+    /// Adds the coordinator's queue of webhooks.
+    pub fn with_coordinator(mut self, coordinator: crate::coordinator::Coordinator) -> Scrape {
+        self.sources.push(Source::Queues(Arc::new(move || {
+            vec![("webhooks", coordinator.queued())]
+        })));
+        self
+    }
+
+    /// The page.
+    pub async fn render(&self) -> String {
+        let mut extra = String::new();
+        // Pools of the same name in several components of this process add up.
+        let mut queues = std::collections::BTreeMap::<&'static str, usize>::new();
+        for source in &self.sources {
+            match source {
+                Source::Text(render) => extra.push_str(&render()),
+                Source::Queues(q) => {
+                    for (name, depth) in q() {
+                        *queues.entry(name).or_default() += depth;
+                    }
+                }
+                Source::Register(register) => {
+                    if let Ok(c) = register.counts().await {
+                        let _ = write!(
+                            extra,
+                            "# HELP longlink_push_register_sessions Users with a session in the register.\n# TYPE longlink_push_register_sessions gauge\nlonglink_push_register_sessions {}\n# HELP longlink_push_register_groups Groups in the register.\n# TYPE longlink_push_register_groups gauge\nlonglink_push_register_groups {}\n",
+                            c.users, c.groups
+                        );
+                    }
+                }
+            }
+        }
+        if !queues.is_empty() {
+            extra.push_str("# HELP longlink_push_queue_depth Jobs waiting in a worker pool.\n# TYPE longlink_push_queue_depth gauge\n");
+            for (name, depth) in queues {
+                let _ = writeln!(
+                    extra,
+                    "longlink_push_queue_depth{{queue=\"{name}\"}} {depth}"
+                );
+            }
+        }
+        extra.push_str(
+            &BufPool::global()
+                .stats()
+                .to_prometheus("longlink_push_bufpool"),
+        );
+        self.metrics.render(&extra)
+    }
+
+    /// The page as an HTTP response.
+    pub async fn response(&self) -> Response {
+        (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            self.render().await,
+        )
+            .into_response()
     }
 }

@@ -88,7 +88,7 @@ async fn invalid_json_unknown_fields_and_wrong_types_are_4xx_and_store_nothing<S
 async fn an_oversized_body_is_413<S: Starter>() {
     let s = S::start_with(|c| {
         c.max_request_bytes = 4096;
-        c.hub.max_body_bytes = 1024;
+        c.push.max_body_bytes = 1024;
     })
     .await;
     // Over the request limit: refused before it is read.

@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::WAIT;
-use longlink_push::client::{Client, ClientConfig, Event};
 use longlink_push::token::Tokens;
+use longlink_push_client::{Client, ClientConfig, Event};
 
 struct Running {
     child: Child,

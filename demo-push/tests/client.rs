@@ -9,7 +9,7 @@ use axum::extract::RawQuery;
 use axum::routing::get;
 use common::*;
 use longlink_codec::push::Net;
-use longlink_push::client::Event;
+use longlink_push_client::Event;
 use serde_json::json;
 
 #[tokio::test]
@@ -123,7 +123,7 @@ async fn the_client_reconnects_after_the_room_restarts_its_connections() {
 
 #[tokio::test]
 async fn a_broadcast_waits_its_turn_under_the_rate_limit() {
-    let s = start_with(|c| c.hub.broadcast_rate = 10).await;
+    let s = start_with(|c| c.push.broadcast_rate = 10).await;
     let mut users = Vec::new();
     for i in 0..5 {
         users.push(s.online(&format!("r{i}")).await);

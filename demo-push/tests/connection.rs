@@ -9,9 +9,9 @@ use bytes::{BufMut, BytesMut};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use longlink_codec::push::{Op, PushFrame, PushMessage, Subscribe, Upstream};
-use longlink_push::client::Event;
 use longlink_push::room::Heartbeats;
 use longlink_push::token::Tokens;
+use longlink_push_client::Event;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -114,7 +114,7 @@ async fn a_silent_client_is_dropped_after_two_heartbeat_intervals() {
 
 #[tokio::test]
 async fn a_client_that_never_authenticates_is_dropped_at_the_auth_deadline() {
-    let s = start_with(|c| c.room.auth_timeout_secs = 1).await;
+    let s = start_with(|c| c.room.auth_timeout = Duration::from_secs(1)).await;
     let mut raw = Raw::connect(s.system.tcp).await;
     assert!(raw.until_closed().await.is_empty());
 }
@@ -317,7 +317,7 @@ async fn websocket_clients_speak_json_text_or_binary_frames() {
 
     // Binary frames through the client library's WebSocket transport.
     let mut c = s.client_with("wb", |c| {
-        c.transport = longlink_push::client::Transport::WebSocket
+        c.transport = longlink_push_client::Transport::WebSocket
     });
     connected(&mut c).await;
     let id = s
@@ -412,7 +412,7 @@ async fn connections_that_vanish_at_any_stage_leave_nothing_behind() {
     drop(doomed);
     loop {
         let open = s.metric("longlink_push_connections").await;
-        let sessions = s.system.hub.register().session_count().await.unwrap();
+        let sessions = s.system.register.counts().await.unwrap().users;
         if open == 0 && sessions == 0 && s.system.room.connections() == 0 {
             break;
         }

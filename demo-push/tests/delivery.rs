@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use longlink_push::client::Event;
+use longlink_push_client::Event;
 use serde_json::json;
 
 both_modes! {
@@ -166,7 +166,7 @@ async fn an_unacked_message_is_redelivered_after_reconnect_and_not_after_ack<S: 
 }
 
 async fn a_never_acking_client_sees_the_message_expire_after_the_attempt_limit<S: Starter>() {
-    let s = S::start_with(|c| c.hub.max_attempts = 2).await;
+    let s = S::start_with(|c| c.push.max_attempts = 2).await;
     let id = s
         .push("unicast", json!({"uid": "n", "body": "never acked"}))
         .await;

@@ -10,7 +10,7 @@ mod cluster {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use longlink_push::client::{Client, Event};
+    use longlink_push_client::{Client, Event};
     use parking_lot::Mutex;
     use serde_json::{Value, json};
 
@@ -598,7 +598,9 @@ mod cluster {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_quick_reconnect_lands_on_the_same_room_and_resumes_its_session() {
-        let s = super::common::cluster::start_with(|c| c.cluster.grace_ms = 5000).await;
+        let s =
+            super::common::cluster::start_with(|c| c.cluster.grace = Duration::from_millis(5000))
+                .await;
         let uids = users(8);
         let mut first = HashMap::new();
         for uid in &uids {

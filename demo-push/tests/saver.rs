@@ -28,19 +28,22 @@ fn to(uid: &str, device: &str) -> Recipient {
 async fn lifecycle(saver: SqlSaver) {
     let now = now_ms();
     saver
-        .store(&message(1, 60_000), &[to("u1", "*"), to("u2", "*")])
+        .store(message(1, 60_000), vec![to("u1", "*"), to("u2", "*")])
         .await
         .unwrap();
     saver
-        .store(&message(2, 60_000), &[to("u1", "phone")])
+        .store(message(2, 60_000), vec![to("u1", "phone")])
         .await
         .unwrap();
     saver
-        .store(&message(3, -60_000), &[to("u1", "*")])
+        .store(message(3, -60_000), vec![to("u1", "*")])
         .await
         .unwrap(); // TTL already passed
 
-    let pending = saver.pending("u1", "phone", now, 10).await.unwrap();
+    let pending = saver
+        .pending("u1".into(), "phone".into(), now, 10)
+        .await
+        .unwrap();
     assert_eq!(
         pending
             .iter()
@@ -51,31 +54,39 @@ async fn lifecycle(saver: SqlSaver) {
     assert_eq!(pending[0].message.body, Bytes::from("body 1"));
     // Device-specific messages wait for that device only.
     assert_eq!(
-        saver.pending("u1", "laptop", now, 10).await.unwrap().len(),
+        saver
+            .pending("u1".into(), "laptop".into(), now, 10)
+            .await
+            .unwrap()
+            .len(),
         1
     );
 
     saver
-        .delivered(1, &["u1".into(), "u2".into()])
+        .delivered(1, vec!["u1".into(), "u2".into()])
         .await
         .unwrap();
-    saver.delivered(1, &["u1".into()]).await.unwrap();
+    saver.delivered(1, vec!["u1".into()]).await.unwrap();
     assert_eq!(
-        saver.pending("u1", "phone", now, 10).await.unwrap()[0].attempts,
+        saver
+            .pending("u1".into(), "phone".into(), now, 10)
+            .await
+            .unwrap()[0]
+            .attempts,
         2,
         "redeliveries are counted"
     );
 
-    assert_eq!(saver.ack("u1", &[1, 2]).await.unwrap(), 2);
+    assert_eq!(saver.ack("u1".into(), vec![1, 2]).await.unwrap(), 2);
     assert!(
         saver
-            .pending("u1", "phone", now, 10)
+            .pending("u1".into(), "phone".into(), now, 10)
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
-        saver.ack("u1", &[1]).await.unwrap(),
+        saver.ack("u1".into(), vec![1]).await.unwrap(),
         0,
         "acking twice changes nothing"
     );
@@ -100,19 +111,29 @@ async fn lifecycle(saver: SqlSaver) {
     assert_eq!(saver.sweep(now_ms()).await.unwrap(), 1);
     assert!(saver.status(99).await.unwrap().is_none());
 
-    saver.expire(1, "u2").await.unwrap();
-    assert!(saver.pending("u2", "x", now, 10).await.unwrap().is_empty());
-
-    assert!(saver.message_for(1, "u2").await.unwrap().is_some());
+    saver.expire(1, "u2".into()).await.unwrap();
     assert!(
-        saver.message_for(1, "stranger").await.unwrap().is_none(),
+        saver
+            .pending("u2".into(), "x".into(), now, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    assert!(saver.message_for(1, "u2".into()).await.unwrap().is_some());
+    assert!(
+        saver
+            .message_for(1, "stranger".into())
+            .await
+            .unwrap()
+            .is_none(),
         "only recipients may pull a body"
     );
     assert_eq!(saver.max_id().await.unwrap(), 3);
 
     // Many recipients are stored in chunks, atomically with the body.
     let many: Vec<Recipient> = (0..1_000).map(|i| to(&format!("m{i}"), "*")).collect();
-    saver.store(&message(4, 60_000), &many).await.unwrap();
+    saver.store(message(4, 60_000), many).await.unwrap();
     assert_eq!(
         saver.status(4).await.unwrap().unwrap().recipients.len(),
         1_000
@@ -120,13 +141,13 @@ async fn lifecycle(saver: SqlSaver) {
     // A duplicate id is refused as a whole: nothing half-stored.
     assert!(
         saver
-            .store(&message(4, 60_000), &[to("late", "*")])
+            .store(message(4, 60_000), vec![to("late", "*")])
             .await
             .is_err()
     );
     assert!(
         saver
-            .pending("late", "x", now, 10)
+            .pending("late".into(), "x".into(), now, 10)
             .await
             .unwrap()
             .is_empty()
@@ -166,7 +187,7 @@ async fn stored_messages_survive_reopening_the_file() {
     {
         let saver = SqlSaver::open(Db::open(&url).unwrap()).await.unwrap();
         saver
-            .store(&message(7, 60_000), &[to("u1", "*")])
+            .store(message(7, 60_000), vec![to("u1", "*")])
             .await
             .unwrap();
         saver.db().close();
@@ -174,7 +195,10 @@ async fn stored_messages_survive_reopening_the_file() {
     }
     let saver = SqlSaver::open(Db::open(&url).unwrap()).await.unwrap();
     assert_eq!(
-        saver.pending("u1", "d", now_ms(), 10).await.unwrap()[0]
+        saver
+            .pending("u1".into(), "d".into(), now_ms(), 10)
+            .await
+            .unwrap()[0]
             .message
             .id,
         7

@@ -9,8 +9,8 @@ use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
-use longlink_push::client::{Client, ClientConfig, Event};
 use longlink_push::token::Tokens;
+use longlink_push_client::{Client, ClientConfig, Event};
 use serde::Serialize;
 
 /// The load.

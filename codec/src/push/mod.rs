@@ -14,11 +14,13 @@
 //! typed message (postcard-encoded in binary frames) and back, and reads and writes the JSON
 //! form.
 
+mod dispatch;
 mod frame;
 mod message;
 mod op;
 mod payload;
 
+pub use dispatch::{Dispatch, RoomAddress};
 pub use frame::{PushCodec, PushFrame, Unbatch};
 pub use message::{
     Ack, Auth, AuthReply, Deliver, DeliveryMode, ErrorMessage, Kick, Net, PushMessage, Reconnect,

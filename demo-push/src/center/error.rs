@@ -76,20 +76,39 @@ impl From<PushError> for ApiError {
                 "overloaded",
                 format!("{o}; nothing was done, retry later"),
             ),
-            PushError::Storage(e) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                format!("the message store failed ({e}); nothing was stored or sent"),
-            ),
-            PushError::Unavailable { service, detail } => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                if service == "store" {
-                    "storage_unavailable"
+            PushError::Storage(e) => {
+                let outcome = if e.may_have_run() {
+                    "the write may have been applied: the message may have been stored and sent; \
+                     retry with the same idempotency key, or check its status"
                 } else {
-                    "service_unavailable"
-                },
-                format!("the {service} service failed ({detail}); retry later"),
-            ),
+                    "nothing was stored or sent"
+                };
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    format!("the message store failed ({e}); {outcome}"),
+                )
+            }
+            PushError::Unavailable {
+                service,
+                detail,
+                may_have_run,
+            } => {
+                let outcome = if may_have_run {
+                    "it may have been done: retry with the same idempotency key, or check its status"
+                } else {
+                    "nothing was done; retry later"
+                };
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    if service == "store" {
+                        "storage_unavailable"
+                    } else {
+                        "service_unavailable"
+                    },
+                    format!("the {service} service failed ({detail}); {outcome}"),
+                )
+            }
         }
     }
 }

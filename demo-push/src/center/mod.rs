@@ -16,6 +16,7 @@
 //! belongs to one app, and an app reaches only its own messages, users' sessions in that
 //! app, and groups.
 
+mod dispatch;
 mod error;
 mod open;
 mod page;
@@ -31,14 +32,15 @@ use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
-use longlink_pool::db::Db;
 use sha2::{Digest, Sha256};
 
+pub use self::dispatch::{DispatchQuery, router as dispatcher_router};
 pub use self::error::{ApiError, ApiJson, ApiQuery};
-use crate::dispatcher::Routes;
-use crate::hub::Hub;
-use crate::metrics::Metrics;
-use crate::room::Room;
+use crate::dispatcher::Dispatcher;
+use crate::metrics::Scrape;
+use crate::pusher::Pusher;
+use crate::register::Register;
+use crate::saver::Saver;
 use crate::token::Tokens;
 
 /// An app: a product whose business server pushes to its users.
@@ -69,15 +71,14 @@ pub struct DevPage {
 
 /// Everything the center's handlers share.
 pub struct CenterState {
-    hub: Arc<Hub>,
+    pusher: Arc<Pusher>,
+    register: Arc<dyn Register>,
+    saver: Arc<dyn Saver>,
     /// sha256(api key) → app: a lookup that leaks nothing about the keys through timing.
     apps: HashMap<[u8; 32], String>,
     tokens: Tokens,
-    dispatcher: Arc<dyn Routes>,
-    metrics: Arc<Metrics>,
-    db: Option<Db>,
-    room: Option<Room>,
-    extra_metrics: Option<ExtraMetrics>,
+    dispatcher: Dispatcher,
+    scrape: Scrape,
     dev: Option<DevPage>,
 }
 
@@ -94,53 +95,44 @@ fn key_hash(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
+/// What the center is made of.
+#[derive(Debug)]
+pub struct CenterParts {
+    /// The push engine.
+    pub pusher: Arc<Pusher>,
+    /// Sessions and groups (user status, group binds).
+    pub register: Arc<dyn Register>,
+    /// Messages (status, notify pulls, health).
+    pub saver: Arc<dyn Saver>,
+    /// `GET /dispatch`.
+    pub dispatcher: Dispatcher,
+    /// The apps and their keys.
+    pub apps: Vec<AppConfig>,
+    /// Checks the users' tokens (notify pulls).
+    pub tokens: Tokens,
+    /// What `/metrics` shows.
+    pub scrape: Scrape,
+    /// The development page, if it is on.
+    pub dev: Option<DevPage>,
+}
+
 impl CenterState {
     /// The center's state.
-    pub fn new(
-        hub: Arc<Hub>,
-        apps: &[AppConfig],
-        tokens: Tokens,
-        dispatcher: Arc<dyn Routes>,
-        metrics: Arc<Metrics>,
-    ) -> CenterState {
+    pub fn new(parts: CenterParts) -> CenterState {
         CenterState {
-            hub,
-            apps: apps
+            apps: parts
+                .apps
                 .iter()
                 .map(|a| (key_hash(&a.api_key), a.name.clone()))
                 .collect(),
-            tokens,
-            dispatcher,
-            metrics,
-            db: None,
-            room: None,
-            extra_metrics: None,
-            dev: None,
+            pusher: parts.pusher,
+            register: parts.register,
+            saver: parts.saver,
+            tokens: parts.tokens,
+            dispatcher: parts.dispatcher,
+            scrape: parts.scrape,
+            dev: parts.dev,
         }
-    }
-
-    /// Reports this database pool's stats in `/metrics`.
-    pub fn with_db(mut self, db: Db) -> CenterState {
-        self.db = Some(db);
-        self
-    }
-
-    /// Adds the lines `extra` renders to `/metrics` (the cluster's room gauges).
-    pub fn with_extra_metrics(mut self, extra: ExtraMetrics) -> CenterState {
-        self.extra_metrics = Some(extra);
-        self
-    }
-
-    /// Reports this room's gauges in `/metrics`.
-    pub fn with_room(mut self, room: Room) -> CenterState {
-        self.room = Some(room);
-        self
-    }
-
-    /// Serves the development page.
-    pub fn with_dev_page(mut self, dev: DevPage) -> CenterState {
-        self.dev = Some(dev);
-        self
     }
 }
 
@@ -179,9 +171,6 @@ impl FromRequestParts<Arc<CenterState>> for AppKey {
     }
 }
 
-/// Renders extra Prometheus lines.
-pub type ExtraMetrics = Arc<dyn Fn() -> String + Send + Sync>;
-
 /// The center's routes. Request bodies over `max_body_bytes` are refused with 413 before
 /// they are read in full.
 pub fn router(state: Arc<CenterState>, max_body_bytes: usize) -> Router {
@@ -196,7 +185,7 @@ pub fn router(state: Arc<CenterState>, max_body_bytes: usize) -> Router {
         .route("/groups/{group}/bind", post(query::bind))
         .route("/groups/{group}/unbind", post(query::unbind))
         .route("/messages/{id}/body", get(open::body))
-        .route("/dispatch", get(open::dispatch))
+        .route("/dispatch", get(dispatch::dispatch))
         .route("/metrics", get(open::metrics))
         .route("/healthz", get(open::healthz));
     if state.dev.is_some() {

@@ -1,5 +1,5 @@
-//! Routes without an API key: the dispatcher, the client's notify pull (a user token
-//! instead), metrics and health.
+//! Routes without an API key: the client's notify pull (a user token instead), metrics
+//! and health.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,19 +8,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use longlink_codec::BufPool;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiQuery, CenterState};
-use crate::dispatcher::{Dispatch, DispatchQuery};
 use crate::model::now_ms;
-
-pub(super) async fn dispatch(
-    State(state): State<Arc<CenterState>>,
-    ApiQuery(q): ApiQuery<DispatchQuery>,
-) -> Result<Json<Dispatch>, ApiError> {
-    crate::dispatcher::answer(state.dispatcher.as_ref(), q).await
-}
 
 /// `GET /messages/{id}/body?uid=&token=`.
 #[derive(Debug, Deserialize)]
@@ -46,7 +37,7 @@ pub(super) async fn body(
             e.to_string(),
         ));
     }
-    let Some(message) = state.hub.saver().message_for(id, &q.uid).await? else {
+    let Some(message) = state.saver.message_for(id, q.uid.clone()).await? else {
         return Err(ApiError::not_found(format!(
             "no message {id} for {:?}",
             q.uid
@@ -68,38 +59,7 @@ pub(super) async fn body(
 }
 
 pub(super) async fn metrics(State(state): State<Arc<CenterState>>) -> Response {
-    let mut extra = state.hub.queue_metrics();
-    let register = state.hub.register();
-    if let (Ok(sessions), Ok(groups)) =
-        (register.session_count().await, register.group_count().await)
-    {
-        extra.push_str(&format!(
-            "# HELP longlink_push_register_sessions Sessions in the register.\n# TYPE longlink_push_register_sessions gauge\nlonglink_push_register_sessions {sessions}\n# HELP longlink_push_register_groups Groups in the register.\n# TYPE longlink_push_register_groups gauge\nlonglink_push_register_groups {groups}\n"
-        ));
-    }
-    if let Some(render) = &state.extra_metrics {
-        extra.push_str(&render());
-    }
-    if let Some(db) = &state.db {
-        extra.push_str(&db.stats().to_prometheus("longlink_push_db", &[]));
-    }
-    if let Some(room) = &state.room {
-        extra.push_str(&format!(
-            "# HELP longlink_push_wheel_entries Heartbeat-wheel entries (open connections, and closed ones until their slot comes up).\n# TYPE longlink_push_wheel_entries gauge\nlonglink_push_wheel_entries{{room=\"{}\"}} {}\n",
-            room.name(),
-            room.wheel_entries()
-        ));
-    }
-    extra.push_str(
-        &BufPool::global()
-            .stats()
-            .to_prometheus("longlink_push_bufpool"),
-    );
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&extra),
-    )
-        .into_response()
+    state.scrape.response().await
 }
 
 /// `GET /healthz`.
@@ -113,10 +73,11 @@ pub(super) struct Health {
 /// Healthy when the message store answers within two seconds.
 pub(super) async fn healthz(State(state): State<Arc<CenterState>>) -> (StatusCode, Json<Health>) {
     let connections = state
-        .metrics
+        .scrape
+        .metrics()
         .connections
         .load(std::sync::atomic::Ordering::Relaxed);
-    let check = tokio::time::timeout(Duration::from_secs(2), state.hub.saver().max_id()).await;
+    let check = tokio::time::timeout(Duration::from_secs(2), state.saver.max_id()).await;
     let (status, storage) = match check {
         Ok(Ok(_)) => (StatusCode::OK, "ok".to_owned()),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),

@@ -6,11 +6,10 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::response::Html;
-use longlink_codec::push::Net;
+use longlink_codec::push::{Dispatch, Net};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiQuery, CenterState};
-use crate::dispatcher::Dispatch;
 use crate::model::check_name;
 
 const PAGE: &str = include_str!("page.html");

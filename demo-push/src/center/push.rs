@@ -9,8 +9,8 @@ use longlink_codec::push::{DeliveryMode, Payload};
 use serde::Deserialize;
 
 use super::{ApiError, ApiJson, AppKey, CenterState};
-use crate::hub::PushReport;
 use crate::model::Target;
+use crate::pusher::PushReport;
 
 /// `POST /push/unicast`.
 #[derive(Debug, Deserialize)]
@@ -74,7 +74,7 @@ async fn push(
         Some(s) => Some(Duration::from_secs(s)),
         None => None,
     };
-    let report = state.hub.push(app, target, mode, body, ttl).await?;
+    let report = state.pusher.push(app, target, mode, body, ttl).await?;
     Ok(Json(report))
 }
 

@@ -22,7 +22,7 @@ pub(super) async fn message(
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::invalid(format!("{id:?} is not a message id")))?;
-    match state.hub.saver().status(id).await? {
+    match state.saver.status(id).await? {
         // Another app's message is as invisible as a missing one.
         Some(status) if status.app == app => Ok(Json(status)),
         _ => Err(ApiError::not_found(format!(
@@ -45,7 +45,7 @@ pub(super) async fn user(
     Path(uid): Path<String>,
 ) -> Result<Json<UserStatus>, ApiError> {
     check_name("uid", &uid)?;
-    let mut sessions = state.hub.register().sessions(&uid).await?;
+    let mut sessions = state.register.sessions(&uid).await?;
     sessions.retain(|s| s.apps.contains(&app));
     Ok(Json(UserStatus {
         uid,
@@ -87,7 +87,7 @@ pub(super) async fn kick(
     if reason.len() > 256 {
         return Err(ApiError::invalid("reason is longer than 256 bytes"));
     }
-    let kicked = state.hub.kick(&uid, &app, &reason).await?;
+    let kicked = state.pusher.kick(&uid, &app, &reason).await;
     if kicked == 0 {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -139,19 +139,27 @@ pub(super) async fn bind(
     ApiJson(m): ApiJson<Members>,
 ) -> Result<Json<GroupChange>, ApiError> {
     let uids = members_of(&group, m)?;
-    let register = state.hub.register();
-    let before: std::collections::HashSet<String> =
-        register.members(&app, &group).await?.into_iter().collect();
+    let register = &state.register;
+    let before: std::collections::HashSet<String> = register
+        .members(app.clone(), group.clone())
+        .await?
+        .into_iter()
+        .collect();
     for (i, uid) in uids.iter().enumerate() {
-        if let Err(e) = register.bind(&app, &group, uid).await {
+        if let Err(e) = register.bind(app.clone(), group.clone(), uid.clone()).await {
             // All or nothing: undo this request's binds.
             for done in uids[..i].iter().filter(|u| !before.contains(*u)) {
-                let _ = register.unbind(&app, &group, done).await;
+                if let Err(undo) = register
+                    .unbind(app.clone(), group.clone(), done.clone())
+                    .await
+                {
+                    tracing::warn!(group, uid = done, error = %undo, "undoing a bind failed");
+                }
             }
             return Err(e.into());
         }
     }
-    let members = register.members(&app, &group).await?.len();
+    let members = register.members(app, group.clone()).await?.len();
     Ok(Json(GroupChange {
         group,
         changed: uids.len(),
@@ -166,11 +174,13 @@ pub(super) async fn unbind(
     ApiJson(m): ApiJson<Members>,
 ) -> Result<Json<GroupChange>, ApiError> {
     let uids = members_of(&group, m)?;
-    let register = state.hub.register();
+    let register = &state.register;
     for uid in &uids {
-        register.unbind(&app, &group, uid).await?;
+        register
+            .unbind(app.clone(), group.clone(), uid.clone())
+            .await?;
     }
-    let members = register.members(&app, &group).await?.len();
+    let members = register.members(app, group.clone()).await?.len();
     Ok(Json(GroupChange {
         group,
         changed: uids.len(),

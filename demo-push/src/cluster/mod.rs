@@ -11,16 +11,10 @@
 //!   business ──HTTP──▶ center ────┘ (store via saver, look up via register, one call per room)
 //! ```
 //!
-//! [`run`] has each process's entry point; [`launch`] starts a whole local cluster.
+//! Every process runs a component of the single-process system with remote
+//! implementations of what it depends on (see [`node`](crate::node) and
+//! [`remote`](crate::remote)). [`run`] has each process's entry point; [`launch`] starts a
+//! whole local cluster.
 
-pub mod fanout;
-pub mod grace;
-pub mod handlers;
-pub mod hot;
 pub mod launch;
-pub mod membership;
-pub mod redis_register;
-pub mod remote;
-pub mod routes;
 pub mod run;
-pub mod services;

@@ -9,10 +9,11 @@
 //! the codec's [`WsCodec`] over the same buffers (no WebSocket library state per
 //! connection: tungstenite would keep a read buffer, 128 KiB by default, tungstenite#480).
 
-use bytes::{Bytes, BytesMut};
 use longlink_codec::push::{Op, PushCodec, PushFrame, PushMessage};
 use longlink_codec::ws::{OpCode, WsCodec, WsMessage, encode_header};
 use longlink_codec::{BufPool, CodecError, PooledBuf};
+
+use crate::frame::Frame;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -28,35 +29,6 @@ const CLOSE_NORMAL: u16 = 1000;
 pub(crate) enum Form {
     Binary,
     Json,
-}
-
-/// A message encoded once in both forms, shared by every connection it goes to.
-#[derive(Debug)]
-pub struct Payload {
-    binary: Bytes,
-    json: Bytes,
-}
-
-impl Payload {
-    /// Encodes `message` (with `seq`) in both forms.
-    pub fn new(seq: u32, message: &PushMessage) -> Result<Payload, CodecError> {
-        let mut binary = BytesMut::new();
-        message.encode(seq, &mut binary)?;
-        Ok(Payload {
-            binary: binary.freeze(),
-            json: Bytes::from(message.to_json(seq)),
-        })
-    }
-
-    /// The binary frame's size.
-    pub fn len(&self) -> usize {
-        self.binary.len()
-    }
-
-    /// `true` for an empty payload (never: a frame has a header).
-    pub fn is_empty(&self) -> bool {
-        self.binary.is_empty()
-    }
 }
 
 /// Why a link stopped.
@@ -244,11 +216,11 @@ impl Link {
         out.extend_from_slice(&code.to_be_bytes());
     }
 
-    /// Queues a shared payload (written at the next flush).
-    pub(crate) fn feed(&mut self, payload: &Payload, form: Form) {
+    /// Queues a shared frame (written at the next flush).
+    pub(crate) fn feed(&mut self, frame: &Frame, form: Form) {
         let body = match form {
-            Form::Binary => &payload.binary,
-            Form::Json => &payload.json,
+            Form::Binary => frame.binary(),
+            Form::Json => frame.json(),
         };
         let ws = self.ws.is_some();
         let out = self.out(body.len() + 10);
@@ -329,6 +301,7 @@ fn decode_frame(frame: PushFrame, form: Form) -> Result<Inbound, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
     use longlink_codec::push::Ack;
     use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;

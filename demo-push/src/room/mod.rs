@@ -28,26 +28,58 @@ use parking_lot::{Mutex, RwLock};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 
-pub use link::Payload;
-
 use self::ip_limit::IpLimit;
 use self::outbox::Outbox;
 use self::wheel::Wheel;
+use crate::frame::Frame;
 use crate::metrics::{Metrics, inc};
 use crate::model::{ConnId, Session};
+use crate::rooms::{Gateway, Reached};
 use crate::token::Tokens;
 
-/// What a room tells the rest of the system, and asks of it.
+/// What a room tells the rest of the system, and asks of it (the room's [`Courier`] in
+/// every deployment).
+///
+/// [`Courier`]: crate::courier::Courier
 #[async_trait]
 pub trait RoomEvents: Send + Sync + 'static {
-    /// A client authenticated; `session` is registered in the room. Deliver what is owed.
-    async fn connected(&self, session: Session);
+    /// A client authenticated; `session` is findable in the room (a push reaches it from
+    /// now on), and `conn` writes to it. Deliver what it is owed.
+    async fn connected(&self, session: Session, conn: Connection);
     /// A client's connection closed.
     async fn disconnected(&self, session: Session);
     /// A client acknowledged messages. Must not block (queue the work).
     fn acked(&self, session: &Session, ids: Vec<u64>);
     /// A client sent upstream data for an app it subscribed to.
     async fn upstream(&self, session: &Session, upstream: Upstream) -> UpstreamReply;
+}
+
+/// One open connection of a room, to write to from outside its task (redelivery).
+#[derive(Clone)]
+pub struct Connection {
+    room: Arc<RoomInner>,
+    id: ConnId,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").field("id", &self.id).finish()
+    }
+}
+
+impl Connection {
+    /// Queues `frame`; `false` if the connection is gone or too slow (closed for it).
+    pub fn send(&self, frame: &Arc<Frame>) -> bool {
+        match self.room.conn(self.id) {
+            Some(handle) => self.room.offer(&handle, frame),
+            None => false,
+        }
+    }
+
+    /// The connection's id on its room.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
 }
 
 /// Heartbeat intervals by network type: the server tells each client its interval on AUTH
@@ -99,8 +131,9 @@ impl Heartbeats {
     }
 }
 
-/// A room's settings.
-#[derive(Debug, Clone)]
+/// A room's settings (the `[room]` section of the configuration).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RoomConfig {
     /// The room's name (how the register and dispatcher know it).
     pub name: String,
@@ -108,9 +141,10 @@ pub struct RoomConfig {
     pub ws_listen: SocketAddr,
     /// Raw TCP listen address.
     pub tcp_listen: SocketAddr,
-    /// Heartbeat intervals.
+    /// Heartbeat intervals by network type, in seconds.
     pub heartbeats: Heartbeats,
-    /// Time a new connection has to AUTH.
+    /// Time a new connection has to upgrade (WebSocket) and AUTH.
+    #[serde(rename = "auth_timeout_secs", with = "crate::config::serde_secs")]
     pub auth_timeout: Duration,
     /// Connections per client address.
     pub max_conns_per_ip: usize,
@@ -121,6 +155,7 @@ pub struct RoomConfig {
     /// Apps one connection may subscribe.
     pub max_apps_per_conn: usize,
     /// The timing wheel's tick.
+    #[serde(rename = "tick_ms", with = "crate::config::serde_millis")]
     pub tick: Duration,
 }
 
@@ -198,6 +233,8 @@ pub(crate) struct RoomInner {
     ip_limit: Arc<IpLimit>,
     /// Bounds the WebSocket upgrades and AUTHs in progress.
     handshakes: Semaphore,
+    /// Set once the room drains: it takes no new users.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// A room. Cheap to clone.
@@ -245,6 +282,7 @@ impl Room {
                 next_conn: AtomicU64::new(1),
                 wheel,
                 handshakes: Semaphore::new(1024),
+                draining: std::sync::atomic::AtomicBool::new(false),
                 config,
             }),
         }
@@ -321,7 +359,7 @@ impl Room {
             .sum()
     }
 
-    /// Queues `payload` for `uid`'s connections that subscribe `app` (and are `device`, if
+    /// Queues `frame` for `uid`'s connections that subscribe `app` (and are `device`, if
     /// given). Returns how many took it. A connection whose queue is full is closed as too
     /// slow.
     pub fn deliver_to_user(
@@ -329,7 +367,7 @@ impl Room {
         uid: &str,
         app: &str,
         device: Option<&str>,
-        payload: &Arc<Payload>,
+        frame: &Arc<Frame>,
     ) -> usize {
         let ids = self.inner.user_conns(uid);
         let mut delivered = 0;
@@ -340,29 +378,21 @@ impl Room {
             let matches = handle.identity.read().as_ref().is_some_and(|i| {
                 i.apps.iter().any(|a| a == app) && device.is_none_or(|d| d == i.device)
             });
-            if matches && self.inner.offer(&handle, payload) {
+            if matches && self.inner.offer(&handle, frame) {
                 delivered += 1;
             }
         }
         delivered
     }
 
-    /// Queues `payload` for one connection; `false` if it is gone or too slow.
-    pub fn deliver_to_conn(&self, conn: ConnId, payload: &Arc<Payload>) -> bool {
-        match self.inner.conn(conn) {
-            Some(handle) => self.inner.offer(&handle, payload),
-            None => false,
-        }
-    }
-
-    /// Queues `payload` for every connection subscribing `app`; returns the deliveries made
+    /// Queues `frame` for every connection subscribing `app`; returns the deliveries made
     /// and, with `want_users` (a stored message needs its delivery records), the users
     /// reached, each once. An at-most-once broadcast skips collecting them: that is a
     /// string per connection, sorted, and sent back over RPC in a cluster.
-    pub fn broadcast(
+    pub fn broadcast_to(
         &self,
         app: &str,
-        payload: &Arc<Payload>,
+        frame: &Arc<Frame>,
         want_users: bool,
     ) -> (Vec<String>, usize) {
         let mut users = Vec::new();
@@ -376,7 +406,7 @@ impl Room {
                     Some(i) if i.apps.iter().any(|a| a == app) => want_users.then(|| i.uid.clone()),
                     _ => continue,
                 };
-                if self.inner.offer(handle, payload) {
+                if self.inner.offer(handle, frame) {
                     delivered += 1;
                     users.extend(uid);
                 }
@@ -430,9 +460,19 @@ impl Room {
         kicked
     }
 
+    /// Whether the room drains (and takes no new users).
+    pub fn is_draining(&self) -> bool {
+        self.inner
+            .draining
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Tells every connection to reconnect (elsewhere) after a delay spread over `window`,
     /// and closes it (a draining room).
     pub fn drain(&self, reason: &str, window: Duration) {
+        self.inner
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         for shard in self.inner.conns.iter() {
             for handle in shard.lock().values() {
                 let after_ms = fastrand::u64(..=window.as_millis() as u64) as u32;
@@ -447,6 +487,61 @@ impl Room {
     /// Timing-wheel entries (a bound check for tests and metrics).
     pub fn wheel_entries(&self) -> usize {
         self.inner.wheel.len()
+    }
+}
+
+#[async_trait]
+impl Gateway for Room {
+    async fn deliver(
+        &self,
+        app: String,
+        frame: Frame,
+        uids: Vec<String>,
+        device: Option<String>,
+    ) -> Result<Reached, crate::PushError> {
+        let frame = Arc::new(frame);
+        let mut reached = Reached::default();
+        for uid in uids {
+            let n = self.deliver_to_user(&uid, &app, device.as_deref(), &frame);
+            if n > 0 {
+                reached.deliveries += n as u64;
+                reached.users.push(uid);
+            }
+        }
+        reached.busiest_room = reached.deliveries;
+        Ok(reached)
+    }
+
+    async fn broadcast(
+        &self,
+        app: String,
+        frame: Frame,
+        users: bool,
+    ) -> Result<Reached, crate::PushError> {
+        let (users, deliveries) = self.broadcast_to(&app, &Arc::new(frame), users);
+        Ok(Reached {
+            users,
+            deliveries: deliveries as u64,
+            busiest_room: deliveries as u64,
+        })
+    }
+
+    async fn users_in(&self, app: String) -> Result<Vec<String>, crate::PushError> {
+        Ok(Room::users_in(self, &app))
+    }
+
+    async fn kick(
+        &self,
+        uid: String,
+        app: String,
+        reason: String,
+    ) -> Result<u64, crate::PushError> {
+        Ok(Room::kick(self, &uid, &app, &reason) as u64)
+    }
+
+    async fn drain(&self, window_ms: u64) -> Result<(), crate::PushError> {
+        Room::drain(self, "room draining", Duration::from_millis(window_ms));
+        Ok(())
     }
 }
 
@@ -471,8 +566,8 @@ impl RoomInner {
             .unwrap_or_default()
     }
 
-    /// Queues a payload; a full queue closes the connection as too slow.
-    fn offer(&self, handle: &ConnHandle, payload: &Arc<Payload>) -> bool {
+    /// Queues a frame; a full queue closes the connection as too slow.
+    fn offer(&self, handle: &ConnHandle, frame: &Arc<Frame>) -> bool {
         let mut outbox = handle.outbox.lock();
         if outbox.closed {
             return false;
@@ -483,7 +578,7 @@ impl RoomInner {
             handle.close(Closing::Slow);
             return false;
         }
-        outbox.push(Arc::clone(payload));
+        outbox.push(Arc::clone(frame));
         drop(outbox);
         handle.ready.notify_one();
         true

@@ -8,14 +8,14 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::link::Payload;
+use crate::frame::Frame;
 
 #[derive(Default)]
 pub(crate) struct Outbox {
     /// The oldest message when there is no backlog.
-    first: Option<Arc<Payload>>,
+    first: Option<Arc<Frame>>,
     /// Messages behind `first` (or all of them, once a backlog began).
-    rest: VecDeque<Arc<Payload>>,
+    rest: VecDeque<Arc<Frame>>,
     /// The connection is done: offers are refused.
     pub(super) closed: bool,
 }
@@ -30,7 +30,7 @@ impl Outbox {
     }
 
     /// Queues at the back.
-    pub(super) fn push(&mut self, payload: Arc<Payload>) {
+    pub(super) fn push(&mut self, payload: Arc<Frame>) {
         if self.is_empty() {
             self.first = Some(payload);
         } else {
@@ -39,7 +39,7 @@ impl Outbox {
     }
 
     /// The oldest message.
-    pub(super) fn pop(&mut self) -> Option<Arc<Payload>> {
+    pub(super) fn pop(&mut self) -> Option<Arc<Frame>> {
         self.first.take().or_else(|| self.rest.pop_front())
     }
 
@@ -67,8 +67,8 @@ mod tests {
     use super::*;
     use longlink_codec::push::PushMessage;
 
-    fn payload(seq: u32) -> Arc<Payload> {
-        Arc::new(Payload::new(seq, &PushMessage::HeartbeatReply).unwrap())
+    fn payload(seq: u32) -> Arc<Frame> {
+        Arc::new(Frame::new(seq, &PushMessage::HeartbeatReply).unwrap())
     }
 
     #[test]
@@ -80,7 +80,7 @@ mod tests {
             assert!(outbox.pop().is_some());
             assert!(!outbox.allocated(), "one message at a time stays inline");
         }
-        let sent: Vec<Arc<Payload>> = (0..5).map(payload).collect();
+        let sent: Vec<Arc<Frame>> = (0..5).map(payload).collect();
         outbox.push(Arc::clone(&sent[0]));
         outbox.push(Arc::clone(&sent[1]));
         assert!(Arc::ptr_eq(&outbox.pop().unwrap(), &sent[0]));

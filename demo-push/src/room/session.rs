@@ -289,7 +289,11 @@ async fn authenticate(
     // Registered before the client hears AUTH OK: once it has, a push finds it (in the
     // cluster the register must know it first).
     inc(&room.metrics.connections);
-    room.events.connected(session.clone()).await;
+    let conn = super::Connection {
+        room: Arc::clone(room),
+        id,
+    };
+    room.events.connected(session.clone(), conn).await;
     if link.feed_message(seq, &reply, form).is_err() || link.flush().await.is_err() {
         registered.forget();
         room.metrics
@@ -427,7 +431,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl RoomEvents for Nothing {
-        async fn connected(&self, _: Session) {}
+        async fn connected(&self, _: Session, _: crate::room::Connection) {}
         async fn disconnected(&self, _: Session) {}
         fn acked(&self, _: &Session, _: Vec<u64>) {}
         async fn upstream(&self, _: &Session, _: Upstream) -> UpstreamReply {

@@ -15,8 +15,8 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use longlink_push::cluster::services::room_svc;
 use longlink_push::config::Config;
+use longlink_push::rooms::room_svc;
 use longlink_push::token::Tokens;
 use parking_lot::Mutex;
 
@@ -79,20 +79,20 @@ fn config(dir: &std::path::Path, prefix: &str, dsn: &str, options: &Options) -> 
     let mut c = super::config(dir);
     c.database = Some(dsn.to_owned());
     c.token_secret = Some(SECRET.into());
-    c.sweep_interval_secs = 1;
+    c.sweep_interval = Duration::from_secs(1);
     let k = &mut c.cluster;
     k.redis = options.redis.clone();
     k.redis_prefix = prefix.to_owned();
     k.rpc_listen = "127.0.0.1:0".parse().unwrap();
     k.dispatcher_listen = "127.0.0.1:0".parse().unwrap();
-    k.rpc_timeout_ms = 1500;
-    k.session_ttl_secs = 30;
-    k.epoch_check_ms = 200;
-    k.settle_ms = 2000;
-    k.announce_ms = 200;
-    k.room_ttl_ms = 1000;
-    k.grace_ms = 800;
-    k.drain_window_ms = 1000;
+    k.rpc_timeout = Duration::from_millis(1500);
+    k.session_ttl = Duration::from_secs(30);
+    k.epoch_check = Duration::from_millis(200);
+    k.settle = Duration::from_millis(2000);
+    k.announce = Duration::from_millis(200);
+    k.room_ttl = Duration::from_millis(1000);
+    k.grace = Duration::from_millis(800);
+    k.drain_window = Duration::from_millis(1000);
     c
 }
 

@@ -16,11 +16,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use longlink_codec::push::{Auth, Net, PushCodec, PushMessage};
 use longlink_push::center::AppConfig;
-use longlink_push::client::{Client, ClientConfig, Event};
 use longlink_push::config::Config;
 use longlink_push::room::Heartbeats;
 use longlink_push::system::System;
 use longlink_push::token::Tokens;
+use longlink_push_client::{Client, ClientConfig, Event};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
@@ -45,7 +45,7 @@ pub fn config(dir: &std::path::Path) -> Config {
     };
     c.room.ws_listen = "127.0.0.1:0".parse().unwrap();
     c.room.tcp_listen = "127.0.0.1:0".parse().unwrap();
-    c.room.tick_ms = 50;
+    c.room.tick = Duration::from_millis(50);
     c.room.heartbeats = Heartbeats {
         g2: 3,
         g3: 3,

@@ -1,19 +1,11 @@
-//! The Rust client library: asks the dispatcher where to connect, connects (raw TCP or
-//! WebSocket), authenticates, keeps the heartbeat the room asks for, reconnects with
-//! jittered backoff (avoiding the addresses that failed), ACKs and drops duplicates.
-//!
-//! ```no_run
-//! use longlink_push::client::{Client, ClientConfig, Event};
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let config = ClientConfig::new("http://127.0.0.1:7800", "u1", "<token from your backend>");
-//! let mut client = Client::start(config);
-//! while let Some(event) = client.next_event().await {
-//!     if let Event::Message(m) = event {
-//!         println!("{}: {:?}", m.id, m.body);
-//!     }
-//! }
-//! # }
-//! ```
+#![doc = include_str!("../README.md")]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+#![forbid(unsafe_code)]
 
 mod dedup;
 mod http;
@@ -32,7 +24,7 @@ use tokio::time::Instant;
 
 pub use self::dedup::Dedup;
 use self::transport::Conn;
-use crate::dispatcher::{Dispatch, RoomAddress};
+use longlink_codec::push::{Dispatch, RoomAddress};
 
 /// How the client reaches a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -14,9 +14,10 @@ use parking_lot::RwLock;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-use super::redis_register::redis_err;
+use super::{Directory, Gateway, RoomEntry};
 use crate::PushError;
 use crate::model::now_ms;
+use crate::register::redis_err;
 
 /// What a room announces.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +41,21 @@ pub struct RoomInfo {
 }
 
 impl RoomInfo {
+    /// The room of a single process: never full, never draining in routing (it is the
+    /// only one), no RPC address.
+    pub fn local(name: &str, ws: &str, tcp: &str) -> RoomInfo {
+        RoomInfo {
+            name: name.to_owned(),
+            ws: ws.to_owned(),
+            tcp: tcp.to_owned(),
+            rpc: String::new(),
+            connections: 0,
+            capacity: usize::MAX,
+            draining: false,
+            seen_ms: 0,
+        }
+    }
+
     /// Whether the dispatcher may send new users here.
     pub fn open(&self) -> bool {
         !self.draining && self.connections < self.capacity
@@ -144,46 +160,87 @@ impl Membership {
     }
 }
 
+/// Makes the gateway of a room from what it announced (a client of its RPC address).
+pub type GatewayFactory = Arc<dyn Fn(&RoomInfo) -> Arc<dyn Gateway> + Send + Sync>;
+
 /// A cached view of membership, refreshed in the background, so that a dispatch or a push
 /// does not read Redis. A room missing from a read stays in the view until `keep` has passed
 /// since it was last seen: a Redis restart or flush (which wipes every announce until the
 /// rooms' next heartbeat) does not make the live rooms vanish; a room that really stopped
 /// leaves after `keep`. While Redis is unreachable the last view is kept.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MembershipView {
     state: Arc<RwLock<ViewState>>,
 }
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for MembershipView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MembershipView")
+            .field("rooms", &self.state.read().published.len())
+            .finish()
+    }
+}
+
+#[derive(Default)]
 struct ViewState {
     /// Every room known, with when it was last read from Redis.
-    seen: Vec<(RoomInfo, Instant)>,
+    seen: Vec<(RoomEntry, Instant)>,
     /// The same rooms, shared with readers (a push takes a reference, not a copy).
-    published: Arc<Vec<RoomInfo>>,
+    published: Arc<Vec<RoomEntry>>,
 }
 
 impl ViewState {
     fn publish(&mut self) {
-        self.seen.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        self.seen.sort_by(|a, b| a.0.info.name.cmp(&b.0.info.name));
         self.published = Arc::new(self.seen.iter().map(|(r, _)| r.clone()).collect());
+    }
+
+    /// Takes in what a read of membership found at `now`: known rooms keep their gateway
+    /// (and its connections) unless their RPC address changed.
+    fn merge(
+        &mut self,
+        read: Vec<RoomInfo>,
+        now: Instant,
+        keep: Duration,
+        gateways: &GatewayFactory,
+    ) {
+        let mut next: Vec<(RoomEntry, Instant)> = Vec::with_capacity(read.len());
+        for info in read {
+            let gateway = self
+                .seen
+                .iter()
+                .find(|(e, _)| e.info.name == info.name && e.info.rpc == info.rpc)
+                .map(|(e, _)| Arc::clone(&e.gateway))
+                .unwrap_or_else(|| gateways(&info));
+            next.push((RoomEntry { info, gateway }, now));
+        }
+        for (entry, seen) in self.seen.drain(..) {
+            let listed = next.iter().any(|(e, _)| e.info.name == entry.info.name);
+            if !listed && now.duration_since(seen) < keep {
+                next.push((entry, seen));
+            }
+        }
+        self.seen = next;
+        self.publish();
     }
 }
 
 impl MembershipView {
-    /// Starts refreshing from `membership` every `every`; the first read is awaited.
-    pub async fn start(membership: Membership, every: Duration, keep: Duration) -> MembershipView {
-        let now = Instant::now();
-        let mut first = ViewState {
-            seen: membership
-                .rooms()
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .map(|r| (r, now))
-                .collect(),
-            published: Arc::default(),
-        };
-        first.publish();
+    /// Starts refreshing from `membership` every `every`, reaching each room through a
+    /// gateway `gateways` makes; the first read is awaited.
+    pub async fn start(
+        membership: Membership,
+        every: Duration,
+        keep: Duration,
+        gateways: GatewayFactory,
+    ) -> MembershipView {
+        let mut first = ViewState::default();
+        first.merge(
+            membership.rooms().await.unwrap_or_default(),
+            Instant::now(),
+            keep,
+            &gateways,
+        );
         let state = Arc::new(RwLock::new(first));
         let weak = Arc::downgrade(&state);
         tokio::spawn(async move {
@@ -193,16 +250,7 @@ impl MembershipView {
                 ticks.tick().await;
                 let Some(state) = weak.upgrade() else { return };
                 match membership.rooms().await {
-                    Ok(read) => {
-                        let now = Instant::now();
-                        let mut view = state.write();
-                        view.seen.retain(|(r, seen)| {
-                            now.duration_since(*seen) < keep
-                                && !read.iter().any(|n| n.name == r.name)
-                        });
-                        view.seen.extend(read.into_iter().map(|r| (r, now)));
-                        view.publish();
-                    }
+                    Ok(read) => state.write().merge(read, Instant::now(), keep, &gateways),
                     Err(e) => tracing::debug!(error = %e, "membership not refreshed"),
                 }
             }
@@ -210,13 +258,17 @@ impl MembershipView {
         MembershipView { state }
     }
 
-    /// The rooms known now, by name (shared, not copied).
-    pub fn rooms(&self) -> Arc<Vec<RoomInfo>> {
-        Arc::clone(&self.state.read().published)
-    }
-
     /// A room by name.
     pub fn room(&self, name: &str) -> Option<RoomInfo> {
-        self.rooms().iter().find(|r| r.name == name).cloned()
+        self.rooms()
+            .iter()
+            .find(|r| r.info.name == name)
+            .map(|r| r.info.clone())
+    }
+}
+
+impl Directory for MembershipView {
+    fn rooms(&self) -> Arc<Vec<RoomEntry>> {
+        Arc::clone(&self.state.read().published)
     }
 }

@@ -1,94 +1,15 @@
-//! Store-then-send: every at-least-once (and notify) message is stored before it is sent,
-//! marked delivered when sent, acknowledged by the client, redelivered on reconnect until
-//! acknowledged, and given up (expired) after its TTL or too many unacknowledged sends.
-//! SQLite through `longlink-pool` here; the cluster mode uses MySQL with the same SQL.
+//! The message store in SQL: SQLite or MySQL/MariaDB through `longlink-pool`, the same
+//! statements on both.
 
 use std::fmt;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use longlink_pool::db::{Db, DbError, Driver, Row, Value};
-use serde::{Deserialize, Serialize};
 
+use super::{MessageStatus, Pending, Recipient, RecipientStatus, Saver};
 use crate::PushError;
 use crate::model::{DeliveryStatus, Message, mode_code, mode_from_code};
-
-/// A recipient row: a user, and a device or `"*"` for any of the user's devices.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Recipient {
-    /// The user.
-    pub uid: String,
-    /// A device, or `"*"`.
-    pub device: String,
-}
-
-/// A stored message still owed to a user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pending {
-    /// The message.
-    pub message: Message,
-    /// Times it was sent to this user so far.
-    pub attempts: u32,
-}
-
-/// One recipient's state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecipientStatus {
-    /// The user.
-    pub uid: String,
-    /// The device, or `"*"`.
-    pub device: String,
-    /// Where it stands.
-    pub status: DeliveryStatus,
-    /// Times sent.
-    pub attempts: u32,
-    /// Last change (Unix ms).
-    pub updated_ms: u64,
-}
-
-/// A message and its recipients' states.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MessageStatus {
-    /// The id.
-    pub id: u64,
-    /// The app.
-    pub app: String,
-    /// When it was accepted (Unix ms).
-    pub created_ms: u64,
-    /// When its TTL ends (Unix ms).
-    pub expires_ms: u64,
-    /// Every recipient.
-    pub recipients: Vec<RecipientStatus>,
-}
-
-/// What the rest of the system asks of the message store.
-#[async_trait]
-pub trait Saver: Send + Sync + 'static {
-    /// Stores a message (its body once) and one row per recipient, atomically.
-    async fn store(&self, message: &Message, recipients: &[Recipient]) -> Result<(), PushError>;
-    /// Records that `message_id` was sent to each of `uids` (one more attempt each).
-    async fn delivered(&self, message_id: u64, uids: &[String]) -> Result<(), PushError>;
-    /// Acknowledges `ids` for `uid`; returns the rows changed.
-    async fn ack(&self, uid: &str, ids: &[u64]) -> Result<u64, PushError>;
-    /// Gives up on `message_id` for `uid`.
-    async fn expire(&self, message_id: u64, uid: &str) -> Result<(), PushError>;
-    /// The messages still owed to `uid` on `device`, oldest first, at most `limit`.
-    async fn pending(
-        &self,
-        uid: &str,
-        device: &str,
-        now_ms: u64,
-        limit: usize,
-    ) -> Result<Vec<Pending>, PushError>;
-    /// A message and its recipients' states.
-    async fn status(&self, message_id: u64) -> Result<Option<MessageStatus>, PushError>;
-    /// The stored message, if `uid` is one of its recipients (for notify-mode pulls).
-    async fn message_for(&self, message_id: u64, uid: &str) -> Result<Option<Message>, PushError>;
-    /// Marks every pending row whose message's TTL has passed as expired; returns how many.
-    async fn sweep(&self, now_ms: u64) -> Result<u64, PushError>;
-    /// The largest id stored (0 if none), so new ids never collide after a restart.
-    async fn max_id(&self) -> Result<u64, PushError>;
-}
 
 /// The SQL store (SQLite or MySQL/MariaDB).
 #[derive(Clone)]
@@ -166,7 +87,7 @@ fn placeholders(n: usize) -> String {
 
 #[async_trait]
 impl Saver for SqlSaver {
-    async fn store(&self, message: &Message, recipients: &[Recipient]) -> Result<(), PushError> {
+    async fn store(&self, message: Message, recipients: Vec<Recipient>) -> Result<(), PushError> {
         let mut tx = self.db.begin().await?;
         tx.exec(
             "INSERT INTO push_messages (id, app, mode, body, created_ms, expires_ms) VALUES (?, ?, ?, ?, ?, ?)",
@@ -201,7 +122,7 @@ impl Saver for SqlSaver {
         Ok(())
     }
 
-    async fn delivered(&self, message_id: u64, uids: &[String]) -> Result<(), PushError> {
+    async fn delivered(&self, message_id: u64, uids: Vec<String>) -> Result<(), PushError> {
         for chunk in uids.chunks(INSERT_CHUNK) {
             let mut values = vec![
                 Value::I64(crate::model::now_ms() as i64),
@@ -222,14 +143,11 @@ impl Saver for SqlSaver {
         Ok(())
     }
 
-    async fn ack(&self, uid: &str, ids: &[u64]) -> Result<u64, PushError> {
+    async fn ack(&self, uid: String, ids: Vec<u64>) -> Result<u64, PushError> {
         if ids.is_empty() {
             return Ok(0);
         }
-        let mut values = vec![
-            Value::I64(crate::model::now_ms() as i64),
-            Value::Text(uid.to_owned()),
-        ];
+        let mut values = vec![Value::I64(crate::model::now_ms() as i64), Value::Text(uid)];
         values.extend(ids.iter().map(|id| Value::I64(*id as i64)));
         let done = self
             .db
@@ -246,11 +164,11 @@ impl Saver for SqlSaver {
         Ok(done.rows_affected)
     }
 
-    async fn expire(&self, message_id: u64, uid: &str) -> Result<(), PushError> {
+    async fn expire(&self, message_id: u64, uid: String) -> Result<(), PushError> {
         self.db
             .exec(
                 "UPDATE push_deliveries SET status = 3, updated_ms = ? WHERE message_id = ? AND uid = ? AND status IN (0, 1)",
-                (crate::model::now_ms() as i64, message_id as i64, uid),
+                (crate::model::now_ms() as i64, message_id as i64, uid.as_str()),
             )
             .await?;
         Ok(())
@@ -258,11 +176,12 @@ impl Saver for SqlSaver {
 
     async fn pending(
         &self,
-        uid: &str,
-        device: &str,
+        uid: String,
+        device: String,
         now_ms: u64,
-        limit: usize,
+        limit: u32,
     ) -> Result<Vec<Pending>, PushError> {
+        let limit = limit.min(1000);
         let rows = self
             .db
             .query(
@@ -270,7 +189,7 @@ impl Saver for SqlSaver {
                  FROM push_deliveries d JOIN push_messages m ON m.id = d.message_id
                  WHERE d.uid = ? AND d.status IN (0, 1) AND (d.device = '*' OR d.device = ?) AND m.expires_ms > ?
                  ORDER BY m.id LIMIT ?",
-                (uid, device, now_ms as i64, limit as i64),
+                (uid.as_str(), device.as_str(), now_ms as i64, i64::from(limit)),
             )
             .await?;
         rows.iter()
@@ -329,14 +248,18 @@ impl Saver for SqlSaver {
         }))
     }
 
-    async fn message_for(&self, message_id: u64, uid: &str) -> Result<Option<Message>, PushError> {
+    async fn message_for(
+        &self,
+        message_id: u64,
+        uid: String,
+    ) -> Result<Option<Message>, PushError> {
         let rows = self
             .db
             .query(
                 "SELECT m.id, m.app, m.mode, m.body, m.created_ms, m.expires_ms
                  FROM push_messages m JOIN push_deliveries d ON d.message_id = m.id
                  WHERE m.id = ? AND d.uid = ? LIMIT 1",
-                (message_id as i64, uid),
+                (message_id as i64, uid.as_str()),
             )
             .await?;
         rows.first()

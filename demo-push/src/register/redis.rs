@@ -15,10 +15,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 
-use super::services::Lookup;
+use super::{Counts, Lookup, Register};
 use crate::PushError;
 use crate::model::{Session, now_ms};
-use crate::register::Register;
 
 /// Opens a lazily connecting Redis connection manager that fails fast while Redis is
 /// down (a response timeout of one second and two reconnect attempts per call).
@@ -36,9 +35,14 @@ pub fn redis_connection(url: &str) -> Result<ConnectionManager, PushError> {
 
 /// A Redis failure as the push system reports it.
 pub fn redis_err(e: redis::RedisError) -> PushError {
+    // A command that timed out or lost its connection may have been applied; one refused a
+    // connection, or answered with an error, was not.
+    let may_have_run = !e.is_connection_refusal()
+        && (e.is_timeout() || e.is_connection_dropped() || e.is_io_error());
     PushError::Unavailable {
         service: "redis",
         detail: e.to_string(),
+        may_have_run,
     }
 }
 
@@ -89,7 +93,7 @@ impl RedisRegister {
     }
 
     /// Records (or refreshes) sessions, one round trip for the batch.
-    pub async fn connect_many(&self, sessions: &[Session]) -> Result<(), PushError> {
+    async fn connect_many(&self, sessions: &[Session]) -> Result<(), PushError> {
         if sessions.is_empty() {
             return Ok(());
         }
@@ -111,7 +115,7 @@ impl RedisRegister {
     }
 
     /// Forgets sessions.
-    pub async fn disconnect_many(&self, sessions: &[Session]) -> Result<(), PushError> {
+    async fn disconnect_many(&self, sessions: &[Session]) -> Result<(), PushError> {
         if sessions.is_empty() {
             return Ok(());
         }
@@ -125,7 +129,7 @@ impl RedisRegister {
     }
 
     /// The sessions of each uid (expired ones left out), and whether the state is settling.
-    pub async fn lookup(&self, uids: &[String]) -> Result<Lookup, PushError> {
+    async fn lookup_many(&self, uids: &[String]) -> Result<Lookup, PushError> {
         let mut pipe = redis::pipe();
         for uid in uids {
             pipe.hgetall(self.key("s", uid));
@@ -161,7 +165,7 @@ impl RedisRegister {
     }
 
     /// When the current state began (Unix ms); starts a new epoch if there is none.
-    pub async fn epoch_ms(&self) -> Result<u64, PushError> {
+    async fn epoch_ms(&self) -> Result<u64, PushError> {
         let key = format!("{}epoch", self.prefix);
         let mut conn = self.conn.clone();
         let now = now_ms();
@@ -186,7 +190,7 @@ impl RedisRegister {
     }
 
     /// Online users (keys of sessions), counted with SCAN, and non-empty groups.
-    pub async fn counts(&self) -> Result<(u64, u64), PushError> {
+    async fn count(&self) -> Result<Counts, PushError> {
         let mut conn = self.conn.clone();
         let pattern = format!("{}s:*", self.prefix);
         let mut cursor = 0u64;
@@ -213,27 +217,31 @@ impl RedisRegister {
             .query_async(&mut conn)
             .await
             .map_err(redis_err)?;
-        Ok((users, groups))
+        Ok(Counts { users, groups })
     }
 }
 
 #[async_trait]
 impl Register for RedisRegister {
-    async fn connect(&self, session: Session) -> Result<(), PushError> {
-        self.connect_many(std::slice::from_ref(&session)).await
+    async fn connect(&self, sessions: Vec<Session>) -> Result<(), PushError> {
+        self.connect_many(&sessions).await
     }
 
-    async fn disconnect(&self, session: &Session) -> Result<(), PushError> {
-        self.disconnect_many(std::slice::from_ref(session)).await
+    async fn disconnect(&self, sessions: Vec<Session>) -> Result<(), PushError> {
+        self.disconnect_many(&sessions).await
     }
 
-    async fn sessions(&self, uid: &str) -> Result<Vec<Session>, PushError> {
-        let mut lookup = self.lookup(&[uid.to_owned()]).await?;
-        Ok(lookup.sessions.pop().unwrap_or_default())
+    async fn lookup(&self, uids: Vec<String>) -> Result<Lookup, PushError> {
+        if uids.len() > 100_000 {
+            return Err(PushError::Invalid(
+                "more than 100,000 uids in one lookup".into(),
+            ));
+        }
+        self.lookup_many(&uids).await
     }
 
-    async fn bind(&self, app: &str, group: &str, uid: &str) -> Result<(), PushError> {
-        let key = self.group_key(app, group);
+    async fn bind(&self, app: String, group: String, uid: String) -> Result<(), PushError> {
+        let key = self.group_key(&app, &group);
         let groups = format!("{}groups", self.prefix);
         let mut conn = self.conn.clone();
         let (members, count, known): (u64, u64, bool) = redis::pipe()
@@ -256,7 +264,7 @@ impl Register for RedisRegister {
             )));
         }
         redis::pipe()
-            .sadd(&key, uid)
+            .sadd(&key, &uid)
             .ignore()
             .sadd(&groups, &key)
             .ignore()
@@ -265,11 +273,11 @@ impl Register for RedisRegister {
             .map_err(redis_err)
     }
 
-    async fn unbind(&self, app: &str, group: &str, uid: &str) -> Result<(), PushError> {
-        let key = self.group_key(app, group);
+    async fn unbind(&self, app: String, group: String, uid: String) -> Result<(), PushError> {
+        let key = self.group_key(&app, &group);
         let mut conn = self.conn.clone();
         let (_, left): (u64, u64) = redis::pipe()
-            .srem(&key, uid)
+            .srem(&key, &uid)
             .scard(&key)
             .query_async(&mut conn)
             .await
@@ -285,9 +293,9 @@ impl Register for RedisRegister {
         Ok(())
     }
 
-    async fn members(&self, app: &str, group: &str) -> Result<Vec<String>, PushError> {
+    async fn members(&self, app: String, group: String) -> Result<Vec<String>, PushError> {
         let mut members: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(self.group_key(app, group))
+            .arg(self.group_key(&app, &group))
             .query_async(&mut self.conn.clone())
             .await
             .map_err(redis_err)?;
@@ -295,11 +303,11 @@ impl Register for RedisRegister {
         Ok(members)
     }
 
-    async fn session_count(&self) -> Result<usize, PushError> {
-        Ok(self.counts().await?.0 as usize)
+    async fn counts(&self) -> Result<Counts, PushError> {
+        self.count().await
     }
 
-    async fn group_count(&self) -> Result<usize, PushError> {
-        Ok(self.counts().await?.1 as usize)
+    async fn epoch(&self) -> Result<u64, PushError> {
+        self.epoch_ms().await
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{HashSet, VecDeque};
 /// The last `capacity` message ids seen.
 ///
 /// ```
-/// use longlink_push::client::Dedup;
+/// use longlink_push_client::Dedup;
 /// let mut seen = Dedup::new(2);
 /// assert!(seen.first_time(1));
 /// assert!(!seen.first_time(1));

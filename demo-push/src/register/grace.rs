@@ -11,11 +11,10 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use super::remote::RemoteRegister;
+use super::{Counts, Lookup, Register};
 use crate::PushError;
 use crate::metrics::{Metrics, inc};
 use crate::model::Session;
-use crate::register::Register;
 
 /// Sessions per flush call.
 const BATCH: usize = 500;
@@ -33,7 +32,7 @@ struct State {
 /// The register as a room of the cluster sees it.
 #[derive(Debug, Clone)]
 pub struct GraceRegister {
-    remote: RemoteRegister,
+    remote: Arc<dyn Register>,
     state: Arc<Mutex<State>>,
     grace: Duration,
     metrics: Arc<Metrics>,
@@ -50,7 +49,7 @@ impl GraceRegister {
     /// Starts the grace sweep, the TTL refresh (every `refresh`) and the epoch watch
     /// (every `epoch_check`); they stop when the last clone is dropped.
     pub fn start(
-        remote: RemoteRegister,
+        remote: Arc<dyn Register>,
         grace: Duration,
         refresh: Duration,
         epoch_check: Duration,
@@ -63,9 +62,9 @@ impl GraceRegister {
             metrics,
         };
         let weak = Arc::downgrade(&this.state);
-        let (remote, metrics) = (this.remote.clone(), Arc::clone(&this.metrics));
+        let (remote, metrics) = (Arc::clone(&this.remote), Arc::clone(&this.metrics));
         tokio::spawn(async move {
-            let mut epoch: Option<String> = None;
+            let mut epoch: Option<u64> = None;
             let mut last_flush = Instant::now();
             let mut ticks = tokio::time::interval(epoch_check.min(refresh));
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -87,7 +86,7 @@ impl GraceRegister {
                         .collect()
                 };
                 for chunk in expired.chunks(BATCH) {
-                    if let Err(e) = remote.disconnect_many(chunk.to_vec()).await {
+                    if let Err(e) = remote.disconnect(chunk.to_vec()).await {
                         tracing::warn!(error = %e, "register: disconnect failed (the TTL ends it)");
                     }
                 }
@@ -120,7 +119,7 @@ impl GraceRegister {
                     };
                     let mut ok = true;
                     for chunk in sessions.chunks(BATCH) {
-                        if let Err(e) = remote.connect_many(chunk.to_vec()).await {
+                        if let Err(e) = remote.connect(chunk.to_vec()).await {
                             tracing::warn!(error = %e, "register: refresh failed");
                             ok = false;
                             break;
@@ -159,68 +158,75 @@ impl GraceRegister {
 
 #[async_trait]
 impl Register for GraceRegister {
-    async fn connect(&self, session: Session) -> Result<(), PushError> {
-        let known = {
+    async fn connect(&self, sessions: Vec<Session>) -> Result<(), PushError> {
+        let mut new = Vec::with_capacity(sessions.len());
+        {
             let mut st = self.state.lock();
-            let resumed = st.parked.remove(&key(&session)).is_some();
-            if resumed {
-                inc(&self.metrics.resumed);
+            for session in sessions {
+                let resumed = st.parked.remove(&key(&session)).is_some();
+                if resumed {
+                    inc(&self.metrics.resumed);
+                }
+                let entry = st.live.entry(key(&session)).or_insert((0, session.clone()));
+                entry.0 += 1;
+                let known = resumed || entry.0 > 1;
+                entry.1 = session.clone();
+                // One already known here: the register already points at this room.
+                if !known {
+                    new.push(session);
+                }
             }
-            let entry = st.live.entry(key(&session)).or_insert((0, session.clone()));
-            entry.0 += 1;
-            let known = resumed || entry.0 > 1;
-            entry.1 = session.clone();
-            known
-        };
-        if known {
-            // The register already points here: nothing to do.
+        }
+        if new.is_empty() {
             return Ok(());
         }
-        let result = self.remote.connect(session).await;
+        let result = self.remote.connect(new).await;
         if result.is_err() {
             self.state.lock().dirty = true;
         }
         result
     }
 
-    async fn disconnect(&self, session: &Session) -> Result<(), PushError> {
+    async fn disconnect(&self, sessions: Vec<Session>) -> Result<(), PushError> {
         let mut st = self.state.lock();
-        let k = key(session);
-        let last = match st.live.get_mut(&k) {
-            Some(entry) => {
-                entry.0 -= 1;
-                entry.0 == 0
+        for session in &sessions {
+            let k = key(session);
+            let last = match st.live.get_mut(&k) {
+                Some(entry) => {
+                    entry.0 -= 1;
+                    entry.0 == 0
+                }
+                None => false,
+            };
+            if last {
+                let (_, latest) = st.live.remove(&k).expect("present");
+                st.parked.insert(k, (latest, Instant::now() + self.grace));
             }
-            None => false,
-        };
-        if last {
-            let (_, latest) = st.live.remove(&k).expect("present");
-            st.parked.insert(k, (latest, Instant::now() + self.grace));
         }
         Ok(())
     }
 
-    async fn sessions(&self, uid: &str) -> Result<Vec<Session>, PushError> {
-        self.remote.sessions(uid).await
+    async fn lookup(&self, uids: Vec<String>) -> Result<Lookup, PushError> {
+        self.remote.lookup(uids).await
     }
 
-    async fn bind(&self, app: &str, group: &str, uid: &str) -> Result<(), PushError> {
+    async fn bind(&self, app: String, group: String, uid: String) -> Result<(), PushError> {
         self.remote.bind(app, group, uid).await
     }
 
-    async fn unbind(&self, app: &str, group: &str, uid: &str) -> Result<(), PushError> {
+    async fn unbind(&self, app: String, group: String, uid: String) -> Result<(), PushError> {
         self.remote.unbind(app, group, uid).await
     }
 
-    async fn members(&self, app: &str, group: &str) -> Result<Vec<String>, PushError> {
+    async fn members(&self, app: String, group: String) -> Result<Vec<String>, PushError> {
         self.remote.members(app, group).await
     }
 
-    async fn session_count(&self) -> Result<usize, PushError> {
-        Ok(self.len())
+    async fn counts(&self) -> Result<Counts, PushError> {
+        self.remote.counts().await
     }
 
-    async fn group_count(&self) -> Result<usize, PushError> {
-        self.remote.group_count().await
+    async fn epoch(&self) -> Result<u64, PushError> {
+        self.remote.epoch().await
     }
 }

@@ -20,11 +20,11 @@ use async_trait::async_trait;
 use longlink_pool::db::Value;
 use redis::aio::ConnectionManager;
 
-use super::redis_register::redis_err;
+use super::{MessageStatus, Pending, Recipient, Saver, SqlSaver};
 use crate::PushError;
 use crate::metrics::{Metrics, add, inc};
 use crate::model::Message;
-use crate::saver::{MessageStatus, Pending, Recipient, Saver, SqlSaver};
+use crate::register::redis_err;
 
 /// Rows read per rebuild query.
 const REBUILD_PAGE: usize = 5000;
@@ -175,42 +175,42 @@ impl HotSaver {
 
 #[async_trait]
 impl Saver for HotSaver {
-    async fn store(&self, message: &Message, recipients: &[Recipient]) -> Result<(), PushError> {
-        self.sql.store(message, recipients).await?;
+    async fn store(&self, message: Message, recipients: Vec<Recipient>) -> Result<(), PushError> {
+        let id = message.id;
         let mut pipe = redis::pipe();
-        for r in recipients {
-            pipe.sadd(self.owed(&r.uid), entry(message.id, &r.device))
-                .ignore();
+        for r in &recipients {
+            pipe.sadd(self.owed(&r.uid), entry(id, &r.device)).ignore();
         }
+        self.sql.store(message, recipients).await?;
         self.index(pipe).await;
         Ok(())
     }
 
-    async fn delivered(&self, message_id: u64, uids: &[String]) -> Result<(), PushError> {
+    async fn delivered(&self, message_id: u64, uids: Vec<String>) -> Result<(), PushError> {
         self.sql.delivered(message_id, uids).await
     }
 
-    async fn ack(&self, uid: &str, ids: &[u64]) -> Result<u64, PushError> {
+    async fn ack(&self, uid: String, ids: Vec<u64>) -> Result<u64, PushError> {
         // Which device a row was for is not known here: the next lookup prunes the entry.
         self.sql.ack(uid, ids).await
     }
 
-    async fn expire(&self, message_id: u64, uid: &str) -> Result<(), PushError> {
+    async fn expire(&self, message_id: u64, uid: String) -> Result<(), PushError> {
         self.sql.expire(message_id, uid).await
     }
 
     async fn pending(
         &self,
-        uid: &str,
-        device: &str,
+        uid: String,
+        device: String,
         now_ms: u64,
-        limit: usize,
+        limit: u32,
     ) -> Result<Vec<Pending>, PushError> {
         let mut snapshot: Option<Vec<String>> = None;
         if !self.dirty.load(Ordering::SeqCst) {
             let answer: Result<(bool, Vec<String>), _> = redis::pipe()
                 .exists(self.marker())
-                .smembers(self.owed(uid))
+                .smembers(self.owed(&uid))
                 .query_async(&mut self.redis.clone())
                 .await;
             if let Ok((true, entries)) = answer {
@@ -218,7 +218,7 @@ impl Saver for HotSaver {
                     .into_iter()
                     .filter(|e| {
                         e.split_once('|')
-                            .is_some_and(|(_, d)| d == "*" || d == device)
+                            .is_some_and(|(_, d)| d == "*" || d == device.as_str())
                     })
                     .collect();
                 if mine.is_empty() {
@@ -229,11 +229,11 @@ impl Saver for HotSaver {
             }
         }
         inc(&self.metrics.hot_index_misses);
-        let pending = self.sql.pending(uid, device, now_ms, limit).await?;
+        let pending = self.sql.pending(uid.clone(), device, now_ms, limit).await?;
         // Entries read before the query that it did not return are owed no more (acked,
         // expired): prune them. One added after the snapshot is not in it, so never pruned.
         if let Some(snapshot) = snapshot
-            && pending.len() < limit
+            && pending.len() < limit.min(1000) as usize
         {
             let owed: HashSet<u64> = pending.iter().map(|p| p.message.id).collect();
             let stale: Vec<&String> = snapshot
@@ -247,7 +247,7 @@ impl Saver for HotSaver {
             if !stale.is_empty() {
                 add(&self.metrics.hot_index_pruned, stale.len() as u64);
                 let mut pipe = redis::pipe();
-                pipe.srem(self.owed(uid), stale).ignore();
+                pipe.srem(self.owed(&uid), stale).ignore();
                 self.index(pipe).await;
             }
         }
@@ -258,7 +258,11 @@ impl Saver for HotSaver {
         self.sql.status(message_id).await
     }
 
-    async fn message_for(&self, message_id: u64, uid: &str) -> Result<Option<Message>, PushError> {
+    async fn message_for(
+        &self,
+        message_id: u64,
+        uid: String,
+    ) -> Result<Option<Message>, PushError> {
         self.sql.message_for(message_id, uid).await
     }
 

@@ -1,0 +1,294 @@
+//! One wiring per component, shared by every way of running it: `longlink-push all` calls
+//! each of these with the in-process implementations of what the component depends on
+//! ([`system`](crate::system)), a cluster process with the remote ones
+//! ([`cluster::run`](crate::cluster::run)). Nothing is wired twice.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use longlink_pool::db::Db;
+
+use crate::PushError;
+use crate::center::{AppConfig, CenterParts, CenterState, DevPage};
+use crate::config::{Config, ConfigError, load_or_generate};
+use crate::coordinator::{AppHooks, Coordinator};
+use crate::courier::{Courier, CourierParts};
+use crate::dispatcher::Dispatcher;
+use crate::metrics::{Metrics, Scrape};
+use crate::model::{IdGenerator, now_ms};
+use crate::pusher::Pusher;
+use crate::register::Register;
+use crate::room::{Room, RoomAddrs};
+use crate::rooms::{Directory, Fanout};
+use crate::saver::{Saver, SqlSaver};
+use crate::token::Tokens;
+
+/// Why a component did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The message store, or a service it needs.
+    #[error("message store: {0}")]
+    Store(#[from] PushError),
+    /// A listener could not bind.
+    #[error("binding {what} on {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A bind error for `what` on `addr`.
+pub fn bind_err(what: &'static str, addr: SocketAddr) -> impl FnOnce(std::io::Error) -> StartError {
+    move |source| StartError::Bind { what, addr, source }
+}
+
+/// Secrets generated on this start (to print once).
+#[derive(Debug, Clone, Default)]
+pub struct Generated {
+    /// The token secret, if generated now.
+    pub token_secret: Option<String>,
+    /// The demo app's API key, if generated now.
+    pub api_key: Option<String>,
+}
+
+/// Fills in what `config` leaves to be generated (the token secret, a demo app with its
+/// key, both kept under the data dir), checks it, and returns the tokens and what was
+/// generated now. Every process of a cluster on one machine calls it on the same data dir,
+/// so they share the secret and the key.
+pub fn prepare(config: &mut Config) -> Result<(Tokens, Generated), StartError> {
+    let mut generated = Generated::default();
+    let secret = match config.token_secret.clone() {
+        Some(s) => s,
+        None => {
+            let (s, new) = load_or_generate(&config.data_dir.join("token-secret"))?;
+            if new {
+                generated.token_secret = Some(s.clone());
+            }
+            s
+        }
+    };
+    if config.apps.is_empty() {
+        let (key, new) = load_or_generate(&config.data_dir.join("demo-api-key"))?;
+        if new {
+            generated.api_key = Some(key.clone());
+        }
+        config.apps.push(AppConfig {
+            name: "demo".into(),
+            api_key: key,
+            webhook: None,
+            upstream_routes: Default::default(),
+        });
+    }
+    config.validate()?;
+    if config.database.is_none() {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ConfigError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+    }
+    Ok((Tokens::new(secret.as_bytes()), generated))
+}
+
+/// The message store: the pool on the configured DSN (SQLite under the data dir by
+/// default) and its schema. With `wait`, a store that is not reachable yet is waited for
+/// (a cluster's saver starts before its database); otherwise the error is returned.
+pub async fn message_store(config: &Config, wait: bool) -> Result<(Db, SqlSaver), StartError> {
+    let db = Db::builder()
+        .max_open(config.database_max_open.max(1))
+        .max_idle(config.database_max_open.max(1))
+        .open(&config.database_dsn())
+        .map_err(PushError::from)?;
+    loop {
+        match SqlSaver::open(db.clone()).await {
+            Ok(saver) => return Ok((db, saver)),
+            Err(e) if wait => {
+                tracing::warn!(error = %e, "the message store is not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The saver's TTL sweep: every `every`, stored messages past their TTL are marked
+/// expired. It stops when the last other reference to `saver` is gone.
+pub fn sweep(saver: &Arc<dyn Saver>, every: Duration, metrics: Arc<Metrics>) {
+    let weak = Arc::downgrade(saver);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(saver) = weak.upgrade() else { return };
+            match saver.sweep(now_ms()).await {
+                Ok(n) => crate::metrics::add(&metrics.expired, n),
+                Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
+            }
+        }
+    });
+}
+
+/// The coordinator, posting to the configured apps' webhooks.
+pub fn coordinator(config: &Config, metrics: Arc<Metrics>) -> Coordinator {
+    let webhooks: HashMap<String, AppHooks> = config
+        .apps
+        .iter()
+        .map(|a| {
+            let hooks = AppHooks {
+                webhook: a.webhook.clone(),
+                upstream: a.upstream_routes.clone().into_iter().collect(),
+            };
+            (a.name.clone(), hooks)
+        })
+        .collect();
+    Coordinator::new(webhooks, metrics)
+}
+
+/// A started room: the gateway and its courier.
+#[derive(Debug)]
+pub struct RoomNode {
+    /// The room.
+    pub room: Room,
+    /// Where it listens.
+    pub addrs: RoomAddrs,
+    /// What handles its events.
+    pub courier: Arc<Courier>,
+}
+
+impl RoomNode {
+    /// The WebSocket URL and TCP address clients use (with `public_host`, if set).
+    pub fn client_addrs(&self, config: &Config) -> (String, String) {
+        let host = config
+            .public_host
+            .clone()
+            .unwrap_or_else(|| self.addrs.ws.ip().to_string());
+        (
+            format!("ws://{host}:{}/", self.addrs.ws.port()),
+            format!("{host}:{}", self.addrs.tcp.port()),
+        )
+    }
+}
+
+/// A room with its courier over `parts`, listening where the configuration says.
+pub async fn room(
+    config: &Config,
+    tokens: Tokens,
+    parts: CourierParts,
+) -> Result<RoomNode, StartError> {
+    let metrics = Arc::clone(&parts.metrics);
+    let courier = Courier::start(parts);
+    let room = Room::new(
+        config.room.clone(),
+        tokens,
+        Arc::clone(&courier) as Arc<dyn crate::room::RoomEvents>,
+        metrics,
+    );
+    let addrs = room
+        .start()
+        .await
+        .map_err(bind_err("the room", config.room.ws_listen))?;
+    Ok(RoomNode {
+        room,
+        addrs,
+        courier,
+    })
+}
+
+/// What the center depends on.
+#[derive(Debug)]
+pub struct CenterDeps {
+    /// Sessions and groups.
+    pub register: Arc<dyn Register>,
+    /// Messages.
+    pub saver: Arc<dyn Saver>,
+    /// The rooms.
+    pub directory: Arc<dyn Directory>,
+    /// The ids it issues.
+    pub ids: Arc<IdGenerator>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// What `/metrics` shows besides the counters.
+    pub scrape: Scrape,
+}
+
+/// A started center: the HTTP API, the dispatcher's route and the push engine.
+#[derive(Debug)]
+pub struct CenterNode {
+    /// The push engine.
+    pub pusher: Arc<Pusher>,
+    /// Where the API listens.
+    pub http: SocketAddr,
+    /// The server's task.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// The center over `deps`, listening on `config.http_listen`.
+pub async fn center(
+    config: &Config,
+    tokens: Tokens,
+    deps: CenterDeps,
+) -> Result<CenterNode, StartError> {
+    let fanout = Fanout::new(
+        Arc::clone(&deps.directory),
+        Arc::clone(&deps.register),
+        Arc::clone(&deps.metrics),
+    );
+    let pusher = Arc::new(Pusher::new(
+        Arc::clone(&deps.register),
+        Arc::clone(&deps.saver),
+        fanout,
+        deps.ids,
+        config.push.clone(),
+        Arc::clone(&deps.metrics),
+    ));
+    let dispatcher = Dispatcher::new(
+        deps.directory,
+        Arc::clone(&deps.register),
+        config.room.heartbeats.clone(),
+    );
+    let dev = config.dev_page.then(|| {
+        if !config.http_listen.ip().is_loopback() {
+            tracing::warn!(
+                "the development page is on and the center listens beyond loopback: \
+                 anyone who reaches it gets the API key"
+            );
+        }
+        DevPage {
+            app: config.apps[0].clone(),
+            token_ttl: Duration::from_secs(24 * 3600),
+        }
+    });
+    let state = CenterState::new(CenterParts {
+        pusher: Arc::clone(&pusher),
+        scrape: deps.scrape.with_pusher(Arc::clone(&pusher)),
+        register: deps.register,
+        saver: deps.saver,
+        dispatcher,
+        apps: config.apps.clone(),
+        tokens,
+        dev,
+    });
+    let router = crate::center::router(Arc::new(state), config.max_request_bytes);
+    let listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .map_err(bind_err("the center", config.http_listen))?;
+    let http = listener
+        .local_addr()
+        .map_err(bind_err("the center", config.http_listen))?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "the center stopped");
+        }
+    });
+    Ok(CenterNode { pusher, http, task })
+}

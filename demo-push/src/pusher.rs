@@ -1,0 +1,287 @@
+//! The center's push engine: it checks a push, gives it an id, stores it (unless at most
+//! once) **before** anything is sent, builds its frame once, and hands that frame to the
+//! rooms holding its recipients. The same component in one process and in the cluster;
+//! only its register, saver and rooms differ.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use longlink_codec::push::{DeliveryMode, Payload as Body};
+use serde::{Deserialize, Serialize};
+
+use crate::PushError;
+use crate::config::serde_secs;
+use crate::frame::Frame;
+use crate::metrics::{Metrics, inc};
+use crate::model::{IdGenerator, Message, Target, check_name, now_ms};
+use crate::records::Records;
+use crate::register::Register;
+use crate::rooms::Fanout;
+use crate::saver::{Recipient, Saver};
+
+/// Push behaviour (the `[push]` section of the configuration).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// A stored message sent this many times without an ACK is given up and marked
+    /// expired (the client is not trusted to ACK).
+    pub max_attempts: u32,
+    /// TTL when a push gives none.
+    #[serde(rename = "default_ttl_secs", with = "serde_secs")]
+    pub default_ttl: Duration,
+    /// Longest TTL accepted.
+    #[serde(rename = "max_ttl_secs", with = "serde_secs")]
+    pub max_ttl: Duration,
+    /// Largest message body.
+    pub max_body_bytes: usize,
+    /// Most recipients of one multicast.
+    pub max_multicast: usize,
+    /// Broadcast pace, deliveries per second per room.
+    pub broadcast_rate: u32,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            max_attempts: 5,
+            default_ttl: Duration::from_secs(24 * 3600),
+            max_ttl: Duration::from_secs(7 * 24 * 3600),
+            max_body_bytes: 60 * 1024,
+            max_multicast: 10_000,
+            broadcast_rate: 200_000,
+        }
+    }
+}
+
+/// What a push did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PushReport {
+    /// The message id.
+    pub id: u64,
+    /// Recipients it was addressed to (users; stored for each when the mode stores). An
+    /// at-most-once broadcast addresses whoever is connected without listing them: there it
+    /// is the connections reached, as `delivered`.
+    pub recipients: usize,
+    /// Connections it was written to now.
+    pub delivered: usize,
+    /// Whether it was stored (for redelivery and status).
+    pub stored: bool,
+}
+
+/// The center's push engine.
+pub struct Pusher {
+    register: Arc<dyn Register>,
+    saver: Arc<dyn Saver>,
+    rooms: Fanout,
+    ids: Arc<IdGenerator>,
+    config: PushConfig,
+    metrics: Arc<Metrics>,
+    records: Records,
+    /// Broadcasts take turns: the next starts when the last one's deliveries fit in
+    /// `broadcast_rate`.
+    broadcast_gate: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl std::fmt::Debug for Pusher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pusher")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pusher {
+    /// A pusher over these services, issuing `ids` (start them above the largest id the
+    /// store holds: [`IdGenerator::starting_after`]).
+    pub fn new(
+        register: Arc<dyn Register>,
+        saver: Arc<dyn Saver>,
+        rooms: Fanout,
+        ids: Arc<IdGenerator>,
+        config: PushConfig,
+        metrics: Arc<Metrics>,
+    ) -> Pusher {
+        Pusher {
+            records: Records::start(Arc::clone(&saver)),
+            register,
+            saver,
+            rooms,
+            ids,
+            config,
+            metrics,
+            broadcast_gate: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// The ids this pusher issues (a room in the same process reads the last one to skip
+    /// what it delivered live).
+    pub fn ids(&self) -> &Arc<IdGenerator> {
+        &self.ids
+    }
+
+    /// The rooms it sends to.
+    pub fn rooms(&self) -> &Fanout {
+        &self.rooms
+    }
+
+    /// The write-behind pools (for their queue depths).
+    pub fn records(&self) -> &Records {
+        &self.records
+    }
+
+    /// Accepts a push: checks it, stores it (unless at-most-once) **before** sending, then
+    /// writes it to the recipients online now. A storage failure refuses the push; whether
+    /// anything may have been stored is in the error ([`PushError::may_have_run`]).
+    pub async fn push(
+        &self,
+        app: &str,
+        target: Target,
+        mode: DeliveryMode,
+        body: Body,
+        ttl: Option<Duration>,
+    ) -> Result<PushReport, PushError> {
+        check_name("app", app)?;
+        match &target {
+            Target::Unicast { uid, device } => {
+                check_name("uid", uid)?;
+                if let Some(device) = device {
+                    check_name("device", device)?;
+                }
+            }
+            Target::Multicast { uids } => {
+                if uids.is_empty() {
+                    return Err(PushError::Invalid("uids is empty".into()));
+                }
+                for uid in uids {
+                    check_name("uid", uid)?;
+                }
+            }
+            Target::Group { group } => check_name("group", group)?,
+            Target::Broadcast => {}
+        }
+        if body.0.len() > self.config.max_body_bytes {
+            return Err(PushError::Invalid(format!(
+                "body of {} bytes exceeds the limit of {}",
+                body.0.len(),
+                self.config.max_body_bytes
+            )));
+        }
+        let ttl = ttl
+            .unwrap_or(self.config.default_ttl)
+            .min(self.config.max_ttl);
+        let created_ms = now_ms();
+        let message = Message {
+            id: self.ids.next(),
+            app: app.to_owned(),
+            mode,
+            body: body.0,
+            created_ms,
+            expires_ms: created_ms + ttl.as_millis() as u64,
+        };
+        let (recipients, device) = match target {
+            Target::Unicast { uid, device } => (vec![uid], device),
+            Target::Multicast { mut uids } => {
+                uids.sort();
+                uids.dedup();
+                if uids.len() > self.config.max_multicast {
+                    return Err(PushError::Invalid(format!(
+                        "more than {} recipients",
+                        self.config.max_multicast
+                    )));
+                }
+                (uids, None)
+            }
+            Target::Group { group } => (self.register.members(app.to_owned(), group).await?, None),
+            // Everyone online in the app now; the body is stored once, with a small row
+            // per user for its ACK. An at-most-once broadcast stores nothing and needs no
+            // list: the rooms write to whoever is connected.
+            Target::Broadcast if mode != DeliveryMode::AtMostOnce => {
+                return self.broadcast(message, true).await;
+            }
+            Target::Broadcast => return self.broadcast(message, false).await,
+        };
+        let stored = mode != DeliveryMode::AtMostOnce;
+        let frame = self.frame(&message)?;
+        if stored {
+            self.store(&message, &recipients, device.as_deref()).await?;
+        }
+        inc(&self.metrics.messages_in);
+        // Stored and accepted from here on: a room that cannot be reached now gets the
+        // message on its users' next connect.
+        let reached = self
+            .rooms
+            .deliver(app, &frame, &recipients, device.as_deref())
+            .await;
+        let delivered = reached.deliveries as usize;
+        if stored {
+            self.records.delivered(message.id, reached.users);
+        }
+        Ok(PushReport {
+            id: message.id,
+            recipients: recipients.len(),
+            delivered,
+            stored,
+        })
+    }
+
+    /// Built once, here: the rooms write these bytes as they are.
+    fn frame(&self, message: &Message) -> Result<Frame, PushError> {
+        Frame::message(message).map_err(|e| PushError::Invalid(e.to_string()))
+    }
+
+    async fn store(
+        &self,
+        message: &Message,
+        uids: &[String],
+        device: Option<&str>,
+    ) -> Result<(), PushError> {
+        let device = device.unwrap_or("*");
+        let rows = uids
+            .iter()
+            .map(|uid| Recipient {
+                uid: uid.clone(),
+                device: device.to_owned(),
+            })
+            .collect();
+        self.saver.store(message.clone(), rows).await
+    }
+
+    /// A broadcast: to everyone online in the app now, on every room, paced to
+    /// `broadcast_rate`. Stored (`stored`), its body is kept once with a row per user
+    /// online, for their ACKs.
+    async fn broadcast(&self, message: Message, stored: bool) -> Result<PushReport, PushError> {
+        let frame = self.frame(&message)?;
+        let recipients = if stored {
+            let users = self.rooms.users_in(&message.app).await?;
+            self.store(&message, &users, None).await?;
+            Some(users.len())
+        } else {
+            None
+        };
+        inc(&self.metrics.messages_in);
+        let mut gate = self.broadcast_gate.lock().await;
+        tokio::time::sleep_until(*gate).await;
+        let reached = self.rooms.broadcast(&message.app, &frame, stored).await;
+        *gate = tokio::time::Instant::now()
+            + Duration::from_secs_f64(
+                reached.busiest_room as f64 / f64::from(self.config.broadcast_rate.max(1)),
+            );
+        drop(gate);
+        let delivered = reached.deliveries as usize;
+        if stored {
+            self.records.delivered(message.id, reached.users);
+        }
+        Ok(PushReport {
+            id: message.id,
+            // An at-most-once broadcast has no list: it reports the connections reached.
+            recipients: recipients.unwrap_or(delivered),
+            delivered,
+            stored,
+        })
+    }
+
+    /// Closes `uid`'s connections in `app` with a reason; answers how many.
+    pub async fn kick(&self, uid: &str, app: &str, reason: &str) -> usize {
+        self.rooms.kick(uid, app, reason).await
+    }
+}

@@ -1,0 +1,117 @@
+//! What a delivery leaves to write after it: attempt counts and ACKs, batched by bounded
+//! worker pools so a connection's task never waits on the store (many ACKs become one
+//! UPDATE per user).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::PushError;
+use crate::saver::Saver;
+use crate::workers::{Overflow, Workers};
+
+/// Runs a store update again while it fails (a store restarting, a saver restarting):
+/// five tries over about three seconds, then the last error. An invalid request is not
+/// retried.
+pub async fn retrying<T, F, Fut>(mut f: F) -> Result<T, PushError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, PushError>>,
+{
+    let mut wait = Duration::from_millis(100);
+    for _ in 0..4 {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(PushError::Invalid(m)) => return Err(PushError::Invalid(m)),
+            Err(_) => {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+    }
+    f().await
+}
+
+/// The write-behind pools of one component.
+#[derive(Debug, Clone)]
+pub struct Records {
+    acks: Workers<(String, Vec<u64>)>,
+    delivered: Workers<(u64, Vec<String>)>,
+}
+
+impl Records {
+    /// Pools writing to `saver`.
+    pub fn start(saver: Arc<dyn Saver>) -> Records {
+        let acks = {
+            let saver = Arc::clone(&saver);
+            Workers::spawn(
+                "acks",
+                2,
+                65_536,
+                Overflow::Wait(Duration::from_millis(50)),
+                256,
+                move |batch: Vec<(String, Vec<u64>)>| {
+                    let saver = Arc::clone(&saver);
+                    async move {
+                        let mut by_user: HashMap<String, Vec<u64>> = HashMap::new();
+                        for (uid, ids) in batch {
+                            by_user.entry(uid).or_default().extend(ids);
+                        }
+                        for (uid, ids) in by_user {
+                            let result = retrying(|| saver.ack(uid.clone(), ids.clone())).await;
+                            if let Err(e) = result {
+                                // The messages stay pending: sent again on the next
+                                // connect (at least once).
+                                tracing::warn!(uid, error = %e, "recording acks failed");
+                            }
+                        }
+                    }
+                },
+            )
+        };
+        let delivered = Workers::spawn(
+            "delivered",
+            2,
+            65_536,
+            Overflow::Shed,
+            256,
+            move |batch: Vec<(u64, Vec<String>)>| {
+                let saver = Arc::clone(&saver);
+                async move {
+                    let mut by_message: HashMap<u64, Vec<String>> = HashMap::new();
+                    for (id, uids) in batch {
+                        by_message.entry(id).or_default().extend(uids);
+                    }
+                    for (id, uids) in by_message {
+                        if let Err(e) = retrying(|| saver.delivered(id, uids.clone())).await {
+                            tracing::warn!(id, error = %e, "recording deliveries failed");
+                        }
+                    }
+                }
+            },
+        );
+        Records { acks, delivered }
+    }
+
+    /// Records that `uid` acknowledged `ids`, later. `false` when the queue is full: the
+    /// messages stay pending and are sent again (at least once).
+    pub fn ack(&self, uid: String, ids: Vec<u64>) -> bool {
+        self.acks.try_submit((uid, ids)).is_ok()
+    }
+
+    /// Records that message `id` was sent to `uids` (one attempt each), later; shed when
+    /// the queue is full (an attempt count may then be low).
+    pub fn delivered(&self, id: u64, uids: Vec<String>) {
+        if !uids.is_empty() {
+            let _ = self.delivered.try_submit((id, uids));
+        }
+    }
+
+    /// The pools, for their queue depths.
+    pub fn queues(&self) -> [(&'static str, usize); 2] {
+        [
+            (self.acks.name(), self.acks.queued()),
+            (self.delivered.name(), self.delivered.queued()),
+        ]
+    }
+}

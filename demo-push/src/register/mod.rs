@@ -1,0 +1,66 @@
+//! The session store: which connections each user has, on which rooms, and group
+//! membership. In memory for one process ([`MemoryRegister`]); in Redis for a cluster
+//! ([`RedisRegister`], served over RPC), where each room keeps its own sessions alive in it
+//! ([`GraceRegister`]).
+
+mod grace;
+mod memory;
+mod redis;
+
+use serde::{Deserialize, Serialize};
+
+pub use self::grace::GraceRegister;
+pub use self::memory::MemoryRegister;
+pub use self::redis::{RedisRegister, redis_connection, redis_err};
+use crate::PushError;
+use crate::model::Session;
+
+/// The register's answer to a lookup.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lookup {
+    /// The sessions of each uid asked about, in order.
+    pub sessions: Vec<Vec<Session>>,
+    /// The register lost its state recently and rooms may not have re-filled it yet:
+    /// an empty answer proves nothing.
+    pub settling: bool,
+}
+
+/// What the register holds now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Users with at least one session.
+    pub users: u64,
+    /// Groups with at least one member.
+    pub groups: u64,
+}
+
+crate::contract! {
+    /// What the rest of the system asks of a session store.
+    pub trait Register: service register_svc as "register" {
+        /// Records (or refreshes) connections.
+        fn connect(sessions: Vec<Session>) -> ();
+        /// Forgets connections.
+        fn disconnect(sessions: Vec<Session>) -> ();
+        /// The live connections of each of `uids`.
+        fn lookup(uids: Vec<String>) -> Lookup;
+        /// Adds `uid` to `group` of `app`.
+        fn bind(app: String, group: String, uid: String) -> ();
+        /// Removes `uid` from `group` of `app`.
+        fn unbind(app: String, group: String, uid: String) -> ();
+        /// The members of `group` of `app`, sorted.
+        fn members(app: String, group: String) -> Vec<String>;
+        /// Users online and groups held.
+        fn counts() -> Counts;
+        /// When the register's state began (Unix ms): it changes when the state was lost
+        /// (rooms then write their sessions again).
+        fn epoch() -> u64;
+    }
+}
+
+impl dyn Register {
+    /// The live connections of `uid`.
+    pub async fn sessions(&self, uid: &str) -> Result<Vec<Session>, PushError> {
+        let mut lookup = self.lookup(vec![uid.to_owned()]).await?;
+        Ok(lookup.sessions.pop().unwrap_or_default())
+    }
+}

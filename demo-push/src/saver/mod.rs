@@ -1,0 +1,87 @@
+//! Store-then-send: every at-least-once (and notify) message is stored before it is sent,
+//! marked delivered when sent, acknowledged by the client, redelivered until acknowledged,
+//! and given up (expired) after its TTL or too many unacknowledged sends.
+//! [`SqlSaver`] keeps it in SQLite (one process) or MySQL/MariaDB through `longlink-pool`;
+//! the cluster's saver service puts a Redis index in front ([`HotSaver`]).
+
+mod hot;
+mod sql;
+
+use serde::{Deserialize, Serialize};
+
+pub use self::hot::HotSaver;
+pub use self::sql::SqlSaver;
+use crate::model::{DeliveryStatus, Message};
+
+/// A recipient row: a user, and a device or `"*"` for any of the user's devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    /// The user.
+    pub uid: String,
+    /// A device, or `"*"`.
+    pub device: String,
+}
+
+/// A stored message still owed to a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The message.
+    pub message: Message,
+    /// Times it was sent to this user so far.
+    pub attempts: u32,
+}
+
+/// One recipient's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientStatus {
+    /// The user.
+    pub uid: String,
+    /// The device, or `"*"`.
+    pub device: String,
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// Times sent.
+    pub attempts: u32,
+    /// Last change (Unix ms).
+    pub updated_ms: u64,
+}
+
+/// A message and its recipients' states.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageStatus {
+    /// The id.
+    pub id: u64,
+    /// The app.
+    pub app: String,
+    /// When it was accepted (Unix ms).
+    pub created_ms: u64,
+    /// When its TTL ends (Unix ms).
+    pub expires_ms: u64,
+    /// Every recipient.
+    pub recipients: Vec<RecipientStatus>,
+}
+
+crate::contract! {
+    /// What the rest of the system asks of the message store.
+    pub trait Saver: service saver_svc as "saver" {
+        /// Stores a message (its body once) and one row per recipient, atomically.
+        fn store(message: Message, recipients: Vec<Recipient>) -> ();
+        /// Records that message `id` was sent to each of `uids` (one more attempt each).
+        fn delivered(id: u64, uids: Vec<String>) -> ();
+        /// Acknowledges `ids` for `uid`; answers the rows changed.
+        fn ack(uid: String, ids: Vec<u64>) -> u64;
+        /// Gives up on message `id` for `uid`.
+        fn expire(id: u64, uid: String) -> ();
+        /// The messages still owed to `uid` on `device`, oldest first, at most `limit`.
+        fn pending(uid: String, device: String, now_ms: u64, limit: u32) -> Vec<Pending>;
+        /// A message and its recipients' states.
+        fn status(id: u64) -> Option<MessageStatus>;
+        /// The stored message, if `uid` is one of its recipients (for notify-mode pulls).
+        fn message_for(id: u64, uid: String) -> Option<Message>;
+        /// Marks every pending row whose message's TTL has passed as expired; answers how
+        /// many.
+        fn sweep(now_ms: u64) -> u64;
+        /// The largest id stored (0 if none), so new ids never collide after a restart.
+        fn max_id() -> u64;
+    }
+}
