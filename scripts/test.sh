@@ -6,8 +6,9 @@
 #    Redis (6379). Anything missing is installed with apt-get and started directly (no
 #    systemd on these machines). Headless Chromium and its WebDriver (Debian `chromium`,
 #    `chromium-driver`) for the push web page's browser test.
-# 2. cargo fmt --check, cargo clippy -D warnings, then every test (cargo nextest, or cargo
-#    test where nextest is absent) and the doctests.
+# 2. cargo fmt --check, cargo clippy -D warnings, each cargo feature of longlink-pool
+#    alone, then every test (cargo nextest, or cargo test where nextest is absent) and the
+#    doctests.
 #
 # Idempotent and non-interactive. Exits non-zero on the first failing step.
 # CARGO_TARGET_DIR defaults to a cache outside the clone so repeated runs reuse artifacts.
@@ -117,6 +118,14 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# Crates with cargo features: each feature alone (and none) must build, not only the
+# workspace's union of them.
+log "features, one at a time"
+cargo check -p longlink-pool --locked --no-default-features
+for feature in mysql postgres sqlite bb8 deadpool; do
+  cargo check -p longlink-pool --locked --no-default-features --features "$feature"
+done
+
 log "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --profile ci
@@ -126,5 +135,8 @@ fi
 
 log "doctests"
 cargo test --workspace --locked --doc
+
+log "rustdoc (broken links are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 log "all checks passed"

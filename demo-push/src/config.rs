@@ -59,7 +59,7 @@ pub struct Config {
     /// user tokens: keep it off where others can reach the center).
     pub dev_page: bool,
     /// How often stored messages past their TTL are marked expired.
-    #[serde(rename = "sweep_interval_secs", with = "serde_secs")]
+    #[serde(rename = "sweep_interval_secs", with = "crate::serde_duration::secs")]
     pub sweep_interval: Duration,
     /// Largest request body the center reads.
     pub max_request_bytes: usize,
@@ -151,30 +151,30 @@ pub struct ClusterConfig {
     /// How internal calls travel: `multiplexed`, `pooled` or `short`.
     pub rpc_strategy: RpcStrategy,
     /// Deadline of an internal call.
-    #[serde(rename = "rpc_timeout_ms", with = "serde_millis")]
+    #[serde(rename = "rpc_timeout_ms", with = "crate::serde_duration::millis")]
     pub rpc_timeout: Duration,
     /// Calls in flight to one service before more are refused at once (overload).
     pub rpc_max_in_flight: usize,
     /// A register session lives this long unless its room refreshes it.
-    #[serde(rename = "session_ttl_secs", with = "serde_secs")]
+    #[serde(rename = "session_ttl_secs", with = "crate::serde_duration::secs")]
     pub session_ttl: Duration,
     /// How often a room checks whether the register lost its state (and re-flushes).
-    #[serde(rename = "epoch_check_ms", with = "serde_millis")]
+    #[serde(rename = "epoch_check_ms", with = "crate::serde_duration::millis")]
     pub epoch_check: Duration,
     /// After the register lost its state, lookups also ask every room this long.
-    #[serde(rename = "settle_ms", with = "serde_millis")]
+    #[serde(rename = "settle_ms", with = "crate::serde_duration::millis")]
     pub settle: Duration,
     /// How often a room announces itself.
-    #[serde(rename = "announce_ms", with = "serde_millis")]
+    #[serde(rename = "announce_ms", with = "crate::serde_duration::millis")]
     pub announce: Duration,
     /// A room not heard from for this long leaves routing.
-    #[serde(rename = "room_ttl_ms", with = "serde_millis")]
+    #[serde(rename = "room_ttl_ms", with = "crate::serde_duration::millis")]
     pub room_ttl: Duration,
     /// A disconnected session waits this long for a quick reconnect to the same room.
-    #[serde(rename = "grace_ms", with = "serde_millis")]
+    #[serde(rename = "grace_ms", with = "crate::serde_duration::millis")]
     pub grace: Duration,
     /// A draining room spreads its clients' reconnects over this window.
-    #[serde(rename = "drain_window_ms", with = "serde_millis")]
+    #[serde(rename = "drain_window_ms", with = "crate::serde_duration::millis")]
     pub drain_window: Duration,
     /// Connections a room takes before the dispatcher stops sending users to it.
     pub room_capacity: usize,
@@ -264,40 +264,6 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
         OneOrMany::One(s) => vec![s],
         OneOrMany::Many(v) => v,
     })
-}
-
-/// A `Duration` written as whole seconds.
-pub mod serde_secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    /// Writes whole seconds.
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_secs())
-    }
-
-    /// Reads whole seconds.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_secs)
-    }
-}
-
-/// A `Duration` written as whole milliseconds.
-pub mod serde_millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    /// Writes whole milliseconds.
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
-    }
-
-    /// Reads whole milliseconds.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
 }
 
 /// A configuration that could not be used.

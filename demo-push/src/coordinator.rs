@@ -160,6 +160,7 @@ impl Callbacks for Coordinator {
 impl Coordinator {
     /// A coordinator posting to `webhooks` (app → URL; apps without one get nothing).
     pub fn new(webhooks: HashMap<String, AppHooks>, metrics: Arc<Metrics>) -> Coordinator {
+        let metrics_page = Arc::clone(&metrics);
         let client: Client<HttpConnector, Full<Bytes>> =
             Client::builder(TokioExecutor::new()).build_http();
         let handler = move |batch: Vec<(String, WebhookEvent)>| {
@@ -174,7 +175,7 @@ impl Coordinator {
                 }
             }
         };
-        Coordinator {
+        let coordinator = Coordinator {
             // Upstream is refused when the queue is full (the client is told); presence
             // callbacks wait a little, then are refused too.
             upstream: Workers::spawn("upstream", 8, 4096, Overflow::Reject, 1, handler.clone()),
@@ -187,7 +188,10 @@ impl Coordinator {
                 handler,
             ),
             webhooks: Arc::new(webhooks),
-        }
+        };
+        let (upstream, presence) = (coordinator.upstream.depth(), coordinator.presence.depth());
+        metrics_page.add_queues(move || vec![("webhooks", upstream() + presence())]);
+        coordinator
     }
 
     /// Queues upstream data for the URL its (app, type) routes to; the reply tells the

@@ -86,9 +86,9 @@ impl std::fmt::Debug for Courier {
 }
 
 impl Courier {
-    /// A courier over these services.
+    /// A courier over these services; its queues go on its process's metrics page.
     pub fn start(parts: CourierParts) -> Arc<Courier> {
-        Arc::new_cyclic(|weak: &std::sync::Weak<Courier>| {
+        let courier = Arc::new_cyclic(|weak: &std::sync::Weak<Courier>| {
             let weak = weak.clone();
             let redeliver = Workers::spawn(
                 "redeliver",
@@ -119,17 +119,14 @@ impl Courier {
                 redeliver,
                 presence_dropped: AtomicU64::new(0),
             }
-        })
-    }
-
-    /// The write-behind pools and the redelivery queue, for their depths.
-    pub fn queues(&self) -> [(&'static str, usize); 3] {
-        let [acks, delivered] = self.records.queues();
-        [
-            acks,
-            delivered,
-            (self.redeliver.name(), self.redeliver.queued()),
-        ]
+        });
+        let (records, redeliver) = (courier.records.depths(), courier.redeliver.depth());
+        courier.metrics.add_queues(move || {
+            let mut depths = records();
+            depths.push(("redeliver", redeliver()));
+            depths
+        });
+        courier
     }
 
     /// Sends a reconnecting client what it is owed, oldest first; gives up on messages sent

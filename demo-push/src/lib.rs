@@ -27,6 +27,7 @@ pub mod remote;
 pub mod room;
 pub mod rooms;
 pub mod saver;
+pub mod serde_duration;
 pub mod system;
 pub mod token;
 pub mod workers;

@@ -1,411 +1,427 @@
-//! The push system's counters, rendered as Prometheus text at `/metrics`.
+//! The push system's metrics: typed families in a `prometheus-client` registry, served at
+//! `/metrics` as OpenMetrics text. [`Metrics`] holds the counters every component bumps;
+//! components with state worth a gauge (queues, rooms, pools) register a [`Computed`]
+//! family read at each scrape. Every name starts with `longlink_push_`.
 
-use std::fmt::Write;
+use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use longlink_codec::BufPool;
-use longlink_pool::db::Db;
+use parking_lot::Mutex;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 
-use crate::courier::Courier;
-use crate::pusher::Pusher;
-use crate::register::Register;
-
-/// Counters shared by every service of a process.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Connections authenticated and open now.
-    pub connections: AtomicU64,
-    /// Connections accepted in total.
-    pub connections_total: AtomicU64,
-    /// AUTHs refused (bad or expired token, malformed).
-    pub auth_failures: AtomicU64,
-    /// Connections refused over the per-IP limit.
-    pub ip_limited: AtomicU64,
-    /// Connections dropped for missing two heartbeats (or AUTH in time).
-    pub heartbeat_timeouts: AtomicU64,
-    /// Connections closed for a bad or oversized frame.
-    pub protocol_errors: AtomicU64,
-    /// Connections closed because their send queue was full.
-    pub slow_consumers: AtomicU64,
-    /// Connections kicked.
-    pub kicked: AtomicU64,
-    /// Pushes accepted by the API.
-    pub messages_in: AtomicU64,
-    /// Messages written to connections.
-    pub messages_out: AtomicU64,
-    /// Acknowledgements received.
-    pub acks: AtomicU64,
-    /// Stored messages sent again (after a reconnect).
-    pub redeliveries: AtomicU64,
-    /// Deliveries given up (TTL or too many unacknowledged sends).
-    pub expired: AtomicU64,
-    /// Upstream messages received.
-    pub upstream: AtomicU64,
-    /// Webhook calls that failed.
-    pub webhook_errors: AtomicU64,
-    /// Calls to a room process that failed (cluster).
-    pub room_rpc_errors: AtomicU64,
-    /// Deliveries that asked every room because the register could not say (cluster).
-    pub lookup_fallbacks: AtomicU64,
-    /// Quick reconnects that resumed a session kept in its grace period (cluster room).
-    pub resumed: AtomicU64,
-    /// Times a room re-flushed its sessions into a register that lost them (cluster room).
-    pub reflushes: AtomicU64,
-    /// Pending lookups answered by the Redis index alone (cluster saver).
-    pub hot_index_hits: AtomicU64,
-    /// Pending lookups that went to MySQL (cluster saver).
-    pub hot_index_misses: AtomicU64,
-    /// Rebuilds of the Redis pending index from MySQL (cluster saver).
-    pub hot_index_rebuilds: AtomicU64,
-    /// Stale index entries pruned (cluster saver).
-    pub hot_index_pruned: AtomicU64,
-    /// Accepts that failed (`EMFILE` at the open-file limit, …); the loop backs off.
-    pub accept_errors: AtomicU64,
-    /// WebSocket upgrades refused or failed (not a valid upgrade, timed out, hung up).
-    pub upgrade_failures: AtomicU64,
-    /// Times the room gave memory back after many connections closed.
-    pub memory_trims: AtomicU64,
-    /// The open-file soft limit (gauge).
-    pub fd_limit: AtomicU64,
-    /// Connections this room takes before it counts as full (gauge).
-    pub capacity: AtomicU64,
-}
+/// A monotonic counter (`_total`).
+pub type Counter = prometheus_client::metrics::counter::Counter;
+/// A gauge of whole numbers.
+pub type Gauge = prometheus_client::metrics::gauge::Gauge;
 
 /// Increments a counter.
-pub fn inc(counter: &AtomicU64) {
-    counter.fetch_add(1, Relaxed);
+pub fn inc(counter: &Counter) {
+    counter.inc();
 }
 
 /// Adds to a counter.
-pub fn add(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Relaxed);
+pub fn add(counter: &Counter, n: u64) {
+    counter.inc_by(n);
 }
 
-impl Metrics {
-    /// The counters in the Prometheus text format, plus `extra` lines (queue depths, pool
-    /// stats) appended as they are.
-    pub fn render(&self, extra: &str) -> String {
-        let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: &AtomicU64| {
-            let _ = writeln!(out, "# HELP longlink_push_{name} {help}");
-            let _ = writeln!(out, "# TYPE longlink_push_{name} {kind}");
-            let _ = writeln!(out, "longlink_push_{name} {}", value.load(Relaxed));
-        };
-        metric(
-            "connections",
-            "gauge",
-            "Connections open.",
-            &self.connections,
-        );
-        metric(
-            "connections_total",
-            "counter",
-            "Connections accepted.",
-            &self.connections_total,
-        );
-        metric(
-            "auth_failures_total",
-            "counter",
-            "AUTHs refused.",
-            &self.auth_failures,
-        );
-        metric(
-            "ip_limited_total",
-            "counter",
-            "Connections refused by the per-IP limit.",
-            &self.ip_limited,
-        );
-        metric(
-            "heartbeat_timeouts_total",
-            "counter",
-            "Connections dropped for silence.",
-            &self.heartbeat_timeouts,
-        );
-        metric(
-            "protocol_errors_total",
-            "counter",
-            "Connections closed for bad frames.",
-            &self.protocol_errors,
-        );
-        metric(
-            "slow_consumers_total",
-            "counter",
-            "Connections closed with a full send queue.",
-            &self.slow_consumers,
-        );
-        metric(
-            "kicked_total",
-            "counter",
-            "Connections kicked.",
-            &self.kicked,
-        );
-        metric(
-            "messages_in_total",
-            "counter",
-            "Pushes accepted.",
-            &self.messages_in,
-        );
-        metric(
-            "messages_out_total",
-            "counter",
-            "Messages written to connections.",
-            &self.messages_out,
-        );
-        metric(
-            "acks_total",
-            "counter",
-            "Acknowledgements received.",
-            &self.acks,
-        );
-        metric(
-            "redeliveries_total",
-            "counter",
-            "Stored messages sent again.",
-            &self.redeliveries,
-        );
-        metric(
-            "expired_total",
-            "counter",
-            "Deliveries given up.",
-            &self.expired,
-        );
-        metric(
-            "upstream_total",
-            "counter",
-            "Upstream messages received.",
-            &self.upstream,
-        );
-        metric(
-            "webhook_errors_total",
-            "counter",
-            "Webhook calls that failed.",
-            &self.webhook_errors,
-        );
-        metric(
-            "room_rpc_errors_total",
-            "counter",
-            "Calls to room processes that failed.",
-            &self.room_rpc_errors,
-        );
-        metric(
-            "lookup_fallbacks_total",
-            "counter",
-            "Deliveries that asked every room.",
-            &self.lookup_fallbacks,
-        );
-        metric(
-            "resumed_total",
-            "counter",
-            "Reconnects that resumed a kept session.",
-            &self.resumed,
-        );
-        metric(
-            "reflushes_total",
-            "counter",
-            "Re-flushes of a room's sessions into the register.",
-            &self.reflushes,
-        );
-        metric(
-            "hot_index_hits_total",
-            "counter",
-            "Pending lookups answered by the Redis index.",
-            &self.hot_index_hits,
-        );
-        metric(
-            "hot_index_misses_total",
-            "counter",
-            "Pending lookups that read MySQL.",
-            &self.hot_index_misses,
-        );
-        metric(
-            "hot_index_rebuilds_total",
-            "counter",
-            "Rebuilds of the pending index.",
-            &self.hot_index_rebuilds,
-        );
-        metric(
-            "hot_index_pruned_total",
-            "counter",
-            "Stale pending-index entries pruned.",
-            &self.hot_index_pruned,
-        );
-        metric(
-            "accept_errors_total",
-            "counter",
-            "Accepts that failed (the loop backs off).",
-            &self.accept_errors,
-        );
-        metric(
-            "upgrade_failures_total",
-            "counter",
-            "WebSocket upgrades refused or failed.",
-            &self.upgrade_failures,
-        );
-        metric(
-            "memory_trims_total",
-            "counter",
-            "Times the room returned free memory after many connections closed.",
-            &self.memory_trims,
-        );
-        metric(
-            "fd_limit",
-            "gauge",
-            "The process's open-file soft limit.",
-            &self.fd_limit,
-        );
-        metric(
-            "capacity",
-            "gauge",
-            "Connections the room takes before it counts as full.",
-            &self.capacity,
-        );
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let _ = writeln!(
-                out,
-                "# HELP longlink_push_tasks Tasks alive in the process's runtime.\n\
-                 # TYPE longlink_push_tasks gauge\nlonglink_push_tasks {}",
-                runtime.metrics().num_alive_tasks()
-            );
+/// Declares the counters once: the fields, and their registration with name and help.
+macro_rules! metrics {
+    ($( $(#[$doc:meta])* $field:ident: $kind:ident = $name:literal, $help:literal; )*) => {
+        /// The metrics of one process: counters every component bumps, and the families
+        /// components add for what they hold (read when scraped). Build the page with
+        /// [`registry`](Metrics::registry).
+        #[derive(Debug, Default)]
+        pub struct Metrics {
+            $( $(#[$doc])* pub $field: $kind, )*
+            /// Worker-pool queues, by name (`queue_depth{queue}`; pools of one name in
+            /// several components add up).
+            queues: Queues,
+            /// Families components added.
+            families: Families,
         }
-        out.push_str(extra);
-        out
+
+        impl Metrics {
+            fn register_counters(&self, registry: &mut Registry) {
+                $( registry.register($name, $help, self.$field.clone()); )*
+            }
+        }
+    };
+}
+
+metrics! {
+    /// Connections authenticated and open now.
+    connections: Gauge = "connections", "Connections authenticated and open";
+    /// Connections accepted in total.
+    connections_accepted: Counter = "connections_accepted", "Connections accepted";
+    /// AUTHs refused (bad or expired token, malformed).
+    auth_failures: Counter = "auth_failures", "AUTHs refused";
+    /// Connections refused over the per-IP limit.
+    ip_limited: Counter = "ip_limited", "Connections refused by the per-IP limit";
+    /// Connections dropped for missing two heartbeats (or AUTH in time).
+    heartbeat_timeouts: Counter = "heartbeat_timeouts", "Connections dropped for silence";
+    /// Connections closed for a bad or oversized frame.
+    protocol_errors: Counter = "protocol_errors", "Connections closed for bad frames";
+    /// Connections closed because their send queue was full.
+    slow_consumers: Counter = "slow_consumers", "Connections closed with a full send queue";
+    /// Connections kicked.
+    kicked: Counter = "kicked", "Connections kicked";
+    /// Pushes accepted by the API.
+    messages_in: Counter = "messages_in", "Pushes accepted";
+    /// Messages written to connections.
+    messages_out: Counter = "messages_out", "Messages written to connections";
+    /// Acknowledgements received.
+    acks: Counter = "acks", "Acknowledgements received";
+    /// Stored messages sent again (after a reconnect).
+    redeliveries: Counter = "redeliveries", "Stored messages sent again";
+    /// Deliveries given up (TTL or too many unacknowledged sends).
+    expired: Counter = "expired", "Deliveries given up";
+    /// Upstream messages received.
+    upstream: Counter = "upstream", "Upstream messages received";
+    /// Webhook calls that failed.
+    webhook_errors: Counter = "webhook_errors", "Webhook calls that failed";
+    /// Calls to a room process that failed (cluster).
+    room_rpc_errors: Counter = "room_rpc_errors", "Calls to room processes that failed";
+    /// Deliveries that asked every room because the register could not say (cluster).
+    lookup_fallbacks: Counter = "lookup_fallbacks", "Deliveries that asked every room";
+    /// Quick reconnects that resumed a session kept in its grace period (cluster room).
+    resumed: Counter = "resumed", "Reconnects that resumed a kept session";
+    /// Times a room re-flushed its sessions into a register that lost them (cluster room).
+    reflushes: Counter = "reflushes", "Re-flushes of a room's sessions into the register";
+    /// Pending lookups answered by the Redis index alone (cluster saver).
+    hot_index_hits: Counter = "hot_index_hits", "Pending lookups answered by the Redis index";
+    /// Pending lookups that went to MySQL (cluster saver).
+    hot_index_misses: Counter = "hot_index_misses", "Pending lookups that read MySQL";
+    /// Rebuilds of the Redis pending index from MySQL (cluster saver).
+    hot_index_rebuilds: Counter = "hot_index_rebuilds", "Rebuilds of the pending index";
+    /// Stale index entries pruned (cluster saver).
+    hot_index_pruned: Counter = "hot_index_pruned", "Stale pending-index entries pruned";
+    /// Accepts that failed (`EMFILE` at the open-file limit, …); the loop backs off.
+    accept_errors: Counter = "accept_errors", "Accepts that failed (the loop backs off)";
+    /// WebSocket upgrades refused or failed (not a valid upgrade, timed out, hung up).
+    upgrade_failures: Counter = "upgrade_failures", "WebSocket upgrades refused or failed";
+    /// Times the room gave memory back after many connections closed.
+    memory_trims: Counter = "memory_trims", "Times the room returned free memory after many connections closed";
+    /// The open-file soft limit.
+    fd_limit: Gauge = "fd_limit", "The process's open-file soft limit";
+    /// Connections this room takes before it counts as full.
+    capacity: Gauge = "capacity", "Connections the room takes before it counts as full";
+}
+
+/// One value of a [`Computed`] family: its labels and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Label names and values.
+    pub labels: Vec<(&'static str, String)>,
+    /// The value.
+    pub value: f64,
+}
+
+impl Sample {
+    /// A value without labels.
+    pub fn of(value: impl Into<f64>) -> Sample {
+        Sample {
+            labels: Vec::new(),
+            value: value.into(),
+        }
+    }
+
+    /// A value with one label.
+    pub fn labelled(name: &'static str, label: impl Into<String>, value: impl Into<f64>) -> Sample {
+        Sample {
+            labels: vec![(name, label.into())],
+            value: value.into(),
+        }
     }
 }
 
-/// What one process's `/metrics` shows: its counters, and the gauges of the components it
-/// runs, read at each scrape.
-#[derive(Clone)]
-pub struct Scrape {
-    metrics: Arc<Metrics>,
-    sources: Vec<Source>,
+/// A family whose values are read when scraped (queue depths, rooms in membership, a
+/// pool's counters): what the component knows, without a copy kept up to date.
+///
+/// ```
+/// use prometheus_client::registry::Registry;
+/// use longlink_push::metrics::{Computed, Sample, encode};
+/// let mut registry = Registry::with_prefix("longlink_push");
+/// registry.register_collector(Box::new(Computed::gauge("queue_depth", "Jobs waiting", || {
+///     vec![Sample::labelled("queue", "acks", 3)]
+/// })));
+/// assert!(encode(&registry).contains("longlink_push_queue_depth{queue=\"acks\"} 3\n"));
+/// ```
+pub struct Computed {
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    read: Box<dyn Fn() -> Vec<Sample> + Send + Sync>,
 }
 
-#[derive(Clone)]
-enum Source {
-    Text(Arc<dyn Fn() -> String + Send + Sync>),
-    Register(Arc<dyn Register>),
-    Queues(Arc<dyn Fn() -> Vec<(&'static str, usize)> + Send + Sync>),
-}
-
-impl std::fmt::Debug for Scrape {
+impl std::fmt::Debug for Computed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scrape")
-            .field("sources", &self.sources.len())
+        f.debug_struct("Computed")
+            .field("name", &self.name)
             .finish()
     }
 }
 
-impl Scrape {
-    /// The counters of `metrics`, and the buffer pool's.
-    pub fn new(metrics: Arc<Metrics>) -> Scrape {
-        Scrape {
-            metrics,
-            sources: Vec::new(),
+impl Computed {
+    /// A gauge family.
+    pub fn gauge(
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> Vec<Sample> + Send + Sync + 'static,
+    ) -> Computed {
+        Computed {
+            name,
+            help,
+            kind: MetricType::Gauge,
+            read: Box::new(read),
         }
     }
 
-    /// The counters.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
+    /// A counter family (its name gets `_total`).
+    pub fn counter(
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> Vec<Sample> + Send + Sync + 'static,
+    ) -> Computed {
+        Computed {
+            name,
+            help,
+            kind: MetricType::Counter,
+            read: Box::new(read),
+        }
     }
+}
 
-    /// Adds lines `render` writes at each scrape.
-    pub fn with_text(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Scrape {
-        self.sources.push(Source::Text(Arc::new(render)));
-        self
+/// The `(name, kind, help, value)` rows of a stats snapshot, as the database pool's
+/// [`Stats::samples`](longlink_pool::Stats::samples) and the buffer pool's
+/// [`BufPoolStats::samples`](longlink_codec::BufPoolStats::samples) give them.
+pub type Rows = Vec<(&'static str, &'static str, &'static str, f64)>;
+
+/// One family per row of a stats snapshot read at each scrape, each named `prefix_name`.
+pub struct Snapshot {
+    prefix: &'static str,
+    read: Box<dyn Fn() -> Rows + Send + Sync>,
+}
+
+impl Snapshot {
+    /// The rows `read` gives, under `prefix`.
+    pub fn new(prefix: &'static str, read: impl Fn() -> Rows + Send + Sync + 'static) -> Snapshot {
+        Snapshot {
+            prefix,
+            read: Box::new(read),
+        }
     }
+}
 
-    /// Adds the register's counts.
-    pub fn with_register(mut self, register: Arc<dyn Register>) -> Scrape {
-        self.sources.push(Source::Register(register));
-        self
+fn encode_value(
+    kind: &MetricType,
+    value: f64,
+    encoder: prometheus_client::encoding::MetricEncoder<'_>,
+) -> Result<(), std::fmt::Error> {
+    // Whole numbers stay whole on the page.
+    let whole = value.fract() == 0.0 && value.abs() < 9.0e15;
+    match (kind, whole) {
+        (MetricType::Counter, true) => ConstCounter::new(value as u64).encode(encoder),
+        (MetricType::Counter, false) => ConstCounter::new(value).encode(encoder),
+        (_, true) => ConstGauge::new(value as i64).encode(encoder),
+        (_, false) => ConstGauge::new(value).encode(encoder),
     }
+}
 
-    /// Adds the database pool's counters.
-    pub fn with_db(self, db: Db) -> Scrape {
-        self.with_text(move || db.stats().to_prometheus("longlink_push_db", &[]))
+impl Collector for Computed {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        self.encode_into(&mut encoder)
     }
+}
 
-    /// Adds the pusher's queue depths.
-    pub fn with_pusher(mut self, pusher: Arc<Pusher>) -> Scrape {
-        let weak = Arc::downgrade(&pusher);
-        self.sources.push(Source::Queues(Arc::new(move || {
-            weak.upgrade()
-                .map(|p| p.records().queues().to_vec())
-                .unwrap_or_default()
-        })));
-        self
-    }
-
-    /// Adds the courier's queue depths.
-    pub fn with_courier(mut self, courier: Arc<Courier>) -> Scrape {
-        let weak = Arc::downgrade(&courier);
-        self.sources.push(Source::Queues(Arc::new(move || {
-            weak.upgrade()
-                .map(|c| c.queues().to_vec())
-                .unwrap_or_default()
-        })));
-        self
-    }
-
-    /// Adds the coordinator's queue of webhooks.
-    pub fn with_coordinator(mut self, coordinator: crate::coordinator::Coordinator) -> Scrape {
-        self.sources.push(Source::Queues(Arc::new(move || {
-            vec![("webhooks", coordinator.queued())]
-        })));
-        self
-    }
-
-    /// The page.
-    pub async fn render(&self) -> String {
-        let mut extra = String::new();
-        // Pools of the same name in several components of this process add up.
-        let mut queues = std::collections::BTreeMap::<&'static str, usize>::new();
-        for source in &self.sources {
-            match source {
-                Source::Text(render) => extra.push_str(&render()),
-                Source::Queues(q) => {
-                    for (name, depth) in q() {
-                        *queues.entry(name).or_default() += depth;
-                    }
-                }
-                Source::Register(register) => {
-                    if let Ok(c) = register.counts().await {
-                        let _ = write!(
-                            extra,
-                            "# HELP longlink_push_register_sessions Users with a session in the register.\n# TYPE longlink_push_register_sessions gauge\nlonglink_push_register_sessions {}\n# HELP longlink_push_register_groups Groups in the register.\n# TYPE longlink_push_register_groups gauge\nlonglink_push_register_groups {}\n",
-                            c.users, c.groups
-                        );
-                    }
+impl Computed {
+    fn encode_into(&self, encoder: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let samples = (self.read)();
+        let mut family = encoder.encode_descriptor(self.name, self.help, None, self.kind)?;
+        match samples.as_slice() {
+            [one] if one.labels.is_empty() => encode_value(&self.kind, one.value, family)?,
+            _ => {
+                for sample in samples {
+                    let labels: Vec<(String, String)> = sample
+                        .labels
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                        .collect();
+                    encode_value(&self.kind, sample.value, family.encode_family(&labels)?)?;
                 }
             }
         }
-        if !queues.is_empty() {
-            extra.push_str("# HELP longlink_push_queue_depth Jobs waiting in a worker pool.\n# TYPE longlink_push_queue_depth gauge\n");
-            for (name, depth) in queues {
-                let _ = writeln!(
-                    extra,
-                    "longlink_push_queue_depth{{queue=\"{name}\"}} {depth}"
-                );
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        self.encode_into(&mut encoder)
+    }
+}
+
+impl Snapshot {
+    fn encode_into(&self, encoder: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for (name, kind, help, value) in (self.read)() {
+            let kind = if kind == "counter" {
+                MetricType::Counter
+            } else {
+                MetricType::Gauge
+            };
+            let name = format!("{}_{name}", self.prefix);
+            let family = encoder.encode_descriptor(&name, help, None, kind)?;
+            encode_value(&kind, value, family)?;
+        }
+        Ok(())
+    }
+}
+
+type QueueRead = Box<dyn Fn() -> Vec<(&'static str, usize)> + Send + Sync>;
+
+/// The queue depths of every pool of a process, one family.
+#[derive(Clone, Default)]
+struct Queues(Arc<Mutex<Vec<QueueRead>>>);
+
+impl std::fmt::Debug for Queues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Queues").field(&self.0.lock().len()).finish()
+    }
+}
+
+impl Collector for Queues {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let mut depths = std::collections::BTreeMap::<&'static str, usize>::new();
+        for read in self.0.lock().iter() {
+            for (name, depth) in read() {
+                *depths.entry(name).or_default() += depth;
             }
         }
-        extra.push_str(
-            &BufPool::global()
-                .stats()
-                .to_prometheus("longlink_push_bufpool"),
-        );
-        self.metrics.render(&extra)
+        let samples: Vec<Sample> = depths
+            .into_iter()
+            .map(|(name, depth)| Sample::labelled("queue", name, depth as f64))
+            .collect();
+        let mut encoder = encoder;
+        Computed::gauge("queue_depth", "Jobs waiting in a worker pool", move || {
+            samples.clone()
+        })
+        .encode_into(&mut encoder)
+    }
+}
+
+/// A family a component adds to its process's page.
+#[derive(Debug)]
+pub enum Family {
+    /// Values read at each scrape.
+    Computed(Computed),
+    /// The rows of a stats snapshot.
+    Snapshot(Snapshot),
+}
+
+impl From<Computed> for Family {
+    fn from(c: Computed) -> Family {
+        Family::Computed(c)
+    }
+}
+
+impl From<Snapshot> for Family {
+    fn from(s: Snapshot) -> Family {
+        Family::Snapshot(s)
+    }
+}
+
+/// The families components added.
+#[derive(Clone, Default)]
+struct Families(Arc<Mutex<Vec<Family>>>);
+
+impl std::fmt::Debug for Families {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Families")
+            .field(&self.0.lock().len())
+            .finish()
+    }
+}
+
+impl Collector for Families {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for family in self.0.lock().iter() {
+            match family {
+                Family::Computed(c) => c.encode_into(&mut encoder)?,
+                Family::Snapshot(s) => s.encode_into(&mut encoder)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Metrics {
+    /// Adds a pool's queues: `read` answers (name, depth) of each.
+    pub fn add_queues(
+        &self,
+        read: impl Fn() -> Vec<(&'static str, usize)> + Send + Sync + 'static,
+    ) {
+        self.queues.0.lock().push(Box::new(read));
     }
 
-    /// The page as an HTTP response.
-    pub async fn response(&self) -> Response {
-        (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            self.render().await,
-        )
-            .into_response()
+    /// Adds a family read at each scrape (a component's gauges).
+    pub fn add_family(&self, family: impl Into<Family>) {
+        self.families.0.lock().push(family.into());
     }
+
+    /// The page's registry: every counter, the families added (also those added later),
+    /// the queue depths, the shared buffer pool's counters and the runtime's task count,
+    /// every name under `longlink_push_`.
+    pub fn registry(&self) -> Registry {
+        let mut registry = Registry::with_prefix("longlink_push");
+        self.register_counters(&mut registry);
+        registry.register_collector(Box::new(self.queues.clone()));
+        registry.register_collector(Box::new(self.families.clone()));
+        registry.register_collector(Box::new(Snapshot::new("bufpool", || {
+            longlink_codec::BufPool::global().stats().samples().to_vec()
+        })));
+        registry.register_collector(Box::new(Computed::gauge(
+            "tasks",
+            "Tasks alive in the process's runtime",
+            || match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => vec![Sample::of(runtime.metrics().num_alive_tasks() as f64)],
+                Err(_) => Vec::new(),
+            },
+        )));
+        registry
+    }
+}
+
+/// The OpenMetrics text of `registry`.
+pub fn encode(registry: &Registry) -> String {
+    let mut page = String::new();
+    if prometheus_client::encoding::text::encode(&mut page, registry).is_err() {
+        let _ = writeln!(page, "# the metrics could not be encoded\n# EOF");
+    }
+    page
+}
+
+/// `registry` as a `/metrics` answer.
+pub fn response(registry: &Registry) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        encode(registry),
+    )
+        .into_response()
 }

@@ -16,7 +16,7 @@ use crate::config::{Config, ConfigError, load_or_generate};
 use crate::coordinator::{AppHooks, Coordinator};
 use crate::courier::{Courier, CourierParts};
 use crate::dispatcher::Dispatcher;
-use crate::metrics::{Metrics, Scrape};
+use crate::metrics::{Metrics, Snapshot};
 use crate::model::{IdGenerator, now_ms};
 use crate::pusher::Pusher;
 use crate::register::Register;
@@ -100,14 +100,23 @@ pub fn prepare(config: &mut Config) -> Result<(Tokens, Generated), StartError> {
 }
 
 /// The message store: the pool on the configured DSN (SQLite under the data dir by
-/// default) and its schema. With `wait`, a store that is not reachable yet is waited for
-/// (a cluster's saver starts before its database); otherwise the error is returned.
-pub async fn message_store(config: &Config, wait: bool) -> Result<(Db, SqlSaver), StartError> {
+/// default) and its schema; the pool's counters go on the page of `metrics`. With `wait`,
+/// a store that is not reachable yet is waited for (a cluster's saver starts before its
+/// database); otherwise the error is returned.
+pub async fn message_store(
+    config: &Config,
+    wait: bool,
+    metrics: &Metrics,
+) -> Result<(Db, SqlSaver), StartError> {
     let db = Db::builder()
         .max_open(config.database_max_open.max(1))
         .max_idle(config.database_max_open.max(1))
         .open(&config.database_dsn())
         .map_err(PushError::from)?;
+    {
+        let db = db.clone();
+        metrics.add_family(Snapshot::new("db", move || db.stats().samples().to_vec()));
+    }
     loop {
         match SqlSaver::open(db.clone()).await {
             Ok(saver) => return Ok((db, saver)),
@@ -215,10 +224,8 @@ pub struct CenterDeps {
     pub directory: Arc<dyn Directory>,
     /// The ids it issues.
     pub ids: Arc<IdGenerator>,
-    /// Counters.
+    /// The process's metrics (its page is served at `/metrics`).
     pub metrics: Arc<Metrics>,
-    /// What `/metrics` shows besides the counters.
-    pub scrape: Scrape,
 }
 
 /// A started center: the HTTP API, the dispatcher's route and the push engine.
@@ -270,7 +277,7 @@ pub async fn center(
     });
     let state = CenterState::new(CenterParts {
         pusher: Arc::clone(&pusher),
-        scrape: deps.scrape.with_pusher(Arc::clone(&pusher)),
+        metrics: deps.metrics,
         register: deps.register,
         saver: deps.saver,
         dispatcher,

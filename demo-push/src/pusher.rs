@@ -10,7 +10,6 @@ use longlink_codec::push::{DeliveryMode, Payload as Body};
 use serde::{Deserialize, Serialize};
 
 use crate::PushError;
-use crate::config::serde_secs;
 use crate::frame::Frame;
 use crate::metrics::{Metrics, inc};
 use crate::model::{IdGenerator, Message, Target, check_name, now_ms};
@@ -27,10 +26,10 @@ pub struct PushConfig {
     /// expired (the client is not trusted to ACK).
     pub max_attempts: u32,
     /// TTL when a push gives none.
-    #[serde(rename = "default_ttl_secs", with = "serde_secs")]
+    #[serde(rename = "default_ttl_secs", with = "crate::serde_duration::secs")]
     pub default_ttl: Duration,
     /// Longest TTL accepted.
-    #[serde(rename = "max_ttl_secs", with = "serde_secs")]
+    #[serde(rename = "max_ttl_secs", with = "crate::serde_duration::secs")]
     pub max_ttl: Duration,
     /// Largest message body.
     pub max_body_bytes: usize,
@@ -101,8 +100,10 @@ impl Pusher {
         config: PushConfig,
         metrics: Arc<Metrics>,
     ) -> Pusher {
+        let records = Records::start(Arc::clone(&saver));
+        metrics.add_queues(records.depths());
         Pusher {
-            records: Records::start(Arc::clone(&saver)),
+            records,
             register,
             saver,
             rooms,

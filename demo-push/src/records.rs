@@ -107,11 +107,9 @@ impl Records {
         }
     }
 
-    /// The pools, for their queue depths.
-    pub fn queues(&self) -> [(&'static str, usize); 2] {
-        [
-            (self.acks.name(), self.acks.queued()),
-            (self.delivered.name(), self.delivered.queued()),
-        ]
+    /// Reads the pools' queue depths without keeping them alive.
+    pub fn depths(&self) -> impl Fn() -> Vec<(&'static str, usize)> + Send + Sync + 'static {
+        let (acks, delivered) = (self.acks.depth(), self.delivered.depth());
+        move || vec![("acks", acks()), ("delivered", delivered())]
     }
 }

@@ -1,5 +1,5 @@
 //! Every component in one process: the `all` subcommand, and what end-to-end tests start.
-//! Each is wired by [`node`](crate::node) with the in-process implementations of what it
+//! Each is wired by [`node`] with the in-process implementations of what it
 //! depends on: an in-memory register, the SQL store, the coordinator, the one room.
 
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use longlink_pool::db::Db;
 use crate::center::AppConfig;
 use crate::config::Config;
 use crate::courier::CourierParts;
-use crate::metrics::{Metrics, Scrape};
+use crate::metrics::Metrics;
 use crate::model::IdGenerator;
 use crate::node::{self, CenterDeps};
 pub use crate::node::{Generated, StartError, prepare};
@@ -56,7 +56,7 @@ impl System {
     pub async fn start(mut config: Config) -> Result<System, StartError> {
         let (tokens, generated) = prepare(&mut config)?;
         let metrics = Arc::new(Metrics::default());
-        let (db, sql) = node::message_store(&config, false).await?;
+        let (db, sql) = node::message_store(&config, false, &metrics).await?;
         let saver: Arc<dyn Saver> = Arc::new(sql);
         node::sweep(&saver, config.sweep_interval, Arc::clone(&metrics));
         let register: Arc<dyn Register> = Arc::new(MemoryRegister::default());
@@ -84,21 +84,6 @@ impl System {
             RoomInfo::local(room.room.name(), &ws_url, &tcp_addr),
             Arc::new(room.room.clone()) as Arc<dyn Gateway>,
         );
-        let scrape = Scrape::new(Arc::clone(&metrics))
-            .with_register(Arc::clone(&register))
-            .with_db(db.clone())
-            .with_courier(Arc::clone(&room.courier))
-            .with_coordinator(coordinator)
-            .with_text({
-                let room = room.room.clone();
-                move || {
-                    format!(
-                        "# HELP longlink_push_wheel_entries Heartbeat-wheel entries (open connections, and closed ones until their slot comes up).\n# TYPE longlink_push_wheel_entries gauge\nlonglink_push_wheel_entries{{room=\"{}\"}} {}\n",
-                        room.name(),
-                        room.wheel_entries()
-                    )
-                }
-            });
         let center = node::center(
             &config,
             tokens.clone(),
@@ -108,7 +93,6 @@ impl System {
                 directory: Arc::new(directory),
                 ids,
                 metrics: Arc::clone(&metrics),
-                scrape,
             },
         )
         .await?;

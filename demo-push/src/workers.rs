@@ -176,6 +176,16 @@ impl<J: Send + 'static> Workers<J> {
         self.tx.max_capacity() - self.tx.capacity()
     }
 
+    /// Reads [`queued`](Workers::queued) without keeping the pool alive (for a metrics
+    /// page, which outlives the component): 0 once the pool is gone.
+    pub fn depth(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+        let weak = self.tx.downgrade();
+        move || {
+            weak.upgrade()
+                .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+        }
+    }
+
     /// The pool's name.
     pub fn name(&self) -> &'static str {
         self.name

@@ -231,6 +231,18 @@ async fn metrics_and_health_report_the_system() {
     ] {
         assert!(text.contains(name), "no {name} in\n{text}");
     }
+    // Typed families in OpenMetrics text (prometheus-client): a TYPE per family, counters
+    // with `_total` samples, one `# EOF` at the end.
+    for line in [
+        "# TYPE longlink_push_messages_in counter",
+        "# TYPE longlink_push_connections gauge",
+        "# TYPE longlink_push_queue_depth gauge",
+        "# TYPE longlink_push_db_connects counter",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert_eq!(text.matches("# EOF").count(), 1);
     let (status, health) = s.request("GET", "/healthz", None, None).await;
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
 }

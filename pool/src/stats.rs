@@ -56,8 +56,103 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Every counter as `(name, kind, help, value)` — the name without a prefix (counters
+    /// without `_total`), the kind `"gauge"` or `"counter"`: what
+    /// [`to_prometheus`](Stats::to_prometheus) writes, for a metrics library's own registry.
+    ///
+    /// ```
+    /// let stats = longlink_pool::Stats::default();
+    /// assert!(stats.samples().contains(&("open_connections", "gauge", "Open connections.", 0.0)));
+    /// ```
+    pub fn samples(&self) -> [(&'static str, &'static str, &'static str, f64); 15] {
+        let n = |v: usize| v as f64;
+        let c = |v: u64| v as f64;
+        [
+            (
+                "max_open_connections",
+                "gauge",
+                "Maximum open connections.",
+                n(self.max_open),
+            ),
+            (
+                "open_connections",
+                "gauge",
+                "Open connections.",
+                n(self.open),
+            ),
+            (
+                "in_use_connections",
+                "gauge",
+                "Connections in use.",
+                n(self.in_use),
+            ),
+            (
+                "idle_connections",
+                "gauge",
+                "Idle connections.",
+                n(self.idle),
+            ),
+            ("waiting", "gauge", "Acquires waiting.", n(self.waiting)),
+            (
+                "wait_count",
+                "counter",
+                "Acquires that waited.",
+                c(self.wait_count),
+            ),
+            (
+                "wait_seconds",
+                "counter",
+                "Time spent waiting.",
+                self.wait_duration.as_secs_f64(),
+            ),
+            (
+                "connects",
+                "counter",
+                "Connections opened.",
+                c(self.connects),
+            ),
+            (
+                "connect_errors",
+                "counter",
+                "Failed connects.",
+                c(self.connect_errors),
+            ),
+            (
+                "timeouts",
+                "counter",
+                "Acquires that timed out.",
+                c(self.timeouts),
+            ),
+            (
+                "max_idle_closed",
+                "counter",
+                "Closed by max_idle.",
+                c(self.max_idle_closed),
+            ),
+            (
+                "max_idle_time_closed",
+                "counter",
+                "Closed by max_idle_time.",
+                c(self.max_idle_time_closed),
+            ),
+            (
+                "max_lifetime_closed",
+                "counter",
+                "Closed by max_lifetime.",
+                c(self.max_lifetime_closed),
+            ),
+            ("broken", "counter", "Closed as broken.", c(self.broken)),
+            (
+                "leaks",
+                "counter",
+                "Held past the leak threshold.",
+                c(self.leaks),
+            ),
+        ]
+    }
+
     /// Renders the counters in the Prometheus text format; each metric is named
-    /// `{prefix}_{name}` and carries `labels`.
+    /// `{prefix}_{name}` (counters with `_total`) and carries `labels`.
     pub fn to_prometheus(&self, prefix: &str, labels: &[(&str, &str)]) -> String {
         let labels = if labels.is_empty() {
             String::new()
@@ -69,101 +164,20 @@ impl Stats {
             format!("{{{}}}", inner.join(","))
         };
         let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-            let _ = writeln!(out, "# HELP {prefix}_{name} {help}");
-            let _ = writeln!(out, "# TYPE {prefix}_{name} {kind}");
-            let _ = writeln!(out, "{prefix}_{name}{labels} {value}");
-        };
-        metric(
-            "max_open_connections",
-            "gauge",
-            "Maximum open connections.",
-            self.max_open.to_string(),
-        );
-        metric(
-            "open_connections",
-            "gauge",
-            "Open connections.",
-            self.open.to_string(),
-        );
-        metric(
-            "in_use_connections",
-            "gauge",
-            "Connections in use.",
-            self.in_use.to_string(),
-        );
-        metric(
-            "idle_connections",
-            "gauge",
-            "Idle connections.",
-            self.idle.to_string(),
-        );
-        metric(
-            "waiting",
-            "gauge",
-            "Acquires waiting.",
-            self.waiting.to_string(),
-        );
-        metric(
-            "wait_count_total",
-            "counter",
-            "Acquires that waited.",
-            self.wait_count.to_string(),
-        );
-        metric(
-            "wait_seconds_total",
-            "counter",
-            "Time spent waiting.",
-            format!("{:.6}", self.wait_duration.as_secs_f64()),
-        );
-        metric(
-            "connects_total",
-            "counter",
-            "Connections opened.",
-            self.connects.to_string(),
-        );
-        metric(
-            "connect_errors_total",
-            "counter",
-            "Failed connects.",
-            self.connect_errors.to_string(),
-        );
-        metric(
-            "timeouts_total",
-            "counter",
-            "Acquires that timed out.",
-            self.timeouts.to_string(),
-        );
-        metric(
-            "max_idle_closed_total",
-            "counter",
-            "Closed by max_idle.",
-            self.max_idle_closed.to_string(),
-        );
-        metric(
-            "max_idle_time_closed_total",
-            "counter",
-            "Closed by max_idle_time.",
-            self.max_idle_time_closed.to_string(),
-        );
-        metric(
-            "max_lifetime_closed_total",
-            "counter",
-            "Closed by max_lifetime.",
-            self.max_lifetime_closed.to_string(),
-        );
-        metric(
-            "broken_total",
-            "counter",
-            "Closed as broken.",
-            self.broken.to_string(),
-        );
-        metric(
-            "leaks_total",
-            "counter",
-            "Held past the leak threshold.",
-            self.leaks.to_string(),
-        );
+        for (name, kind, help, value) in self.samples() {
+            let name = if kind == "counter" {
+                format!("{prefix}_{name}_total")
+            } else {
+                format!("{prefix}_{name}")
+            };
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            if value.fract() == 0.0 {
+                let _ = writeln!(out, "{name}{labels} {}", value as u64);
+            } else {
+                let _ = writeln!(out, "{name}{labels} {value:.6}");
+            }
+        }
         out
     }
 }

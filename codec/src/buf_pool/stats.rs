@@ -52,6 +52,60 @@ pub struct BufPoolStats {
 }
 
 impl BufPoolStats {
+    /// Every counter as `(name, kind, help, value)` — the name without a prefix (counters
+    /// without `_total`), the kind `"gauge"` or `"counter"`: what
+    /// [`to_prometheus`](BufPoolStats::to_prometheus) writes, for a metrics library's own
+    /// registry.
+    pub fn samples(&self) -> [(&'static str, &'static str, &'static str, f64); 9] {
+        let v = |n: u64| n as f64;
+        [
+            ("gets", "counter", "Buffers handed out.", v(self.gets)),
+            (
+                "hits",
+                "counter",
+                "Gets served from the pool.",
+                v(self.hits),
+            ),
+            ("misses", "counter", "Gets that allocated.", v(self.misses)),
+            (
+                "returned",
+                "counter",
+                "Buffers taken back.",
+                v(self.returned),
+            ),
+            (
+                "dropped",
+                "counter",
+                "Buffers let go instead of kept.",
+                v(self.dropped),
+            ),
+            (
+                "trimmed",
+                "counter",
+                "Held buffers freed by trim.",
+                v(self.trimmed),
+            ),
+            (
+                "retained_bytes",
+                "gauge",
+                "Bytes held for reuse.",
+                v(self.retained_bytes),
+            ),
+            (
+                "retained_buffers",
+                "gauge",
+                "Buffers held for reuse.",
+                v(self.retained_buffers),
+            ),
+            (
+                "high_water_bytes",
+                "gauge",
+                "Upper bound on peak retained bytes.",
+                v(self.high_water_bytes),
+            ),
+        ]
+    }
+
     /// Renders the counters in the Prometheus text format, each metric prefixed with `prefix`.
     ///
     /// ```
@@ -60,62 +114,14 @@ impl BufPoolStats {
     /// assert!(text.contains("bufpool_gets_total 0\n"));
     /// ```
     pub fn to_prometheus(&self, prefix: &str) -> String {
+        use std::fmt::Write;
         let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-            use std::fmt::Write;
-            let _ = writeln!(out, "# HELP {prefix}_{name} {help}");
-            let _ = writeln!(out, "# TYPE {prefix}_{name} {kind}");
-            let _ = writeln!(out, "{prefix}_{name} {value}");
-        };
-        metric("gets_total", "counter", "Buffers handed out.", self.gets);
-        metric(
-            "hits_total",
-            "counter",
-            "Gets served from the pool.",
-            self.hits,
-        );
-        metric(
-            "misses_total",
-            "counter",
-            "Gets that allocated.",
-            self.misses,
-        );
-        metric(
-            "returned_total",
-            "counter",
-            "Buffers taken back.",
-            self.returned,
-        );
-        metric(
-            "dropped_total",
-            "counter",
-            "Buffers let go instead of kept.",
-            self.dropped,
-        );
-        metric(
-            "trimmed_total",
-            "counter",
-            "Held buffers freed by trim.",
-            self.trimmed,
-        );
-        metric(
-            "retained_bytes",
-            "gauge",
-            "Bytes held for reuse.",
-            self.retained_bytes,
-        );
-        metric(
-            "retained_buffers",
-            "gauge",
-            "Buffers held for reuse.",
-            self.retained_buffers,
-        );
-        metric(
-            "high_water_bytes",
-            "gauge",
-            "Upper bound on peak retained bytes.",
-            self.high_water_bytes,
-        );
+        for (name, kind, help, value) in self.samples() {
+            let suffix = if kind == "counter" { "_total" } else { "" };
+            let _ = writeln!(out, "# HELP {prefix}_{name}{suffix} {help}");
+            let _ = writeln!(out, "# TYPE {prefix}_{name}{suffix} {kind}");
+            let _ = writeln!(out, "{prefix}_{name}{suffix} {}", value as u64);
+        }
         out
     }
 }

@@ -37,7 +37,7 @@ use sha2::{Digest, Sha256};
 pub use self::dispatch::{DispatchQuery, router as dispatcher_router};
 pub use self::error::{ApiError, ApiJson, ApiQuery};
 use crate::dispatcher::Dispatcher;
-use crate::metrics::Scrape;
+use crate::metrics::{Computed, Gauge, Metrics, Sample};
 use crate::pusher::Pusher;
 use crate::register::Register;
 use crate::saver::Saver;
@@ -78,7 +78,12 @@ pub struct CenterState {
     apps: HashMap<[u8; 32], String>,
     tokens: Tokens,
     dispatcher: Dispatcher,
-    scrape: Scrape,
+    metrics: Arc<Metrics>,
+    /// The page's registry (built once; what it reads is read at each scrape).
+    page: prometheus_client::registry::Registry,
+    /// The register's counts, asked for at each scrape.
+    register_users: Gauge,
+    register_groups: Gauge,
     dev: Option<DevPage>,
 }
 
@@ -110,8 +115,8 @@ pub struct CenterParts {
     pub apps: Vec<AppConfig>,
     /// Checks the users' tokens (notify pulls).
     pub tokens: Tokens,
-    /// What `/metrics` shows.
-    pub scrape: Scrape,
+    /// The process's metrics: `/metrics` is their page.
+    pub metrics: Arc<Metrics>,
     /// The development page, if it is on.
     pub dev: Option<DevPage>,
 }
@@ -119,7 +124,30 @@ pub struct CenterParts {
 impl CenterState {
     /// The center's state.
     pub fn new(parts: CenterParts) -> CenterState {
+        let (register_users, register_groups) = (Gauge::default(), Gauge::default());
+        for (name, help, gauge) in [
+            (
+                "register_sessions",
+                "Users with a session in the register",
+                &register_users,
+            ),
+            (
+                "register_groups",
+                "Groups in the register",
+                &register_groups,
+            ),
+        ] {
+            let gauge = gauge.clone();
+            parts
+                .metrics
+                .add_family(Computed::gauge(name, help, move || {
+                    vec![Sample::of(gauge.get() as f64)]
+                }));
+        }
         CenterState {
+            page: parts.metrics.registry(),
+            register_users,
+            register_groups,
             apps: parts
                 .apps
                 .iter()
@@ -130,7 +158,7 @@ impl CenterState {
             saver: parts.saver,
             tokens: parts.tokens,
             dispatcher: parts.dispatcher,
-            scrape: parts.scrape,
+            metrics: parts.metrics,
             dev: parts.dev,
         }
     }

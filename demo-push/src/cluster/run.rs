@@ -1,6 +1,6 @@
 //! Each service of the cluster as a process: `longlink-push room|register|saver|
 //! coordinator|dispatcher|center --config …`. Each is the component `all` runs, wired by
-//! [`node`](crate::node) with remote implementations of what it depends on, and served
+//! [`node`] with remote implementations of what it depends on, and served
 //! over RPC where others call it. Every one runs until Ctrl-C or SIGTERM; a room drains
 //! first.
 
@@ -13,7 +13,7 @@ use axum::routing::get;
 use crate::config::Config;
 use crate::coordinator::{Callbacks, coordinator_svc};
 use crate::courier::CourierParts;
-use crate::metrics::{Metrics, Scrape};
+use crate::metrics::Metrics;
 use crate::model::{IdGenerator, now_ms};
 use crate::node::{self, CenterDeps, StartError, bind_err, prepare};
 use crate::register::{GraceRegister, RedisRegister, Register, redis_connection, register_svc};
@@ -72,13 +72,14 @@ where
 }
 
 /// A small HTTP server with `/metrics` and `/healthz` for a service without the center.
-async fn serve_metrics(config: &Config, scrape: Scrape) -> Result<(), StartError> {
+async fn serve_metrics(config: &Config, metrics: &Metrics) -> Result<(), StartError> {
+    let page = Arc::new(metrics.registry());
     let router = Router::new()
         .route(
             "/metrics",
             get(move || {
-                let scrape = scrape.clone();
-                async move { scrape.response().await }
+                let page = Arc::clone(&page);
+                async move { crate::metrics::response(&page) }
             }),
         )
         .route("/healthz", get(|| async { "ok" }));
@@ -130,7 +131,7 @@ fn membership(config: &Config) -> Result<Membership, StartError> {
 
 /// The rooms as the center and the dispatcher see them: membership, each room reached
 /// over RPC.
-async fn membership_view(config: &Config) -> Result<MembershipView, StartError> {
+async fn membership_view(config: &Config, metrics: &Metrics) -> Result<MembershipView, StartError> {
     let c = &config.cluster;
     let rpc = c.rpc();
     Ok(MembershipView::start(
@@ -140,6 +141,7 @@ async fn membership_view(config: &Config) -> Result<MembershipView, StartError> 
         Arc::new(move |room: &RoomInfo| {
             Arc::new(Remote::new(room_svc::Client::new(rpc.client(&room.rpc)))) as Arc<dyn Gateway>
         }),
+        metrics,
     )
     .await)
 }
@@ -154,7 +156,7 @@ pub async fn register(mut config: Config) -> Result<(), StartError> {
         c.session_ttl,
         c.settle,
     ));
-    serve_metrics(&config, Scrape::new(Arc::new(Metrics::default()))).await?;
+    serve_metrics(&config, &Metrics::default()).await?;
     let server = rpc_server(&config).await?;
     serve_until_stopped(server, register_svc::Server::new(Served(register)), &config).await
 }
@@ -165,7 +167,7 @@ pub async fn register(mut config: Config) -> Result<(), StartError> {
 pub async fn saver(mut config: Config) -> Result<(), StartError> {
     prepare(&mut config)?;
     let metrics = Arc::new(Metrics::default());
-    let (db, sql) = node::message_store(&config, true).await?;
+    let (db, sql) = node::message_store(&config, true, &metrics).await?;
     let c = &config.cluster;
     let saver: Arc<dyn Saver> = Arc::new(HotSaver::start(
         sql,
@@ -175,7 +177,7 @@ pub async fn saver(mut config: Config) -> Result<(), StartError> {
         Arc::clone(&metrics),
     ));
     node::sweep(&saver, config.sweep_interval, Arc::clone(&metrics));
-    serve_metrics(&config, Scrape::new(metrics).with_db(db.clone())).await?;
+    serve_metrics(&config, &metrics).await?;
     let server = rpc_server(&config).await?;
     let served = serve_until_stopped(server, saver_svc::Server::new(Served(saver)), &config).await;
     db.close();
@@ -187,11 +189,7 @@ pub async fn coordinator(mut config: Config) -> Result<(), StartError> {
     prepare(&mut config)?;
     let metrics = Arc::new(Metrics::default());
     let coordinator = node::coordinator(&config, Arc::clone(&metrics));
-    serve_metrics(
-        &config,
-        Scrape::new(metrics).with_coordinator(coordinator.clone()),
-    )
-    .await?;
+    serve_metrics(&config, &metrics).await?;
     let server = rpc_server(&config).await?;
     let callbacks: Arc<dyn Callbacks> = Arc::new(coordinator);
     serve_until_stopped(
@@ -240,32 +238,17 @@ pub async fn room(mut config: Config) -> Result<(), StartError> {
     let handle = server.handle();
     let gateway: Arc<dyn Gateway> = Arc::new(room.clone());
     tokio::spawn(server.serve(room_svc::Server::new(Served(gateway))));
-    {
-        let (room, grace) = (room.clone(), grace.clone());
-        let scrape = Scrape::new(Arc::clone(&metrics))
-            .with_courier(Arc::clone(&node.courier))
-            .with_text(move || {
-                format!(
-                    "# HELP longlink_push_room_sessions Sessions live or in their grace period.\n# TYPE longlink_push_room_sessions gauge\nlonglink_push_room_sessions {}\n# HELP longlink_push_wheel_entries Heartbeat-wheel entries.\n# TYPE longlink_push_wheel_entries gauge\nlonglink_push_wheel_entries{{room=\"{}\"}} {}\n",
-                    grace.len(),
-                    room.name(),
-                    room.wheel_entries()
-                )
-            });
-        serve_metrics(&config, scrape).await?;
-    }
+    serve_metrics(&config, &metrics).await?;
     let membership = membership(&config)?;
     let info = {
         let room = room.clone();
         let (ws, tcp) = node.client_addrs(&config);
         // Full at the configured capacity, or where the open-file limit leaves no room.
-        let capacity = match metrics.capacity.load(std::sync::atomic::Ordering::Relaxed) {
-            0 => c.room_capacity,
+        let capacity = match metrics.capacity.get() {
+            ..=0 => c.room_capacity,
             fd => c.room_capacity.min(fd as usize),
         };
-        metrics
-            .capacity
-            .store(capacity as u64, std::sync::atomic::Ordering::Relaxed);
+        metrics.capacity.set(capacity as i64);
         move || RoomInfo {
             name: room.name().to_owned(),
             ws: ws.clone(),
@@ -307,7 +290,7 @@ pub async fn room(mut config: Config) -> Result<(), StartError> {
 pub async fn dispatcher(mut config: Config) -> Result<(), StartError> {
     prepare(&mut config)?;
     let dispatcher = crate::dispatcher::Dispatcher::new(
-        Arc::new(membership_view(&config).await?),
+        Arc::new(membership_view(&config, &Metrics::default()).await?),
         remote_register(&config),
         config.room.heartbeats.clone(),
     );
@@ -345,27 +328,7 @@ pub async fn center(mut config: Config) -> Result<(), StartError> {
             }
         }
     };
-    let view = membership_view(&config).await?;
-    let scrape = Scrape::new(Arc::clone(&metrics))
-        .with_register(Arc::clone(&register))
-        .with_text({
-            let view = view.clone();
-            move || {
-                let rooms = crate::rooms::Directory::rooms(&view);
-                let mut out = String::from(
-                    "# HELP longlink_push_cluster_rooms Rooms in membership.\n# TYPE longlink_push_cluster_rooms gauge\n",
-                );
-                out.push_str(&format!("longlink_push_cluster_rooms {}\n", rooms.len()));
-                out.push_str("# HELP longlink_push_room_connections Connections per room (membership).\n# TYPE longlink_push_room_connections gauge\n");
-                for r in rooms.iter() {
-                    out.push_str(&format!(
-                        "longlink_push_room_connections{{room=\"{}\",draining=\"{}\"}} {}\n",
-                        r.info.name, r.info.draining, r.info.connections
-                    ));
-                }
-                out
-            }
-        });
+    let view = membership_view(&config, &metrics).await?;
     let center = node::center(
         &config,
         tokens,
@@ -375,7 +338,6 @@ pub async fn center(mut config: Config) -> Result<(), StartError> {
             directory: Arc::new(view),
             ids: Arc::new(IdGenerator::starting_after(floor)),
             metrics,
-            scrape,
         },
     )
     .await?;

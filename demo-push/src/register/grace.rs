@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::{Counts, Lookup, Register};
 use crate::PushError;
-use crate::metrics::{Metrics, inc};
+use crate::metrics::{Computed, Metrics, Sample, inc};
 use crate::model::Session;
 
 /// Sessions per flush call.
@@ -61,6 +61,19 @@ impl GraceRegister {
             grace,
             metrics,
         };
+        let weak = Arc::downgrade(&this.state);
+        this.metrics.add_family(Computed::gauge(
+            "room_sessions",
+            "Sessions live or in their grace period",
+            move || {
+                weak.upgrade()
+                    .map(|st| {
+                        let st = st.lock();
+                        vec![Sample::of((st.live.len() + st.parked.len()) as f64)]
+                    })
+                    .unwrap_or_default()
+            },
+        ));
         let weak = Arc::downgrade(&this.state);
         let (remote, metrics) = (Arc::clone(&this.remote), Arc::clone(&this.metrics));
         tokio::spawn(async move {

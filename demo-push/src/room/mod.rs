@@ -32,7 +32,7 @@ use self::ip_limit::IpLimit;
 use self::outbox::Outbox;
 use self::wheel::Wheel;
 use crate::frame::Frame;
-use crate::metrics::{Metrics, inc};
+use crate::metrics::{Computed, Metrics, Sample, inc};
 use crate::model::{ConnId, Session};
 use crate::rooms::{Gateway, Reached};
 use crate::token::Tokens;
@@ -144,7 +144,7 @@ pub struct RoomConfig {
     /// Heartbeat intervals by network type, in seconds.
     pub heartbeats: Heartbeats,
     /// Time a new connection has to upgrade (WebSocket) and AUTH.
-    #[serde(rename = "auth_timeout_secs", with = "crate::config::serde_secs")]
+    #[serde(rename = "auth_timeout_secs", with = "crate::serde_duration::secs")]
     pub auth_timeout: Duration,
     /// Connections per client address.
     pub max_conns_per_ip: usize,
@@ -155,7 +155,7 @@ pub struct RoomConfig {
     /// Apps one connection may subscribe.
     pub max_apps_per_conn: usize,
     /// The timing wheel's tick.
-    #[serde(rename = "tick_ms", with = "crate::config::serde_millis")]
+    #[serde(rename = "tick_ms", with = "crate::serde_duration::millis")]
     pub tick: Duration,
 }
 
@@ -262,7 +262,8 @@ pub struct RoomAddrs {
 }
 
 impl Room {
-    /// A room; nothing listens until [`start`](Room::start).
+    /// A room; nothing listens until [`start`](Room::start). Its gauges go on the page of
+    /// `metrics`.
     pub fn new(
         config: RoomConfig,
         tokens: Tokens,
@@ -270,7 +271,7 @@ impl Room {
         metrics: Arc<Metrics>,
     ) -> Room {
         let wheel = Wheel::new(config.tick, 600);
-        Room {
+        let room = Room {
             inner: Arc::new(RoomInner {
                 ip_limit: IpLimit::new(config.max_conns_per_ip),
                 tokens,
@@ -285,7 +286,24 @@ impl Room {
                 draining: std::sync::atomic::AtomicBool::new(false),
                 config,
             }),
-        }
+        };
+        let weak = Arc::downgrade(&room.inner);
+        room.inner.metrics.add_family(Computed::gauge(
+            "wheel_entries",
+            "Heartbeat-wheel entries (open connections, and closed ones until their slot comes up)",
+            move || {
+                weak.upgrade()
+                    .map(|r| {
+                        vec![Sample::labelled(
+                            "room",
+                            r.config.name.clone(),
+                            r.wheel.len() as f64,
+                        )]
+                    })
+                    .unwrap_or_default()
+            },
+        ));
+        room
     }
 
     /// Binds both listeners and starts accepting, and the wheel's ticker.
@@ -294,13 +312,8 @@ impl Room {
         match crate::fdlimit::raise() {
             Ok(limit) => {
                 let metrics = &self.inner.metrics;
-                metrics
-                    .fd_limit
-                    .store(limit.soft, std::sync::atomic::Ordering::Relaxed);
-                metrics.capacity.store(
-                    limit.connection_capacity() as u64,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
+                metrics.fd_limit.set(limit.soft as i64);
+                metrics.capacity.set(limit.connection_capacity() as i64);
                 tracing::info!(soft = limit.soft, hard = limit.hard, "open-file limit");
             }
             Err(e) => tracing::warn!(error = %e, "could not read or raise the open-file limit"),
@@ -334,9 +347,9 @@ impl Room {
                 }
                 if last_check.elapsed() >= Duration::from_secs(1) {
                     last_check = tokio::time::Instant::now();
-                    let load = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-                    let accepted = load(&room.metrics.connections_total);
-                    if trimmer.should_trim(accepted, load(&room.metrics.connections)) {
+                    let accepted = room.metrics.connections_accepted.get();
+                    let open = room.metrics.connections.get().max(0) as u64;
+                    if trimmer.should_trim(accepted, open) {
                         trim::trim(&room).await;
                     }
                 }

@@ -113,7 +113,7 @@ impl Drop for Registered {
 }
 
 async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSlot) {
-    inc(&room.metrics.connections_total);
+    inc(&room.metrics.connections_accepted);
     let id = room
         .next_conn
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -178,9 +178,7 @@ async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSl
     }
     link.close().await;
     drop(registered);
-    room.metrics
-        .connections
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    room.metrics.connections.dec();
     room.events.disconnected(session).await;
 }
 
@@ -288,7 +286,7 @@ async fn authenticate(
     });
     // Registered before the client hears AUTH OK: once it has, a push finds it (in the
     // cluster the register must know it first).
-    inc(&room.metrics.connections);
+    room.metrics.connections.inc();
     let conn = super::Connection {
         room: Arc::clone(room),
         id,
@@ -296,9 +294,7 @@ async fn authenticate(
     room.events.connected(session.clone(), conn).await;
     if link.feed_message(seq, &reply, form).is_err() || link.flush().await.is_err() {
         registered.forget();
-        room.metrics
-            .connections
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        room.metrics.connections.dec();
         room.events.disconnected(session).await;
         return None;
     }

@@ -6,8 +6,6 @@
 //! shrinks its maps and asks the allocator to return the free pages
 //! ([`release_free_memory`](crate::memory::release_free_memory)).
 
-use std::sync::atomic::Ordering::Relaxed;
-
 use super::RoomInner;
 
 /// Connections that must have closed since the last trim before another one.
@@ -62,7 +60,7 @@ pub(super) async fn trim(room: &RoomInner) {
     tracing::debug!(
         released,
         purged,
-        open = room.metrics.connections.load(Relaxed),
+        open = room.metrics.connections.get(),
         "memory trimmed"
     );
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Directory, Gateway, RoomEntry};
 use crate::PushError;
+use crate::metrics::{Computed, Metrics, Sample};
 use crate::model::now_ms;
 use crate::register::redis_err;
 
@@ -233,6 +234,7 @@ impl MembershipView {
         every: Duration,
         keep: Duration,
         gateways: GatewayFactory,
+        metrics: &Metrics,
     ) -> MembershipView {
         let mut first = ViewState::default();
         first.merge(
@@ -243,6 +245,42 @@ impl MembershipView {
         );
         let state = Arc::new(RwLock::new(first));
         let weak = Arc::downgrade(&state);
+        {
+            let weak = weak.clone();
+            metrics.add_family(Computed::gauge(
+                "cluster_rooms",
+                "Rooms in membership",
+                move || {
+                    weak.upgrade()
+                        .map(|s| vec![Sample::of(s.read().published.len() as f64)])
+                        .unwrap_or_default()
+                },
+            ));
+        }
+        {
+            let weak = weak.clone();
+            metrics.add_family(Computed::gauge(
+                "room_connections",
+                "Connections per room (membership)",
+                move || {
+                    weak.upgrade()
+                        .map(|s| {
+                            s.read()
+                                .published
+                                .iter()
+                                .map(|r| Sample {
+                                    labels: vec![
+                                        ("room", r.info.name.clone()),
+                                        ("draining", r.info.draining.to_string()),
+                                    ],
+                                    value: r.info.connections as f64,
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                },
+            ));
+        }
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

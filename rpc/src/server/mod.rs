@@ -174,7 +174,7 @@ impl Server {
         }
     }
 
-    /// Serves `svc` on every connection until [`ServerHandle::shutdown`]; then stops
+    /// Serves `svc` on every connection until [`ServerHandle::begin_shutdown`]; then stops
     /// accepting, drains each connection (GOAWAY, finish admitted requests up to the
     /// timeout) and returns.
     pub async fn serve<S>(self, svc: S) -> io::Result<()>
