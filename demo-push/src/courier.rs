@@ -217,6 +217,40 @@ impl RoomEvents for Courier {
         }
     }
 
+    async fn resubscribed(
+        &self,
+        session: &Session,
+        added: &[String],
+        removed: &[String],
+        conn: Connection,
+    ) {
+        // The register follows the subscriptions: `GET /users/{uid}` and kicks by app see
+        // the connection in the apps it receives.
+        if let Err(e) = self.register.connect(vec![session.clone()]).await {
+            tracing::warn!(uid = session.uid, error = %e, "register: subscription not recorded");
+        }
+        let only = |apps: &[String]| Session {
+            apps: apps.to_vec(),
+            ..session.clone()
+        };
+        if !removed.is_empty() {
+            self.presence(only(removed), false).await;
+        }
+        if !added.is_empty() {
+            self.presence(only(added), true).await;
+            // What the user is owed in the apps it now receives comes now, not on its
+            // next connect.
+            let job = Redelivery {
+                session: only(added),
+                conn,
+                watermark: (self.last_issued)(),
+            };
+            if self.redeliver.submit(job).await.is_err() {
+                tracing::warn!("redelivery queue full: pending messages wait for the next connect");
+            }
+        }
+    }
+
     async fn disconnected(&self, session: Session) {
         if let Err(e) = self.register.disconnect(vec![session.clone()]).await {
             // Its TTL (cluster) or the next connect cleans it up; a lookup meanwhile finds

@@ -167,9 +167,16 @@ impl Pusher {
                 self.config.max_body_bytes
             )));
         }
-        let ttl = ttl
-            .unwrap_or(self.config.default_ttl)
-            .min(self.config.max_ttl);
+        let ttl = ttl.unwrap_or(self.config.default_ttl);
+        if ttl > self.config.max_ttl {
+            // Refused, not clamped: the sender must not believe the message lives longer
+            // than it will.
+            return Err(PushError::Invalid(format!(
+                "ttl_secs of {} exceeds the limit of {} (push.max_ttl_secs)",
+                ttl.as_secs(),
+                self.config.max_ttl.as_secs()
+            )));
+        }
         let created_ms = now_ms();
         let message = Message {
             id: self.ids.next(),

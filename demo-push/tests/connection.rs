@@ -128,8 +128,8 @@ async fn the_per_ip_limit_refuses_extra_connections_from_one_address_only() {
     assert!(matches!(second.auth("b", &s.token("b")).await, PushMessage::AuthReply(r) if r.ok));
     let mut third = Raw::connect(s.system.tcp).await;
     assert!(
-        third.until_closed().await.is_empty(),
-        "the third is closed at once"
+        matches!(third.until_closed().await.as_slice(), [PushMessage::Error(e)] if e.code == 429),
+        "the third is told why and closed at once"
     );
     // Another source address has its own allowance.
     let mut elsewhere = Raw::connect_from(s.system.tcp, "127.0.0.2").await;
@@ -140,7 +140,8 @@ async fn the_per_ip_limit_refuses_extra_connections_from_one_address_only() {
     loop {
         let mut again = Raw::connect(s.system.tcp).await;
         again.send(&PushMessage::Heartbeat).await; // not auth: refused, but only if admitted
-        if !again.until_closed().await.is_empty() {
+        let got = again.until_closed().await;
+        if !matches!(got.as_slice(), [PushMessage::Error(e)] if e.code == 429) {
             break;
         }
         assert!(Instant::now() < deadline, "the freed place never came back");

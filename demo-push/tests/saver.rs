@@ -108,7 +108,7 @@ async fn lifecycle(saver: SqlSaver) {
         saver.status(3).await.unwrap().unwrap().recipients[0].status,
         DeliveryStatus::Expired
     );
-    assert_eq!(saver.sweep(now_ms()).await.unwrap(), 1);
+    assert_eq!(saver.sweep(now_ms(), 5).await.unwrap(), 1);
     assert!(saver.status(99).await.unwrap().is_none());
 
     saver.expire(1, "u2".into()).await.unwrap();

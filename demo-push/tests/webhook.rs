@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::routing::post;
 use common::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 /// A webhook on an ephemeral port; its events arrive on the receiver.
@@ -35,6 +35,7 @@ both_modes! {
     upstream_for_an_app_without_a_webhook_is_refused_with_a_reason,
     a_webhook_that_is_down_is_counted_and_the_room_carries_on,
     upstream_is_routed_by_app_and_type,
+    subscriptions_reach_the_register_and_the_presence_callbacks,
 }
 
 async fn next(rx: &mut mpsc::UnboundedReceiver<Value>) -> Value {
@@ -161,4 +162,84 @@ async fn upstream_is_routed_by_app_and_type<S: Starter>() {
         order_events.try_recv().is_err(),
         "presence goes to the default webhook only"
     );
+}
+
+/// Waits until `GET /users/{uid}` with `key` says `online`.
+async fn wait_online<S: Harness>(s: &S, uid: &str, key: &str, online: bool) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, answer) = s.get(&format!("/users/{uid}"), key).await;
+        assert_eq!(status, 200, "{answer}");
+        if answer["online"].as_bool() == Some(online) {
+            return answer;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{uid} never became online={online} for that app: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The next event of `kind` for `app`, skipping others.
+async fn next_of(rx: &mut mpsc::UnboundedReceiver<Value>, kind: &str, app: &str) -> Value {
+    loop {
+        let event = next(rx).await;
+        if event["event"] == kind && event["app"] == app {
+            return event;
+        }
+    }
+}
+
+async fn subscriptions_reach_the_register_and_the_presence_callbacks<S: Starter>() {
+    let (url, mut events) = webhook().await;
+    let s = S::start_with(|c| {
+        c.apps[0].webhook = Some(url.clone());
+        c.apps[1].webhook = Some(url);
+    })
+    .await;
+    // A message of `other` waiting before the user receives `other` at all.
+    let (status, waiting) = s
+        .post(
+            "/push/unicast",
+            OTHER_KEY,
+            json!({"uid": "sub", "body": "waited"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{waiting}");
+    let mut client = s.online("sub").await; // subscribes `demo` only
+    next_of(&mut events, "online", "demo").await;
+    wait_online(&s, "sub", OTHER_KEY, false).await;
+
+    // SUBSCRIBE other: the register, the webhook and the waiting message follow at once.
+    client.subscribe(vec!["other".into()]).await.unwrap();
+    let user = wait_online(&s, "sub", OTHER_KEY, true).await;
+    assert_eq!(
+        user["sessions"][0]["apps"],
+        json!(["demo", "other"]),
+        "{user}"
+    );
+    next_of(&mut events, "online", "other").await;
+    let (id, body) = message(&mut client).await;
+    assert_eq!(
+        (id, body.as_str()),
+        (waiting["id"].as_u64().unwrap(), "waited")
+    );
+
+    // UNSUBSCRIBE demo: offline for demo (its key no longer sees the user), still online
+    // for other; a kick by demo finds nobody, one by other closes the connection.
+    client.unsubscribe(vec!["demo".into()]).await.unwrap();
+    wait_online(&s, "sub", KEY, false).await;
+    wait_online(&s, "sub", OTHER_KEY, true).await;
+    next_of(&mut events, "offline", "demo").await;
+    let (status, _) = s.post("/users/sub/kick", KEY, json!({})).await;
+    assert_eq!(status, 404);
+    let (status, answer) = s.post("/users/sub/kick", OTHER_KEY, json!({})).await;
+    assert_eq!(
+        (status, answer["kicked"].as_u64()),
+        (200, Some(1)),
+        "{answer}"
+    );
+    // Its offline callback names the app it had at the end.
+    next_of(&mut events, "offline", "other").await;
 }

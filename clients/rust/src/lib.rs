@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use longlink_codec::CodecError;
 use longlink_codec::push::{
-    Ack, Auth, Deliver, ErrorMessage, Net, Payload, PushMessage, Upstream, UpstreamReply,
+    Ack, Auth, Deliver, ErrorMessage, Net, Payload, PushMessage, Subscribe, Upstream, UpstreamReply,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -148,6 +148,8 @@ pub enum ClientError {
 
 enum Command {
     Ack(Vec<u64>),
+    Subscribe(Vec<String>),
+    Unsubscribe(Vec<String>),
     Upstream(
         Upstream,
         oneshot::Sender<Result<UpstreamReply, ClientError>>,
@@ -228,6 +230,24 @@ impl Client {
         rx.await.map_err(|_| ClientError::ConnectionLost)?
     }
 
+    /// Receives `apps` too from now on (and on every reconnect). The room refuses a
+    /// subscription that would pass its limit of apps per connection with an
+    /// [`Event::Error`]; the apps stay as they were.
+    pub async fn subscribe(&self, apps: Vec<String>) -> Result<(), ClientError> {
+        self.commands
+            .send(Command::Subscribe(apps))
+            .await
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// Stops receiving `apps` (now and on every reconnect).
+    pub async fn unsubscribe(&self, apps: Vec<String>) -> Result<(), ClientError> {
+        self.commands
+            .send(Command::Unsubscribe(apps))
+            .await
+            .map_err(|_| ClientError::Stopped)
+    }
+
     /// The network type changed: reconnect with the rooms and heartbeat for `net`.
     pub async fn set_net(&self, net: Net) -> Result<(), ClientError> {
         self.commands
@@ -254,6 +274,9 @@ impl Client {
     }
 }
 
+/// How long a failed address is remembered (named to the dispatcher, tried last).
+const FORGET_FAILURES_AFTER: Duration = Duration::from_secs(60);
+
 /// Why a session ended, and what to do next.
 enum Next {
     /// Reconnect after this long.
@@ -270,8 +293,8 @@ struct Runner {
     http: http::HttpClient,
     /// Rooms per network type, as the dispatcher last answered.
     rooms: HashMap<Net, Vec<RoomAddress>>,
-    /// Addresses that failed since the last good connection.
-    failed: Vec<String>,
+    /// Addresses that failed since the last good connection, and when.
+    failed: Vec<(String, Instant)>,
     dedup: Dedup,
     failures: u32,
     seq: u32,
@@ -342,6 +365,8 @@ impl Runner {
                                     let _ = reply.send(Err(ClientError::NotConnected));
                                 }
                                 Some(Command::SetNet(net)) => self.config.net = net,
+                                Some(Command::Subscribe(apps)) => self.subscribe_apps(apps),
+                                Some(Command::Unsubscribe(apps)) => self.config.apps.retain(|a| !apps.contains(a)),
                                 Some(Command::Ack(_)) => {}
                             },
                         }
@@ -361,7 +386,14 @@ impl Runner {
             self.config.center,
             http::encode(&self.config.uid),
             self.config.net,
-            http::encode(&self.failed.join(","))
+            http::encode(
+                &self
+                    .failed
+                    .iter()
+                    .map(|(a, _)| a.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
         );
         let (status, body) = http::get(&self.http, &url)
             .await
@@ -392,17 +424,24 @@ impl Runner {
 
     /// `Err(None)`: refused for good; `Err(Some(reason))`: try again later.
     async fn try_connect(&mut self) -> Result<(Conn, String, String, u32), Option<String>> {
+        self.forget_old_failures();
         let rooms = self.dispatch().await.map_err(Some)?;
-        let untried: Vec<&RoomAddress> = rooms
+        // An address that has not failed lately first; when every one has (the only room
+        // restarting, say), the one that failed longest ago, again — after the backoff,
+        // never giving up.
+        let room = rooms
             .iter()
-            .filter(|r| !self.failed.contains(&self.address(r)))
-            .collect();
-        let Some(room) = untried.first() else {
-            // Every address failed: ask the dispatcher again, naming them.
-            self.rooms.remove(&self.config.net);
-            let reason = format!("every room failed: {}", self.failed.join(", "));
-            return Err(Some(reason));
-        };
+            .find(|r| !self.has_failed(&self.address(r)))
+            .or_else(|| {
+                rooms.iter().min_by_key(|r| {
+                    let address = self.address(r);
+                    self.failed
+                        .iter()
+                        .find(|(a, _)| *a == address)
+                        .map(|(_, at)| *at)
+                })
+            })
+            .expect("a dispatch answer lists at least one room");
         let address = self.address(room);
         let name = room.name.clone();
         let connected = tokio::time::timeout(Duration::from_secs(10), async {
@@ -450,6 +489,15 @@ impl Runner {
         }
     }
 
+    /// Adds `apps` to those the next AUTH names.
+    fn subscribe_apps(&mut self, apps: Vec<String>) {
+        for app in apps {
+            if !self.config.apps.contains(&app) {
+                self.config.apps.push(app);
+            }
+        }
+    }
+
     fn address(&self, room: &RoomAddress) -> String {
         match self.config.transport {
             Transport::Tcp => room.tcp.clone(),
@@ -460,11 +508,21 @@ impl Runner {
     /// Records a failed address: the next dispatch names it, so it goes last.
     fn failed_at(&mut self, address: String, reason: String) -> String {
         let text = format!("{address}: {reason}");
-        if !self.failed.contains(&address) {
-            self.failed.push(address);
-        }
+        self.failed.retain(|(a, _)| *a != address);
+        self.failed.push((address, Instant::now()));
         self.rooms.remove(&self.config.net);
         text
+    }
+
+    fn has_failed(&self, address: &str) -> bool {
+        self.failed.iter().any(|(a, _)| a == address)
+    }
+
+    /// A failure older than [`FORGET_FAILURES_AFTER`] no longer counts: the room may be
+    /// back, and the dispatcher may list it first again.
+    fn forget_old_failures(&mut self) {
+        self.failed
+            .retain(|(_, at)| at.elapsed() < FORGET_FAILURES_AFTER);
     }
 
     /// One authenticated session, until it ends.
@@ -533,6 +591,14 @@ impl Runner {
                     let sent = match command {
                         None => break Next::Stop,
                         Some(Command::Ack(ids)) => conn.send(self.next_seq(), &PushMessage::Ack(Ack { ids })).await,
+                        Some(Command::Subscribe(apps)) => {
+                            self.subscribe_apps(apps.clone());
+                            conn.send(self.next_seq(), &PushMessage::Subscribe(Subscribe { apps })).await
+                        }
+                        Some(Command::Unsubscribe(apps)) => {
+                            self.config.apps.retain(|a| !apps.contains(a));
+                            conn.send(self.next_seq(), &PushMessage::Unsubscribe(Subscribe { apps })).await
+                        }
                         Some(Command::Upstream(upstream, reply)) => {
                             if waiting.len() >= 256 {
                                 let _ = reply.send(Err(ClientError::Protocol("more than 256 upstream requests waiting".into())));

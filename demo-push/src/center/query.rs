@@ -73,13 +73,30 @@ pub(super) async fn kick(
     State(state): State<Arc<CenterState>>,
     AppKey(app): AppKey,
     Path(uid): Path<String>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Kicked>, ApiError> {
     check_name("uid", &uid)?;
-    // The body is optional: an empty one kicks with a default reason.
+    // The body is optional: an empty one kicks with a default reason; one that is there
+    // is JSON, as on every other route.
     let request: KickRequest = if body.is_empty() {
         KickRequest::default()
     } else {
+        let json = headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            });
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "not_json",
+                "a body needs `content-type: application/json` (or send none)",
+            ));
+        }
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?
     };

@@ -176,7 +176,12 @@ pub async fn saver(mut config: Config) -> Result<(), StartError> {
         c.epoch_check.max(Duration::from_millis(50)),
         Arc::clone(&metrics),
     ));
-    node::sweep(&saver, config.sweep_interval, Arc::clone(&metrics));
+    node::sweep(
+        &saver,
+        config.sweep_interval,
+        config.push.max_attempts,
+        Arc::clone(&metrics),
+    );
     serve_metrics(&config, &metrics).await?;
     let server = rpc_server(&config).await?;
     let served = serve_until_stopped(server, saver_svc::Server::new(Served(saver)), &config).await;

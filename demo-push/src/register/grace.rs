@@ -21,8 +21,8 @@ const BATCH: usize = 500;
 
 #[derive(Debug, Default)]
 struct State {
-    /// Live (uid, device): its connections here and the latest session.
-    live: HashMap<(String, String), (usize, Session)>,
+    /// Live (uid, device): its connections here (the last one is what the register holds).
+    live: HashMap<(String, String), Vec<Session>>,
     /// Disconnected (uid, device) waiting out the grace period.
     parked: HashMap<(String, String), (Session, Instant)>,
     /// A register call failed: flush everything on the next tick.
@@ -126,7 +126,7 @@ impl GraceRegister {
                         let st = state.lock();
                         st.live
                             .values()
-                            .map(|(_, s)| s.clone())
+                            .filter_map(|conns| conns.last().cloned())
                             .chain(st.parked.values().map(|(s, _)| s.clone()))
                             .collect()
                     };
@@ -172,28 +172,32 @@ impl GraceRegister {
 #[async_trait]
 impl Register for GraceRegister {
     async fn connect(&self, sessions: Vec<Session>) -> Result<(), PushError> {
-        let mut new = Vec::with_capacity(sessions.len());
+        let mut write = Vec::with_capacity(sessions.len());
         {
             let mut st = self.state.lock();
             for session in sessions {
-                let resumed = st.parked.remove(&key(&session)).is_some();
-                if resumed {
+                let k = key(&session);
+                let parked = st.parked.remove(&k).map(|(s, _)| s);
+                if parked.is_some() {
                     inc(&self.metrics.resumed);
                 }
-                let entry = st.live.entry(key(&session)).or_insert((0, session.clone()));
-                entry.0 += 1;
-                let known = resumed || entry.0 > 1;
-                entry.1 = session.clone();
-                // One already known here: the register already points at this room.
-                if !known {
-                    new.push(session);
+                let conns = st.live.entry(k).or_default();
+                // What the register holds for (uid, device) here: the session last written.
+                let registered = parked.or_else(|| conns.last().cloned());
+                match conns.iter_mut().find(|s| s.conn == session.conn) {
+                    Some(known) => *known = session.clone(), // its apps changed
+                    None => conns.push(session.clone()),
+                }
+                // The register already points here with these apps: nothing to write.
+                if registered.is_none_or(|r| r.apps != session.apps) {
+                    write.push(session);
                 }
             }
         }
-        if new.is_empty() {
+        if write.is_empty() {
             return Ok(());
         }
-        let result = self.remote.connect(new).await;
+        let result = self.remote.connect(write).await;
         if result.is_err() {
             self.state.lock().dirty = true;
         }
@@ -204,16 +208,14 @@ impl Register for GraceRegister {
         let mut st = self.state.lock();
         for session in &sessions {
             let k = key(session);
-            let last = match st.live.get_mut(&k) {
-                Some(entry) => {
-                    entry.0 -= 1;
-                    entry.0 == 0
-                }
-                None => false,
+            let Some(conns) = st.live.get_mut(&k) else {
+                continue;
             };
-            if last {
-                let (_, latest) = st.live.remove(&k).expect("present");
-                st.parked.insert(k, (latest, Instant::now() + self.grace));
+            conns.retain(|s| s.conn != session.conn);
+            if conns.is_empty() {
+                st.live.remove(&k);
+                st.parked
+                    .insert(k, (session.clone(), Instant::now() + self.grace));
             }
         }
         Ok(())

@@ -22,7 +22,17 @@ use tokio_util::codec::Decoder;
 /// What a read asks of the pool: most frames from clients are small.
 const READ_CHUNK: usize = 4096;
 /// WebSocket close status: normal closure.
-const CLOSE_NORMAL: u16 = 1000;
+pub(crate) const CLOSE_NORMAL: u16 = 1000;
+/// WebSocket close status: the server goes away (a drain).
+pub(crate) const CLOSE_GOING_AWAY: u16 = 1001;
+/// WebSocket close status: a protocol error (broken framing).
+pub(crate) const CLOSE_PROTOCOL: u16 = 1002;
+/// WebSocket close status: data that does not fit its message (not UTF-8, does not decode).
+pub(crate) const CLOSE_INVALID_DATA: u16 = 1007;
+/// WebSocket close status: a policy violation (refused AUTH, a server-only op, too slow).
+pub(crate) const CLOSE_POLICY: u16 = 1008;
+/// WebSocket close status: a message too big.
+pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
 
 /// The form a client speaks; its answers go back in the same form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +75,9 @@ pub(crate) struct Link {
     max_frame_bytes: usize,
     /// A WebSocket CLOSE has been queued (ours or the answer to the client's).
     close_sent: bool,
+    /// The form of the last message read (text: JSON), for answering one that does not
+    /// decode in the form it came in.
+    last_form: Form,
 }
 
 impl std::fmt::Debug for Link {
@@ -89,6 +102,7 @@ impl Link {
             ws: None,
             max_frame_bytes,
             close_sent: false,
+            last_form: Form::Binary,
         }
     }
 
@@ -173,6 +187,7 @@ impl Link {
         }
         match message {
             WsMessage::Binary(mut body) => {
+                self.last_form = Form::Binary;
                 let len = body.len();
                 let frame = self.push.decode(&mut body)?;
                 match frame {
@@ -185,6 +200,7 @@ impl Link {
                 }
             }
             WsMessage::Text(text) => {
+                self.last_form = Form::Json;
                 let text = std::str::from_utf8(&text).map_err(|e| CodecError::Malformed {
                     what: "websocket message",
                     reason: e.to_string(),
@@ -214,6 +230,11 @@ impl Link {
         let out = self.out(4);
         encode_header(OpCode::Close, 2, &mut **out);
         out.extend_from_slice(&code.to_be_bytes());
+    }
+
+    /// The form of the last message read: what an ERROR about it goes out in.
+    pub(crate) fn last_form(&self) -> Form {
+        self.last_form
     }
 
     /// Queues a shared frame (written at the next flush).
@@ -276,8 +297,13 @@ impl Link {
 
     /// Flushes and closes (with a WebSocket CLOSE first, unless one was sent).
     pub(crate) async fn close(&mut self) {
+        self.close_with(CLOSE_NORMAL).await;
+    }
+
+    /// Flushes and closes with this WebSocket close status (unless a CLOSE was sent).
+    pub(crate) async fn close_with(&mut self, code: u16) {
         if self.ws.is_some() && !self.close_sent {
-            self.queue_close(CLOSE_NORMAL);
+            self.queue_close(code);
         }
         let _ = self.flush().await;
         let _ = self.writer.shutdown().await;

@@ -46,7 +46,16 @@ pub trait RoomEvents: Send + Sync + 'static {
     /// A client authenticated; `session` is findable in the room (a push reaches it from
     /// now on), and `conn` writes to it. Deliver what it is owed.
     async fn connected(&self, session: Session, conn: Connection);
-    /// A client's connection closed.
+    /// A connection's apps changed (SUBSCRIBE / UNSUBSCRIBE): `session` lists them now;
+    /// `added` and `removed` say what changed. `conn` writes to it.
+    async fn resubscribed(
+        &self,
+        session: &Session,
+        added: &[String],
+        removed: &[String],
+        conn: Connection,
+    );
+    /// A client's connection closed (`session` with its apps at the end).
     async fn disconnected(&self, session: Session);
     /// A client acknowledged messages. Must not block (queue the work).
     fn acked(&self, session: &Session, ids: Vec<u64>);
@@ -180,9 +189,44 @@ impl Default for RoomConfig {
 #[derive(Debug, Clone)]
 pub(crate) enum Closing {
     Kick(String),
-    Reconnect { reason: String, after_ms: u32 },
+    Reconnect {
+        reason: String,
+        after_ms: u32,
+    },
     Timeout,
     Slow,
+    /// The client broke the protocol (an ERROR went out); the WebSocket close code.
+    Broken(u16),
+}
+
+impl Closing {
+    /// The WebSocket close status it ends with (RFC 6455 §7.4.1): 1000 normal (after a
+    /// KICK, or a silent client), 1001 going away (a drain: RECONNECT), 1008 policy (too
+    /// slow to read its messages), or the protocol error's own code.
+    pub(crate) fn ws_code(&self) -> u16 {
+        match self {
+            Closing::Kick(_) | Closing::Timeout => link::CLOSE_NORMAL,
+            Closing::Reconnect { .. } => link::CLOSE_GOING_AWAY,
+            Closing::Slow => link::CLOSE_POLICY,
+            Closing::Broken(code) => *code,
+        }
+    }
+}
+
+/// The WebSocket close status for a frame the room could not read: 1009 for one too large,
+/// 1002 for broken WebSocket framing, 1007 for a message whose content does not decode.
+pub(crate) fn close_code(e: &longlink_codec::CodecError) -> u16 {
+    use longlink_codec::CodecError;
+    match e {
+        CodecError::FrameTooLarge { .. } | CodecError::MessageTooLarge { .. } => {
+            link::CLOSE_TOO_BIG
+        }
+        CodecError::Malformed {
+            what: "websocket frame",
+            ..
+        } => link::CLOSE_PROTOCOL,
+        _ => link::CLOSE_INVALID_DATA,
+    }
 }
 
 /// A connection as the room's registry sees it.
@@ -233,6 +277,8 @@ pub(crate) struct RoomInner {
     ip_limit: Arc<IpLimit>,
     /// Bounds the WebSocket upgrades and AUTHs in progress.
     handshakes: Semaphore,
+    /// Bounds the refusals (over the per-IP limit) being answered.
+    refusing: Arc<Semaphore>,
     /// Set once the room drains: it takes no new users.
     draining: std::sync::atomic::AtomicBool,
 }
@@ -283,6 +329,7 @@ impl Room {
                 next_conn: AtomicU64::new(1),
                 wheel,
                 handshakes: Semaphore::new(1024),
+                refusing: Arc::new(Semaphore::new(session::MAX_REFUSING)),
                 draining: std::sync::atomic::AtomicBool::new(false),
                 config,
             }),

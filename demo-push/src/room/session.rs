@@ -10,9 +10,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use super::ip_limit::IpSlot;
+use super::link::CLOSE_POLICY;
 use super::link::{Form, Inbound, Link, LinkError};
 use super::wheel::Deadline;
-use super::{Closing, ConnHandle, Identity, Outbox, RoomInner, frame_error, refusal};
+use super::{Closing, ConnHandle, Identity, Outbox, RoomInner, close_code, frame_error, refusal};
 use crate::metrics::inc;
 use crate::model::{ConnId, Session, now_ms};
 
@@ -34,7 +35,7 @@ pub(super) async fn accept(room: Arc<RoomInner>, listener: TcpListener, websocke
         };
         let Some(slot) = room.ip_limit.admit(peer.ip()) else {
             inc(&room.metrics.ip_limited);
-            drop(stream); // refused: closed at once
+            refuse_over_limit(&room, stream, websocket);
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -70,6 +71,37 @@ pub(super) async fn accept(room: Arc<RoomInner>, listener: TcpListener, websocke
         });
     }
 }
+
+/// Tells a client over the per-IP limit why it is refused — a push ERROR 429 on raw TCP,
+/// an HTTP 429 on WebSocket — then closes. At most [`MAX_REFUSING`] such answers are in
+/// progress at once (each lasts at most about a second); beyond, the socket is closed
+/// without a word rather than let refusals pile up.
+fn refuse_over_limit(room: &Arc<RoomInner>, mut stream: tokio::net::TcpStream, websocket: bool) {
+    let Ok(permit) = Arc::clone(&room.refusing).try_acquire_owned() else {
+        return;
+    };
+    let reason = format!(
+        "too many connections from this address (at most {})",
+        room.config.max_conns_per_ip
+    );
+    tokio::spawn(async move {
+        let _permit = permit;
+        if websocket {
+            let head = super::upgrade::refusal_head(429, &reason);
+            super::upgrade::refuse(&mut stream, &head).await;
+        } else {
+            let error =
+                PushMessage::Error(longlink_codec::push::ErrorMessage { code: 429, reason });
+            let mut frame = bytes::BytesMut::new();
+            if error.encode(0, &mut frame).is_ok() {
+                super::upgrade::refuse_with(&mut stream, &frame).await;
+            }
+        }
+    });
+}
+
+/// Refusals over the per-IP limit answered at once, at most.
+pub(crate) const MAX_REFUSING: usize = 64;
 
 /// Removes the connection from the registry (and the wheel) however the session ends.
 struct Registered {
@@ -139,7 +171,7 @@ async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSl
     // The handshake lives in its own allocation, freed once it is done: the task keeps
     // only what an open connection needs (a smaller future for every idle connection).
     let Some(Authenticated {
-        session,
+        mut session,
         form,
         interval,
     }) = Box::pin(authenticate(
@@ -157,12 +189,23 @@ async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSl
     };
     let touch = |deadline: &Deadline| deadline.set(room.wheel.now_ms() + 2 * interval * 1000);
 
-    let outcome = serve(&room, &mut link, &handle, &session, form, &touch, &deadline).await;
+    let outcome = serve(
+        &room,
+        &mut link,
+        &handle,
+        &mut session,
+        form,
+        &touch,
+        &deadline,
+        id,
+    )
+    .await;
     {
         let mut outbox = handle.outbox.lock();
         outbox.closed = true;
         outbox.clear();
     }
+    let close = outcome.as_ref().map(Closing::ws_code);
     match outcome {
         Some(Closing::Kick(reason)) => {
             let _ = link.feed_message(0, &PushMessage::Kick(Kick { reason }), form);
@@ -174,9 +217,12 @@ async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSl
                 form,
             );
         }
-        Some(Closing::Timeout | Closing::Slow) | None => {}
+        Some(Closing::Timeout | Closing::Slow | Closing::Broken(_)) | None => {}
     }
-    link.close().await;
+    match close {
+        Some(code) => link.close_with(code).await,
+        None => link.close().await,
+    }
     drop(registered);
     room.metrics.connections.dec();
     room.events.disconnected(session).await;
@@ -190,7 +236,7 @@ async fn refuse(link: &mut Link, seq: u32, reason: &str, form: Form) {
         session: None,
     });
     let _ = link.feed_message(seq, &reply, form);
-    link.close().await;
+    link.close_with(CLOSE_POLICY).await;
 }
 
 /// What the handshake hands the open connection.
@@ -238,8 +284,10 @@ async fn authenticate(
         Ok(None) | Ok(Some(Inbound::Control)) | Err(LinkError::Io(_)) => return None,
         Err(LinkError::Protocol(e)) => {
             inc(&room.metrics.protocol_errors);
-            let _ = link.feed_message(0, &frame_error(&e), Form::Binary);
-            link.close().await;
+            // In the form the unreadable message came in (JSON for a text frame).
+            let form = link.last_form();
+            let _ = link.feed_message(0, &frame_error(&e), form);
+            link.close_with(close_code(&e)).await;
             return None;
         }
     };
@@ -252,7 +300,17 @@ async fn authenticate(
     let mut apps = auth.apps.clone();
     apps.sort();
     apps.dedup();
-    apps.truncate(room.config.max_apps_per_conn);
+    if apps.len() > room.config.max_apps_per_conn {
+        // Refused, not truncated: a client must not believe it receives an app it does not.
+        inc(&room.metrics.auth_failures);
+        let reason = format!(
+            "{} apps: a connection subscribes at most {}",
+            apps.len(),
+            room.config.max_apps_per_conn
+        );
+        refuse(link, seq, &reason, form).await;
+        return None;
+    }
     let interval = room.config.heartbeats.for_net(auth.net);
     *handle.identity.write() = Some(Identity {
         uid: auth.uid.clone(),
@@ -306,16 +364,17 @@ async fn authenticate(
 }
 
 /// The authenticated connection's loop; returns why the room closed it (`None`: the
-/// client left or broke the protocol).
+/// client left or broke the protocol). `session` follows the connection's subscriptions.
 #[allow(clippy::too_many_arguments)]
 async fn serve(
     room: &Arc<RoomInner>,
     link: &mut Link,
     handle: &ConnHandle,
-    session: &Session,
+    session: &mut Session,
     form: Form,
     touch: &impl Fn(&Deadline),
     deadline: &Deadline,
+    id: ConnId,
 ) -> Option<Closing> {
     loop {
         tokio::select! {
@@ -334,7 +393,7 @@ async fn serve(
                         // A bad or oversized frame closes this connection only.
                         inc(&room.metrics.protocol_errors);
                         let _ = link.feed_message(0, &frame_error(&e), form);
-                        return None;
+                        return Some(Closing::Broken(close_code(&e)));
                     }
                 };
                 touch(deadline);
@@ -361,25 +420,59 @@ async fn serve(
                         }
                     }
                     PushMessage::Subscribe(sub) => {
-                        let mut identity = handle.identity.write();
-                        if let Some(i) = identity.as_mut() {
-                            for app in sub.apps {
-                                if !i.apps.contains(&app) && i.apps.len() < room.config.max_apps_per_conn {
-                                    i.apps.push(app);
-                                }
+                        let mut added: Vec<String> = sub
+                            .apps
+                            .into_iter()
+                            .filter(|a| !session.apps.contains(a))
+                            .collect();
+                        added.sort();
+                        added.dedup();
+                        if session.apps.len() + added.len() > room.config.max_apps_per_conn {
+                            // All or nothing, and said: the connection keeps its apps.
+                            let reason = format!(
+                                "subscribing {} more apps would make {}: a connection subscribes at most {}",
+                                added.len(),
+                                session.apps.len() + added.len(),
+                                room.config.max_apps_per_conn
+                            );
+                            if link.feed_message(seq, &refusal(reason), form).is_err() {
+                                return None;
                             }
+                        } else if let Some(bad) = added.iter().find_map(|a| crate::model::check_name("app", a).err()) {
+                            if link.feed_message(seq, &refusal(bad.to_string()), form).is_err() {
+                                return None;
+                            }
+                        } else if !added.is_empty() {
+                            session.apps.extend(added.iter().cloned());
+                            session.apps.sort();
+                            if let Some(i) = handle.identity.write().as_mut() {
+                                i.apps = session.apps.clone();
+                            }
+                            let conn = super::Connection { room: Arc::clone(room), id };
+                            room.events.resubscribed(session, &added, &[], conn).await;
                         }
                     }
                     PushMessage::Unsubscribe(sub) => {
-                        if let Some(i) = handle.identity.write().as_mut() {
-                            i.apps.retain(|a| !sub.apps.contains(a));
+                        let removed: Vec<String> = session
+                            .apps
+                            .iter()
+                            .filter(|a| sub.apps.contains(a))
+                            .cloned()
+                            .collect();
+                        if !removed.is_empty() {
+                            session.apps.retain(|a| !removed.contains(a));
+                            if let Some(i) = handle.identity.write().as_mut() {
+                                i.apps = session.apps.clone();
+                            }
+                            let conn = super::Connection { room: Arc::clone(room), id };
+                            room.events.resubscribed(session, &[], &removed, conn).await;
                         }
                     }
                     other => {
                         inc(&room.metrics.protocol_errors);
                         let reason = format!("a client may not send {}", other.op());
                         let _ = link.feed_message(seq, &refusal(reason), form);
-                        return None;
+                        return Some(Closing::Broken(CLOSE_POLICY));
                     }
                 }
                 if link.flush().await.is_err() {
@@ -428,6 +521,14 @@ mod tests {
     #[async_trait::async_trait]
     impl RoomEvents for Nothing {
         async fn connected(&self, _: Session, _: crate::room::Connection) {}
+        async fn resubscribed(
+            &self,
+            _: &Session,
+            _: &[String],
+            _: &[String],
+            _: crate::room::Connection,
+        ) {
+        }
         async fn disconnected(&self, _: Session) {}
         fn acked(&self, _: &Session, _: Vec<u64>) {}
         async fn upstream(&self, _: &Session, _: Upstream) -> UpstreamReply {

@@ -73,8 +73,13 @@ pub(crate) async fn upgrade(stream: &mut TcpStream) -> Result<Option<PooledBuf>,
 /// Writes the refusal, closes our side, and reads what the client still sends (up to 64 KiB,
 /// for at most a second) before the socket is dropped: closing with unread input would
 /// reset the connection, and the client could lose the answer.
-async fn refuse(stream: &mut TcpStream, response: &str) {
-    if stream.write_all(response.as_bytes()).await.is_err() {
+pub(crate) async fn refuse(stream: &mut TcpStream, response: &str) {
+    refuse_with(stream, response.as_bytes()).await;
+}
+
+/// [`refuse`] with any bytes (a push ERROR frame for a raw TCP client).
+pub(crate) async fn refuse_with(stream: &mut TcpStream, response: &[u8]) {
+    if stream.write_all(response).await.is_err() {
         return;
     }
     let _ = stream.shutdown().await;
@@ -89,6 +94,17 @@ async fn refuse(stream: &mut TcpStream, response: &str) {
         }
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+}
+
+/// The answer to a WebSocket client refused before its upgrade is read (over the per-IP
+/// limit): `status` with `reason` as its body.
+pub(crate) fn refusal_head(status: u16, reason: &str) -> String {
+    format!(
+        "HTTP/1.1 {status} {}\r\nconnection: close\r\ncontent-type: text/plain\r\n\
+         content-length: {}\r\n\r\n{reason}",
+        phrase(status),
+        reason.len()
+    )
 }
 
 /// The end of the request head (after the blank line), if it has all arrived.
@@ -142,6 +158,8 @@ fn phrase(status: u16) -> &'static str {
     match status {
         405 => "Method Not Allowed",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        503 => "Service Unavailable",
         _ => "Bad Request",
     }
 }

@@ -266,8 +266,8 @@ impl Saver for HotSaver {
         self.sql.message_for(message_id, uid).await
     }
 
-    async fn sweep(&self, now_ms: u64) -> Result<u64, PushError> {
-        self.sql.sweep(now_ms).await
+    async fn sweep(&self, now_ms: u64, max_attempts: u32) -> Result<u64, PushError> {
+        self.sql.sweep(now_ms, max_attempts).await
     }
 
     async fn max_id(&self) -> Result<u64, PushError> {

@@ -78,9 +78,9 @@ crate::contract! {
         fn status(id: u64) -> Option<MessageStatus>;
         /// The stored message, if `uid` is one of its recipients (for notify-mode pulls).
         fn message_for(id: u64, uid: String) -> Option<Message>;
-        /// Marks every pending row whose message's TTL has passed as expired; answers how
-        /// many.
-        fn sweep(now_ms: u64) -> u64;
+        /// Gives up (marks expired) every pending row whose message's TTL has passed, and
+        /// every row sent `max_attempts` times without an ACK; answers how many.
+        fn sweep(now_ms: u64, max_attempts: u32) -> u64;
         /// The largest id stored (0 if none), so new ids never collide after a restart.
         fn max_id() -> u64;
     }

@@ -72,6 +72,11 @@ impl SqlSaver {
             (),
         )
         .await?;
+        db.exec(
+            "CREATE INDEX IF NOT EXISTS push_deliveries_attempts ON push_deliveries (status, attempts)",
+            (),
+        )
+        .await?;
         Ok(SqlSaver { db })
     }
 
@@ -155,7 +160,7 @@ impl Saver for SqlSaver {
                 &format!(
                     "UPDATE push_deliveries SET status = 2, updated_ms = ?,
                          attempts = CASE WHEN attempts = 0 THEN 1 ELSE attempts END
-                     WHERE uid = ? AND status IN (0, 1) AND message_id IN ({})",
+                     WHERE uid = ? AND status IN (0, 1, 3) AND message_id IN ({})",
                     placeholders(ids.len())
                 ),
                 values,
@@ -268,8 +273,8 @@ impl Saver for SqlSaver {
             .map_err(PushError::from)
     }
 
-    async fn sweep(&self, now_ms: u64) -> Result<u64, PushError> {
-        let done = self
+    async fn sweep(&self, now_ms: u64, max_attempts: u32) -> Result<u64, PushError> {
+        let past_ttl = self
             .db
             .exec(
                 "UPDATE push_deliveries SET status = 3, updated_ms = ?
@@ -277,7 +282,16 @@ impl Saver for SqlSaver {
                 (now_ms as i64, now_ms as i64),
             )
             .await?;
-        Ok(done.rows_affected)
+        // Sent as often as the client is trusted, never ACKed: given up now, so a status
+        // query tells the truth without waiting for the user's next connect.
+        let exhausted = self
+            .db
+            .exec(
+                "UPDATE push_deliveries SET status = 3, updated_ms = ? WHERE status = 1 AND attempts >= ?",
+                (now_ms as i64, i64::from(max_attempts.max(1))),
+            )
+            .await?;
+        Ok(past_ttl.rows_affected + exhausted.rows_affected)
     }
 
     async fn max_id(&self) -> Result<u64, PushError> {

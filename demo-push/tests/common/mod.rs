@@ -239,6 +239,34 @@ pub trait Harness: Sync {
         }
     }
 
+    /// Waits until message `id` was sent to `uid` at least `n` times (whatever its status).
+    fn wait_attempts(
+        &self,
+        id: u64,
+        uid: &str,
+        n: u64,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let (_, answer) = self.get(&format!("/messages/{id}"), KEY).await;
+                let attempts = answer["recipients"]
+                    .as_array()
+                    .and_then(|r| r.iter().find(|r| r["uid"] == uid))
+                    .and_then(|r| r["attempts"].as_u64())
+                    .unwrap_or(0);
+                if attempts >= n {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "message {id} was never sent {n} times to {uid}: {answer}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
     /// Waits until `uid` has `n` sessions in `demo`.
     fn wait_sessions(&self, uid: &str, n: usize) -> impl std::future::Future<Output = ()> + Send {
         async move {
