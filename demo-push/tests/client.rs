@@ -142,3 +142,67 @@ async fn a_broadcast_waits_its_turn_under_the_rate_limit() {
         assert_eq!(message(u).await.1, "two");
     }
 }
+
+/// The only room goes away and comes back 8 s later: the client keeps backing off and
+/// re-dispatching, and connects again by itself (it used to give up once every address it
+/// knew had failed).
+#[tokio::test]
+async fn a_client_whose_only_room_failed_connects_again_when_it_comes_back() {
+    let s = start().await;
+    let proxy = common::proxy::Proxy::start(&s.system.tcp.to_string()).await;
+    let room = proxy.addr.to_string();
+    let app = {
+        let room = room.clone();
+        axum::Router::new().route(
+            "/dispatch",
+            get(move || {
+                let room = room.clone();
+                async move {
+                    axum::Json(json!({
+                        "uid": "back", "net": "wifi", "heartbeat_secs": 3,
+                        "rooms": [{"name": "room-1", "ws": "ws://127.0.0.1:1/", "tcp": room}]
+                    }))
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let center = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let mut client = s.client_with("back", |c| {
+        c.center = center.clone();
+        c.backoff_max = std::time::Duration::from_millis(500);
+    });
+    connected(&mut client).await;
+    proxy.down().await;
+    let down_at = tokio::time::Instant::now();
+    // Down for 8 s: every attempt fails, and the client goes on trying.
+    let mut failures = 0;
+    while down_at.elapsed() < std::time::Duration::from_secs(8) {
+        if let Ok(Some(Event::Disconnected { .. })) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), client.next_event()).await
+        {
+            failures += 1;
+        }
+    }
+    assert!(failures >= 3, "it kept trying: {failures} failed attempts");
+    proxy.up();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, client.next_event()).await {
+            Ok(Some(Event::Connected { address, .. })) => {
+                assert_eq!(address, room);
+                break;
+            }
+            Ok(Some(_)) => {}
+            other => panic!("never connected again: {other:?}"),
+        }
+    }
+    // And it is a working connection again.
+    let id = s
+        .push("unicast", json!({"uid": "back", "body": "welcome back"}))
+        .await;
+    assert_eq!(message(&mut client).await, (id, "welcome back".to_owned()));
+}
