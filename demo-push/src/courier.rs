@@ -109,7 +109,7 @@ impl Courier {
                 },
             );
             Courier {
-                records: Records::start(Arc::clone(&parts.saver)),
+                records: Records::start(Arc::clone(&parts.saver), parts.max_attempts.max(1)),
                 register: parts.register,
                 saver: parts.saver,
                 callbacks: parts.callbacks,

@@ -7,6 +7,7 @@
 )]
 #![deny(unsafe_code)] // one audited exception: `memory` calls glibc's malloc_trim
 
+pub mod admission;
 pub mod center;
 pub mod cluster;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod pusher;
 pub mod records;
 pub mod register;
 pub mod remote;
+pub mod retries;
 pub mod room;
 pub mod rooms;
 pub mod saver;

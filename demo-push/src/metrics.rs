@@ -106,6 +106,19 @@ metrics! {
     accept_errors: Counter = "accept_errors", "Accepts that failed (the loop backs off)";
     /// WebSocket upgrades refused or failed (not a valid upgrade, timed out, hung up).
     upgrade_failures: Counter = "upgrade_failures", "WebSocket upgrades refused or failed";
+    /// Retries of stored messages for recipients who may be online (center).
+    retries: Counter = "retries", "Tries again of stored messages for recipients who may be online";
+    /// Recipients reached by such a retry (center).
+    retry_delivered: Counter = "retry_delivered", "Recipients reached on a retry";
+    /// Recipients given up by the retries (past the TTL or the retry window): they get the
+    /// message on their next connect (center).
+    retries_given_up: Counter = "retries_given_up", "Recipients the retries gave up on (they get it on their next connect)";
+    /// Retries not queued because too many were waiting (center).
+    retries_dropped: Counter = "retries_dropped", "Retries dropped because too many were waiting";
+    /// Rooms asked directly because membership did not list them (center, dispatcher).
+    room_probes: Counter = "room_probes", "Rooms asked directly because membership did not list them";
+    /// Pushes refused at once because the store had too much to do (center).
+    store_overloaded: Counter = "store_overloaded", "Pushes refused at once because the store had too many waiting";
     /// Times the room gave memory back after many connections closed.
     memory_trims: Counter = "memory_trims", "Times the room returned free memory after many connections closed";
     /// The open-file soft limit.

@@ -129,10 +129,9 @@ pub async fn message_store(
     }
 }
 
-/// The saver's sweep: every `every`, stored messages past their TTL, and those sent
-/// `max_attempts` times without an ACK, are marked expired. It stops when the last other
-/// reference to `saver` is gone.
-pub fn sweep(saver: &Arc<dyn Saver>, every: Duration, max_attempts: u32, metrics: Arc<Metrics>) {
+/// The saver's sweep: every `every`, stored messages past their TTL are marked expired.
+/// It stops when the last other reference to `saver` is gone.
+pub fn sweep(saver: &Arc<dyn Saver>, every: Duration, metrics: Arc<Metrics>) {
     let weak = Arc::downgrade(saver);
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
@@ -140,7 +139,7 @@ pub fn sweep(saver: &Arc<dyn Saver>, every: Duration, max_attempts: u32, metrics
         loop {
             ticks.tick().await;
             let Some(saver) = weak.upgrade() else { return };
-            match saver.sweep(now_ms(), max_attempts).await {
+            match saver.sweep(now_ms()).await {
                 Ok(n) => crate::metrics::add(&metrics.expired, n),
                 Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
             }

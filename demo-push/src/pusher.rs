@@ -10,13 +10,15 @@ use longlink_codec::push::{DeliveryMode, Payload as Body};
 use serde::{Deserialize, Serialize};
 
 use crate::PushError;
+use crate::admission::Admission;
 use crate::frame::Frame;
 use crate::metrics::{Metrics, inc};
 use crate::model::{IdGenerator, Message, Target, check_name, now_ms};
 use crate::records::Records;
 use crate::register::Register;
-use crate::rooms::Fanout;
-use crate::saver::{Recipient, Saver};
+use crate::retries::{Retries, Retry};
+use crate::rooms::{Fanout, Reached};
+use crate::saver::{Claimed, Recipient, Saver};
 
 /// Push behaviour (the `[push]` section of the configuration).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +39,13 @@ pub struct PushConfig {
     pub max_multicast: usize,
     /// Broadcast pace, deliveries per second per room.
     pub broadcast_rate: u32,
+    /// Pushes being stored at once; more wait for a turn.
+    pub max_storing: usize,
+    /// Pushes that may wait for a turn at the store; beyond, refused at once (429).
+    pub max_store_waiting: usize,
+    /// Longest a push waits for a turn at the store before it is refused (429).
+    #[serde(rename = "store_wait_ms", with = "crate::serde_duration::millis")]
+    pub store_wait: Duration,
 }
 
 impl Default for PushConfig {
@@ -48,6 +57,9 @@ impl Default for PushConfig {
             max_body_bytes: 60 * 1024,
             max_multicast: 10_000,
             broadcast_rate: 200_000,
+            max_storing: 256,
+            max_store_waiting: 1024,
+            store_wait: Duration::from_millis(50),
         }
     }
 }
@@ -65,6 +77,22 @@ pub struct PushReport {
     pub delivered: usize,
     /// Whether it was stored (for redelivery and status).
     pub stored: bool,
+    /// The push was made before with the same idempotency key: this is its id, and
+    /// nothing was stored or sent now.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+impl PushReport {
+    fn duplicate(c: Claimed) -> PushReport {
+        PushReport {
+            id: c.id,
+            recipients: c.recipients as usize,
+            delivered: 0,
+            stored: c.stored,
+            duplicate: true,
+        }
+    }
 }
 
 /// The center's push engine.
@@ -76,6 +104,10 @@ pub struct Pusher {
     config: PushConfig,
     metrics: Arc<Metrics>,
     records: Records,
+    /// Stored messages tried again for recipients who may be online.
+    retries: Retries,
+    /// Turns at the store: what it cannot take soon is refused at once.
+    admission: Admission,
     /// Broadcasts take turns: the next starts when the last one's deliveries fit in
     /// `broadcast_rate`.
     broadcast_gate: tokio::sync::Mutex<tokio::time::Instant>,
@@ -100,10 +132,19 @@ impl Pusher {
         config: PushConfig,
         metrics: Arc<Metrics>,
     ) -> Pusher {
-        let records = Records::start(Arc::clone(&saver));
+        let records = Records::start(Arc::clone(&saver), config.max_attempts);
         metrics.add_queues(records.depths());
+        let retries = Retries::start(rooms.clone(), records.clone(), Arc::clone(&metrics));
+        let admission = Admission::new(
+            config.max_storing,
+            config.max_store_waiting,
+            config.store_wait,
+            Arc::clone(&metrics),
+        );
         Pusher {
             records,
+            retries,
+            admission,
             register,
             saver,
             rooms,
@@ -132,7 +173,10 @@ impl Pusher {
 
     /// Accepts a push: checks it, stores it (unless at-most-once) **before** sending, then
     /// writes it to the recipients online now. A storage failure refuses the push; whether
-    /// anything may have been stored is in the error ([`PushError::may_have_run`]).
+    /// anything may have been stored is in the error ([`PushError::may_have_run`]). With an
+    /// idempotency `key`, a push repeated with the same key (a retry after an error that
+    /// may have run) answers the first one's id and does nothing else, however many
+    /// centers share the store.
     pub async fn push(
         &self,
         app: &str,
@@ -140,8 +184,12 @@ impl Pusher {
         mode: DeliveryMode,
         body: Body,
         ttl: Option<Duration>,
+        key: Option<String>,
     ) -> Result<PushReport, PushError> {
         check_name("app", app)?;
+        if let Some(key) = &key {
+            check_name("idempotency key", key)?;
+        }
         match &target {
             Target::Unicast { uid, device } => {
                 check_name("uid", uid)?;
@@ -204,14 +252,23 @@ impl Pusher {
             // per user for its ACK. An at-most-once broadcast stores nothing and needs no
             // list: the rooms write to whoever is connected.
             Target::Broadcast if mode != DeliveryMode::AtMostOnce => {
-                return self.broadcast(message, true).await;
+                return self.broadcast(message, true, key).await;
             }
-            Target::Broadcast => return self.broadcast(message, false).await,
+            Target::Broadcast => return self.broadcast(message, false, key).await,
         };
         let stored = mode != DeliveryMode::AtMostOnce;
         let frame = self.frame(&message)?;
         if stored {
-            self.store(&message, &recipients, device.as_deref()).await?;
+            if let Some(first) = self
+                .store(&message, &recipients, device.as_deref(), key)
+                .await?
+            {
+                return Ok(PushReport::duplicate(first));
+            }
+        } else if let Some(key) = key
+            && let Some(first) = self.claim(&message, key, recipients.len()).await?
+        {
+            return Ok(PushReport::duplicate(first));
         }
         inc(&self.metrics.messages_in);
         // Stored and accepted from here on: a room that cannot be reached now gets the
@@ -222,14 +279,41 @@ impl Pusher {
             .await;
         let delivered = reached.deliveries as usize;
         if stored {
-            self.records.delivered(message.id, reached.users);
+            self.delivered(&message, &frame, reached, device);
         }
         Ok(PushReport {
             id: message.id,
             recipients: recipients.len(),
             delivered,
             stored,
+            duplicate: false,
         })
+    }
+
+    /// Records who a stored message reached, and tries it again later for who may be
+    /// online but could not be reached now.
+    fn delivered(
+        &self,
+        message: &Message,
+        frame: &Frame,
+        reached: Reached,
+        device: Option<String>,
+    ) {
+        self.records.delivered(message.id, reached.users);
+        if reached.unreached.is_empty() {
+            return;
+        }
+        let retry = Retry {
+            id: message.id,
+            app: message.app.clone(),
+            frame: frame.clone(),
+            uids: reached.unreached,
+            device,
+            expires_ms: message.expires_ms,
+        };
+        if !self.retries.submit(retry) {
+            inc(&self.metrics.retries_dropped);
+        }
     }
 
     /// Built once, here: the rooms write these bytes as they are.
@@ -237,12 +321,16 @@ impl Pusher {
         Frame::message(message).map_err(|e| PushError::Invalid(e.to_string()))
     }
 
+    /// Stores the message for `uids` (with its key), in turn: refused at once when the
+    /// store has too many waiting. `Some`: the key's push was made before.
     async fn store(
         &self,
         message: &Message,
         uids: &[String],
         device: Option<&str>,
-    ) -> Result<(), PushError> {
+        key: Option<String>,
+    ) -> Result<Option<Claimed>, PushError> {
+        let _turn = self.admission.enter().await?;
         let device = device.unwrap_or("*");
         let rows = uids
             .iter()
@@ -251,19 +339,50 @@ impl Pusher {
                 device: device.to_owned(),
             })
             .collect();
-        self.saver.store(message.clone(), rows).await
+        self.saver.store(message.clone(), rows, key).await
+    }
+
+    /// Keeps the key of a push that stores nothing, in turn.
+    async fn claim(
+        &self,
+        message: &Message,
+        key: String,
+        recipients: usize,
+    ) -> Result<Option<Claimed>, PushError> {
+        let _turn = self.admission.enter().await?;
+        self.saver
+            .claim(
+                message.app.clone(),
+                key,
+                message.id,
+                recipients as u64,
+                message.expires_ms,
+            )
+            .await
     }
 
     /// A broadcast: to everyone online in the app now, on every room, paced to
     /// `broadcast_rate`. Stored (`stored`), its body is kept once with a row per user
     /// online, for their ACKs.
-    async fn broadcast(&self, message: Message, stored: bool) -> Result<PushReport, PushError> {
+    async fn broadcast(
+        &self,
+        message: Message,
+        stored: bool,
+        key: Option<String>,
+    ) -> Result<PushReport, PushError> {
         let frame = self.frame(&message)?;
         let recipients = if stored {
             let users = self.rooms.users_in(&message.app).await?;
-            self.store(&message, &users, None).await?;
+            if let Some(first) = self.store(&message, &users, None, key).await? {
+                return Ok(PushReport::duplicate(first));
+            }
             Some(users.len())
         } else {
+            if let Some(key) = key
+                && let Some(first) = self.claim(&message, key, 0).await?
+            {
+                return Ok(PushReport::duplicate(first));
+            }
             None
         };
         inc(&self.metrics.messages_in);
@@ -285,6 +404,7 @@ impl Pusher {
             recipients: recipients.unwrap_or(delivered),
             delivered,
             stored,
+            duplicate: false,
         })
     }
 

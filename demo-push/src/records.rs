@@ -40,8 +40,9 @@ pub struct Records {
 }
 
 impl Records {
-    /// Pools writing to `saver`.
-    pub fn start(saver: Arc<dyn Saver>) -> Records {
+    /// Pools writing to `saver`; a row sent `max_attempts` times is given up as it is
+    /// recorded.
+    pub fn start(saver: Arc<dyn Saver>, max_attempts: u32) -> Records {
         let acks = {
             let saver = Arc::clone(&saver);
             Workers::spawn(
@@ -83,7 +84,9 @@ impl Records {
                         by_message.entry(id).or_default().extend(uids);
                     }
                     for (id, uids) in by_message {
-                        if let Err(e) = retrying(|| saver.delivered(id, uids.clone())).await {
+                        let recorded =
+                            retrying(|| saver.delivered(id, uids.clone(), max_attempts)).await;
+                        if let Err(e) = recorded {
                             tracing::warn!(id, error = %e, "recording deliveries failed");
                         }
                     }

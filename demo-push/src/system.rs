@@ -58,12 +58,7 @@ impl System {
         let metrics = Arc::new(Metrics::default());
         let (db, sql) = node::message_store(&config, false, &metrics).await?;
         let saver: Arc<dyn Saver> = Arc::new(sql);
-        node::sweep(
-            &saver,
-            config.sweep_interval,
-            config.push.max_attempts,
-            Arc::clone(&metrics),
-        );
+        node::sweep(&saver, config.sweep_interval, Arc::clone(&metrics));
         let register: Arc<dyn Register> = Arc::new(MemoryRegister::default());
         let coordinator = node::coordinator(&config, Arc::clone(&metrics));
         let ids = Arc::new(IdGenerator::starting_after(saver.max_id().await?));

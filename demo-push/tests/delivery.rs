@@ -25,6 +25,7 @@ both_modes! {
     notify_sends_only_the_id_and_the_client_pulls_the_body,
     several_devices_each_receive_and_a_device_push_reaches_one,
     the_client_drops_a_duplicate_it_has_seen,
+    a_push_repeated_with_its_idempotency_key_is_stored_and_sent_once,
 }
 
 async fn unicast_to_an_online_user_arrives_and_is_acked<S: Starter>() {
@@ -315,4 +316,36 @@ async fn the_client_drops_a_duplicate_it_has_seen<S: Starter>() {
             other => panic!("expected the duplicate, got {other:?}"),
         }
     }
+}
+
+async fn a_push_repeated_with_its_idempotency_key_is_stored_and_sent_once<S: Starter>() {
+    let s = S::start().await;
+    let mut u = s.online("idem").await;
+    let push = json!({"uid": "idem", "body": "charge once", "idempotency_key": "order-7"});
+    let (status, first) = s.post("/push/unicast", KEY, push.clone()).await;
+    assert_eq!(status, 200, "{first}");
+    assert!(first.get("duplicate").is_none(), "{first}");
+    // A business server retrying after a 503 that "may have run", or a lost answer.
+    let (status, again) = s.post("/push/unicast", KEY, push).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["id"], first["id"], "{again}");
+    assert_eq!(
+        (again["duplicate"].as_bool(), again["delivered"].as_u64()),
+        (Some(true), Some(0))
+    );
+    let id = first["id"].as_u64().unwrap();
+    assert_eq!(message(&mut u).await, (id, "charge once".to_owned()));
+    quiet(&mut u, Duration::from_millis(300)).await;
+    let (_, status) = s.get(&format!("/messages/{id}"), KEY).await;
+    assert_eq!(status["recipients"].as_array().unwrap().len(), 1);
+    // The key is the app's: another app may use the same one.
+    let (status, other) = s
+        .post(
+            "/push/unicast",
+            OTHER_KEY,
+            json!({"uid": "idem", "body": "x", "idempotency_key": "order-7"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{other}");
+    assert_ne!(other["id"], first["id"]);
 }

@@ -22,6 +22,8 @@ mod cluster {
     struct Fleet {
         received: Arc<Mutex<HashMap<String, BTreeSet<u64>>>>,
         rooms: Arc<Mutex<HashMap<String, String>>>,
+        /// Connections made after the first, by all the clients.
+        reconnects: Arc<std::sync::atomic::AtomicUsize>,
         tasks: Vec<tokio::task::JoinHandle<()>>,
     }
 
@@ -29,12 +31,17 @@ mod cluster {
         async fn connect(s: &TestCluster, uids: &[String]) -> Fleet {
             let received: Arc<Mutex<HashMap<String, BTreeSet<u64>>>> = Arc::default();
             let rooms: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+            let reconnects: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
             let mut tasks = Vec::new();
             for uid in uids {
                 let mut client: Client = s.client(uid);
                 connected_to(&mut client, &rooms, uid).await;
-                let (received, rooms, uid) =
-                    (Arc::clone(&received), Arc::clone(&rooms), uid.clone());
+                let (received, rooms, uid, reconnects) = (
+                    Arc::clone(&received),
+                    Arc::clone(&rooms),
+                    uid.clone(),
+                    Arc::clone(&reconnects),
+                );
                 tasks.push(tokio::spawn(async move {
                     while let Some(event) = client.next_event().await {
                         match event {
@@ -42,6 +49,7 @@ mod cluster {
                                 received.lock().entry(uid.clone()).or_default().insert(m.id);
                             }
                             Event::Connected { room, .. } => {
+                                reconnects.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                                 rooms.lock().insert(uid.clone(), room);
                             }
                             _ => {}
@@ -52,6 +60,7 @@ mod cluster {
             Fleet {
                 received,
                 rooms,
+                reconnects,
                 tasks,
             }
         }
@@ -474,6 +483,142 @@ mod cluster {
         fleet.wait_all(&sent, Duration::from_secs(20)).await;
         wait_acked(&s, &sent).await;
         assert!(s.metric("longlink_push_lookup_fallbacks_total").await >= 1);
+    }
+
+    /// Redis away three times longer than a room's membership TTL, with unicasts going on:
+    /// the rooms' announces expire, but the center keeps the rooms it cannot prove gone
+    /// (they answer when asked), and what could not be handed over is tried again — every
+    /// message reaches its user, who stayed connected the whole time, within seconds of
+    /// Redis returning.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_redis_outage_longer_than_the_room_ttl_strands_no_message() {
+        let redis = Proxy::start("127.0.0.1:6379").await;
+        let options = Options {
+            redis: format!("redis://{}/0", redis.addr),
+            ..Options::default()
+        };
+        let s = start_opts(options, |_| {}).await;
+        let uids = users(8);
+        let fleet = Fleet::connect(&s, &uids).await;
+        let mut sent: HashMap<String, Vec<u64>> = HashMap::new();
+        let outage = Duration::from_secs(3); // room_ttl_ms is 1000 here
+        let mut down_at = None;
+        let mut back_at = None;
+        for i in 0..200 {
+            if i == 20 {
+                redis.down().await;
+                down_at = Some(tokio::time::Instant::now());
+            }
+            if back_at.is_none() && down_at.is_some_and(|at| at.elapsed() >= outage) {
+                redis.up();
+                back_at = Some(tokio::time::Instant::now());
+            }
+            if i >= 120 && back_at.is_some() {
+                break;
+            }
+            let uid = &uids[i % uids.len()];
+            let (status, answer) = s
+                .post(
+                    "/push/unicast",
+                    KEY,
+                    json!({"uid": uid, "body": format!("m{i}")}),
+                )
+                .await;
+            // A unicast is stored and accepted while Redis is away (the saver's index
+            // falls back to MariaDB; the rooms are asked directly).
+            assert_eq!(status, 200, "push {i}: {answer}");
+            sent.entry(uid.clone())
+                .or_default()
+                .push(answer["id"].as_u64().unwrap());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let back_at = back_at.expect("redis came back");
+        fleet.wait_all(&sent, Duration::from_secs(15)).await;
+        assert!(
+            back_at.elapsed() < Duration::from_secs(15),
+            "delivered within seconds of Redis returning"
+        );
+        assert_eq!(
+            fleet.reconnects.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "nobody had to reconnect for a message"
+        );
+        wait_acked(&s, &sent).await;
+        assert!(s.metric("longlink_push_room_probes_total").await >= 1);
+    }
+
+    /// A room killed with SIGKILL says nothing of its users: the center finds it gone (not
+    /// announced, not answering), removes its sessions from the register and posts each
+    /// user's offline callback, once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn users_of_a_killed_room_go_offline_with_one_callback_each() {
+        let (hook, mut events) = webhook().await;
+        let s = super::common::cluster::start_with(|c| c.apps[0].webhook = Some(hook)).await;
+        let uids = users(6);
+        let fleet = Fleet::connect(&s, &uids).await;
+        let on_room_1: Vec<String> = fleet
+            .rooms()
+            .into_iter()
+            .filter(|(_, room)| room == "room-1")
+            .map(|(uid, _)| uid)
+            .collect();
+        assert!(
+            !on_room_1.is_empty(),
+            "some users are on room-1: {:?}",
+            fleet.rooms()
+        );
+        s.kill("room-1");
+        let mut offline: HashMap<String, usize> = HashMap::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while on_room_1.iter().any(|u| !offline.contains_key(u)) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let event = tokio::time::timeout(left, events.recv())
+                .await
+                .expect("every user of room-1 goes offline")
+                .unwrap();
+            if event["event"] == "offline" && event["room"] == "room-1" {
+                *offline
+                    .entry(event["uid"].as_str().unwrap().to_owned())
+                    .or_default() += 1;
+            }
+        }
+        // Once each, and the register no longer shows them on the dead room.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        while let Ok(event) = events.try_recv() {
+            if event["event"] == "offline" && event["room"] == "room-1" {
+                *offline
+                    .entry(event["uid"].as_str().unwrap().to_owned())
+                    .or_default() += 1;
+            }
+        }
+        assert!(offline.values().all(|n| *n == 1), "{offline:?}");
+        for uid in &on_room_1 {
+            let (_, user) = s.get(&format!("/users/{uid}"), KEY).await;
+            let sessions = user["sessions"].as_array().unwrap();
+            assert!(
+                sessions.iter().all(|s| s["room"] != "room-1"),
+                "{uid} still on the dead room: {user}"
+            );
+        }
+    }
+
+    /// A webhook on an ephemeral port; its events arrive on the receiver.
+    async fn webhook() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(event): axum::Json<Value>| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(event);
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, rx)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

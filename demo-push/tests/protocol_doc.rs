@@ -84,7 +84,10 @@ fn the_token_vector_is_what_a_backend_must_issue() {
     let expires_at: u64 = field(&fields, "expires_at").parse().unwrap();
     let token = tokens.issue_until(field(&fields, "uid"), expires_at);
     assert_eq!(token, field(&fields, "token"));
-    assert_eq!(tokens.verify_at(&token, field(&fields, "uid"), expires_at - 1), Ok(()));
+    assert_eq!(
+        tokens.verify_at(&token, field(&fields, "uid"), expires_at - 1),
+        Ok(())
+    );
 }
 
 /// Prints the vectors for the document (run with `--ignored --nocapture` after a change to
@@ -97,15 +100,64 @@ fn print_vectors() {
         let mut b = BytesMut::new();
         m.encode(seq, &mut b).unwrap();
         let hex: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
-        println!("vector {}\nbinary: {}\njson: {}\n", m.op().name(), hex.join(" "), m.to_json(seq));
+        println!(
+            "vector {}\nbinary: {}\njson: {}\n",
+            m.op().name(),
+            hex.join(" "),
+            m.to_json(seq)
+        );
     };
     let tokens = Tokens::new(b"6c6f6e676c696e6b2d746573742d736563726574");
     let token = tokens.issue_until("u1", 1_767_225_600);
     println!("token: {token}\n");
-    show(1, PushMessage::Auth(Auth { uid: "u1".into(), device: "phone".into(), net: Net::G4, token, apps: vec!["demo".into()] }));
-    show(1, PushMessage::AuthReply(AuthReply { ok: true, reason: None, heartbeat_secs: 360, session: Some("room-1:7".into()) }));
-    show(0, PushMessage::Message(Deliver { id: 29093071931392, app: "demo".into(), mode: DeliveryMode::AtLeastOnce, body: Payload::from("hello") }));
-    show(0, PushMessage::Message(Deliver { id: 29093071931393, app: "demo".into(), mode: DeliveryMode::Notify, body: Payload::from("29093071931393") }));
-    show(2, PushMessage::Ack(Ack { ids: vec![29093071931392, 29093071931393] }));
-    show(3, PushMessage::Error(ErrorMessage { code: 429, reason: "slow down".into() }));
+    show(
+        1,
+        PushMessage::Auth(Auth {
+            uid: "u1".into(),
+            device: "phone".into(),
+            net: Net::G4,
+            token,
+            apps: vec!["demo".into()],
+        }),
+    );
+    show(
+        1,
+        PushMessage::AuthReply(AuthReply {
+            ok: true,
+            reason: None,
+            heartbeat_secs: 360,
+            session: Some("room-1:7".into()),
+        }),
+    );
+    show(
+        0,
+        PushMessage::Message(Deliver {
+            id: 29093071931392,
+            app: "demo".into(),
+            mode: DeliveryMode::AtLeastOnce,
+            body: Payload::from("hello"),
+        }),
+    );
+    show(
+        0,
+        PushMessage::Message(Deliver {
+            id: 29093071931393,
+            app: "demo".into(),
+            mode: DeliveryMode::Notify,
+            body: Payload::from("29093071931393"),
+        }),
+    );
+    show(
+        2,
+        PushMessage::Ack(Ack {
+            ids: vec![29093071931392, 29093071931393],
+        }),
+    );
+    show(
+        3,
+        PushMessage::Error(ErrorMessage {
+            code: 429,
+            reason: "slow down".into(),
+        }),
+    );
 }

@@ -265,3 +265,71 @@ async fn websocket_errors_close_with_the_status_rfc_6455_assigns() {
         .expect("a close frame");
     assert_eq!(u16::from_be_bytes([close[2], close[3]]), 1002);
 }
+
+/// A burst far beyond what the store takes, on the default configuration: what cannot be
+/// stored soon is refused at once with 429 `overloaded` (nothing done), never a 503 after
+/// a deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_the_store_cannot_take_is_refused_at_once_with_429() {
+    longlink_push::fdlimit::raise().unwrap();
+    let s = start().await;
+    let burst = 3_000;
+    // Connections opened first (the client's pool keeps them), so that what is timed is
+    // the center's answer, not 3,000 TCP handshakes.
+    let warm: Vec<_> = (0..burst)
+        .map(|_| s.request("GET", "/healthz", None, None))
+        .collect();
+    futures_util::future::join_all(warm).await;
+    let started = std::time::Instant::now();
+    let pushes: Vec<_> = (0..burst)
+        .map(|i| {
+            let request = s.post(
+                "/push/unicast",
+                KEY,
+                json!({"uid": format!("b{}", i % 50), "body": "burst"}),
+            );
+            async move {
+                let sent = std::time::Instant::now();
+                let (status, answer) = request.await;
+                (status, answer, sent.elapsed())
+            }
+        })
+        .collect();
+    let mut accepted = 0;
+    let mut refused = 0;
+    let mut slowest_refusal = Duration::ZERO;
+    let mut refusals = Vec::new();
+    for (status, answer, took) in futures_util::future::join_all(pushes).await {
+        match status {
+            200 => accepted += 1,
+            429 => {
+                assert_eq!(answer["error"]["code"], "overloaded", "{answer}");
+                refused += 1;
+                slowest_refusal = slowest_refusal.max(took);
+                refusals.push(took);
+            }
+            other => panic!("{other}: {answer}"),
+        }
+    }
+    assert!(
+        accepted > 0 && refused > 0,
+        "{accepted} accepted, {refused} refused"
+    );
+    // Refused at once, not after waiting on a store deadline (the saver's 2 s, the pool's
+    // 30 s): even the slowest, at the back of a 3,000-request burst on a loaded machine.
+    assert!(
+        slowest_refusal < Duration::from_secs(2),
+        "a refusal took {slowest_refusal:?}"
+    );
+    assert!(
+        s.metric("longlink_push_store_overloaded_total").await == refused as u64,
+        "every refusal counted"
+    );
+    refusals.sort();
+    eprintln!(
+        "{accepted} accepted, {refused} refused in {:?}; refusals p50 {:?}, p99 {:?}, max {slowest_refusal:?}",
+        started.elapsed(),
+        refusals[refusals.len() / 2],
+        refusals[refusals.len() * 99 / 100],
+    );
+}

@@ -28,15 +28,15 @@ fn to(uid: &str, device: &str) -> Recipient {
 async fn lifecycle(saver: SqlSaver) {
     let now = now_ms();
     saver
-        .store(message(1, 60_000), vec![to("u1", "*"), to("u2", "*")])
+        .store(message(1, 60_000), vec![to("u1", "*"), to("u2", "*")], None)
         .await
         .unwrap();
     saver
-        .store(message(2, 60_000), vec![to("u1", "phone")])
+        .store(message(2, 60_000), vec![to("u1", "phone")], None)
         .await
         .unwrap();
     saver
-        .store(message(3, -60_000), vec![to("u1", "*")])
+        .store(message(3, -60_000), vec![to("u1", "*")], None)
         .await
         .unwrap(); // TTL already passed
 
@@ -63,10 +63,10 @@ async fn lifecycle(saver: SqlSaver) {
     );
 
     saver
-        .delivered(1, vec!["u1".into(), "u2".into()])
+        .delivered(1, vec!["u1".into(), "u2".into()], 5)
         .await
         .unwrap();
-    saver.delivered(1, vec!["u1".into()]).await.unwrap();
+    saver.delivered(1, vec!["u1".into()], 5).await.unwrap();
     assert_eq!(
         saver
             .pending("u1".into(), "phone".into(), now, 10)
@@ -108,7 +108,7 @@ async fn lifecycle(saver: SqlSaver) {
         saver.status(3).await.unwrap().unwrap().recipients[0].status,
         DeliveryStatus::Expired
     );
-    assert_eq!(saver.sweep(now_ms(), 5).await.unwrap(), 1);
+    assert_eq!(saver.sweep(now_ms()).await.unwrap(), 1);
     assert!(saver.status(99).await.unwrap().is_none());
 
     saver.expire(1, "u2".into()).await.unwrap();
@@ -133,7 +133,7 @@ async fn lifecycle(saver: SqlSaver) {
 
     // Many recipients are stored in chunks, atomically with the body.
     let many: Vec<Recipient> = (0..1_000).map(|i| to(&format!("m{i}"), "*")).collect();
-    saver.store(message(4, 60_000), many).await.unwrap();
+    saver.store(message(4, 60_000), many, None).await.unwrap();
     assert_eq!(
         saver.status(4).await.unwrap().unwrap().recipients.len(),
         1_000
@@ -141,7 +141,7 @@ async fn lifecycle(saver: SqlSaver) {
     // A duplicate id is refused as a whole: nothing half-stored.
     assert!(
         saver
-            .store(message(4, 60_000), vec![to("late", "*")])
+            .store(message(4, 60_000), vec![to("late", "*")], None)
             .await
             .is_err()
     );
@@ -152,6 +152,27 @@ async fn lifecycle(saver: SqlSaver) {
             .unwrap()
             .is_empty()
     );
+
+    // The last send the client is trusted with gives the row up as it is recorded; an ACK
+    // that still comes turns it acked.
+    saver
+        .store(message(20, 60_000), vec![to("z", "*")], None)
+        .await
+        .unwrap();
+    let state = async |id| saver.status(id).await.unwrap().unwrap().recipients[0].status;
+    saver.delivered(20, vec!["z".into()], 2).await.unwrap();
+    assert_eq!(state(20).await, DeliveryStatus::Delivered);
+    saver.delivered(20, vec!["z".into()], 2).await.unwrap();
+    assert_eq!(state(20).await, DeliveryStatus::Expired);
+    assert!(
+        saver
+            .pending("z".into(), "x".into(), now, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(saver.ack("z".into(), vec![20]).await.unwrap(), 1);
+    assert_eq!(state(20).await, DeliveryStatus::Acked);
 }
 
 #[tokio::test]
@@ -187,7 +208,7 @@ async fn stored_messages_survive_reopening_the_file() {
     {
         let saver = SqlSaver::open(Db::open(&url).unwrap()).await.unwrap();
         saver
-            .store(message(7, 60_000), vec![to("u1", "*")])
+            .store(message(7, 60_000), vec![to("u1", "*")], None)
             .await
             .unwrap();
         saver.db().close();
@@ -203,4 +224,93 @@ async fn stored_messages_survive_reopening_the_file() {
             .id,
         7
     );
+}
+
+async fn idempotency(saver: SqlSaver) {
+    let key = Some("order-42".to_owned());
+    assert_eq!(
+        saver
+            .store(message(10, 60_000), vec![to("u1", "*")], key.clone())
+            .await
+            .unwrap(),
+        None
+    );
+    // The same key again (a retry with a new id): nothing stored, the first push answered.
+    let again = saver
+        .store(
+            message(11, 60_000),
+            vec![to("u1", "*"), to("u2", "*")],
+            key.clone(),
+        )
+        .await
+        .unwrap()
+        .expect("the first push");
+    assert_eq!((again.id, again.recipients, again.stored), (10, 1, true));
+    assert!(
+        saver.status(11).await.unwrap().is_none(),
+        "nothing half-stored"
+    );
+    // A push that stores nothing keeps its key too.
+    let id = 12;
+    assert_eq!(
+        saver
+            .claim("im".into(), "typing-1".into(), id, 3, now_ms() + 60_000)
+            .await
+            .unwrap(),
+        None
+    );
+    let first = saver
+        .claim("im".into(), "typing-1".into(), 13, 3, now_ms() + 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((first.id, first.stored), (12, false));
+    // Keys are per app.
+    assert_eq!(
+        saver
+            .claim("other".into(), "typing-1".into(), 14, 1, now_ms() + 60_000)
+            .await
+            .unwrap(),
+        None
+    );
+    // They live as long as their message: the sweep forgets expired ones.
+    saver
+        .claim("im".into(), "old".into(), 15, 1, now_ms().saturating_sub(1))
+        .await
+        .unwrap();
+    saver.sweep(now_ms()).await.unwrap();
+    assert_eq!(
+        saver
+            .claim("im".into(), "old".into(), 16, 1, now_ms() + 60_000)
+            .await
+            .unwrap(),
+        None,
+        "an expired key is free again"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_idempotency_key_stores_once_and_answers_the_first_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(&format!("sqlite://{}/push.db", dir.path().display())).unwrap();
+    idempotency(SqlSaver::open(db).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn mariadb_idempotency_key_stores_once_and_answers_the_first_push() {
+    let base = std::env::var("LONGLINK_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let admin = Db::open(&base).unwrap();
+    let name = format!("push_idem_{}_{}", std::process::id(), now_ms());
+    admin
+        .exec(&format!("CREATE DATABASE {name}"), ())
+        .await
+        .unwrap();
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    let db = Db::open(&format!("{prefix}/{name}")).unwrap();
+    idempotency(SqlSaver::open(db).await.unwrap()).await;
+    admin
+        .exec(&format!("DROP DATABASE {name}"), ())
+        .await
+        .unwrap();
 }

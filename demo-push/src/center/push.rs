@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use longlink_codec::push::{DeliveryMode, Payload};
 use serde::Deserialize;
 
@@ -24,6 +25,9 @@ pub(super) struct Unicast {
     mode: DeliveryMode,
     #[serde(default)]
     ttl_secs: Option<u64>,
+    /// The same as the `Idempotency-Key` header.
+    #[serde(default)]
+    idempotency_key: Option<String>,
 }
 
 /// `POST /push/multicast`.
@@ -36,6 +40,9 @@ pub(super) struct Multicast {
     mode: DeliveryMode,
     #[serde(default)]
     ttl_secs: Option<u64>,
+    /// The same as the `Idempotency-Key` header.
+    #[serde(default)]
+    idempotency_key: Option<String>,
 }
 
 /// `POST /push/group`.
@@ -48,6 +55,9 @@ pub(super) struct Group {
     mode: DeliveryMode,
     #[serde(default)]
     ttl_secs: Option<u64>,
+    /// The same as the `Idempotency-Key` header.
+    #[serde(default)]
+    idempotency_key: Option<String>,
 }
 
 /// `POST /push/broadcast`.
@@ -59,59 +69,130 @@ pub(super) struct Broadcast {
     mode: DeliveryMode,
     #[serde(default)]
     ttl_secs: Option<u64>,
+    /// The same as the `Idempotency-Key` header.
+    #[serde(default)]
+    idempotency_key: Option<String>,
 }
 
+/// The push's idempotency key: the `Idempotency-Key` header or the `idempotency_key`
+/// field (the same if both are given).
+fn key(headers: &HeaderMap, field: Option<String>) -> Result<Option<String>, ApiError> {
+    let header = match headers.get("idempotency-key") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::invalid("the Idempotency-Key header is not text"))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    match (header, field) {
+        (Some(h), Some(f)) if h != f => Err(ApiError::invalid(
+            "the Idempotency-Key header and the idempotency_key field differ",
+        )),
+        (h, f) => Ok(h.or(f)),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn push(
     state: &CenterState,
     app: &str,
+    headers: &HeaderMap,
     target: Target,
     mode: DeliveryMode,
     body: Payload,
     ttl_secs: Option<u64>,
+    key_field: Option<String>,
 ) -> Result<Json<PushReport>, ApiError> {
     let ttl = match ttl_secs {
         Some(0) => return Err(ApiError::invalid("ttl_secs must be at least 1")),
         Some(s) => Some(Duration::from_secs(s)),
         None => None,
     };
-    let report = state.pusher.push(app, target, mode, body, ttl).await?;
+    let key = key(headers, key_field)?;
+    let report = state.pusher.push(app, target, mode, body, ttl, key).await?;
     Ok(Json(report))
 }
 
 pub(super) async fn unicast(
     State(state): State<Arc<CenterState>>,
     AppKey(app): AppKey,
+    headers: HeaderMap,
     ApiJson(r): ApiJson<Unicast>,
 ) -> Result<Json<PushReport>, ApiError> {
     let target = Target::Unicast {
         uid: r.uid,
         device: r.device,
     };
-    push(&state, &app, target, r.mode, r.body, r.ttl_secs).await
+    push(
+        &state,
+        &app,
+        &headers,
+        target,
+        r.mode,
+        r.body,
+        r.ttl_secs,
+        r.idempotency_key,
+    )
+    .await
 }
 
 pub(super) async fn multicast(
     State(state): State<Arc<CenterState>>,
     AppKey(app): AppKey,
+    headers: HeaderMap,
     ApiJson(r): ApiJson<Multicast>,
 ) -> Result<Json<PushReport>, ApiError> {
     let target = Target::Multicast { uids: r.uids };
-    push(&state, &app, target, r.mode, r.body, r.ttl_secs).await
+    push(
+        &state,
+        &app,
+        &headers,
+        target,
+        r.mode,
+        r.body,
+        r.ttl_secs,
+        r.idempotency_key,
+    )
+    .await
 }
 
 pub(super) async fn group(
     State(state): State<Arc<CenterState>>,
     AppKey(app): AppKey,
+    headers: HeaderMap,
     ApiJson(r): ApiJson<Group>,
 ) -> Result<Json<PushReport>, ApiError> {
     let target = Target::Group { group: r.group };
-    push(&state, &app, target, r.mode, r.body, r.ttl_secs).await
+    push(
+        &state,
+        &app,
+        &headers,
+        target,
+        r.mode,
+        r.body,
+        r.ttl_secs,
+        r.idempotency_key,
+    )
+    .await
 }
 
 pub(super) async fn broadcast(
     State(state): State<Arc<CenterState>>,
     AppKey(app): AppKey,
+    headers: HeaderMap,
     ApiJson(r): ApiJson<Broadcast>,
 ) -> Result<Json<PushReport>, ApiError> {
-    push(&state, &app, Target::Broadcast, r.mode, r.body, r.ttl_secs).await
+    push(
+        &state,
+        &app,
+        &headers,
+        Target::Broadcast,
+        r.mode,
+        r.body,
+        r.ttl_secs,
+        r.idempotency_key,
+    )
+    .await
 }

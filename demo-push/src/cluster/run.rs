@@ -146,6 +146,31 @@ async fn membership_view(config: &Config, metrics: &Metrics) -> Result<Membershi
     .await)
 }
 
+/// Removes the sessions of `room` from the register and sends their offline callbacks
+/// (once: of several reapers, one gets them). Failures are logged: the sessions then
+/// expire with their TTL, without callbacks.
+async fn reap(register: Arc<dyn Register>, callbacks: Arc<dyn Callbacks>, room: String) {
+    match register.reap(room.clone()).await {
+        Ok(sessions) => {
+            if !sessions.is_empty() {
+                tracing::info!(
+                    room,
+                    sessions = sessions.len(),
+                    "sessions of a room that is gone: offline"
+                );
+            }
+            for session in sessions {
+                if let Err(e) = callbacks.presence(session, false).await {
+                    tracing::warn!(room, error = %e, "an offline callback was not passed on");
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(room, error = %e, "the sessions of a room that is gone were not reaped (their TTL ends them)")
+        }
+    }
+}
+
 /// The register service: sessions and groups in Redis, behind RPC.
 pub async fn register(mut config: Config) -> Result<(), StartError> {
     prepare(&mut config)?;
@@ -176,12 +201,7 @@ pub async fn saver(mut config: Config) -> Result<(), StartError> {
         c.epoch_check.max(Duration::from_millis(50)),
         Arc::clone(&metrics),
     ));
-    node::sweep(
-        &saver,
-        config.sweep_interval,
-        config.push.max_attempts,
-        Arc::clone(&metrics),
-    );
+    node::sweep(&saver, config.sweep_interval, Arc::clone(&metrics));
     serve_metrics(&config, &metrics).await?;
     let server = rpc_server(&config).await?;
     let served = serve_until_stopped(server, saver_svc::Server::new(Served(saver)), &config).await;
@@ -212,6 +232,15 @@ pub async fn room(mut config: Config) -> Result<(), StartError> {
     let (tokens, _) = prepare(&mut config)?;
     let c = config.cluster.clone();
     let metrics = Arc::new(Metrics::default());
+    let callbacks = remote_coordinator(&config);
+    // A room that starts holds no connection: sessions left under its name by a previous
+    // run (killed) are gone, with their offline callbacks, before it takes any.
+    reap(
+        remote_register(&config),
+        Arc::clone(&callbacks),
+        config.room.name.clone(),
+    )
+    .await;
     let grace = GraceRegister::start(
         remote_register(&config),
         c.grace,
@@ -225,7 +254,7 @@ pub async fn room(mut config: Config) -> Result<(), StartError> {
         CourierParts {
             register: Arc::new(grace.clone()),
             saver: remote_saver(&config),
-            callbacks: remote_coordinator(&config),
+            callbacks,
             // Ids are issued by the center: every pending message is sent on connect.
             last_issued: Arc::new(|| u64::MAX),
             max_attempts: config.push.max_attempts,
@@ -334,6 +363,17 @@ pub async fn center(mut config: Config) -> Result<(), StartError> {
         }
     };
     let view = membership_view(&config, &metrics).await?;
+    {
+        // A room gone from membership and not answering: its users are offline.
+        let (register, callbacks) = (Arc::clone(&register), remote_coordinator(&config));
+        view.on_gone(Arc::new(move |room: RoomInfo| {
+            tokio::spawn(reap(
+                Arc::clone(&register),
+                Arc::clone(&callbacks),
+                room.name,
+            ));
+        }));
+    }
     let center = node::center(
         &config,
         tokens,

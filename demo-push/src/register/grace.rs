@@ -244,4 +244,8 @@ impl Register for GraceRegister {
     async fn epoch(&self) -> Result<u64, PushError> {
         self.remote.epoch().await
     }
+
+    async fn reap(&self, room: String) -> Result<Vec<Session>, PushError> {
+        self.remote.reap(room).await
+    }
 }

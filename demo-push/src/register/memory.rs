@@ -150,6 +150,24 @@ impl Register for MemoryRegister {
         })
     }
 
+    async fn reap(&self, room: String) -> Result<Vec<Session>, PushError> {
+        let mut reaped = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            shard.retain(|_, sessions| {
+                sessions.retain(|s| {
+                    let gone = s.room == room;
+                    if gone {
+                        reaped.push(s.clone());
+                    }
+                    !gone
+                });
+                !sessions.is_empty()
+            });
+        }
+        Ok(reaped)
+    }
+
     async fn epoch(&self) -> Result<u64, PushError> {
         // Memory lives as long as the process: one epoch.
         Ok(self.started_ms)

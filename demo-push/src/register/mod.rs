@@ -54,6 +54,11 @@ crate::contract! {
         /// When the register's state began (Unix ms): it changes when the state was lost
         /// (rooms then write their sessions again).
         fn epoch() -> u64;
+        /// Removes every session of `room` (a room that is gone, or one that just started
+        /// and so holds none of them) and answers them — once: of several callers at the
+        /// same time, one gets the sessions, the others nothing (each session's offline
+        /// callback goes out once).
+        fn reap(room: String) -> Vec<Session>;
     }
 }
 

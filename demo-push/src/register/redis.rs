@@ -5,6 +5,9 @@
 //! Keys (all under the cluster's prefix):
 //! - `s:{uid}`: a hash, field `{room}|{device}` → `{expires_ms}|{session json}`; the key
 //!   expires with the user's last session.
+//! - `rs:{room}`: a set of `{uid}|{device}` on that room, so that the sessions of a room
+//!   that is gone can be found and removed ([`Register::reap`]); it expires with the room's
+//!   last refresh.
 //! - `g:{app}\x1f{group}`: a set of uids; `groups`: the set of non-empty groups.
 //! - `epoch`: when this register state began (Unix ms). A lookup that finds it missing
 //!   (Redis restarted empty, or was flushed) starts a new epoch; rooms notice the change and
@@ -69,6 +72,10 @@ fn field(session: &Session) -> String {
     format!("{}|{}", session.room, session.device)
 }
 
+fn member(session: &Session) -> String {
+    format!("{}|{}", session.uid, session.device)
+}
+
 impl RedisRegister {
     /// A register on `conn` under `prefix`; sessions live `session_ttl` unless refreshed;
     /// after a lost state, lookups say `settling` for `settle`.
@@ -108,6 +115,10 @@ impl RedisRegister {
             pipe.hset(&key, field(s), value).ignore();
             pipe.pexpire(&key, self.session_ttl.as_millis() as i64)
                 .ignore();
+            let on_room = self.key("rs", &s.room);
+            pipe.sadd(&on_room, member(s)).ignore();
+            pipe.pexpire(&on_room, self.session_ttl.as_millis() as i64)
+                .ignore();
         }
         pipe.query_async::<()>(&mut self.conn.clone())
             .await
@@ -122,6 +133,7 @@ impl RedisRegister {
         let mut pipe = redis::pipe();
         for s in sessions {
             pipe.hdel(self.key("s", &s.uid), field(s)).ignore();
+            pipe.srem(self.key("rs", &s.room), member(s)).ignore();
         }
         pipe.query_async::<()>(&mut self.conn.clone())
             .await
@@ -309,5 +321,66 @@ impl Register for RedisRegister {
 
     async fn epoch(&self) -> Result<u64, PushError> {
         self.epoch_ms().await
+    }
+
+    async fn reap(&self, room: String) -> Result<Vec<Session>, PushError> {
+        let mut conn = self.conn.clone();
+        let set = self.key("rs", &room);
+        // RENAME is atomic: of several reapers, one moves the set and the others find
+        // none, so each session is reaped (and called back offline) once.
+        let claimed = format!("{set}:reaping:{}:{}", now_ms(), fastrand::u64(..));
+        let renamed: Result<(), _> = redis::cmd("RENAME")
+            .arg(&set)
+            .arg(&claimed)
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = renamed {
+            if e.to_string().contains("no such key") {
+                return Ok(Vec::new());
+            }
+            return Err(redis_err(e));
+        }
+        let members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&claimed)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        let mut reaped = Vec::new();
+        for chunk in members.chunks(500) {
+            let mut pipe = redis::pipe();
+            let mut asked = Vec::with_capacity(chunk.len());
+            for m in chunk {
+                let Some((uid, device)) = m.rsplit_once('|') else {
+                    continue;
+                };
+                let key = self.key("s", uid);
+                let field = format!("{room}|{device}");
+                pipe.hget(&key, &field);
+                asked.push((key, field));
+            }
+            let values: Vec<Option<String>> =
+                pipe.query_async(&mut conn).await.map_err(redis_err)?;
+            let mut remove = redis::pipe();
+            for ((key, field), value) in asked.into_iter().zip(values) {
+                let Some(value) = value else { continue };
+                remove.hdel(&key, &field).ignore();
+                if let Some(session) = value
+                    .split_once('|')
+                    .and_then(|(_, json)| serde_json::from_str::<Session>(json).ok())
+                {
+                    reaped.push(session);
+                }
+            }
+            remove
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(redis_err)?;
+        }
+        let _: () = redis::cmd("DEL")
+            .arg(&claimed)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(reaped)
     }
 }

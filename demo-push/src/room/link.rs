@@ -73,11 +73,11 @@ pub(crate) struct Link {
     /// `Some` for WebSocket.
     ws: Option<WsCodec>,
     max_frame_bytes: usize,
-    /// A WebSocket CLOSE has been queued (ours or the answer to the client's).
-    close_sent: bool,
     /// The form of the last message read (text: JSON), for answering one that does not
     /// decode in the form it came in.
     last_form: Form,
+    /// A WebSocket CLOSE has been queued (ours or the answer to the client's).
+    close_sent: bool,
 }
 
 impl std::fmt::Debug for Link {

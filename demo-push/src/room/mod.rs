@@ -583,6 +583,7 @@ impl Gateway for Room {
             users,
             deliveries: deliveries as u64,
             busiest_room: deliveries as u64,
+            unreached: Vec::new(),
         })
     }
 
@@ -602,6 +603,14 @@ impl Gateway for Room {
     async fn drain(&self, window_ms: u64) -> Result<(), crate::PushError> {
         Room::drain(self, "room draining", Duration::from_millis(window_ms));
         Ok(())
+    }
+
+    async fn load(&self) -> Result<crate::rooms::RoomLoad, crate::PushError> {
+        Ok(crate::rooms::RoomLoad {
+            name: self.name().to_owned(),
+            connections: self.connections() as u64,
+            draining: self.is_draining(),
+        })
     }
 }
 

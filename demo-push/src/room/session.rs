@@ -187,7 +187,6 @@ async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSl
     else {
         return;
     };
-    let touch = |deadline: &Deadline| deadline.set(room.wheel.now_ms() + 2 * interval * 1000);
 
     let outcome = serve(
         &room,
@@ -195,7 +194,7 @@ async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSl
         &handle,
         &mut session,
         form,
-        &touch,
+        interval,
         &deadline,
         id,
     )
@@ -372,7 +371,7 @@ async fn serve(
     handle: &ConnHandle,
     session: &mut Session,
     form: Form,
-    touch: &impl Fn(&Deadline),
+    interval: u64,
     deadline: &Deadline,
     id: ConnId,
 ) -> Option<Closing> {
@@ -396,7 +395,8 @@ async fn serve(
                         return Some(Closing::Broken(close_code(&e)));
                     }
                 };
-                touch(deadline);
+                // Heard from: alive for two more heartbeat intervals.
+                deadline.set(room.wheel.now_ms() + 2 * interval * 1000);
                 match message {
                     PushMessage::Heartbeat => {
                         if link.feed_message(seq, &PushMessage::HeartbeatReply, form).is_err() {
@@ -420,53 +420,14 @@ async fn serve(
                         }
                     }
                     PushMessage::Subscribe(sub) => {
-                        let mut added: Vec<String> = sub
-                            .apps
-                            .into_iter()
-                            .filter(|a| !session.apps.contains(a))
-                            .collect();
-                        added.sort();
-                        added.dedup();
-                        if session.apps.len() + added.len() > room.config.max_apps_per_conn {
-                            // All or nothing, and said: the connection keeps its apps.
-                            let reason = format!(
-                                "subscribing {} more apps would make {}: a connection subscribes at most {}",
-                                added.len(),
-                                session.apps.len() + added.len(),
-                                room.config.max_apps_per_conn
-                            );
-                            if link.feed_message(seq, &refusal(reason), form).is_err() {
-                                return None;
-                            }
-                        } else if let Some(bad) = added.iter().find_map(|a| crate::model::check_name("app", a).err()) {
-                            if link.feed_message(seq, &refusal(bad.to_string()), form).is_err() {
-                                return None;
-                            }
-                        } else if !added.is_empty() {
-                            session.apps.extend(added.iter().cloned());
-                            session.apps.sort();
-                            if let Some(i) = handle.identity.write().as_mut() {
-                                i.apps = session.apps.clone();
-                            }
-                            let conn = super::Connection { room: Arc::clone(room), id };
-                            room.events.resubscribed(session, &added, &[], conn).await;
+                        // Boxed: its state stays out of every idle connection's task.
+                        let changed = Box::pin(subscribe(room, link, handle, session, seq, form, id, sub.apps)).await;
+                        if changed.is_err() {
+                            return None;
                         }
                     }
                     PushMessage::Unsubscribe(sub) => {
-                        let removed: Vec<String> = session
-                            .apps
-                            .iter()
-                            .filter(|a| sub.apps.contains(a))
-                            .cloned()
-                            .collect();
-                        if !removed.is_empty() {
-                            session.apps.retain(|a| !removed.contains(a));
-                            if let Some(i) = handle.identity.write().as_mut() {
-                                i.apps = session.apps.clone();
-                            }
-                            let conn = super::Connection { room: Arc::clone(room), id };
-                            room.events.resubscribed(session, &[], &removed, conn).await;
-                        }
+                        Box::pin(unsubscribe(room, handle, session, id, sub.apps)).await;
                     }
                     other => {
                         inc(&room.metrics.protocol_errors);
@@ -506,6 +467,85 @@ async fn serve(
             }
         }
     }
+}
+
+/// SUBSCRIBE: adds `apps` (all or nothing: past the limit, or naming an invalid app, an
+/// ERROR says why and nothing changes), then tells the courier. `Err`: the link failed.
+#[allow(clippy::too_many_arguments)]
+async fn subscribe(
+    room: &Arc<RoomInner>,
+    link: &mut Link,
+    handle: &ConnHandle,
+    session: &mut Session,
+    seq: u32,
+    form: Form,
+    id: ConnId,
+    apps: Vec<String>,
+) -> Result<(), ()> {
+    let mut added: Vec<String> = apps
+        .into_iter()
+        .filter(|a| !session.apps.contains(a))
+        .collect();
+    added.sort();
+    added.dedup();
+    let refusal_reason = if session.apps.len() + added.len() > room.config.max_apps_per_conn {
+        Some(format!(
+            "subscribing {} more apps would make {}: a connection subscribes at most {}",
+            added.len(),
+            session.apps.len() + added.len(),
+            room.config.max_apps_per_conn
+        ))
+    } else {
+        added
+            .iter()
+            .find_map(|a| crate::model::check_name("app", a).err())
+            .map(|e| e.to_string())
+    };
+    if let Some(reason) = refusal_reason {
+        return link.feed_message(seq, &refusal(reason), form).map_err(drop);
+    }
+    if added.is_empty() {
+        return Ok(());
+    }
+    session.apps.extend(added.iter().cloned());
+    session.apps.sort();
+    if let Some(i) = handle.identity.write().as_mut() {
+        i.apps = session.apps.clone();
+    }
+    let conn = super::Connection {
+        room: Arc::clone(room),
+        id,
+    };
+    room.events.resubscribed(session, &added, &[], conn).await;
+    Ok(())
+}
+
+/// UNSUBSCRIBE: removes `apps`, then tells the courier.
+async fn unsubscribe(
+    room: &Arc<RoomInner>,
+    handle: &ConnHandle,
+    session: &mut Session,
+    id: ConnId,
+    apps: Vec<String>,
+) {
+    let removed: Vec<String> = session
+        .apps
+        .iter()
+        .filter(|a| apps.contains(a))
+        .cloned()
+        .collect();
+    if removed.is_empty() {
+        return;
+    }
+    session.apps.retain(|a| !removed.contains(a));
+    if let Some(i) = handle.identity.write().as_mut() {
+        i.apps = session.apps.clone();
+    }
+    let conn = super::Connection {
+        room: Arc::clone(room),
+        id,
+    };
+    room.events.resubscribed(session, &[], &removed, conn).await;
 }
 
 #[cfg(test)]

@@ -51,8 +51,9 @@ impl Fanout {
     }
 
     /// Queues `frame` for the connections of `uids` in `app` (only `device`'s, if set);
-    /// answers who it reached. A room that fails is counted and logged: its users get the
-    /// message on their next connect (a stored one) or not at all (at most once).
+    /// answers who it reached, and who may be online but could not be reached — their room
+    /// is not in the directory, or did not answer (counted and logged). The caller tries a
+    /// stored message again for those; an offline user gets it when it connects.
     pub async fn deliver(
         &self,
         app: &str,
@@ -61,7 +62,15 @@ impl Fanout {
         device: Option<&str>,
     ) -> Reached {
         let rooms = self.directory.rooms();
-        let calls: Vec<(&RoomEntry, Vec<String>)> = if rooms.len() <= 1 {
+        if rooms.is_empty() {
+            return Reached {
+                unreached: uids.to_vec(),
+                ..Reached::default()
+            };
+        }
+        // Users whose session is on a room the directory does not list (yet, or any more).
+        let mut roomless: Vec<String> = Vec::new();
+        let calls: Vec<(&RoomEntry, Vec<String>)> = if rooms.len() == 1 {
             // One room holds everyone who is online: no lookup needed.
             rooms.iter().map(|r| (r, uids.to_vec())).collect()
         } else {
@@ -70,6 +79,10 @@ impl Fanout {
                     let mut by_room: HashMap<&str, Vec<String>> = HashMap::new();
                     for (uid, sessions) in uids.iter().zip(&lookup.sessions) {
                         for s in sessions {
+                            if !rooms.iter().any(|r| r.info.name == s.room) {
+                                roomless.push(uid.clone());
+                                continue;
+                            }
                             let users = by_room.entry(s.room.as_str()).or_default();
                             if users.last() != Some(uid) {
                                 users.push(uid.clone());
@@ -97,13 +110,29 @@ impl Fanout {
                 .deliver(
                     app.to_owned(),
                     frame.clone(),
-                    users,
+                    users.clone(),
                     device.map(str::to_owned),
                 )
                 .await;
-            self.answered(room, "delivery", answer)
+            (room, users, answer)
         });
-        Reached::merge(join_all(calls).await)
+        let mut answers = Vec::new();
+        let mut missed = roomless;
+        for (room, users, answer) in join_all(calls).await {
+            match answer {
+                Ok(reached) => answers.push(reached),
+                Err(e) => {
+                    inc(&self.metrics.room_rpc_errors);
+                    tracing::warn!(room = room.info.name, error = %e, "delivery to a room failed");
+                    missed.extend(users);
+                }
+            }
+        }
+        let mut reached = Reached::merge(answers);
+        missed.sort_unstable();
+        missed.dedup();
+        reached.unreached_of(&missed);
+        reached
     }
 
     /// Queues `frame` for every connection in `app`, on every room; with `users`, lists who
@@ -115,22 +144,13 @@ impl Fanout {
                 .gateway
                 .broadcast(app.to_owned(), frame.clone(), users)
                 .await;
-            self.answered(room, "broadcast", answer)
+            answer.unwrap_or_else(|e| {
+                inc(&self.metrics.room_rpc_errors);
+                tracing::warn!(room = room.info.name, error = %e, "broadcast to a room failed");
+                Reached::default()
+            })
         });
         Reached::merge(join_all(calls).await)
-    }
-
-    fn answered(
-        &self,
-        room: &RoomEntry,
-        what: &str,
-        answer: Result<Reached, PushError>,
-    ) -> Reached {
-        answer.unwrap_or_else(|e| {
-            inc(&self.metrics.room_rpc_errors);
-            tracing::warn!(room = room.info.name, error = %e, "{what} to a room failed");
-            Reached::default()
-        })
     }
 
     /// The users online in `app` on every room. A room that does not answer cannot say who

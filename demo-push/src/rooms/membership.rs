@@ -165,10 +165,10 @@ impl Membership {
 pub type GatewayFactory = Arc<dyn Fn(&RoomInfo) -> Arc<dyn Gateway> + Send + Sync>;
 
 /// A cached view of membership, refreshed in the background, so that a dispatch or a push
-/// does not read Redis. A room missing from a read stays in the view until `keep` has passed
-/// since it was last seen: a Redis restart or flush (which wipes every announce until the
-/// rooms' next heartbeat) does not make the live rooms vanish; a room that really stopped
-/// leaves after `keep`. While Redis is unreachable the last view is kept.
+/// does not read Redis. A room stays in the view until it is proven gone: missing from
+/// Redis *and* not answering when asked over RPC for `keep` — so a Redis outage, restart or
+/// flush (which lose the announces) does not make live rooms vanish, and a room that really
+/// stopped leaves after `keep`.
 #[derive(Clone)]
 pub struct MembershipView {
     state: Arc<RwLock<ViewState>>,
@@ -184,10 +184,13 @@ impl std::fmt::Debug for MembershipView {
 
 #[derive(Default)]
 struct ViewState {
-    /// Every room known, with when it was last read from Redis.
+    /// Every room known, with when it was last known alive (listed in Redis, or answering
+    /// when asked).
     seen: Vec<(RoomEntry, Instant)>,
     /// The same rooms, shared with readers (a push takes a reference, not a copy).
     published: Arc<Vec<RoomEntry>>,
+    /// Called for each room found gone.
+    on_gone: Option<GoneHook>,
 }
 
 impl ViewState {
@@ -197,14 +200,14 @@ impl ViewState {
     }
 
     /// Takes in what a read of membership found at `now`: known rooms keep their gateway
-    /// (and its connections) unless their RPC address changed.
+    /// (and its connections) unless their RPC address changed. Rooms the read did not list
+    /// stay, and are answered: the caller asks them directly ([`ViewState::settle`]).
     fn merge(
         &mut self,
         read: Vec<RoomInfo>,
         now: Instant,
-        keep: Duration,
         gateways: &GatewayFactory,
-    ) {
+    ) -> Vec<RoomEntry> {
         let mut next: Vec<(RoomEntry, Instant)> = Vec::with_capacity(read.len());
         for info in read {
             let gateway = self
@@ -215,15 +218,64 @@ impl ViewState {
                 .unwrap_or_else(|| gateways(&info));
             next.push((RoomEntry { info, gateway }, now));
         }
+        let mut unlisted = Vec::new();
         for (entry, seen) in self.seen.drain(..) {
-            let listed = next.iter().any(|(e, _)| e.info.name == entry.info.name);
-            if !listed && now.duration_since(seen) < keep {
+            if !next.iter().any(|(e, _)| e.info.name == entry.info.name) {
+                unlisted.push(entry.clone());
                 next.push((entry, seen));
             }
         }
         self.seen = next;
         self.publish();
+        unlisted
     }
+
+    /// What asking unlisted rooms directly found at `now`: a room that answered (under its
+    /// name) is alive — kept, with its load; one that did not, and was last known alive
+    /// `keep` ago, is gone: removed, and answered.
+    fn settle(
+        &mut self,
+        answers: Vec<(String, Option<super::RoomLoad>)>,
+        now: Instant,
+        keep: Duration,
+    ) -> Vec<RoomInfo> {
+        let mut gone = Vec::new();
+        for (name, answer) in answers {
+            let Some(i) = self.seen.iter().position(|(e, _)| e.info.name == name) else {
+                continue;
+            };
+            match answer {
+                Some(load) if load.name == name => {
+                    let (entry, seen) = &mut self.seen[i];
+                    entry.info.connections = load.connections as usize;
+                    entry.info.draining = load.draining;
+                    *seen = now;
+                }
+                _ if now.duration_since(self.seen[i].1) >= keep => {
+                    gone.push(self.seen.remove(i).0.info);
+                }
+                _ => {}
+            }
+        }
+        self.publish();
+        gone
+    }
+}
+
+/// What the view does with a room it found gone (not in membership and not answering):
+/// in the cluster, its sessions leave the register with their offline callbacks.
+pub type GoneHook = Arc<dyn Fn(RoomInfo) + Send + Sync>;
+
+/// Asks `rooms` directly, each within `timeout`.
+async fn probe(rooms: Vec<RoomEntry>, timeout: Duration) -> Vec<(String, Option<super::RoomLoad>)> {
+    let asks = rooms.into_iter().map(|room| async move {
+        let load = tokio::time::timeout(timeout, room.gateway.load())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        (room.info.name, load)
+    });
+    futures_util::future::join_all(asks).await
 }
 
 impl MembershipView {
@@ -240,9 +292,9 @@ impl MembershipView {
         first.merge(
             membership.rooms().await.unwrap_or_default(),
             Instant::now(),
-            keep,
             &gateways,
         );
+        let probes = metrics.room_probes.clone();
         let state = Arc::new(RwLock::new(first));
         let weak = Arc::downgrade(&state);
         {
@@ -287,13 +339,46 @@ impl MembershipView {
             loop {
                 ticks.tick().await;
                 let Some(state) = weak.upgrade() else { return };
-                match membership.rooms().await {
-                    Ok(read) => state.write().merge(read, Instant::now(), keep, &gateways),
-                    Err(e) => tracing::debug!(error = %e, "membership not refreshed"),
+                // A room is kept until it is proven gone: not listed in Redis *and* not
+                // answering when asked. While Redis cannot be read, or right after it lost
+                // the announces (a restart, a flush, an outage longer than the TTL), the
+                // rooms are asked directly and stay while they answer.
+                let unlisted = match membership.rooms().await {
+                    Ok(read) => state.write().merge(read, Instant::now(), &gateways),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "membership not readable: asking the rooms");
+                        state.read().seen.iter().map(|(e, _)| e.clone()).collect()
+                    }
+                };
+                if unlisted.is_empty() {
+                    continue;
+                }
+                crate::metrics::add(&probes, unlisted.len() as u64);
+                let answers = probe(unlisted, every.max(Duration::from_millis(200))).await;
+                let (gone, hook) = {
+                    let mut view = state.write();
+                    (
+                        view.settle(answers, Instant::now(), keep),
+                        view.on_gone.clone(),
+                    )
+                };
+                for room in gone {
+                    tracing::info!(
+                        room = room.name,
+                        "a room left routing: not announced, not answering"
+                    );
+                    if let Some(hook) = &hook {
+                        hook(room);
+                    }
                 }
             }
         });
         MembershipView { state }
+    }
+
+    /// Calls `hook` for every room found gone from now on.
+    pub fn on_gone(&self, hook: GoneHook) {
+        self.state.write().on_gone = Some(hook);
     }
 
     /// A room by name.

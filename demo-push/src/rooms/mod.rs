@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::directory::{Directory, Local, RoomEntry};
 pub use self::fanout::Fanout;
-pub use self::membership::{GatewayFactory, Membership, MembershipView, RoomInfo};
+pub use self::membership::{GatewayFactory, GoneHook, Membership, MembershipView, RoomInfo};
 use crate::frame::Frame;
 
 /// Who a delivery reached.
@@ -26,6 +26,23 @@ pub struct Reached {
     pub deliveries: u64,
     /// The most deliveries one room made (what broadcast pacing counts).
     pub busiest_room: u64,
+    /// Recipients that may be online but could not be reached: their room is not known
+    /// or did not answer. A stored message is tried again for them
+    /// ([`Retries`](crate::retries::Retries)); an offline user is not listed (it gets the
+    /// message when it connects).
+    #[serde(default)]
+    pub unreached: Vec<String>,
+}
+
+/// What a room says of itself when asked directly (membership could not say).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomLoad {
+    /// Its name.
+    pub name: String,
+    /// Authenticated connections now.
+    pub connections: u64,
+    /// Whether it drains.
+    pub draining: bool,
 }
 
 impl Reached {
@@ -40,6 +57,16 @@ impl Reached {
         reached.users.sort_unstable();
         reached.users.dedup();
         reached
+    }
+
+    /// Records as unreached those of `missed` (the users of rooms that could not be
+    /// called) that no room reached after all.
+    pub(crate) fn unreached_of(&mut self, missed: &[String]) {
+        self.unreached = missed
+            .iter()
+            .filter(|u| self.users.binary_search(u).is_err())
+            .cloned()
+            .collect();
     }
 }
 
@@ -60,5 +87,7 @@ crate::contract! {
         /// Stops taking users and tells the connected ones to reconnect elsewhere, spread
         /// over `window_ms`.
         fn drain(window_ms: u64) -> ();
+        /// Its name and load, straight from the room (when membership does not list it).
+        fn load() -> RoomLoad;
     }
 }

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use longlink_pool::db::Value;
 use redis::aio::ConnectionManager;
 
-use super::{MessageStatus, Pending, Recipient, Saver, SqlSaver};
+use super::{Claimed, MessageStatus, Pending, Recipient, Saver, SqlSaver};
 use crate::PushError;
 use crate::metrics::{Metrics, add, inc};
 use crate::model::Message;
@@ -175,19 +175,42 @@ impl HotSaver {
 
 #[async_trait]
 impl Saver for HotSaver {
-    async fn store(&self, message: Message, recipients: Vec<Recipient>) -> Result<(), PushError> {
+    async fn store(
+        &self,
+        message: Message,
+        recipients: Vec<Recipient>,
+        key: Option<String>,
+    ) -> Result<Option<Claimed>, PushError> {
         let id = message.id;
         let mut pipe = redis::pipe();
         for r in &recipients {
             pipe.sadd(self.owed(&r.uid), entry(id, &r.device)).ignore();
         }
-        self.sql.store(message, recipients).await?;
-        self.index(pipe).await;
-        Ok(())
+        let claimed = self.sql.store(message, recipients, key).await?;
+        if claimed.is_none() {
+            self.index(pipe).await;
+        }
+        Ok(claimed)
     }
 
-    async fn delivered(&self, message_id: u64, uids: Vec<String>) -> Result<(), PushError> {
-        self.sql.delivered(message_id, uids).await
+    async fn claim(
+        &self,
+        app: String,
+        key: String,
+        id: u64,
+        recipients: u64,
+        expires_ms: u64,
+    ) -> Result<Option<Claimed>, PushError> {
+        self.sql.claim(app, key, id, recipients, expires_ms).await
+    }
+
+    async fn delivered(
+        &self,
+        message_id: u64,
+        uids: Vec<String>,
+        max_attempts: u32,
+    ) -> Result<(), PushError> {
+        self.sql.delivered(message_id, uids, max_attempts).await
     }
 
     async fn ack(&self, uid: String, ids: Vec<u64>) -> Result<u64, PushError> {
@@ -266,8 +289,8 @@ impl Saver for HotSaver {
         self.sql.message_for(message_id, uid).await
     }
 
-    async fn sweep(&self, now_ms: u64, max_attempts: u32) -> Result<u64, PushError> {
-        self.sql.sweep(now_ms, max_attempts).await
+    async fn sweep(&self, now_ms: u64) -> Result<u64, PushError> {
+        self.sql.sweep(now_ms).await
     }
 
     async fn max_id(&self) -> Result<u64, PushError> {

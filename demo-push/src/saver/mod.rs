@@ -61,13 +61,31 @@ pub struct MessageStatus {
     pub recipients: Vec<RecipientStatus>,
 }
 
+/// A push made before with the same idempotency key, as it was answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claimed {
+    /// Its message id.
+    pub id: u64,
+    /// Its recipients.
+    pub recipients: u64,
+    /// Whether it stored its message.
+    pub stored: bool,
+}
+
 crate::contract! {
     /// What the rest of the system asks of the message store.
     pub trait Saver: service saver_svc as "saver" {
-        /// Stores a message (its body once) and one row per recipient, atomically.
-        fn store(message: Message, recipients: Vec<Recipient>) -> ();
-        /// Records that message `id` was sent to each of `uids` (one more attempt each).
-        fn delivered(id: u64, uids: Vec<String>) -> ();
+        /// Stores a message (its body once) and one row per recipient, atomically — with
+        /// its idempotency `key`, if any, kept until the message's TTL ends. When the key
+        /// belongs to a push already made, nothing is stored and that push is answered.
+        fn store(message: Message, recipients: Vec<Recipient>, key: Option<String>) -> Option<Claimed>;
+        /// Keeps the idempotency `key` of a push that stores no message (at most once)
+        /// until `expires_ms`; answers the push that already has it, if one does.
+        fn claim(app: String, key: String, id: u64, recipients: u64, expires_ms: u64) -> Option<Claimed>;
+        /// Records that message `id` was sent to each of `uids` (one more attempt each); a
+        /// row sent its `max_attempts`-th time is given up (expired) at once — an ACK that
+        /// still comes turns it acked.
+        fn delivered(id: u64, uids: Vec<String>, max_attempts: u32) -> ();
         /// Acknowledges `ids` for `uid`; answers the rows changed.
         fn ack(uid: String, ids: Vec<u64>) -> u64;
         /// Gives up on message `id` for `uid`.
@@ -79,8 +97,8 @@ crate::contract! {
         /// The stored message, if `uid` is one of its recipients (for notify-mode pulls).
         fn message_for(id: u64, uid: String) -> Option<Message>;
         /// Gives up (marks expired) every pending row whose message's TTL has passed, and
-        /// every row sent `max_attempts` times without an ACK; answers how many.
-        fn sweep(now_ms: u64, max_attempts: u32) -> u64;
+        /// forgets idempotency keys past theirs; answers how many rows.
+        fn sweep(now_ms: u64) -> u64;
         /// The largest id stored (0 if none), so new ids never collide after a restart.
         fn max_id() -> u64;
     }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use longlink_pool::db::{Db, DbError, Driver, Row, Value};
 
-use super::{MessageStatus, Pending, Recipient, RecipientStatus, Saver};
+use super::{Claimed, MessageStatus, Pending, Recipient, RecipientStatus, Saver};
 use crate::PushError;
 use crate::model::{DeliveryStatus, Message, mode_code, mode_from_code};
 
@@ -73,11 +73,39 @@ impl SqlSaver {
         )
         .await?;
         db.exec(
-            "CREATE INDEX IF NOT EXISTS push_deliveries_attempts ON push_deliveries (status, attempts)",
+            "CREATE TABLE IF NOT EXISTS push_keys (
+                app VARCHAR(64) NOT NULL, idem_key VARCHAR(128) NOT NULL,
+                message_id BIGINT NOT NULL, recipients BIGINT NOT NULL, stored INTEGER NOT NULL,
+                expires_ms BIGINT NOT NULL, PRIMARY KEY (app, idem_key))",
             (),
         )
         .await?;
         Ok(SqlSaver { db })
+    }
+
+    /// `INSERT … ` that does nothing where the key exists, in this database's words.
+    fn insert_ignore(&self, rest: &str) -> String {
+        if self.db.driver() == Driver::Mysql {
+            format!("INSERT IGNORE INTO {rest}")
+        } else {
+            format!("INSERT OR IGNORE INTO {rest}")
+        }
+    }
+
+    /// The push that holds `key`.
+    async fn claimed(&self, app: &str, key: &str) -> Result<Option<Claimed>, PushError> {
+        let row: Option<(i64, i64, i64)> = self
+            .db
+            .query_optional(
+                "SELECT message_id, recipients, stored FROM push_keys WHERE app = ? AND idem_key = ?",
+                (app, key),
+            )
+            .await?;
+        Ok(row.map(|(id, recipients, stored)| Claimed {
+            id: id as u64,
+            recipients: recipients as u64,
+            stored: stored != 0,
+        }))
     }
 
     /// The database handle (for its pool's metrics).
@@ -92,8 +120,35 @@ fn placeholders(n: usize) -> String {
 
 #[async_trait]
 impl Saver for SqlSaver {
-    async fn store(&self, message: Message, recipients: Vec<Recipient>) -> Result<(), PushError> {
+    async fn store(
+        &self,
+        message: Message,
+        recipients: Vec<Recipient>,
+        key: Option<String>,
+    ) -> Result<Option<Claimed>, PushError> {
         let mut tx = self.db.begin().await?;
+        if let Some(key) = &key {
+            // The key first, in the same transaction: of two pushes with one key, the
+            // second waits for the first and finds its row.
+            let done = tx
+                .exec(
+                    &self.insert_ignore(
+                        "push_keys (app, idem_key, message_id, recipients, stored, expires_ms) VALUES (?, ?, ?, ?, 1, ?)",
+                    ),
+                    (
+                        message.app.as_str(),
+                        key.as_str(),
+                        message.id as i64,
+                        recipients.len() as i64,
+                        message.expires_ms as i64,
+                    ),
+                )
+                .await?;
+            if done.rows_affected == 0 {
+                tx.rollback().await?;
+                return self.claimed(&message.app, key).await;
+            }
+        }
         tx.exec(
             "INSERT INTO push_messages (id, app, mode, body, created_ms, expires_ms) VALUES (?, ?, ?, ?, ?, ?)",
             (
@@ -124,12 +179,41 @@ impl Saver for SqlSaver {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(None)
     }
 
-    async fn delivered(&self, message_id: u64, uids: Vec<String>) -> Result<(), PushError> {
+    async fn claim(
+        &self,
+        app: String,
+        key: String,
+        id: u64,
+        recipients: u64,
+        expires_ms: u64,
+    ) -> Result<Option<Claimed>, PushError> {
+        let done = self
+            .db
+            .exec(
+                &self.insert_ignore(
+                    "push_keys (app, idem_key, message_id, recipients, stored, expires_ms) VALUES (?, ?, ?, ?, 0, ?)",
+                ),
+                (app.as_str(), key.as_str(), id as i64, recipients as i64, expires_ms as i64),
+            )
+            .await?;
+        if done.rows_affected == 1 {
+            return Ok(None);
+        }
+        self.claimed(&app, &key).await
+    }
+
+    async fn delivered(
+        &self,
+        message_id: u64,
+        uids: Vec<String>,
+        max_attempts: u32,
+    ) -> Result<(), PushError> {
         for chunk in uids.chunks(INSERT_CHUNK) {
             let mut values = vec![
+                Value::I64(i64::from(max_attempts.max(1))),
                 Value::I64(crate::model::now_ms() as i64),
                 Value::I64(message_id as i64),
             ];
@@ -137,7 +221,12 @@ impl Saver for SqlSaver {
             self.db
                 .exec(
                     &format!(
-                        "UPDATE push_deliveries SET status = 1, attempts = attempts + 1, updated_ms = ?
+                        // The last send the client is trusted with gives the row up now:
+                        // a status query says so at once, without a sweep or a reconnect.
+                        // (`status` first: MySQL would read the new `attempts` after.)
+                        "UPDATE push_deliveries
+                         SET status = CASE WHEN attempts + 1 >= ? THEN 3 ELSE 1 END,
+                             attempts = attempts + 1, updated_ms = ?
                          WHERE message_id = ? AND status IN (0, 1) AND uid IN ({})",
                         placeholders(chunk.len())
                     ),
@@ -273,7 +362,7 @@ impl Saver for SqlSaver {
             .map_err(PushError::from)
     }
 
-    async fn sweep(&self, now_ms: u64, max_attempts: u32) -> Result<u64, PushError> {
+    async fn sweep(&self, now_ms: u64) -> Result<u64, PushError> {
         let past_ttl = self
             .db
             .exec(
@@ -282,16 +371,14 @@ impl Saver for SqlSaver {
                 (now_ms as i64, now_ms as i64),
             )
             .await?;
-        // Sent as often as the client is trusted, never ACKed: given up now, so a status
-        // query tells the truth without waiting for the user's next connect.
-        let exhausted = self
-            .db
+        // Idempotency keys live as long as their message.
+        self.db
             .exec(
-                "UPDATE push_deliveries SET status = 3, updated_ms = ? WHERE status = 1 AND attempts >= ?",
-                (now_ms as i64, i64::from(max_attempts.max(1))),
+                "DELETE FROM push_keys WHERE expires_ms <= ?",
+                (now_ms as i64,),
             )
             .await?;
-        Ok(past_ttl.rows_affected + exhausted.rows_affected)
+        Ok(past_ttl.rows_affected)
     }
 
     async fn max_id(&self) -> Result<u64, PushError> {

@@ -12,6 +12,15 @@ use crate::Manager;
 
 /// Opens `mysql_async` connections for a [`Pool`](crate::Pool).
 ///
+/// **Local TCP becomes the Unix socket.** `mysql_async` connects to `127.0.0.1` or
+/// `localhost` over TCP, asks the server for its socket path and switches to it
+/// (`prefer_socket`, on by default): a proxy or TLS terminator in front of the server on
+/// that port is bypassed, and the server sees a socket client. Add `?prefer_socket=false` to
+/// keep TCP (the push system's proxy tests do). The pool leaves the driver's default: on the
+/// socket, a connection the server closed while idle fails its next write at once, which
+/// proves the statement was not sent and lets the pool retry it on a new connection — over
+/// TCP the same close is only seen after the write, when the statement may have run.
+///
 /// ```
 /// use longlink_pool::db::MysqlManager;
 /// assert!(MysqlManager::new("mysql://root@127.0.0.1:3306/test").is_ok());
