@@ -171,3 +171,40 @@ where
         Ok(ApiQuery(value))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_failure_says_whether_anything_may_have_been_stored() {
+        let not_sent = PushError::Unavailable {
+            service: "store",
+            detail: "connection refused".into(),
+            may_have_run: false,
+        };
+        let e = ApiError::from(not_sent);
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+        );
+        assert!(
+            e.message.ends_with("nothing was done; retry later"),
+            "{}",
+            e.message
+        );
+        let maybe = PushError::Unavailable {
+            service: "store",
+            detail: "the connection broke after the statement was sent".into(),
+            may_have_run: true,
+        };
+        let e = ApiError::from(maybe);
+        assert!(e.message.contains("it may have been done"), "{}", e.message);
+        assert!(e.message.contains("idempotency key"), "{}", e.message);
+        assert!(
+            !e.message.contains("nothing was"),
+            "the two halves agree: {}",
+            e.message
+        );
+    }
+}
