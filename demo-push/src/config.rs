@@ -63,6 +63,8 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// Largest request body the center reads.
     pub max_request_bytes: usize,
+    /// The certificate and key of every TLS listener (`[tls]`; none: plaintext only).
+    pub tls: Option<crate::tls::TlsConfig>,
     /// The room.
     pub room: RoomConfig,
     /// Push behaviour (`[push]`; `[hub]` is read too, its old name).
@@ -85,6 +87,7 @@ impl Default for Config {
             dev_page: true,
             sweep_interval: Duration::from_secs(60),
             max_request_bytes: 256 * 1024,
+            tls: None,
             room: RoomConfig::default(),
             push: PushConfig::default(),
             cluster: ClusterConfig::default(),

@@ -123,6 +123,7 @@ pub fn answer(
             name: r.name,
             ws: r.ws,
             tcp: r.tcp,
+            tcp_tls: r.tcp_tls,
         })
         .collect();
     let is_failed = |r: &RoomAddress| failed.iter().any(|f| *f == r.tcp || *f == r.ws);

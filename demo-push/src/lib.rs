@@ -31,6 +31,7 @@ pub mod rooms;
 pub mod saver;
 pub mod serde_duration;
 pub mod system;
+pub mod tls;
 pub mod token;
 pub mod workers;
 

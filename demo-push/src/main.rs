@@ -96,6 +96,26 @@ struct ServerArgs {
     /// The room's raw TCP listen address.
     #[arg(long, env = "LONGLINK_PUSH_TCP")]
     tcp: Option<SocketAddr>,
+    /// The room's `wss://` listen address (with TLS).
+    #[arg(long, env = "LONGLINK_PUSH_WSS")]
+    wss: Option<SocketAddr>,
+    /// The room's TCP+TLS listen address (with TLS).
+    #[arg(long, env = "LONGLINK_PUSH_TCP_TLS")]
+    tcp_tls: Option<SocketAddr>,
+    /// TLS: the certificate chain (PEM) every TLS listener serves.
+    #[arg(long, env = "LONGLINK_PUSH_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS: its private key (PEM).
+    #[arg(long, env = "LONGLINK_PUSH_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// TLS with a development CA and certificate made under the data dir (printed: how
+    /// to trust it).
+    #[arg(
+        long,
+        env = "LONGLINK_PUSH_TLS_SELF_SIGNED",
+        conflicts_with = "tls_cert"
+    )]
+    tls_self_signed: bool,
     /// The message store DSN (`sqlite://…`, `mysql://…`).
     #[arg(long, env = "LONGLINK_PUSH_DATABASE")]
     database: Option<String>,
@@ -184,6 +204,28 @@ impl ServerArgs {
         }
         if let Some(v) = &self.coordinator {
             config.cluster.coordinator = v.clone();
+        }
+        if let Some(v) = self.wss {
+            config.room.wss_listen = v;
+        }
+        if let Some(v) = self.tcp_tls {
+            config.room.tls_listen = v;
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            config.tls = Some(longlink_push::tls::TlsConfig {
+                cert: cert.clone(),
+                key: key.clone(),
+                reload_check: config
+                    .tls
+                    .as_ref()
+                    .map_or(Duration::from_secs(10), |t| t.reload_check),
+            });
+        }
+        if self.tls_self_signed {
+            let hosts: Vec<String> = config.public_host.iter().cloned().collect();
+            let made = longlink_push::tls::self_signed(&config.data_dir, &hosts)
+                .map_err(|e| e.to_string())?;
+            config.tls = Some(made.tls);
         }
         Ok(config)
     }
@@ -275,18 +317,43 @@ async fn all(args: ServerArgs) -> Result<(), String> {
     let config = args.load()?;
     let data_dir = config.data_dir.clone();
     let dev_page = config.dev_page;
+    let self_signed = args.tls_self_signed;
     let system = System::start(config).await.map_err(|e| e.to_string())?;
+    let center = system.center_url();
     println!("longlink-push is up (every service in one process)");
     if dev_page {
-        println!("  page:       http://{}/", system.http);
+        println!("  page:       {center}/");
     }
-    println!("  center API: http://{}/push/unicast …", system.http);
-    println!(
-        "  dispatcher: http://{}/dispatch?uid=u1&net=wifi",
-        system.http
-    );
-    println!("  room:       ws://{}/  and tcp {}", system.ws, system.tcp);
-    println!("  metrics:    http://{}/metrics", system.http);
+    println!("  center API: {center}/push/unicast …");
+    println!("  dispatcher: {center}/dispatch?uid=u1&net=wifi");
+    if let (Some(ws), Some(tcp)) = (system.ws, system.tcp) {
+        println!("  room:       ws://{ws}/  and tcp {tcp}");
+    }
+    if let (Some(wss), Some(tls)) = (system.wss, system.tls) {
+        println!("  room (TLS): wss://{wss}/  and tcp+tls {tls}");
+    }
+    println!("  metrics:    {center}/metrics");
+    if self_signed {
+        let ca = data_dir.join("tls").join("ca.pem");
+        println!(
+            "  TLS:        a development certificate signed by {}",
+            ca.display()
+        );
+        println!(
+            "              trust it: curl --cacert {} {center}/healthz",
+            ca.display()
+        );
+        println!(
+            "              Chromium: Settings → Privacy and security → Security → Manage \
+             certificates → Authorities → Import {}",
+            ca.display()
+        );
+        println!(
+            "              Debian/Ubuntu: sudo cp {} /usr/local/share/ca-certificates/longlink-dev.crt \
+             && sudo update-ca-certificates",
+            ca.display()
+        );
+    }
     println!("  store:      {}", data_dir.display());
     if let Some(key) = &system.generated.api_key {
         println!(

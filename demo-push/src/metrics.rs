@@ -119,6 +119,16 @@ metrics! {
     room_probes: Counter = "room_probes", "Rooms asked directly because membership did not list them";
     /// Pushes refused at once because the store had too much to do (center).
     store_overloaded: Counter = "store_overloaded", "Pushes refused at once because the store had too many waiting";
+    /// TLS handshakes completed (rooms' `wss://` and TCP+TLS ports, HTTPS).
+    tls_handshakes: Counter = "tls_handshakes", "TLS handshakes completed";
+    /// TLS handshakes that failed (refused by rustls, cut short, timed out).
+    tls_handshake_failures: Counter = "tls_handshake_failures", "TLS handshakes that failed (refused, cut short, timed out)";
+    /// Plaintext clients on a TLS port (answered in plaintext that the port speaks TLS).
+    tls_not_tls: Counter = "tls_not_tls", "Plaintext clients on a TLS port";
+    /// Certificate reloads that took effect.
+    tls_reloads: Counter = "tls_reloads", "TLS certificate reloads that took effect";
+    /// Certificate reloads that failed (the certificate in use stays).
+    tls_reload_failures: Counter = "tls_reload_failures", "TLS certificate reloads that failed (the one in use stays)";
     /// Times the room gave memory back after many connections closed.
     memory_trims: Counter = "memory_trims", "Times the room returned free memory after many connections closed";
     /// The open-file soft limit.

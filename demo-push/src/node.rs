@@ -45,6 +45,31 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The TLS certificate or key.
+    #[error("tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+/// The process's certificate (`[tls]`), watched for changes; `None` without `[tls]`.
+pub fn tls(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<Arc<crate::tls::Certificates>>, StartError> {
+    let Some(tls) = &config.tls else {
+        return Ok(None);
+    };
+    let certs = crate::tls::Certificates::load(tls, Arc::clone(metrics))?;
+    certs.watch(tls.reload_check);
+    Ok(Some(certs))
+}
+
+/// The rustls config of the process's HTTPS listeners (center, dispatcher, metrics).
+pub fn https(
+    certs: Option<&Arc<crate::tls::Certificates>>,
+) -> Result<Option<Arc<rustls::ServerConfig>>, StartError> {
+    Ok(certs
+        .map(|c| crate::tls::server_config(c, &[crate::tls::ALPN_HTTP1]))
+        .transpose()?)
 }
 
 /// A bind error for `what` on `addr`.
@@ -175,24 +200,45 @@ pub struct RoomNode {
 }
 
 impl RoomNode {
-    /// The WebSocket URL and TCP address clients use (with `public_host`, if set).
-    pub fn client_addrs(&self, config: &Config) -> (String, String) {
-        let host = config
-            .public_host
-            .clone()
-            .unwrap_or_else(|| self.addrs.ws.ip().to_string());
-        (
-            format!("ws://{host}:{}/", self.addrs.ws.port()),
-            format!("{host}:{}", self.addrs.tcp.port()),
-        )
+    /// Where clients reach the room (with `public_host`, if set): its TLS listeners when
+    /// it has them, the plaintext ones otherwise.
+    pub fn client_addrs(&self, config: &Config) -> ClientAddrs {
+        let a = &self.addrs;
+        let (ws, tcp, tls) = match (a.wss, a.tls, a.ws, a.tcp) {
+            (Some(ws), Some(tcp), ..) => (ws, tcp, true),
+            (_, _, Some(ws), Some(tcp)) => (ws, tcp, false),
+            _ => unreachable!("a started room listens somewhere"),
+        };
+        let host = config.public_host.clone().unwrap_or_else(|| match ws.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        });
+        ClientAddrs {
+            ws: format!("{}://{host}:{}/", if tls { "wss" } else { "ws" }, ws.port()),
+            tcp: format!("{host}:{}", tcp.port()),
+            tcp_tls: tls,
+        }
     }
 }
 
-/// A room with its courier over `parts`, listening where the configuration says.
+/// Where clients reach a room, as the dispatcher tells them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAddrs {
+    /// The WebSocket URL (`ws://` or `wss://`).
+    pub ws: String,
+    /// The raw TCP `host:port`.
+    pub tcp: String,
+    /// `tcp` speaks TLS.
+    pub tcp_tls: bool,
+}
+
+/// A room with its courier over `parts`, listening where the configuration says (its TLS
+/// listeners serving `tls`).
 pub async fn room(
     config: &Config,
     tokens: Tokens,
     parts: CourierParts,
+    tls: Option<Arc<crate::tls::Certificates>>,
 ) -> Result<RoomNode, StartError> {
     let metrics = Arc::clone(&parts.metrics);
     let courier = Courier::start(parts);
@@ -203,7 +249,7 @@ pub async fn room(
         metrics,
     );
     let addrs = room
-        .start()
+        .start_with(tls)
         .await
         .map_err(bind_err("the room", config.room.ws_listen))?;
     Ok(RoomNode {
@@ -235,16 +281,21 @@ pub struct CenterNode {
     pub pusher: Arc<Pusher>,
     /// Where the API listens.
     pub http: SocketAddr,
+    /// It speaks HTTPS.
+    pub https: bool,
     /// The server's task.
     pub task: tokio::task::JoinHandle<()>,
 }
 
-/// The center over `deps`, listening on `config.http_listen`.
+/// The center over `deps`, listening on `config.http_listen` (HTTPS with `tls`).
 pub async fn center(
     config: &Config,
     tokens: Tokens,
     deps: CenterDeps,
+    tls: Option<&Arc<crate::tls::Certificates>>,
 ) -> Result<CenterNode, StartError> {
+    let https = https(tls)?;
+    let https_on = https.is_some();
     let fanout = Fanout::new(
         Arc::clone(&deps.directory),
         Arc::clone(&deps.register),
@@ -275,6 +326,7 @@ pub async fn center(
             token_ttl: Duration::from_secs(24 * 3600),
         }
     });
+    let pusher_metrics = Arc::clone(&deps.metrics);
     let state = CenterState::new(CenterParts {
         pusher: Arc::clone(&pusher),
         metrics: deps.metrics,
@@ -292,10 +344,16 @@ pub async fn center(
     let http = listener
         .local_addr()
         .map_err(bind_err("the center", config.http_listen))?;
+    let metrics = Arc::clone(&pusher_metrics);
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
+        if let Err(e) = crate::tls::https::serve(listener, router, https, metrics).await {
             tracing::error!(error = %e, "the center stopped");
         }
     });
-    Ok(CenterNode { pusher, http, task })
+    Ok(CenterNode {
+        pusher,
+        http,
+        https: https_on,
+        task,
+    })
 }

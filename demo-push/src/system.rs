@@ -27,10 +27,19 @@ use crate::token::Tokens;
 pub struct System {
     /// The center's address (API, dispatcher, page).
     pub http: SocketAddr,
-    /// The room's WebSocket address.
-    pub ws: SocketAddr,
+    /// The center speaks HTTPS (`[tls]`).
+    pub https: bool,
+    /// The room's WebSocket address (`None`: plaintext is off).
+    pub ws: Option<SocketAddr>,
     /// The room's raw TCP address.
-    pub tcp: SocketAddr,
+    pub tcp: Option<SocketAddr>,
+    /// The room's `wss://` address (with `[tls]`).
+    pub wss: Option<SocketAddr>,
+    /// The room's TCP+TLS address (with `[tls]`).
+    pub tls: Option<SocketAddr>,
+    /// The certificate every TLS listener serves (reload it with
+    /// [`Certificates::reload`](crate::tls::Certificates::reload)).
+    pub certificates: Option<Arc<crate::tls::Certificates>>,
     /// The apps, with their keys.
     pub apps: Vec<AppConfig>,
     /// Issues tokens clients can use.
@@ -56,6 +65,7 @@ impl System {
     pub async fn start(mut config: Config) -> Result<System, StartError> {
         let (tokens, generated) = prepare(&mut config)?;
         let metrics = Arc::new(Metrics::default());
+        let tls = node::tls(&config, &metrics)?;
         let (db, sql) = node::message_store(&config, false, &metrics).await?;
         let saver: Arc<dyn Saver> = Arc::new(sql);
         node::sweep(&saver, config.sweep_interval, Arc::clone(&metrics));
@@ -76,12 +86,16 @@ impl System {
                     max_attempts: config.push.max_attempts,
                     metrics: Arc::clone(&metrics),
                 },
+                tls.clone(),
             )
             .await?
         };
-        let (ws_url, tcp_addr) = room.client_addrs(&config);
+        let addrs = room.client_addrs(&config);
         let directory = Local::new(
-            RoomInfo::local(room.room.name(), &ws_url, &tcp_addr),
+            RoomInfo {
+                tcp_tls: addrs.tcp_tls,
+                ..RoomInfo::local(room.room.name(), &addrs.ws, &addrs.tcp)
+            },
             Arc::new(room.room.clone()) as Arc<dyn Gateway>,
         );
         let center = node::center(
@@ -94,12 +108,17 @@ impl System {
                 ids,
                 metrics: Arc::clone(&metrics),
             },
+            tls.as_ref(),
         )
         .await?;
         Ok(System {
             http: center.http,
+            https: center.https,
             ws: room.addrs.ws,
             tcp: room.addrs.tcp,
+            wss: room.addrs.wss,
+            tls: room.addrs.tls,
+            certificates: tls,
             apps: config.apps,
             tokens,
             generated,
@@ -125,7 +144,8 @@ impl System {
 
     /// The center's base URL.
     pub fn center_url(&self) -> String {
-        format!("http://{}", self.http)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.http)
     }
 
     /// Tells clients to reconnect within `window` (spread out), gives them a moment to

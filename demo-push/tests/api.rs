@@ -206,8 +206,8 @@ async fn the_dispatcher_names_the_room_and_the_heartbeat_for_the_network() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(d["heartbeat_secs"], 7);
-    assert_eq!(d["rooms"][0]["tcp"], s.system.tcp.to_string());
-    assert_eq!(d["rooms"][0]["ws"], format!("ws://{}/", s.system.ws));
+    assert_eq!(d["rooms"][0]["tcp"], s.tcp().to_string());
+    assert_eq!(d["rooms"][0]["ws"], format!("ws://{}/", s.ws()));
     let (_, d) = s
         .request("GET", "/dispatch?uid=u1&net=wifi", None, None)
         .await;

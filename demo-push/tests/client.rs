@@ -19,7 +19,7 @@ async fn the_client_fails_over_names_the_failed_address_and_redispatches_on_a_ne
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()
     };
-    let real = s.system.tcp.to_string();
+    let real = s.tcp().to_string();
     let queries = Arc::new(Mutex::new(Vec::<String>::new()));
     let app = {
         let (queries, dead, real) = (Arc::clone(&queries), dead.clone(), real.clone());
@@ -149,7 +149,7 @@ async fn a_broadcast_waits_its_turn_under_the_rate_limit() {
 #[tokio::test]
 async fn a_client_whose_only_room_failed_connects_again_when_it_comes_back() {
     let s = start().await;
-    let proxy = common::proxy::Proxy::start(&s.system.tcp.to_string()).await;
+    let proxy = common::proxy::Proxy::start(&s.tcp().to_string()).await;
     let room = proxy.addr.to_string();
     let app = {
         let room = room.clone();

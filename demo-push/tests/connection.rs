@@ -38,7 +38,7 @@ async fn a_forged_or_expired_token_is_refused_with_a_reason_and_the_socket_close
         (someone_elses.as_str(), "token is for another user"),
         ("garbage", "malformed token"),
     ] {
-        let mut raw = Raw::connect(s.system.tcp).await;
+        let mut raw = Raw::connect(s.tcp()).await;
         let why = refused(raw.auth("u1", token).await);
         assert!(why.contains(reason), "{why:?} should say {reason:?}");
         assert!(raw.until_closed().await.is_empty());
@@ -61,7 +61,7 @@ async fn a_forged_or_expired_token_is_refused_with_a_reason_and_the_socket_close
 #[tokio::test]
 async fn the_first_message_must_be_auth() {
     let s = start().await;
-    let mut raw = Raw::connect(s.system.tcp).await;
+    let mut raw = Raw::connect(s.tcp()).await;
     raw.send(&PushMessage::Heartbeat).await;
     let got = raw.until_closed().await;
     assert!(
@@ -82,14 +82,14 @@ async fn a_silent_client_is_dropped_after_two_heartbeat_intervals() {
         };
     })
     .await;
-    let mut silent = Raw::connect(s.system.tcp).await;
+    let mut silent = Raw::connect(s.tcp()).await;
     let started = Instant::now();
     match silent.auth("quiet", &s.token("quiet")).await {
         PushMessage::AuthReply(r) => assert_eq!((r.ok, r.heartbeat_secs), (true, 1)),
         other => panic!("{other:?}"),
     }
     // A client that keeps its heartbeat stays.
-    let mut alive = Raw::connect(s.system.tcp).await;
+    let mut alive = Raw::connect(s.tcp()).await;
     alive.auth("alive", &s.token("alive")).await;
     let keeper = tokio::spawn(async move {
         for _ in 0..8 {
@@ -115,30 +115,30 @@ async fn a_silent_client_is_dropped_after_two_heartbeat_intervals() {
 #[tokio::test]
 async fn a_client_that_never_authenticates_is_dropped_at_the_auth_deadline() {
     let s = start_with(|c| c.room.auth_timeout = Duration::from_secs(1)).await;
-    let mut raw = Raw::connect(s.system.tcp).await;
+    let mut raw = Raw::connect(s.tcp()).await;
     assert!(raw.until_closed().await.is_empty());
 }
 
 #[tokio::test]
 async fn the_per_ip_limit_refuses_extra_connections_from_one_address_only() {
     let s = start_with(|c| c.room.max_conns_per_ip = 2).await;
-    let mut first = Raw::connect(s.system.tcp).await;
-    let mut second = Raw::connect(s.system.tcp).await;
+    let mut first = Raw::connect(s.tcp()).await;
+    let mut second = Raw::connect(s.tcp()).await;
     assert!(matches!(first.auth("a", &s.token("a")).await, PushMessage::AuthReply(r) if r.ok));
     assert!(matches!(second.auth("b", &s.token("b")).await, PushMessage::AuthReply(r) if r.ok));
-    let mut third = Raw::connect(s.system.tcp).await;
+    let mut third = Raw::connect(s.tcp()).await;
     assert!(
         matches!(third.until_closed().await.as_slice(), [PushMessage::Error(e)] if e.code == 429),
         "the third is told why and closed at once"
     );
     // Another source address has its own allowance.
-    let mut elsewhere = Raw::connect_from(s.system.tcp, "127.0.0.2").await;
+    let mut elsewhere = Raw::connect_from(s.tcp(), "127.0.0.2").await;
     assert!(matches!(elsewhere.auth("c", &s.token("c")).await, PushMessage::AuthReply(r) if r.ok));
     // Closing one frees a place.
     drop(first);
     let deadline = Instant::now() + WAIT;
     loop {
-        let mut again = Raw::connect(s.system.tcp).await;
+        let mut again = Raw::connect(s.tcp()).await;
         again.send(&PushMessage::Heartbeat).await; // not auth: refused, but only if admitted
         let got = again.until_closed().await;
         if !matches!(got.as_slice(), [PushMessage::Error(e)] if e.code == 429) {
@@ -186,7 +186,7 @@ async fn kick_closes_the_users_sessions_with_the_reason_and_the_client_stops() {
 
 /// Authenticates a raw connection and returns it.
 async fn authed(s: &TestSystem, uid: &str) -> Raw {
-    let mut raw = Raw::connect(s.system.tcp).await;
+    let mut raw = Raw::connect(s.tcp()).await;
     assert!(matches!(raw.auth(uid, &s.token(uid)).await, PushMessage::AuthReply(r) if r.ok));
     raw
 }
@@ -274,7 +274,7 @@ async fn a_client_may_not_send_server_messages() {
 #[tokio::test]
 async fn websocket_clients_speak_json_text_or_binary_frames() {
     let s = start().await;
-    let url = format!("ws://{}/", s.system.ws);
+    let url = format!("ws://{}/", s.ws());
     // JSON text, as the web page does.
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     let auth = json!({"op": "auth", "seq": 1, "uid": "w", "device": "web", "net": "4g",
@@ -385,13 +385,13 @@ async fn connections_that_vanish_at_any_stage_leave_nothing_behind() {
     let mut doomed = Vec::new();
     for i in 0..10 {
         // Connected, nothing sent.
-        doomed.push(Raw::connect(s.system.tcp).await.framed.into_inner());
+        doomed.push(Raw::connect(s.tcp()).await.framed.into_inner());
         // Half an AUTH frame.
-        let mut half = Raw::connect(s.system.tcp).await.framed.into_inner();
+        let mut half = Raw::connect(s.tcp()).await.framed.into_inner();
         half.write_all(&[0, 0, 0, 64, 0, 16]).await.unwrap();
         doomed.push(half);
         // Half a WebSocket handshake.
-        let mut ws = tokio::net::TcpStream::connect(s.system.ws).await.unwrap();
+        let mut ws = tokio::net::TcpStream::connect(s.ws()).await.unwrap();
         ws.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
             .await
             .unwrap();
@@ -434,7 +434,7 @@ async fn connections_that_vanish_at_any_stage_leave_nothing_behind() {
 async fn a_client_that_stops_reading_is_closed_as_slow_and_the_others_carry_on() {
     let s = start_with(|c| c.room.send_queue = 4).await;
     let mut fast = s.online("fast").await;
-    let mut slow = Raw::connect(s.system.tcp).await;
+    let mut slow = Raw::connect(s.tcp()).await;
     let reply = slow.auth("slow", &s.token("slow")).await;
     assert!(
         matches!(reply, PushMessage::AuthReply(ref r) if r.ok),
@@ -471,7 +471,7 @@ async fn a_client_that_stops_reading_is_closed_as_slow_and_the_others_carry_on()
 #[tokio::test]
 async fn websocket_pings_get_pongs_a_close_is_echoed_and_plain_http_gets_426() {
     let s = start_with(|c| c.room.max_frame_bytes = 1024).await;
-    let url = format!("ws://{}/", s.system.ws);
+    let url = format!("ws://{}/", s.ws());
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     // Before AUTH and after it, a ping comes back as a pong with its payload.
     ws.send(WsMessage::Ping(b"before".to_vec().into()))
@@ -533,7 +533,7 @@ async fn websocket_pings_get_pongs_a_close_is_echoed_and_plain_http_gets_426() {
     }
 
     // Plain HTTP on the WebSocket port: 426 with a reason, counted.
-    let mut stream = tokio::net::TcpStream::connect(s.system.ws).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(s.ws()).await.unwrap();
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
@@ -563,7 +563,7 @@ async fn after_many_connections_close_the_room_gives_memory_back() {
     let token = s.token("many");
     let mut conns = Vec::new();
     for _ in 0..1_200 {
-        let mut raw = Raw::connect(s.system.tcp).await;
+        let mut raw = Raw::connect(s.tcp()).await;
         raw.send(&PushMessage::Auth(longlink_codec::push::Auth {
             uid: "many".into(),
             device: "raw".into(),

@@ -26,7 +26,7 @@ fn auth_with(uid: &str, token: &str, apps: Vec<String>) -> PushMessage {
 #[tokio::test]
 async fn auth_with_more_apps_than_a_connection_takes_is_refused_with_a_reason() {
     let s = start().await;
-    let mut raw = Raw::connect(s.system.tcp).await;
+    let mut raw = Raw::connect(s.tcp()).await;
     let apps: Vec<String> = (0..17).map(|i| format!("app{i}")).collect();
     raw.send(&auth_with("a", &s.token("a"), apps)).await;
     match raw.recv().await {
@@ -46,7 +46,7 @@ async fn auth_with_more_apps_than_a_connection_takes_is_refused_with_a_reason() 
 #[tokio::test]
 async fn a_subscribe_past_the_limit_is_refused_with_an_error_and_changes_nothing() {
     let s = start().await;
-    let mut raw = Raw::connect(s.system.tcp).await;
+    let mut raw = Raw::connect(s.tcp()).await;
     let mut apps: Vec<String> = (0..14).map(|i| format!("app{i}")).collect();
     apps.push("demo".into());
     raw.send(&auth_with("b", &s.token("b"), apps)).await;
@@ -126,9 +126,9 @@ async fn a_kick_body_without_a_json_content_type_is_refused_with_415() {
 #[tokio::test]
 async fn a_tcp_client_over_the_per_ip_limit_is_told_429_before_the_close() {
     let s = start_with(|c| c.room.max_conns_per_ip = 1).await;
-    let mut first = Raw::connect(s.system.tcp).await;
+    let mut first = Raw::connect(s.tcp()).await;
     assert!(matches!(first.auth("a", &s.token("a")).await, PushMessage::AuthReply(r) if r.ok));
-    let mut second = Raw::connect(s.system.tcp).await;
+    let mut second = Raw::connect(s.tcp()).await;
     second
         .send(&auth_with("b", &s.token("b"), vec!["demo".into()]))
         .await;
@@ -145,9 +145,9 @@ async fn a_tcp_client_over_the_per_ip_limit_is_told_429_before_the_close() {
 #[tokio::test]
 async fn a_websocket_upgrade_over_the_per_ip_limit_gets_http_429_with_a_reason() {
     let s = start_with(|c| c.room.max_conns_per_ip = 1).await;
-    let url = format!("ws://{}/", s.system.ws);
+    let url = format!("ws://{}/", s.ws());
     let (_first, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-    let mut stream = tokio::net::TcpStream::connect(s.system.ws).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(s.ws()).await.unwrap();
     stream
         .write_all(
             b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -186,7 +186,7 @@ async fn close_status(
 #[tokio::test]
 async fn websocket_errors_close_with_the_status_rfc_6455_assigns() {
     let s = start_with(|c| c.room.max_frame_bytes = 1024).await;
-    let url = format!("ws://{}/", s.system.ws);
+    let url = format!("ws://{}/", s.ws());
     let connect = || async { tokio_tungstenite::connect_async(&url).await.unwrap().0 };
     let auth = |uid: &str| {
         json!({"op": "auth", "seq": 1, "uid": uid, "device": "web", "net": "wifi",
@@ -242,7 +242,7 @@ async fn websocket_errors_close_with_the_status_rfc_6455_assigns() {
     assert_eq!(close_status(&mut ws).await, 1000);
 
     // Broken WebSocket framing (an unmasked client frame): 1002.
-    let mut stream = tokio::net::TcpStream::connect(s.system.ws).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(s.ws()).await.unwrap();
     stream
         .write_all(
             b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

@@ -1,7 +1,11 @@
-//! The few HTTP GETs a client makes (dispatch, notify pull), on hyper.
+//! The few HTTP GETs a client makes (dispatch, notify pull), on hyper (HTTPS through
+//! hyper-rustls with the client's TLS settings).
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -10,11 +14,38 @@ use super::ClientError;
 
 /// Largest answer read.
 const MAX_ANSWER: usize = 16 << 20;
+/// A GET that takes longer fails.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-pub(super) type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+#[derive(Debug, Clone)]
+pub(super) struct HttpClient {
+    inner: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    tls: bool,
+}
 
-pub(super) fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
+pub(super) fn client(tls: Option<&Arc<rustls::ClientConfig>>) -> HttpClient {
+    // Without TLS settings an https:// URL is refused before connecting (see `get`).
+    let config = tls.map_or_else(
+        || {
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+        },
+        |c| (**c).clone(),
+    );
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    HttpClient {
+        inner: Client::builder(TokioExecutor::new()).build(connector),
+        tls: tls.is_some(),
+    }
 }
 
 /// GETs `url`: the status and the body (at most 16 MiB).
@@ -22,10 +53,15 @@ pub(super) async fn get(client: &HttpClient, url: &str) -> Result<(u16, Bytes), 
     let uri: http::Uri = url
         .parse()
         .map_err(|e| ClientError::Http(format!("{url}: {e}")))?;
-    let response = tokio::time::timeout(std::time::Duration::from_secs(10), client.get(uri))
+    if uri.scheme_str() == Some("https") && !client.tls {
+        return Err(ClientError::Tls(format!(
+            "{url}: an https:// center needs ClientConfig::tls"
+        )));
+    }
+    let response = tokio::time::timeout(TIMEOUT, client.inner.get(uri))
         .await
         .map_err(|_| ClientError::Http(format!("{url}: timed out")))?
-        .map_err(|e| ClientError::Http(format!("{url}: {e}")))?;
+        .map_err(|e| ClientError::Http(format!("{url}: {}", error_chain(&e))))?;
     let status = response.status().as_u16();
     let body = Limited::new(response.into_body(), MAX_ANSWER)
         .collect()
@@ -33,6 +69,18 @@ pub(super) async fn get(client: &HttpClient, url: &str) -> Result<(u16, Bytes), 
         .map_err(|e| ClientError::Http(format!("{url}: {e}")))?
         .to_bytes();
     Ok((status, body))
+}
+
+/// An error with its causes (hyper's own message alone is "client error (Connect)").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Percent-encodes a query value.

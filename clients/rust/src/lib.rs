@@ -12,6 +12,7 @@ mod http;
 mod transport;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -65,6 +66,10 @@ pub struct ClientConfig {
     pub dedup_window: usize,
     /// Events buffered for the application before the client stops reading.
     pub event_buffer: usize,
+    /// TLS for an `https://` center and rooms that speak TLS (`wss://`, TCP+TLS): the
+    /// roots to trust, and anything else rustls takes (the ALPN protocols are set per
+    /// connection). [`ClientConfig::trust_pem`] builds one trusting a CA in PEM.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ClientConfig {
@@ -84,7 +89,34 @@ impl ClientConfig {
             max_frame_bytes: 1 << 20,
             dedup_window: 4096,
             event_buffer: 1024,
+            tls: None,
         }
+    }
+
+    /// TLS trusting the CA certificates in `pem` (a private or development CA, such as the
+    /// one `longlink-push all --tls-self-signed` writes) and nothing else.
+    pub fn trust_pem(mut self, pem: &[u8]) -> Result<ClientConfig, ClientError> {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| ClientError::Tls(format!("CA file: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| ClientError::Tls(format!("CA certificate: {e}")))?;
+        }
+        if roots.is_empty() {
+            return Err(ClientError::Tls("no certificate in the CA file".into()));
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        self.tls = Some(Arc::new(config));
+        Ok(self)
     }
 }
 
@@ -132,6 +164,10 @@ pub enum ClientError {
     /// The room broke the protocol.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// TLS failed (a certificate not trusted or for another host, no TLS configured for a
+    /// TLS address, a handshake refused).
+    #[error("tls: {0}")]
+    Tls(String),
     /// An HTTP call failed.
     #[error("http: {0}")]
     Http(String),
@@ -185,6 +221,7 @@ impl Client {
             config.uid.clone(),
             config.token.clone(),
         );
+        let http = http::client(config.tls.as_ref());
         let task = tokio::spawn(Runner::new(config, event_tx, command_rx).run());
         Client {
             commands,
@@ -193,7 +230,7 @@ impl Client {
             center,
             uid,
             token,
-            http: http::client(),
+            http,
         }
     }
 
@@ -291,6 +328,10 @@ struct Runner {
     events: mpsc::Sender<Event>,
     commands: mpsc::Receiver<Command>,
     http: http::HttpClient,
+    /// TLS for TCP+TLS rooms (ALPN `longlink-push`).
+    push_tls: Option<Arc<rustls::ClientConfig>>,
+    /// TLS for `wss://` rooms (ALPN `http/1.1`).
+    ws_tls: Option<Arc<rustls::ClientConfig>>,
     /// Rooms per network type, as the dispatcher last answered.
     rooms: HashMap<Net, Vec<RoomAddress>>,
     /// Addresses that failed since the last good connection, and when.
@@ -306,12 +347,17 @@ impl Runner {
         events: mpsc::Sender<Event>,
         commands: mpsc::Receiver<Command>,
     ) -> Runner {
+        let tls = config.tls.clone();
         Runner {
             dedup: Dedup::new(config.dedup_window),
             config,
             events,
             commands,
-            http: http::client(),
+            http: http::client(tls.as_ref()),
+            push_tls: tls
+                .as_ref()
+                .map(|c| transport::with_alpn(c, b"longlink-push")),
+            ws_tls: tls.as_ref().map(|c| transport::with_alpn(c, b"http/1.1")),
             rooms: HashMap::new(),
             failed: Vec::new(),
             failures: 0,
@@ -444,10 +490,18 @@ impl Runner {
             .expect("a dispatch answer lists at least one room");
         let address = self.address(room);
         let name = room.name.clone();
+        let tcp_tls = room.tcp_tls;
         let connected = tokio::time::timeout(Duration::from_secs(10), async {
+            let max = self.config.max_frame_bytes;
             match self.config.transport {
-                Transport::Tcp => Conn::tcp(&address, self.config.max_frame_bytes).await,
-                Transport::WebSocket => Conn::ws(&address, self.config.max_frame_bytes).await,
+                Transport::Tcp if tcp_tls => match &self.push_tls {
+                    Some(tls) => Conn::tcp(&address, Some(tls), max).await,
+                    None => Err(ClientError::Tls(
+                        "the room speaks TLS: set ClientConfig::tls".into(),
+                    )),
+                },
+                Transport::Tcp => Conn::tcp(&address, None, max).await,
+                Transport::WebSocket => Conn::ws(&address, self.ws_tls.as_ref(), max).await,
             }
         })
         .await;

@@ -1,35 +1,121 @@
-//! A client's connection to a room: raw TCP or WebSocket (binary frames), one interface.
+//! A client's connection to a room: raw TCP or WebSocket (binary frames), each plain or
+//! over TLS (rustls), one interface.
+
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use longlink_codec::push::{Op, PushCodec, PushMessage};
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::codec::{Decoder, Framed};
+use tokio_util::either::Either;
 
 use super::ClientError;
 
+/// A TCP stream, or TLS over one.
+pub(super) type Stream = Either<TcpStream, Box<TlsStream<TcpStream>>>;
+
 pub(super) enum Conn {
-    Tcp(Framed<TcpStream, PushCodec>),
-    Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>, PushCodec),
+    Tcp(Framed<Stream, PushCodec>),
+    Ws(Box<WebSocketStream<Stream>>, PushCodec),
+}
+
+/// `config` offering this ALPN protocol only.
+pub(super) fn with_alpn(
+    config: &Arc<rustls::ClientConfig>,
+    alpn: &[u8],
+) -> Arc<rustls::ClientConfig> {
+    let mut config = (**config).clone();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Arc::new(config)
+}
+
+/// A TLS connection to `host:port`, the certificate checked for `host`.
+pub(super) async fn tls_connect(
+    config: &Arc<rustls::ClientConfig>,
+    host: &str,
+    port: u16,
+) -> Result<Box<TlsStream<TcpStream>>, ClientError> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|e| ClientError::Protocol(format!("{host}: not a server name: {e}")))?;
+    let tcp = TcpStream::connect((host, port)).await?;
+    tcp.set_nodelay(true)?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    Ok(Box::new(tls))
+}
+
+/// `host:port` split (a bracketed IPv6 host keeps its brackets off).
+fn host_port(addr: &str) -> Result<(&str, u16), ClientError> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| ClientError::Protocol(format!("{addr}: not host:port")))?;
+    let port = port
+        .parse()
+        .map_err(|_| ClientError::Protocol(format!("{addr}: bad port")))?;
+    Ok((host, port))
 }
 
 impl Conn {
-    pub(super) async fn tcp(addr: &str, max_frame_bytes: usize) -> Result<Conn, ClientError> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
+    /// Push frames on `addr` (`host:port`), over TLS with `tls`.
+    pub(super) async fn tcp(
+        addr: &str,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+        max_frame_bytes: usize,
+    ) -> Result<Conn, ClientError> {
+        let stream = match tls {
+            None => {
+                let stream = TcpStream::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                Either::Left(stream)
+            }
+            Some(config) => {
+                let (host, port) = host_port(addr)?;
+                Either::Right(tls_connect(config, host, port).await?)
+            }
+        };
         let codec = PushCodec::new().max_frame_bytes(max_frame_bytes);
         Ok(Conn::Tcp(Framed::new(stream, codec)))
     }
 
-    pub(super) async fn ws(url: &str, max_frame_bytes: usize) -> Result<Conn, ClientError> {
+    /// WebSocket on `url` (`ws://` or `wss://`, which needs `tls`).
+    pub(super) async fn ws(
+        url: &str,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+        max_frame_bytes: usize,
+    ) -> Result<Conn, ClientError> {
         let config = WebSocketConfig::default()
             .read_buffer_size(4 * 1024)
             .max_message_size(Some(max_frame_bytes))
             .max_frame_size(Some(max_frame_bytes));
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| ClientError::Protocol(format!("{url}: {e}")))?;
+        let host = uri
+            .host()
+            .ok_or_else(|| ClientError::Protocol(format!("{url}: no host")))?;
+        let secure = uri.scheme_str() == Some("wss");
+        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        let stream = if secure {
+            let tls = tls.ok_or_else(|| {
+                ClientError::Tls(format!("{url}: a wss:// room needs ClientConfig::tls"))
+            })?;
+            Either::Right(tls_connect(tls, host, port).await?)
+        } else {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let stream = TcpStream::connect((host, port)).await?;
+            stream.set_nodelay(true)?;
+            Either::Left(stream)
+        };
+        let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
             .await
             .map_err(|e| ClientError::Io(std::io::Error::other(e)))?;
         Ok(Conn::Ws(

@@ -11,10 +11,13 @@ use super::Net;
 pub struct RoomAddress {
     /// The room's name.
     pub name: String,
-    /// WebSocket URL (`ws://host:port/`).
+    /// WebSocket URL (`ws://host:port/`, or `wss://` over TLS).
     pub ws: String,
     /// Raw TCP `host:port`.
     pub tcp: String,
+    /// `tcp` speaks TLS (absent: plaintext).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tcp_tls: bool,
 }
 
 /// The dispatcher's answer.

@@ -260,10 +260,20 @@ pub async fn room(mut config: Config) -> Result<(), StartError> {
             max_attempts: config.push.max_attempts,
             metrics: Arc::clone(&metrics),
         },
+        node::tls(&config, &metrics)?,
     )
     .await?;
     let room = node.room.clone();
-    println!("ws {}\ntcp {}", node.addrs.ws, node.addrs.tcp);
+    for (what, addr) in [
+        ("ws", node.addrs.ws),
+        ("tcp", node.addrs.tcp),
+        ("wss", node.addrs.wss),
+        ("tls", node.addrs.tls),
+    ] {
+        if let Some(addr) = addr {
+            println!("{what} {addr}");
+        }
+    }
     let server = rpc_server(&config).await?;
     let rpc_public = c
         .rpc_public
@@ -276,7 +286,7 @@ pub async fn room(mut config: Config) -> Result<(), StartError> {
     let membership = membership(&config)?;
     let info = {
         let room = room.clone();
-        let (ws, tcp) = node.client_addrs(&config);
+        let addrs = node.client_addrs(&config);
         // Full at the configured capacity, or where the open-file limit leaves no room.
         let capacity = match metrics.capacity.get() {
             ..=0 => c.room_capacity,
@@ -285,8 +295,9 @@ pub async fn room(mut config: Config) -> Result<(), StartError> {
         metrics.capacity.set(capacity as i64);
         move || RoomInfo {
             name: room.name().to_owned(),
-            ws: ws.clone(),
-            tcp: tcp.clone(),
+            ws: addrs.ws.clone(),
+            tcp: addrs.tcp.clone(),
+            tcp_tls: addrs.tcp_tls,
             rpc: rpc_public.clone(),
             connections: room.connections(),
             capacity,
@@ -339,8 +350,10 @@ pub async fn dispatcher(mut config: Config) -> Result<(), StartError> {
             .map_err(bind_err("the dispatcher", addr))?
     );
     let router = crate::center::dispatcher_router(dispatcher);
+    let metrics = Arc::new(Metrics::default());
+    let https = node::https(node::tls(&config, &metrics)?.as_ref())?;
     tokio::select! {
-        r = axum::serve(listener, router) => { r.map_err(bind_err("the dispatcher", addr))?; }
+        r = crate::tls::https::serve(listener, router, https, metrics) => { r.map_err(bind_err("the dispatcher", addr))?; }
         _ = stop_signal() => {}
     }
     Ok(())
@@ -374,6 +387,7 @@ pub async fn center(mut config: Config) -> Result<(), StartError> {
             ));
         }));
     }
+    let tls = node::tls(&config, &metrics)?;
     let center = node::center(
         &config,
         tokens,
@@ -384,9 +398,14 @@ pub async fn center(mut config: Config) -> Result<(), StartError> {
             ids: Arc::new(IdGenerator::starting_after(floor)),
             metrics,
         },
+        tls.as_ref(),
     )
     .await?;
-    println!("http {}", center.http);
+    println!(
+        "{} {}",
+        if center.https { "https" } else { "http" },
+        center.http
+    );
     stop_signal().await;
     center.task.abort();
     Ok(())

@@ -13,14 +13,9 @@ use longlink_codec::push::{Op, PushCodec, PushFrame, PushMessage};
 use longlink_codec::ws::{OpCode, WsCodec, WsMessage, encode_header};
 use longlink_codec::{BufPool, CodecError, PooledBuf};
 
+use super::socket::{Read, Socket};
 use crate::frame::Frame;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::Decoder;
-
-/// What a read asks of the pool: most frames from clients are small.
-const READ_CHUNK: usize = 4096;
 /// WebSocket close status: normal closure.
 pub(crate) const CLOSE_NORMAL: u16 = 1000;
 /// WebSocket close status: the server goes away (a drain).
@@ -63,8 +58,7 @@ pub(crate) enum Inbound {
 /// One client connection's socket: raw TCP carrying push frames back to back, or
 /// WebSocket carrying one push frame per binary message (the JSON form per text message).
 pub(crate) struct Link {
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    socket: Socket,
     /// Bytes read and not yet decoded; `None` while idle.
     inbound: Option<PooledBuf>,
     /// Bytes queued for the next flush; `None` while idle.
@@ -82,21 +76,23 @@ pub(crate) struct Link {
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.ws.is_some() {
-            "Link::Ws"
-        } else {
-            "Link::Tcp"
+        let tls = matches!(self.socket, Socket::Tls(_));
+        f.write_str(match (self.ws.is_some(), tls) {
+            (true, false) => "Link::Ws",
+            (true, true) => "Link::Wss",
+            (false, false) => "Link::Tcp",
+            (false, true) => "Link::TcpTls",
         })
     }
 }
 
 impl Link {
-    pub(crate) fn tcp(stream: TcpStream, max_frame_bytes: usize) -> Link {
-        let (reader, writer) = stream.into_split();
+    /// Push frames back to back on `socket`; `early` holds plaintext that came with the
+    /// TLS handshake.
+    pub(crate) fn tcp(socket: Socket, early: Option<PooledBuf>, max_frame_bytes: usize) -> Link {
         Link {
-            reader,
-            writer,
-            inbound: None,
+            socket,
+            inbound: early,
             out: None,
             push: PushCodec::new().max_frame_bytes(max_frame_bytes),
             ws: None,
@@ -108,9 +104,8 @@ impl Link {
 
     /// A WebSocket link over an upgraded stream; `early` holds bytes that followed the
     /// upgrade request.
-    pub(crate) fn ws(stream: TcpStream, early: Option<PooledBuf>, max_frame_bytes: usize) -> Link {
-        let mut link = Link::tcp(stream, max_frame_bytes);
-        link.inbound = early;
+    pub(crate) fn ws(socket: Socket, early: Option<PooledBuf>, max_frame_bytes: usize) -> Link {
+        let mut link = Link::tcp(socket, early, max_frame_bytes);
         // A push frame per WebSocket message; the JSON form may be a little longer.
         link.ws = Some(WsCodec::new().max_message_bytes(max_frame_bytes + 1024));
         link
@@ -139,27 +134,22 @@ impl Link {
             if self.close_sent {
                 return Ok(None);
             }
-            self.reader.readable().await?;
-            let buf = self
-                .inbound
-                .get_or_insert_with(|| BufPool::global().get(READ_CHUNK));
-            if buf.capacity() - buf.len() < 512 {
-                buf.reserve(READ_CHUNK);
+            if self.socket.wants_flush() {
+                // TLS records of the session's own (a key update's answer) go out now.
+                return Ok(Some(Inbound::Control));
             }
-            match self.reader.try_read_buf(&mut **buf) {
-                Ok(0) => {
-                    return if buf.is_empty() {
+            self.socket.readable().await?;
+            let had = self.inbound.as_ref().map_or(0, |b| b.len());
+            match self.socket.try_read(&mut self.inbound) {
+                Ok(Read::Eof) => {
+                    return if had == 0 {
                         Ok(None)
                     } else {
                         Err(LinkError::Io(std::io::ErrorKind::UnexpectedEof.into()))
                     };
                 }
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if buf.is_empty() {
-                        self.inbound = None;
-                    }
-                }
+                Ok(Read::Data) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -287,10 +277,10 @@ impl Link {
 
     /// Writes everything queued in one write; the buffer goes back to the pool after.
     pub(crate) async fn flush(&mut self) -> Result<(), LinkError> {
-        if let Some(buf) = self.out.take()
-            && !buf.is_empty()
-        {
-            self.writer.write_all(&buf).await?;
+        match self.out.take() {
+            Some(buf) => self.socket.write_all(&buf).await?,
+            None if self.socket.wants_flush() => self.socket.write_all(&[]).await?,
+            None => {}
         }
         Ok(())
     }
@@ -306,7 +296,7 @@ impl Link {
             self.queue_close(code);
         }
         let _ = self.flush().await;
-        let _ = self.writer.shutdown().await;
+        self.socket.shutdown().await;
     }
 }
 
@@ -330,7 +320,7 @@ mod tests {
     use bytes::BytesMut;
     use longlink_codec::push::Ack;
     use tokio::io::AsyncWriteExt;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     async fn pair() -> (Link, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -338,7 +328,7 @@ mod tests {
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        (Link::tcp(server, 1024), client)
+        (Link::tcp(Socket::Plain(server), None, 1024), client)
     }
 
     #[tokio::test]
@@ -411,8 +401,8 @@ mod tests {
     #[tokio::test]
     async fn websocket_holds_no_buffer_between_messages_and_answers_a_ping() {
         let (link, client) = pair().await;
-        let Link { reader, writer, .. } = link;
-        let mut link = Link::ws(reader.reunite(writer).unwrap(), None, 1024);
+        let Link { socket, .. } = link;
+        let mut link = Link::ws(socket, None, 1024);
         let (mut client_rx, mut client_tx) = client.into_split();
         let mut wire = Vec::new();
         for n in 0..2u64 {

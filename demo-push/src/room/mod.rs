@@ -11,6 +11,7 @@ mod ip_limit;
 pub mod link;
 mod outbox;
 mod session;
+mod socket;
 mod trim;
 mod upgrade;
 mod wheel;
@@ -150,6 +151,14 @@ pub struct RoomConfig {
     pub ws_listen: SocketAddr,
     /// Raw TCP listen address.
     pub tcp_listen: SocketAddr,
+    /// `wss://` listen address (with `[tls]`).
+    pub wss_listen: SocketAddr,
+    /// TCP+TLS listen address (with `[tls]`).
+    pub tls_listen: SocketAddr,
+    /// Whether the plaintext listeners (`ws_listen`, `tcp_listen`) are on. Default: on,
+    /// unless `[tls]` is set and one of them listens beyond loopback (then only the TLS
+    /// listeners take clients).
+    pub plaintext: Option<bool>,
     /// Heartbeat intervals by network type, in seconds.
     pub heartbeats: Heartbeats,
     /// Time a new connection has to upgrade (WebSocket) and AUTH.
@@ -174,6 +183,9 @@ impl Default for RoomConfig {
             name: "room-1".into(),
             ws_listen: "127.0.0.1:7801".parse().expect("an address"),
             tcp_listen: "127.0.0.1:7802".parse().expect("an address"),
+            wss_listen: "127.0.0.1:7803".parse().expect("an address"),
+            tls_listen: "127.0.0.1:7804".parse().expect("an address"),
+            plaintext: None,
             heartbeats: Heartbeats::default(),
             auth_timeout: Duration::from_secs(10),
             max_conns_per_ip: 1024,
@@ -298,13 +310,26 @@ impl std::fmt::Debug for Room {
     }
 }
 
-/// The addresses a started room listens on.
+/// The addresses a started room listens on (`None`: that listener is off).
 #[derive(Debug, Clone, Copy)]
 pub struct RoomAddrs {
-    /// WebSocket.
-    pub ws: SocketAddr,
+    /// WebSocket (`ws://`).
+    pub ws: Option<SocketAddr>,
     /// Raw TCP.
-    pub tcp: SocketAddr,
+    pub tcp: Option<SocketAddr>,
+    /// WebSocket over TLS (`wss://`).
+    pub wss: Option<SocketAddr>,
+    /// Raw TCP over TLS.
+    pub tls: Option<SocketAddr>,
+}
+
+impl RoomConfig {
+    /// Whether the plaintext listeners are on when TLS is (`tls`) or is not configured.
+    pub fn plaintext_on(&self, tls: bool) -> bool {
+        self.plaintext.unwrap_or_else(|| {
+            !tls || (self.ws_listen.ip().is_loopback() && self.tcp_listen.ip().is_loopback())
+        })
+    }
 }
 
 impl Room {
@@ -353,8 +378,18 @@ impl Room {
         room
     }
 
-    /// Binds both listeners and starts accepting, and the wheel's ticker.
+    /// Binds the plaintext listeners and starts accepting, and the wheel's ticker.
     pub async fn start(&self) -> std::io::Result<RoomAddrs> {
+        self.start_with(None).await
+    }
+
+    /// Binds the listeners and starts accepting, and the wheel's ticker: with `tls`, the
+    /// `wss://` and TCP+TLS listeners serving its certificate (the plaintext ones as
+    /// [`RoomConfig::plaintext`] says).
+    pub async fn start_with(
+        &self,
+        tls: Option<Arc<crate::tls::Certificates>>,
+    ) -> std::io::Result<RoomAddrs> {
         // Every connection is a file: take all the process may have.
         match crate::fdlimit::raise() {
             Ok(limit) => {
@@ -365,14 +400,43 @@ impl Room {
             }
             Err(e) => tracing::warn!(error = %e, "could not read or raise the open-file limit"),
         }
-        let ws = TcpListener::bind(self.inner.config.ws_listen).await?;
-        let tcp = TcpListener::bind(self.inner.config.tcp_listen).await?;
-        let addrs = RoomAddrs {
-            ws: ws.local_addr()?,
-            tcp: tcp.local_addr()?,
+        let config = &self.inner.config;
+        let mut addrs = RoomAddrs {
+            ws: None,
+            tcp: None,
+            wss: None,
+            tls: None,
         };
-        tokio::spawn(session::accept(Arc::clone(&self.inner), ws, true));
-        tokio::spawn(session::accept(Arc::clone(&self.inner), tcp, false));
+        let mut listeners = Vec::new();
+        if config.plaintext_on(tls.is_some()) {
+            let ws = TcpListener::bind(config.ws_listen).await?;
+            let tcp = TcpListener::bind(config.tcp_listen).await?;
+            addrs.ws = Some(ws.local_addr()?);
+            addrs.tcp = Some(tcp.local_addr()?);
+            listeners.push((ws, session::Listening::WebSocket, None));
+            listeners.push((tcp, session::Listening::Tcp, None));
+        }
+        if let Some(certs) = &tls {
+            let invalid = |e: crate::tls::TlsError| std::io::Error::other(e.to_string());
+            let http =
+                crate::tls::server_config(certs, &[crate::tls::ALPN_HTTP1]).map_err(invalid)?;
+            let push =
+                crate::tls::server_config(certs, &[crate::tls::ALPN_PUSH]).map_err(invalid)?;
+            let wss = TcpListener::bind(config.wss_listen).await?;
+            let tcp = TcpListener::bind(config.tls_listen).await?;
+            addrs.wss = Some(wss.local_addr()?);
+            addrs.tls = Some(tcp.local_addr()?);
+            listeners.push((wss, session::Listening::WebSocket, Some(http)));
+            listeners.push((tcp, session::Listening::Tcp, Some(push)));
+        }
+        for (listener, kind, tls) in listeners {
+            tokio::spawn(session::accept(
+                Arc::clone(&self.inner),
+                listener,
+                kind,
+                tls,
+            ));
+        }
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             let tick = weak

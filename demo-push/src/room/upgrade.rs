@@ -2,11 +2,11 @@
 //! connection keeps no HTTP or WebSocket library state: once the 101 is written the socket
 //! is a plain stream of frames for [`Link`](super::link::Link).
 
-use bytes::{Buf, BufMut};
-use longlink_codec::{BufPool, PooledBuf};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use bytes::Buf;
+use longlink_codec::PooledBuf;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+use super::socket::{Read, Socket};
 
 /// Largest request head accepted (request line and headers).
 pub(crate) const MAX_REQUEST_BYTES: usize = 8 * 1024;
@@ -22,14 +22,19 @@ pub(crate) enum UpgradeError {
     Io(#[from] std::io::Error),
 }
 
-/// Reads the client's upgrade request and answers `101 Switching Protocols`, or an HTTP
-/// error saying what was wrong. Returns the bytes that followed the request (a client may
-/// send its first frame without waiting), `None` when there were none.
-pub(crate) async fn upgrade(stream: &mut TcpStream) -> Result<Option<PooledBuf>, UpgradeError> {
-    let mut buf = BufPool::global().get(1024);
+/// Reads the client's upgrade request (after `early`, what came with a TLS handshake) and
+/// answers `101 Switching Protocols`, or an HTTP error saying what was wrong. Returns the
+/// bytes that followed the request (a client may send its first frame without waiting),
+/// `None` when there were none.
+pub(crate) async fn upgrade(
+    socket: &mut Socket,
+    early: Option<PooledBuf>,
+) -> Result<Option<PooledBuf>, UpgradeError> {
+    let mut buf = early;
     loop {
-        if let Some(end) = find_head_end(&buf) {
-            let response = match respond(&buf[..end]) {
+        let head = buf.as_deref().map_or(&[][..], |b| &b[..]);
+        if let Some(end) = find_head_end(head) {
+            let response = match respond(&head[..end]) {
                 Ok(accept) => accept,
                 Err((status, reason)) => {
                     let head = format!(
@@ -38,33 +43,31 @@ pub(crate) async fn upgrade(stream: &mut TcpStream) -> Result<Option<PooledBuf>,
                         phrase(status),
                         reason.len()
                     );
-                    refuse(stream, &head).await;
+                    refuse(socket, &head).await;
                     return Err(UpgradeError::Refused { status, reason });
                 }
             };
-            stream.write_all(response.as_bytes()).await?;
-            buf.advance(end);
-            return Ok((!buf.is_empty()).then_some(buf));
+            socket.write_all(response.as_bytes()).await?;
+            let Some(mut rest) = buf else {
+                unreachable!("a head was found in it")
+            };
+            rest.advance(end);
+            return Ok((!rest.is_empty()).then_some(rest));
         }
-        if buf.len() >= MAX_REQUEST_BYTES {
+        if head.len() >= MAX_REQUEST_BYTES {
             let reason = format!("request head over {MAX_REQUEST_BYTES} bytes");
             let head = format!(
                 "HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\n\
                  content-length: {}\r\n\r\n{reason}",
                 reason.len()
             );
-            refuse(stream, &head).await;
+            refuse(socket, &head).await;
             return Err(UpgradeError::Refused {
                 status: 431,
                 reason,
             });
         }
-        let room = MAX_REQUEST_BYTES - buf.len();
-        if buf.capacity() - buf.len() < 256 {
-            buf.reserve(1024.min(room));
-        }
-        let mut limited = (&mut *buf).limit(room);
-        if stream.read_buf(&mut limited).await? == 0 {
+        if socket.read(&mut buf).await? == Read::Eof {
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
     }
@@ -73,23 +76,23 @@ pub(crate) async fn upgrade(stream: &mut TcpStream) -> Result<Option<PooledBuf>,
 /// Writes the refusal, closes our side, and reads what the client still sends (up to 64 KiB,
 /// for at most a second) before the socket is dropped: closing with unread input would
 /// reset the connection, and the client could lose the answer.
-pub(crate) async fn refuse(stream: &mut TcpStream, response: &str) {
-    refuse_with(stream, response.as_bytes()).await;
+pub(crate) async fn refuse(socket: &mut Socket, response: &str) {
+    refuse_with(socket, response.as_bytes()).await;
 }
 
 /// [`refuse`] with any bytes (a push ERROR frame for a raw TCP client).
-pub(crate) async fn refuse_with(stream: &mut TcpStream, response: &[u8]) {
-    if stream.write_all(response).await.is_err() {
+pub(crate) async fn refuse_with(socket: &mut Socket, response: &[u8]) {
+    if socket.write_all(response).await.is_err() {
         return;
     }
-    let _ = stream.shutdown().await;
-    let mut sink = [0u8; 4096];
+    socket.shutdown().await;
     let drain = async {
         let mut left: usize = 64 * 1024;
         while left > 0 {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => left = left.saturating_sub(n),
+            let mut sink = None;
+            match socket.read(&mut sink).await {
+                Ok(Read::Data) => left = left.saturating_sub(sink.map_or(0, |b| b.len())),
+                Ok(Read::Eof) | Err(_) => break,
             }
         }
     };
@@ -167,6 +170,8 @@ fn phrase(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     #[test]
     fn answers_the_rfc_example_and_refuses_what_is_not_an_upgrade() {
@@ -194,8 +199,8 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            upgrade(&mut stream)
+            let (stream, _) = listener.accept().await.unwrap();
+            upgrade(&mut Socket::Plain(stream), None)
                 .await
                 .map(|early| early.map(|b| b.len()))
         });
@@ -212,8 +217,8 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            upgrade(&mut stream).await.map(|_| ())
+            let (stream, _) = listener.accept().await.unwrap();
+            upgrade(&mut Socket::Plain(stream), None).await.map(|_| ())
         });
         let mut client = TcpStream::connect(addr).await.unwrap();
         let mut head = b"GET / HTTP/1.1\r\n".to_vec();

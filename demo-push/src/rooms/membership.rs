@@ -29,6 +29,9 @@ pub struct RoomInfo {
     pub ws: String,
     /// Raw TCP `host:port` clients use.
     pub tcp: String,
+    /// `tcp` speaks TLS.
+    #[serde(default)]
+    pub tcp_tls: bool,
     /// Its RPC address.
     pub rpc: String,
     /// Authenticated connections now.
@@ -49,6 +52,7 @@ impl RoomInfo {
             name: name.to_owned(),
             ws: ws.to_owned(),
             tcp: tcp.to_owned(),
+            tcp_tls: false,
             rpc: String::new(),
             connections: 0,
             capacity: usize::MAX,

@@ -12,9 +12,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use longlink_push::config::Config;
 use longlink_push::rooms::room_svc;
 use longlink_push::token::Tokens;
@@ -70,7 +67,7 @@ pub struct TestCluster {
     procs: Mutex<HashMap<String, Proc>>,
     center: String,
     tokens: Tokens,
-    http: HttpClient<HttpConnector, Full<Bytes>>,
+    http: super::Http,
 }
 
 /// The config every process reads: the single process's test config (two apps, short
@@ -149,7 +146,7 @@ pub async fn start_opts(options: Options, tweak: impl FnOnce(&mut Config)) -> Te
         procs: Mutex::new(HashMap::new()),
         center: String::new(),
         tokens: Tokens::new(SECRET.as_bytes()),
-        http: HttpClient::builder(TokioExecutor::new()).build_http(),
+        http: super::http_client(None),
     };
     for svc in ["register", "saver", "coordinator"] {
         cluster.spawn(svc, svc, Vec::new());
@@ -401,7 +398,7 @@ impl Harness for TestCluster {
         &self.tokens
     }
 
-    fn http(&self) -> &HttpClient<HttpConnector, Full<Bytes>> {
+    fn http(&self) -> &super::Http {
         &self.http
     }
 

@@ -12,7 +12,6 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use longlink_codec::push::{Auth, Net, PushCodec, PushMessage};
 use longlink_push::center::AppConfig;
@@ -34,7 +33,58 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct TestSystem {
     pub system: System,
     pub dir: tempfile::TempDir,
-    http: HttpClient<HttpConnector, Full<Bytes>>,
+    http: Http,
+    /// The CA a TLS system's certificate chains to.
+    pub ca: Option<std::path::PathBuf>,
+}
+
+/// The tests' HTTP client: plain HTTP, or HTTPS trusting a test CA.
+pub type Http = HttpClient<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+/// rustls client settings trusting the CA certificates in the PEM file `ca` (none: no
+/// root at all).
+pub fn trusting(ca: Option<&std::path::Path>) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).unwrap();
+        for cert in <rustls_pki_types::CertificateDer<'_> as rustls_pki_types::pem::PemObject>::pem_slice_iter(&pem) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+    }
+    std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(longlink_push::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// An HTTP client for tests; HTTPS trusting `ca`.
+pub fn http_client(ca: Option<&std::path::Path>) -> Http {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*trusting(ca)).clone())
+        .https_or_http()
+        .enable_http1()
+        .build();
+    HttpClient::builder(TokioExecutor::new()).build(connector)
+}
+
+impl TestSystem {
+    /// The room's plaintext WebSocket address.
+    pub fn ws(&self) -> SocketAddr {
+        self.system
+            .ws
+            .expect("the plaintext WebSocket listener is on")
+    }
+
+    /// The room's plaintext TCP address.
+    pub fn tcp(&self) -> SocketAddr {
+        self.system.tcp.expect("the plaintext TCP listener is on")
+    }
 }
 
 pub fn config(dir: &std::path::Path) -> Config {
@@ -78,11 +128,17 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestSystem {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     tweak(&mut c);
+    let ca = c
+        .tls
+        .as_ref()
+        .map(|t| t.cert.parent().unwrap().join("ca.pem"))
+        .filter(|ca| ca.exists());
     let system = System::start(c).await.expect("the system starts");
     TestSystem {
         system,
         dir,
-        http: HttpClient::builder(TokioExecutor::new()).build_http(),
+        http: http_client(ca.as_deref()),
+        ca,
     }
 }
 
@@ -94,7 +150,11 @@ pub trait Harness: Sync {
     /// Issues tokens with the system's secret.
     fn tokens(&self) -> &Tokens;
     /// The HTTP client.
-    fn http(&self) -> &HttpClient<HttpConnector, Full<Bytes>>;
+    fn http(&self) -> &Http;
+    /// TLS settings for clients (trusting the system's CA), when it speaks TLS.
+    fn client_tls(&self) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+        None
+    }
     /// Tells the connections of `uid` to reconnect (the room drains).
     fn drain_user(&self, uid: &str) -> impl std::future::Future<Output = ()> + Send;
     /// A counter summed over the processes that count it.
@@ -109,6 +169,7 @@ pub trait Harness: Sync {
         let mut c = ClientConfig::new(&self.center_url(), uid, &self.token(uid));
         c.backoff_min = Duration::from_millis(20);
         c.backoff_max = Duration::from_millis(200);
+        c.tls = self.client_tls();
         tweak(&mut c);
         Client::start(c)
     }
@@ -359,8 +420,12 @@ impl Harness for TestSystem {
         &self.system.tokens
     }
 
-    fn http(&self) -> &HttpClient<HttpConnector, Full<Bytes>> {
+    fn http(&self) -> &Http {
         &self.http
+    }
+
+    fn client_tls(&self) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+        self.ca.as_deref().map(|ca| trusting(Some(ca)))
     }
 
     async fn drain_user(&self, _uid: &str) {
@@ -408,9 +473,33 @@ pub async fn quiet(client: &mut Client, d: Duration) {
     }
 }
 
-/// A frame-level connection to the room's TCP port.
-pub struct Raw {
-    pub framed: Framed<TcpStream, PushCodec>,
+/// A frame-level connection to the room's TCP port (or its TCP+TLS port).
+pub struct Raw<S = TcpStream> {
+    pub framed: Framed<S, PushCodec>,
+}
+
+/// The TCP+TLS port's stream as a test client holds it.
+pub type TlsRaw = Raw<tokio_rustls::client::TlsStream<TcpStream>>;
+
+impl TlsRaw {
+    /// A TLS connection to `addr` checking the certificate for `name`, offering ALPN
+    /// `longlink-push`.
+    pub async fn tls(
+        addr: SocketAddr,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        name: &str,
+    ) -> Result<TlsRaw, std::io::Error> {
+        let mut config = (*config).clone();
+        config.alpn_protocols = vec![longlink_push::tls::ALPN_PUSH.to_vec()];
+        let stream = TcpStream::connect(addr).await?;
+        let name = rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, stream)
+            .await?;
+        Ok(Raw {
+            framed: Framed::new(tls, PushCodec::new().max_frame_bytes(1 << 20)),
+        })
+    }
 }
 
 impl Raw {
@@ -426,7 +515,9 @@ impl Raw {
             framed: Framed::new(stream, PushCodec::new().max_frame_bytes(1 << 20)),
         }
     }
+}
 
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Raw<S> {
     pub async fn send(&mut self, message: &PushMessage) {
         self.framed
             .send(message.to_frame(1).unwrap())

@@ -1,0 +1,106 @@
+//! TLS for every listener a client reaches: the rooms' `wss://` and TCP+TLS ports and the
+//! center's (and dispatcher's) HTTPS, from one certificate and key in PEM files (`[tls]`).
+//!
+//! ```toml
+//! [tls]
+//! cert = "/etc/longlink/fullchain.pem"
+//! key = "/etc/longlink/privkey.pem"
+//! reload_check_secs = 10   # also on SIGHUP
+//! ```
+//!
+//! The files are read again on SIGHUP and whenever their modification time changes
+//! ([`Certificates::watch`]): new handshakes use the new certificate, open connections keep
+//! theirs. A reload that fails (a half-written file, a key that does not match) keeps the
+//! certificate in use and is counted (`tls_reload_failures`).
+//!
+//! The crypto provider is *ring*: it builds with a C compiler alone (aws-lc-rs wants CMake
+//! and, for its FIPS build, Go) and its handshakes are as fast here.
+
+mod certs;
+pub mod https;
+mod selfsigned;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use certs::{Certificates, load_chain};
+pub use selfsigned::{SelfSigned, self_signed};
+
+/// The `[tls]` section: the certificate chain and key every TLS listener of the process
+/// serves.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM (the leaf first).
+    pub cert: PathBuf,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// How often the files' modification times are checked (they are also read again on
+    /// SIGHUP); 0 checks on SIGHUP only.
+    #[serde(
+        rename = "reload_check_secs",
+        with = "crate::serde_duration::secs",
+        default = "default_reload_check"
+    )]
+    pub reload_check: Duration,
+}
+
+fn default_reload_check() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// A file held no certificate, or no key, or something that is not PEM.
+    #[error("{path}: {reason}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// rustls refused the certificate or key (a key that does not match the certificate,
+    /// an algorithm it does not support).
+    #[error("the certificate and key do not make a usable pair: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// Generating a self-signed certificate failed.
+    #[error("generating a self-signed certificate: {0}")]
+    Generate(String),
+}
+
+/// ALPN for the rooms' `wss://` port and HTTPS: HTTP/1.1 (the WebSocket upgrade is one).
+pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+/// ALPN for the rooms' TCP+TLS port: the push protocol's binary frames.
+pub const ALPN_PUSH: &[u8] = b"longlink-push";
+
+/// The crypto provider every config here uses (*ring*).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A server config serving `certs` with these ALPN protocols. A client that offers ALPN
+/// without any of them is refused (`no_application_protocol`); one that offers none is
+/// served. No 0-RTT (early data could be replayed); TLS 1.2 and 1.3.
+pub fn server_config(
+    certs: &Arc<Certificates>,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(rustls::ALL_VERSIONS)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::clone(certs) as Arc<dyn rustls::server::ResolvesServerCert>);
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.max_early_data_size = 0;
+    Ok(Arc::new(config))
+}
