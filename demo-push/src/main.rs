@@ -76,6 +76,10 @@ struct ClusterArgs {
     /// A configuration file every process also reads.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// TLS on every listener with a development CA and certificate made under the data
+    /// dir (rooms: wss:// at +100+2i, TCP+TLS at +101+2i).
+    #[arg(long)]
+    tls_self_signed: bool,
 }
 
 /// Where configuration comes from: defaults, then `--config`, then env vars and flags.
@@ -400,7 +404,13 @@ async fn cluster(args: ClusterArgs) -> Result<(), String> {
         database: args.database,
         redis: args.redis,
         config: args.config,
+        tls_self_signed: args.tls_self_signed,
     };
+    if plan.tls_self_signed {
+        // Made once here: the children find it under the shared data dir.
+        let made = longlink_push::tls::self_signed(&plan.data_dir, &[]).map_err(|e| e.to_string())?;
+        println!("TLS: a development certificate; trust {}", made.ca.display());
+    }
     cluster::launch::run(plan, Duration::from_secs(15))
         .await
         .map_err(|e| e.to_string())

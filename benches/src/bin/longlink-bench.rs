@@ -107,6 +107,10 @@ enum Command {
         /// Where to write the JSON result.
         #[arg(long, default_value = "target/longlink-bench/push.json")]
         out: PathBuf,
+        /// TLS: the CA file the system's certificate chains to (`<data_dir>/tls/ca.pem`
+        /// after `--tls-self-signed`); connections use the TLS listeners.
+        #[arg(long)]
+        ca: Option<PathBuf>,
     },
     /// SVG charts for `docs/benchmarks.md` from the JSON results of `push` runs.
     Plot {
@@ -251,6 +255,7 @@ fn main() {
             parallel,
             pids,
             out,
+            ca,
         } => {
             let read = |name: &str| {
                 std::fs::read_to_string(data_dir.join(name))
@@ -275,6 +280,7 @@ fn main() {
                 parallel,
                 pids,
                 out,
+                ca,
             };
             match Flavor::Multi
                 .runtime()

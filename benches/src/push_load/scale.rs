@@ -70,6 +70,9 @@ pub struct Options {
     pub pids: Vec<u32>,
     /// Where the JSON goes.
     pub out: PathBuf,
+    /// TLS: the CA the rooms' and the center's certificates chain to (PEM); connections go
+    /// to the TLS listeners the dispatcher lists.
+    pub ca: Option<PathBuf>,
 }
 
 /// The result.
@@ -87,6 +90,12 @@ pub struct Outcome {
     pub server_pids: Vec<u32>,
     /// Their RSS before connecting, bytes.
     pub rss_before: u64,
+    /// Connections over TLS.
+    pub tls: bool,
+    /// The rooms' CPU time while connecting (TLS handshakes included), seconds.
+    pub connect_room_cpu_secs: f64,
+    /// Connections (with their handshakes) per second of room CPU: per busy core.
+    pub connects_per_room_cpu_sec: f64,
     /// Their RSS with every connection open, bytes.
     pub rss_connected: u64,
     /// (connected − before) / connections.
@@ -200,6 +209,9 @@ fn cpu_ticks(pids: &[u32]) -> u64 {
         .sum()
 }
 
+/// The CA text `--ca` names, read once.
+static CA: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
 async fn http(
     method: &str,
     url: &str,
@@ -207,9 +219,18 @@ async fn http(
     body: Option<String>,
 ) -> Result<(u16, serde_json::Value), String> {
     use http_body_util::{BodyExt, Full};
+    let tls = match CA.get().cloned().flatten() {
+        Some(pem) => super::worker::tls_config(&pem, b"http/1.1")?,
+        None => super::worker::tls_config("", b"http/1.1")?,
+    };
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*tls).clone())
+        .https_or_http()
+        .enable_http1()
+        .build();
     let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http();
+            .build(connector);
     let req = http::Request::builder()
         .method(method)
         .uri(url)
@@ -251,6 +272,12 @@ async fn reports(workers: &mut [Worker]) -> Vec<Report> {
 
 /// Runs the scenario.
 pub async fn run(opts: Options) -> Result<Outcome, String> {
+    let ca_pem = opts
+        .ca
+        .as_ref()
+        .map(|p| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display())))
+        .transpose()?;
+    let _ = CA.set(ca_pem.clone());
     let (status, dispatch) = http(
         "GET",
         &format!("{}/dispatch?uid=probe&net=wifi", opts.center),
@@ -282,13 +309,15 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
     let mut outcome = Outcome {
         conns: opts.conns,
         server_pids: pids.clone(),
+        tls: ca_pem.is_some(),
         rss_before: rss(&pids),
         ..Outcome::default()
     };
     eprintln!(
-        "{} {} connections to {} room(s), server pids {:?}",
+        "{} {}{} connections to {} room(s), server pids {:?}",
         opts.conns,
         if opts.websocket { "WebSocket" } else { "TCP" },
+        if outcome.tls { "+TLS" } else { "" },
         rooms.len(),
         pids
     );
@@ -297,6 +326,7 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
     let mut workers = Vec::new();
     let mut first = 0;
     let started = Instant::now();
+    let cpu_before_connect = cpu_ticks(&pids);
     // Each run takes a fresh block of source addresses (127.B.0.2, 127.B.0.3, … for a random
     // B): the previous run's closed connections sit in TIME_WAIT (up to 60 s, at most
     // 131,072 of them) on its own addresses' ports, so a run right after one does not
@@ -315,6 +345,7 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
             heartbeat_secs: 60,
             parallel: opts.parallel,
             track_ids: opts.scenario == Scenario::Churn,
+            ca_pem: ca_pem.clone(),
         };
         let mut child = Command::new(&exe)
             .arg("push-worker")
@@ -368,6 +399,12 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
     outcome.connected = progress.iter().sum();
     outcome.failed = failed.iter().sum();
     outcome.connect_per_sec = outcome.connected as f64 / elapsed;
+    outcome.connect_room_cpu_secs =
+        cpu_ticks(&pids).saturating_sub(cpu_before_connect) as f64 / 100.0;
+    if outcome.connect_room_cpu_secs > 0.0 {
+        outcome.connects_per_room_cpu_sec =
+            outcome.connected as f64 / outcome.connect_room_cpu_secs;
+    }
     // Let the rooms settle (registrations, first heartbeats), then measure.
     tokio::time::sleep(Duration::from_secs(2)).await;
     outcome.rss_connected = rss(&pids);

@@ -49,7 +49,33 @@ pub struct WorkerPlan {
     pub parallel: usize,
     /// Record the ids received per user (churn checks them).
     pub track_ids: bool,
+    /// TLS (`wss://`, TCP+TLS) trusting the CA certificates in this PEM text.
+    #[serde(default)]
+    pub ca_pem: Option<String>,
 }
+
+/// rustls client settings trusting the CA certificates in `pem`, offering `alpn`.
+pub fn tls_config(pem: &str, alpn: &[u8]) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(longlink_push::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A TCP stream, or TLS over one.
+type Stream =
+    tokio_util::either::Either<TcpStream, Box<tokio_rustls::client::TlsStream<TcpStream>>>;
 
 /// A worker's counters.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -75,6 +101,8 @@ struct Shared {
     /// `churn`: (generation, permille); a connection picked by the permille closes and
     /// reconnects when the generation changes.
     churn: tokio::sync::watch::Sender<(u64, u64)>,
+    /// TLS settings, when the rooms speak TLS.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 fn now_us() -> u64 {
@@ -85,18 +113,20 @@ fn now_us() -> u64 {
 }
 
 enum Conn {
-    Tcp(Framed<TcpStream, PushCodec>),
-    Ws(
-        Box<tokio_tungstenite::WebSocketStream<TcpStream>>,
-        PushCodec,
-    ),
+    Tcp(Framed<Stream, PushCodec>),
+    Ws(Box<tokio_tungstenite::WebSocketStream<Stream>>, PushCodec),
 }
 
 impl Conn {
-    async fn open(plan: &WorkerPlan, room: &str) -> std::io::Result<Conn> {
+    async fn open(
+        plan: &WorkerPlan,
+        room: &str,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> std::io::Result<Conn> {
         let source: std::net::IpAddr = plan.source.parse().map_err(std::io::Error::other)?;
         let host = room
             .trim_start_matches("ws://")
+            .trim_start_matches("wss://")
             .trim_end_matches('/')
             .to_owned();
         let addr: SocketAddr = host.parse().map_err(std::io::Error::other)?;
@@ -104,6 +134,16 @@ impl Conn {
         socket.bind(SocketAddr::new(source, 0))?;
         let stream = socket.connect(addr).await?;
         stream.set_nodelay(true)?;
+        let stream = match tls {
+            None => tokio_util::either::Either::Left(stream),
+            Some(config) => {
+                let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+                let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
+                    .connect(name, stream)
+                    .await?;
+                tokio_util::either::Either::Right(Box::new(tls))
+            }
+        };
         if plan.websocket {
             let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
             let (ws, _) = tokio_tungstenite::client_async_with_config(room, stream, Some(config))
@@ -184,7 +224,7 @@ async fn user(
     loop {
         let permit = gate.acquire().await.expect("never closed");
         let conn = async {
-            let mut conn = Conn::open(&plan, &room).await?;
+            let mut conn = Conn::open(&plan, &room, shared.tls.as_ref()).await?;
             conn.send(&PushMessage::Auth(Auth {
                 uid: uid.clone(),
                 device: "load".into(),
@@ -271,6 +311,14 @@ pub async fn run(plan: WorkerPlan) {
         latency: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 2).expect("bounds")),
         ids: Mutex::new(BTreeMap::new()),
         churn: tokio::sync::watch::channel((0, 0)).0,
+        tls: plan.ca_pem.as_deref().map(|pem| {
+            let alpn = if plan.websocket {
+                longlink_push::tls::ALPN_HTTP1
+            } else {
+                longlink_push::tls::ALPN_PUSH
+            };
+            tls_config(pem, alpn).expect("the CA file holds certificates")
+        }),
     });
     let gate = Arc::new(Semaphore::new(plan.parallel.max(1)));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

@@ -43,7 +43,7 @@ pub struct Plan {
     pub rooms: usize,
     /// Ports count from here: center +0, dispatcher +9, register +10 (metrics +13), saver
     /// +11 (metrics +14), coordinator +12 (metrics +15), room i at +20+4i (ws, tcp, rpc,
-    /// metrics).
+    /// metrics) and +100+2i (wss, TCP+TLS).
     pub base_port: u16,
     /// The data dir every process shares (secret, API key).
     pub data_dir: PathBuf,
@@ -53,6 +53,8 @@ pub struct Plan {
     pub redis: String,
     /// A configuration file every process also reads, if any.
     pub config: Option<PathBuf>,
+    /// Every process serves a development certificate made under the data dir.
+    pub tls_self_signed: bool,
 }
 
 impl Plan {
@@ -80,6 +82,9 @@ impl Plan {
             ];
             if let Some(c) = &self.config {
                 args.extend(["--config".into(), c.display().to_string()]);
+            }
+            if self.tls_self_signed {
+                args.push("--tls-self-signed".into());
             }
             args
         };
@@ -125,6 +130,8 @@ impl Plan {
                         ("--tcp", self.addr(base + 1)),
                         ("--rpc", self.addr(base + 2)),
                         ("--http", self.addr(base + 3)),
+                        ("--wss", self.addr(100 + 2 * i as u16)),
+                        ("--tcp-tls", self.addr(101 + 2 * i as u16)),
                     ],
                 ),
             ));
