@@ -1,7 +1,43 @@
-//! Connection tokens: HMAC-SHA256 over the user id and an expiry.
+//! Connection tokens: the HMAC token, and JWTs (HS256, RS256, ES256) from configured issuers.
 //!
-//! A token is `base64url(uid) "." expiry "." base64url(hmac(secret, base64url(uid) "." expiry))`.
-//! The business backend that knows the secret issues them; a room checks them on AUTH.
+//! An HMAC token is `base64url(uid) "." expiry "." base64url(hmac(secret, base64url(uid) "."
+//! expiry))`: the business backend that knows the secret issues them ([`Tokens`]). A JWT is
+//! issued by any backend with a JWT library and checked against the `[tokens.jwt]`
+//! configuration ([`TokensConfig`]): HS256 with the system secret or an issuer's own,
+//! RS256/ES256 with public keys in the file or fetched from the issuer's JWKS.
+//!
+//! A room checks both through one call, [`Verifier::verify`], and gets back who the token
+//! is for, until when, and which apps and device it allows ([`Verified`]):
+//!
+//! ```
+//! use longlink_push::token::{TokenError, Tokens, TokensConfig, Verifier};
+//!
+//! let config: TokensConfig = toml::from_str(r#"
+//!     [jwt]
+//!     hs256_secret = "a system secret of at least 32 bytes"
+//!     [[jwt.issuers]]
+//!     issuer = "https://auth.example/"
+//!     algorithms = ["RS256", "ES256"]
+//!     jwks_url = "http://127.0.0.1:9/.well-known/jwks.json"
+//! "#).unwrap();
+//! let hmac = Tokens::new(b"token secret");
+//! let verifier = Verifier::new(hmac.clone(), &config).unwrap();
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let token = hmac.issue_until("u1", 2_000_000_000);
+//! let verified = verifier.verify_at(&token, "u1", "phone", 1_900_000_000).await.unwrap();
+//! assert_eq!(verified.uid, "u1");
+//! assert_eq!(
+//!     verifier.verify_at(&token, "u1", "phone", 2_000_000_000).await,
+//!     Err(TokenError::Expired { expired_at: 2_000_000_000 })
+//! );
+//! # });
+//! ```
+//!
+//! Keys are always found by (issuer, `kid`); the accepted algorithms always come from the
+//! configuration, never from a token's header; `alg: none`, `crit` extensions and keys
+//! named inside a token (`jku`, `jwk`, `x5u`) are never used. The wire format and how a
+//! backend issues JWTs: `docs/tokens.md`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,26 +46,29 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-/// Why a token was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TokenError {
-    /// Not a token at all.
-    #[error("malformed token")]
-    Malformed,
-    /// Not signed with our secret (forged or for another system).
-    #[error("bad token signature")]
-    BadSignature,
-    /// Valid, but expired.
-    #[error("token expired at {expired_at}")]
-    Expired {
-        /// Unix seconds.
-        expired_at: u64,
-    },
-    /// Valid, for another user.
-    #[error("token is for another user")]
-    WrongUser,
-}
+mod claims;
+mod config;
+mod error;
+mod issuer;
+mod jwks_cache;
+mod jwks_fetcher;
+mod key_set;
+mod verifier;
+
+pub use config::{IssuerConfig, JwtAlgorithm, JwtConfig, PublicKeyConfig, Secret, TokensConfig};
+pub use error::{ConfigError, ConfigProblem, MAX_ECHO_CHARS, TokenError};
+pub use verifier::{TokenKind, Verified, Verifier};
+
+/// The longest JWT accepted (8 KiB); a longer token is refused before it is decoded.
+/// Identity providers' tokens run to 1–2 KiB; an AUTH frame is bounded separately.
+pub const MAX_JWT_BYTES: usize = 8 * 1024;
+
+/// The largest `leeway_secs` a configuration may set (5 minutes): past that a leeway no
+/// longer covers clock skew, it extends every token.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
+
+/// The shortest HS256 secret accepted (32 bytes, the hash's size: RFC 7518 §3.2).
+pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Issues and checks tokens.
 ///
@@ -95,6 +134,11 @@ impl Tokens {
 
     /// [`verify`](Tokens::verify) at a given time (Unix seconds).
     pub fn verify_at(&self, token: &str, uid: &str, now: u64) -> Result<(), TokenError> {
+        self.check_at(token, uid, now).map(|_| ())
+    }
+
+    /// [`verify_at`](Tokens::verify_at), giving the token's expiry.
+    pub(crate) fn check_at(&self, token: &str, uid: &str, now: u64) -> Result<u64, TokenError> {
         let (payload, signature) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
         let (uid_b64, expiry) = payload.split_once('.').ok_or(TokenError::Malformed)?;
         let signature = B64.decode(signature).map_err(|_| TokenError::Malformed)?;
@@ -113,7 +157,7 @@ impl Tokens {
                 expired_at: expires_at,
             });
         }
-        Ok(())
+        Ok(expires_at)
     }
 }
 
