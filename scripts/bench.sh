@@ -79,12 +79,12 @@ stop_cluster() {
   redis-cli --scan --pattern 'llbench:*' | xargs -r redis-cli del >/dev/null || true
 }
 trap 'stop_cluster; rm -rf "$SCALE_DIR"' EXIT
-start_cluster() { # rooms
+start_cluster() { # rooms [--tls-self-signed]
   stop_cluster
   rm -rf "$SCALE_DIR/data"
   "$PUSH_BIN" cluster --rooms "$1" --base-port 27000 --data-dir "$SCALE_DIR/data" \
     --database mysql://root@127.0.0.1:3306/longlink_bench --config "$SCALE_DIR/config.toml" \
-    > "$SCALE_DIR/cluster.log" 2>&1 &
+    ${2:-} > "$SCALE_DIR/cluster.log" 2>&1 &
   LAUNCHER=$!
   for _ in $(seq 1 60); do [ -s "$SCALE_DIR/data/demo-api-key" ] && break; sleep 1; done
   sleep 3
@@ -94,6 +94,25 @@ push() { # scenario out-name [options...]
   echo "-- push $scenario $*"
   "$BENCH" push "$scenario" --center http://127.0.0.1:27000 --data-dir "$SCALE_DIR/data" \
     --out "$RESULTS/$name.json" "$@" > /dev/null
+}
+push_tls() { # scenario out-name [options...]: through the TLS listeners and HTTPS
+  local scenario=$1 name=$2; shift 2
+  echo "-- push $scenario (TLS) $*"
+  "$BENCH" push "$scenario" --center https://127.0.0.1:27000 --data-dir "$SCALE_DIR/data" \
+    --ca "$SCALE_DIR/data/tls/ca.pem" --out "$RESULTS/$name.json" "$@" > /dev/null
+}
+# Plaintext and TLS side by side, each on a fresh cluster (memory per connection is the
+# growth of fresh rooms).
+tls_pairs() { # rooms conns [options...]
+  local rooms=$1 n=$2; shift 2
+  start_cluster "$rooms"
+  push connect tls-pair-tcp -n "$n" --hold-secs 5 "$@"
+  start_cluster "$rooms" --tls-self-signed
+  push_tls connect tls-pair-tcp-tls -n "$n" --hold-secs 5 "$@"
+  start_cluster "$rooms"
+  push connect tls-pair-ws -n "$n" --hold-secs 5 --ws "$@"
+  start_cluster "$rooms" --tls-self-signed
+  push_tls connect tls-pair-wss -n "$n" --hold-secs 5 --ws "$@"
 }
 
 if [ "$FULL" -eq 1 ]; then
@@ -109,6 +128,8 @@ if [ "$FULL" -eq 1 ]; then
   push churn churn-ws -n 20000 --per-worker 10000 --ws --messages 2000
   start_cluster 13
   push connect connect-ws-250k -n 250000 --ws --parallel 48 --hold-secs 20
+  echo "== plaintext and TLS, 100k each"
+  tls_pairs 6 100000 --parallel 128
 else
   echo "== push at scale (short): 20k connections on 2 rooms"
   start_cluster 2
@@ -116,6 +137,8 @@ else
   push broadcast broadcast-burst -n 20000 --per-worker 10000 --messages 20 --burst
   push unicast unicast-cluster-5k -n 5000 --per-worker 5000 --rate 5000 --hold-secs 5
   push churn churn-tcp -n 10000 --per-worker 5000 --messages 500
+  echo "== plaintext and TLS, 20k each"
+  tls_pairs 2 20000 --per-worker 10000
 fi
 stop_cluster
 "$BENCH" plot --results "$RESULTS" --out "$CARGO_TARGET_DIR/longlink-bench/push-plots"

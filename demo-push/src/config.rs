@@ -63,6 +63,9 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// Largest request body the center reads.
     pub max_request_bytes: usize,
+    /// Which tokens rooms take besides the HMAC ones (`[tokens.jwt]`: JWTs, see
+    /// `docs/tokens.md`).
+    pub tokens: crate::token::TokensConfig,
     /// The certificate and key of every TLS listener (`[tls]`; none: plaintext only).
     pub tls: Option<crate::tls::TlsConfig>,
     /// The room.
@@ -87,6 +90,7 @@ impl Default for Config {
             dev_page: true,
             sweep_interval: Duration::from_secs(60),
             max_request_bytes: 256 * 1024,
+            tokens: crate::token::TokensConfig::default(),
             tls: None,
             room: RoomConfig::default(),
             push: PushConfig::default(),

@@ -408,8 +408,12 @@ async fn cluster(args: ClusterArgs) -> Result<(), String> {
     };
     if plan.tls_self_signed {
         // Made once here: the children find it under the shared data dir.
-        let made = longlink_push::tls::self_signed(&plan.data_dir, &[]).map_err(|e| e.to_string())?;
-        println!("TLS: a development certificate; trust {}", made.ca.display());
+        let made =
+            longlink_push::tls::self_signed(&plan.data_dir, &[]).map_err(|e| e.to_string())?;
+        println!(
+            "TLS: a development certificate; trust {}",
+            made.ca.display()
+        );
     }
     cluster::launch::run(plan, Duration::from_secs(15))
         .await

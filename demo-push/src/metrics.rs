@@ -66,6 +66,12 @@ metrics! {
     ip_limited: Counter = "ip_limited", "Connections refused by the per-IP limit";
     /// Connections dropped for missing two heartbeats (or AUTH in time).
     heartbeat_timeouts: Counter = "heartbeat_timeouts", "Connections dropped for silence";
+    /// Connections closed because their token expired and no REFRESH replaced it.
+    token_expired: Counter = "token_expired", "Connections closed because their token expired unrefreshed";
+    /// REFRESHes taken (a new token on a live connection).
+    token_refreshes: Counter = "token_refreshes", "Tokens refreshed on live connections";
+    /// REFRESHes refused (the connection keeps its current token).
+    token_refresh_failures: Counter = "token_refresh_failures", "REFRESHes refused";
     /// Connections closed for a bad or oversized frame.
     protocol_errors: Counter = "protocol_errors", "Connections closed for bad frames";
     /// Connections closed because their send queue was full.

@@ -48,6 +48,9 @@ pub enum StartError {
     /// The TLS certificate or key.
     #[error("tls: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The token settings (`[tokens]`).
+    #[error("tokens: {0}")]
+    Tokens(#[from] crate::token::ConfigError),
 }
 
 /// The process's certificate (`[tls]`), watched for changes; `None` without `[tls]`.
@@ -242,9 +245,10 @@ pub async fn room(
 ) -> Result<RoomNode, StartError> {
     let metrics = Arc::clone(&parts.metrics);
     let courier = Courier::start(parts);
+    let verifier = crate::token::Verifier::new(tokens, &config.tokens)?;
     let room = Room::new(
         config.room.clone(),
-        tokens,
+        verifier,
         Arc::clone(&courier) as Arc<dyn crate::room::RoomEvents>,
         metrics,
     );

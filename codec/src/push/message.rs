@@ -80,8 +80,8 @@ pub enum DeliveryMode {
     Notify,
 }
 
-/// AUTH: who the client is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// AUTH: who the client is. Its `Debug` leaves the token out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Auth {
     /// The user.
     pub uid: String,
@@ -94,6 +94,18 @@ pub struct Auth {
     /// Apps whose messages this connection receives.
     #[serde(default)]
     pub apps: Vec<String>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("uid", &self.uid)
+            .field("device", &self.device)
+            .field("net", &self.net)
+            .field("token", &"<token>")
+            .field("apps", &self.apps)
+            .finish()
+    }
 }
 
 /// AUTH_REPLY: the outcome of AUTH.
@@ -138,6 +150,24 @@ pub struct Ack {
 pub struct Subscribe {
     /// App names.
     pub apps: Vec<String>,
+}
+
+/// REFRESH: a new token for the connection's user, sent before the current one expires.
+/// The room answers with an [`AuthReply`] carrying the same seq: `ok`, or why not (the
+/// connection keeps its current token then).
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Refresh {
+    /// The new token.
+    pub token: String,
+}
+
+impl std::fmt::Debug for Refresh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A token is a credential: never in logs.
+        f.debug_struct("Refresh")
+            .field("token", &"<token>")
+            .finish()
+    }
 }
 
 /// UPSTREAM: data from the client for the app's business server.
@@ -233,6 +263,8 @@ pub enum PushMessage {
     Reconnect(Reconnect),
     /// See [`ErrorMessage`].
     Error(ErrorMessage),
+    /// See [`Refresh`].
+    Refresh(Refresh),
 }
 
 #[derive(Serialize)]
@@ -293,6 +325,7 @@ impl PushMessage {
             PushMessage::Kick(_) => Op::KICK,
             PushMessage::Reconnect(_) => Op::RECONNECT,
             PushMessage::Error(_) => Op::ERROR,
+            PushMessage::Refresh(_) => Op::REFRESH,
         }
     }
 
@@ -317,6 +350,7 @@ impl PushMessage {
             PushMessage::Kick(m) => put(m, dst),
             PushMessage::Reconnect(m) => put(m, dst),
             PushMessage::Error(m) => put(m, dst),
+            PushMessage::Refresh(m) => put(m, dst),
         };
         if let Err(e) = written {
             dst.truncate(start);
@@ -357,6 +391,7 @@ impl PushMessage {
             Op::KICK => PushMessage::Kick(body(what, b)?),
             Op::RECONNECT => PushMessage::Reconnect(body(what, b)?),
             Op::ERROR => PushMessage::Error(body(what, b)?),
+            Op::REFRESH => PushMessage::Refresh(body(what, b)?),
             op => {
                 return Err(CodecError::Malformed {
                     what: op.name(),

@@ -24,7 +24,7 @@ pub use dispatch::{Dispatch, RoomAddress};
 pub use frame::{PushCodec, PushFrame, Unbatch};
 pub use message::{
     Ack, Auth, AuthReply, Deliver, DeliveryMode, ErrorMessage, Kick, Net, PushMessage, Reconnect,
-    Subscribe, Upstream, UpstreamReply,
+    Refresh, Subscribe, Upstream, UpstreamReply,
 };
 pub use op::Op;
 pub use payload::Payload;

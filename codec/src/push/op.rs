@@ -73,6 +73,9 @@ ops! {
     ERROR = 13, "error";
     /// Server → client: several complete push frames in one body (one write, many messages).
     BATCH = 14, "batch";
+    /// Client → server: a new token for this connection, before the old one expires
+    /// (answered by an AUTH_REPLY with the same seq).
+    REFRESH = 15, "refresh";
 }
 
 impl Op {

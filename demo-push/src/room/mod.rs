@@ -36,7 +36,7 @@ use crate::frame::Frame;
 use crate::metrics::{Computed, Metrics, Sample, inc};
 use crate::model::{ConnId, Session};
 use crate::rooms::{Gateway, Reached};
-use crate::token::Tokens;
+use crate::token::{TokenKind, Verified, Verifier};
 
 /// What a room tells the rest of the system, and asks of it (the room's [`Courier`] in
 /// every deployment).
@@ -175,6 +175,44 @@ pub struct RoomConfig {
     /// The timing wheel's tick.
     #[serde(rename = "tick_ms", with = "crate::serde_duration::millis")]
     pub tick: Duration,
+    /// What happens when a connection's token expires.
+    pub token_expiry: TokenExpiry,
+}
+
+/// What happens when a connection's token expires (`[room.token_expiry]`): the connection
+/// is closed `grace` after its token's expiry unless a REFRESH brought a new one; off for
+/// HMAC tokens and on for JWTs by default (an HMAC token is often issued for the life of
+/// an app install; a JWT is short-lived by design).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenExpiry {
+    /// Close connections whose HMAC token expired.
+    pub hmac: bool,
+    /// Close connections whose JWT expired.
+    pub jwt: bool,
+    /// How long after the expiry a REFRESH is still taken.
+    #[serde(rename = "grace_secs", with = "crate::serde_duration::secs")]
+    pub grace: Duration,
+}
+
+impl Default for TokenExpiry {
+    fn default() -> Self {
+        TokenExpiry {
+            hmac: false,
+            jwt: true,
+            grace: Duration::from_secs(60),
+        }
+    }
+}
+
+impl TokenExpiry {
+    /// Whether a connection holding `token` is closed once it expires.
+    pub fn enforced(&self, token: &Verified) -> bool {
+        match token.kind {
+            TokenKind::Hmac => self.hmac,
+            _ => self.jwt,
+        }
+    }
 }
 
 impl Default for RoomConfig {
@@ -193,6 +231,7 @@ impl Default for RoomConfig {
             max_frame_bytes: longlink_codec::push::DEFAULT_MAX_FRAME_BYTES,
             max_apps_per_conn: 16,
             tick: Duration::from_secs(1),
+            token_expiry: TokenExpiry::default(),
         }
     }
 }
@@ -206,6 +245,8 @@ pub(crate) enum Closing {
         after_ms: u32,
     },
     Timeout,
+    /// The token expired and no REFRESH replaced it within the grace.
+    Expired,
     Slow,
     /// The client broke the protocol (an ERROR went out); the WebSocket close code.
     Broken(u16),
@@ -219,7 +260,7 @@ impl Closing {
         match self {
             Closing::Kick(_) | Closing::Timeout => link::CLOSE_NORMAL,
             Closing::Reconnect { .. } => link::CLOSE_GOING_AWAY,
-            Closing::Slow => link::CLOSE_POLICY,
+            Closing::Slow | Closing::Expired => link::CLOSE_POLICY,
             Closing::Broken(code) => *code,
         }
     }
@@ -250,6 +291,9 @@ pub(crate) struct ConnHandle {
     closing: Mutex<Option<Closing>>,
     /// Set at AUTH.
     identity: RwLock<Option<Identity>>,
+    /// When the token stops being good (wheel ms, its grace included); `u64::MAX`: never
+    /// (or not enforced).
+    token_deadline: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -257,6 +301,16 @@ pub(crate) struct Identity {
     uid: String,
     device: String,
     apps: Vec<String>,
+    /// The apps the token lets it subscribe (`None`: any).
+    allowed: Option<Box<[String]>>,
+}
+
+impl Identity {
+    fn allows(&self, app: &str) -> bool {
+        self.allowed
+            .as_ref()
+            .is_none_or(|allowed| allowed.iter().any(|a| a == app))
+    }
 }
 
 impl ConnHandle {
@@ -278,7 +332,7 @@ type UserShard = Mutex<HashMap<String, Vec<ConnId>>>;
 
 pub(crate) struct RoomInner {
     config: RoomConfig,
-    tokens: Tokens,
+    verifier: Verifier,
     events: Arc<dyn RoomEvents>,
     metrics: Arc<Metrics>,
     conns: Box<[ConnShard]>,
@@ -337,7 +391,7 @@ impl Room {
     /// `metrics`.
     pub fn new(
         config: RoomConfig,
-        tokens: Tokens,
+        verifier: Verifier,
         events: Arc<dyn RoomEvents>,
         metrics: Arc<Metrics>,
     ) -> Room {
@@ -345,7 +399,7 @@ impl Room {
         let room = Room {
             inner: Arc::new(RoomInner {
                 ip_limit: IpLimit::new(config.max_conns_per_ip),
-                tokens,
+                verifier,
                 events,
                 metrics,
                 conns: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
@@ -450,10 +504,19 @@ impl Room {
             loop {
                 ticks.tick().await;
                 let Some(room) = weak.upgrade() else { return };
+                let now = room.wheel.now_ms();
                 for conn in room.wheel.advance() {
                     if let Some(handle) = room.conn(conn) {
-                        inc(&room.metrics.heartbeat_timeouts);
-                        handle.close(Closing::Timeout);
+                        let token_deadline = handle
+                            .token_deadline
+                            .load(std::sync::atomic::Ordering::Relaxed);
+                        if token_deadline <= now {
+                            inc(&room.metrics.token_expired);
+                            handle.close(Closing::Expired);
+                        } else {
+                            inc(&room.metrics.heartbeat_timeouts);
+                            handle.close(Closing::Timeout);
+                        }
                     }
                 }
                 if last_check.elapsed() >= Duration::from_secs(1) {
@@ -679,6 +742,17 @@ impl Gateway for Room {
 }
 
 impl RoomInner {
+    /// The wheel deadline past which a connection holding `token` is closed, its grace
+    /// included (`u64::MAX`: never).
+    fn token_deadline(&self, token: &Verified) -> u64 {
+        if !self.config.token_expiry.enforced(token) {
+            return u64::MAX;
+        }
+        let now = crate::token::unix_now();
+        let left = token.expires_at.saturating_sub(now) * 1000;
+        self.wheel.now_ms() + left + self.config.token_expiry.grace.as_millis() as u64
+    }
+
     fn conn_shard(&self, id: ConnId) -> &ConnShard {
         &self.conns[id as usize % SHARDS]
     }

@@ -244,6 +244,7 @@ async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSl
         closer: Notify::new(),
         closing: Mutex::new(None),
         identity: RwLock::new(None),
+        token_deadline: std::sync::atomic::AtomicU64::new(u64::MAX),
     });
     room.conn_shard(id).lock().insert(id, Arc::clone(&handle));
     room.wheel.insert(id, Arc::clone(&deadline));
@@ -302,6 +303,16 @@ async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSl
                 &PushMessage::Reconnect(Reconnect { reason, after_ms }),
                 form,
             );
+        }
+        Some(Closing::Expired) => {
+            let error = PushMessage::Error(longlink_codec::push::ErrorMessage {
+                code: 401,
+                reason: format!(
+                    "the token expired and no refresh came within {} s",
+                    room.config.token_expiry.grace.as_secs()
+                ),
+            });
+            let _ = link.feed_message(0, &error, form);
         }
         Some(Closing::Timeout | Closing::Slow | Closing::Broken(_)) | None => {}
     }
@@ -377,15 +388,28 @@ async fn authenticate(
             return None;
         }
     };
-    if let Err(e) = room.tokens.verify(&auth.token, &auth.uid) {
-        inc(&room.metrics.auth_failures);
-        tracing::debug!(%peer, uid = auth.uid, error = %e, "auth refused");
-        refuse(link, seq, &e.to_string(), form).await;
-        return None;
-    }
+    let token = match room
+        .verifier
+        .verify(&auth.token, &auth.uid, &auth.device)
+        .await
+    {
+        Ok(token) => token,
+        Err(e) => {
+            inc(&room.metrics.auth_failures);
+            tracing::debug!(%peer, uid = auth.uid, error = %e, "auth refused");
+            refuse(link, seq, &e.to_string(), form).await;
+            return None;
+        }
+    };
     let mut apps = auth.apps.clone();
     apps.sort();
     apps.dedup();
+    if let Some(app) = apps.iter().find(|a| !token.allows_app(a)) {
+        inc(&room.metrics.auth_failures);
+        let reason = format!("the token does not allow app {app:?}");
+        refuse(link, seq, &reason, form).await;
+        return None;
+    }
     if apps.len() > room.config.max_apps_per_conn {
         // Refused, not truncated: a client must not believe it receives an app it does not.
         inc(&room.metrics.auth_failures);
@@ -402,7 +426,12 @@ async fn authenticate(
         uid: auth.uid.clone(),
         device: auth.device.clone(),
         apps: apps.clone(),
+        allowed: token.apps.clone().map(Vec::into_boxed_slice),
     });
+    let token_deadline = room.token_deadline(&token);
+    handle
+        .token_deadline
+        .store(token_deadline, std::sync::atomic::Ordering::Relaxed);
     room.user_shard(&auth.uid)
         .lock()
         .entry(auth.uid.clone())
@@ -419,9 +448,10 @@ async fn authenticate(
         apps,
         since_ms: now_ms(),
     };
-    // The heartbeat window may be shorter than what is left of the AUTH deadline.
-    room.wheel
-        .reschedule(id, deadline, room.wheel.now_ms() + 2 * interval * 1000);
+    // The heartbeat window may be shorter than what is left of the AUTH deadline (and
+    // the token may run out sooner still).
+    let alive = (room.wheel.now_ms() + 2 * interval * 1000).min(token_deadline);
+    room.wheel.reschedule(id, deadline, alive);
     let reply = PushMessage::AuthReply(AuthReply {
         ok: true,
         reason: None,
@@ -482,8 +512,10 @@ async fn serve(
                         return Some(Closing::Broken(close_code(&e)));
                     }
                 };
-                // Heard from: alive for two more heartbeat intervals.
-                deadline.set(room.wheel.now_ms() + 2 * interval * 1000);
+                // Heard from: alive for two more heartbeat intervals (or until the token
+                // runs out).
+                let token_deadline = handle.token_deadline.load(std::sync::atomic::Ordering::Relaxed);
+                deadline.set((room.wheel.now_ms() + 2 * interval * 1000).min(token_deadline));
                 match message {
                     PushMessage::Heartbeat => {
                         if link.feed_message(seq, &PushMessage::HeartbeatReply, form).is_err() {
@@ -515,6 +547,12 @@ async fn serve(
                     }
                     PushMessage::Unsubscribe(sub) => {
                         Box::pin(unsubscribe(room, handle, session, id, sub.apps)).await;
+                    }
+                    PushMessage::Refresh(refresh) => {
+                        let reply = Box::pin(refresh_token(room, handle, session, interval, deadline, refresh.token)).await;
+                        if link.feed_message(seq, &PushMessage::AuthReply(reply), form).is_err() {
+                            return None;
+                        }
                     }
                     other => {
                         inc(&room.metrics.protocol_errors);
@@ -575,7 +613,16 @@ async fn subscribe(
         .collect();
     added.sort();
     added.dedup();
-    let refusal_reason = if session.apps.len() + added.len() > room.config.max_apps_per_conn {
+    let not_allowed = {
+        let identity = handle.identity.read();
+        added
+            .iter()
+            .find(|a| identity.as_ref().is_some_and(|i| !i.allows(a)))
+            .cloned()
+    };
+    let refusal_reason = if let Some(app) = not_allowed {
+        Some(format!("the token does not allow app {app:?}"))
+    } else if session.apps.len() + added.len() > room.config.max_apps_per_conn {
         Some(format!(
             "subscribing {} more apps would make {}: a connection subscribes at most {}",
             added.len(),
@@ -605,6 +652,57 @@ async fn subscribe(
     };
     room.events.resubscribed(session, &added, &[], conn).await;
     Ok(())
+}
+
+/// REFRESH: a new token for the connection's user (and device). Taken, it replaces the
+/// token the connection holds (its expiry, the apps it allows); refused, the connection
+/// keeps the one it has. The answer is an AUTH_REPLY.
+async fn refresh_token(
+    room: &Arc<RoomInner>,
+    handle: &ConnHandle,
+    session: &Session,
+    interval: u64,
+    deadline: &Deadline,
+    token: String,
+) -> AuthReply {
+    let refused = |reason: String| {
+        inc(&room.metrics.token_refresh_failures);
+        AuthReply {
+            ok: false,
+            reason: Some(reason),
+            heartbeat_secs: interval as u32,
+            session: None,
+        }
+    };
+    let verified = match room
+        .verifier
+        .verify(&token, &session.uid, &session.device)
+        .await
+    {
+        Ok(verified) => verified,
+        Err(e) => return refused(e.to_string()),
+    };
+    if let Some(app) = session.apps.iter().find(|a| !verified.allows_app(a)) {
+        return refused(format!(
+            "the new token does not allow app {app:?}, which this connection subscribes"
+        ));
+    }
+    if let Some(i) = handle.identity.write().as_mut() {
+        i.allowed = verified.apps.clone().map(Vec::into_boxed_slice);
+    }
+    let token_deadline = room.token_deadline(&verified);
+    handle
+        .token_deadline
+        .store(token_deadline, std::sync::atomic::Ordering::Relaxed);
+    // Later than before (the old deadline was the earlier of the two): `set` moves it.
+    deadline.set((room.wheel.now_ms() + 2 * interval * 1000).min(token_deadline));
+    inc(&room.metrics.token_refreshes);
+    AuthReply {
+        ok: true,
+        reason: None,
+        heartbeat_secs: interval as u32,
+        session: Some(format!("{}:{}", room.config.name, session.conn)),
+    }
 }
 
 /// UNSUBSCRIBE: removes `apps`, then tells the courier.
@@ -670,7 +768,7 @@ mod tests {
     async fn a_connection_task_is_small() {
         let room = Room::new(
             RoomConfig::default(),
-            Tokens::new(b"k"),
+            crate::token::Verifier::hmac_only(Tokens::new(b"k")),
             Arc::new(Nothing),
             Arc::new(Metrics::default()),
         );
