@@ -223,8 +223,10 @@ async fn http(
         Some(pem) => super::worker::tls_config(&pem, b"http/1.1")?,
         None => super::worker::tls_config("", b"http/1.1")?,
     };
+    let mut tls = (*tls).clone();
+    tls.alpn_protocols.clear(); // hyper-rustls sets its own
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config((*tls).clone())
+        .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .build();

@@ -25,7 +25,7 @@ pub(super) struct HttpClient {
 
 pub(super) fn client(tls: Option<&Arc<rustls::ClientConfig>>) -> HttpClient {
     // Without TLS settings an https:// URL is refused before connecting (see `get`).
-    let config = tls.map_or_else(
+    let mut config = tls.map_or_else(
         || {
             rustls::ClientConfig::builder_with_provider(Arc::new(
                 rustls::crypto::ring::default_provider(),
@@ -37,6 +37,7 @@ pub(super) fn client(tls: Option<&Arc<rustls::ClientConfig>>) -> HttpClient {
         },
         |c| (**c).clone(),
     );
+    config.alpn_protocols.clear(); // hyper-rustls offers http/1.1 itself
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_or_http()
