@@ -471,6 +471,11 @@ async fn client(args: ClientArgs) -> Result<(), String> {
             Event::Error(e) => eprintln!("room error {}: {}", e.code, e.reason),
             Event::Kicked(reason) => return Err(format!("kicked: {reason}")),
             Event::Refused(reason) => return Err(format!("refused: {reason}")),
+            Event::TokenRefreshed { expires_at } => {
+                eprintln!("token refreshed (expires at {expires_at:?})")
+            }
+            Event::RefreshFailed(reason) => eprintln!("token refresh failed: {reason}"),
+            other => eprintln!("{other:?}"),
         }
     }
     Ok(())

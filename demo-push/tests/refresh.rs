@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
@@ -12,6 +14,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use longlink_codec::push::{Auth, Net, PushMessage, Refresh, Subscribe};
 use longlink_push::config::Config;
 use longlink_push::token::{JwtConfig, Secret, TokensConfig};
+use longlink_push_client::{Event, TokenSource};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -267,4 +270,79 @@ async fn refresh_in_the_json_form_is_answered_in_json() {
         reply["reason"].as_str().unwrap().contains("malformed"),
         "{reply}"
     );
+}
+
+/// A token source handing out JWTs for `uid` valid for `secs`, counting its calls.
+fn counted_source(uid: &'static str, secs: u64) -> (TokenSource, Arc<AtomicU32>) {
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = Arc::clone(&calls);
+    let source = TokenSource::new(move || {
+        counted.fetch_add(1, Ordering::Relaxed);
+        async move { Ok(jwt(uid, secs, json!({}))) }
+    });
+    (source, calls)
+}
+
+#[tokio::test]
+async fn the_rust_client_refreshes_before_expiry_and_keeps_its_connection() {
+    let s = start_with(with_jwt).await;
+    let (source, calls) = counted_source("r1", 600);
+    // Eight seconds left: the client asks for a new token five seconds before the end.
+    let mut client = s.client_with("r1", |c| {
+        c.token = jwt("r1", 8, json!({}));
+        c.refresh = Some(source);
+    });
+    connected(&mut client).await;
+    match event(&mut client).await {
+        Event::TokenRefreshed {
+            expires_at: Some(at),
+        } => assert!(at >= now() + 590, "{at}"),
+        other => panic!("expected TokenRefreshed, got {other:?}"),
+    }
+    // Past the first token's expiry and grace, on the same connection.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    s.push("unicast", json!({"uid": "r1", "body": "still here"}))
+        .await;
+    match event(&mut client).await {
+        Event::Message(m) => assert_eq!(m.body.as_str(), Some("still here")),
+        other => panic!("expected the message on the first connection, got {other:?}"),
+    }
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
+    assert_eq!(s.metric("longlink_push_token_refreshes_total").await, 1);
+    assert_eq!(s.metric("longlink_push_token_expired_total").await, 0);
+}
+
+#[tokio::test]
+async fn the_rust_client_retries_a_refused_auth_once_with_a_new_token_then_stops() {
+    let s = start_with(with_jwt).await;
+    let (source, _) = counted_source("r2", 600);
+    let mut client = s.client_with("r2", |c| {
+        c.token = "expired or forged".into();
+        c.refresh = Some(source);
+    });
+    match event(&mut client).await {
+        Event::Disconnected { reason, .. } => assert!(reason.contains("new token"), "{reason}"),
+        other => panic!("expected a retry with a new token, got {other:?}"),
+    }
+    assert!(matches!(
+        event(&mut client).await,
+        Event::TokenRefreshed { .. }
+    ));
+    connected(&mut client).await;
+
+    // A source whose tokens are refused too: one retry, then the client stops.
+    let (wrong_user, calls) = counted_source("someone else", 600);
+    let mut client = s.client_with("r3", |c| {
+        c.token = "forged".into();
+        c.refresh = Some(wrong_user);
+    });
+    assert!(matches!(
+        event(&mut client).await,
+        Event::Disconnected { .. }
+    ));
+    match event(&mut client).await {
+        Event::Refused(reason) => assert!(!reason.is_empty()),
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
 }

@@ -9,21 +9,24 @@
 
 mod dedup;
 mod http;
+mod refresh;
 mod transport;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use longlink_codec::CodecError;
 use longlink_codec::push::{
-    Ack, Auth, Deliver, ErrorMessage, Net, Payload, PushMessage, Subscribe, Upstream, UpstreamReply,
+    Ack, Auth, Deliver, ErrorMessage, Net, Payload, PushMessage, Refresh, Subscribe, Upstream,
+    UpstreamReply,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 pub use self::dedup::Dedup;
+pub use self::refresh::{TokenFuture, TokenSource};
 use self::transport::Conn;
 use longlink_codec::push::{Dispatch, RoomAddress};
 
@@ -70,6 +73,9 @@ pub struct ClientConfig {
     /// roots to trust, and anything else rustls takes (the ALPN protocols are set per
     /// connection). [`ClientConfig::trust_pem`] builds one trusting a CA in PEM.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Where new tokens come from ([`ClientConfig::refresh`]); none: the client keeps
+    /// `token` and stops with [`Event::Refused`] once a room refuses it.
+    pub refresh: Option<TokenSource>,
 }
 
 impl ClientConfig {
@@ -90,7 +96,16 @@ impl ClientConfig {
             dedup_window: 4096,
             event_buffer: 1024,
             tls: None,
+            refresh: None,
         }
+    }
+
+    /// Gets new tokens from `source`: before the token expires (sent to the room in a
+    /// REFRESH, the connection stays), before reconnecting with an expired one, and once
+    /// when a room refuses one.
+    pub fn refresh(mut self, source: TokenSource) -> ClientConfig {
+        self.refresh = Some(source);
+        self
     }
 
     /// TLS trusting the CA certificates in `pem` (a private or development CA, such as the
@@ -122,6 +137,7 @@ impl ClientConfig {
 
 /// What happened on the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// Authenticated on a room.
     Connected {
@@ -149,6 +165,15 @@ pub enum Event {
     },
     /// The room reported an error.
     Error(ErrorMessage),
+    /// A new token from the [`TokenSource`] was accepted by the room (on the open
+    /// connection, or at the next AUTH).
+    TokenRefreshed {
+        /// When the new token expires (Unix seconds), if it says.
+        expires_at: Option<u64>,
+    },
+    /// Getting a new token failed, or the room refused the new one; the client keeps the
+    /// connection and its current token and tries again shortly.
+    RefreshFailed(String),
 }
 
 /// What went wrong in the client.
@@ -201,7 +226,7 @@ pub struct Client {
     task: tokio::task::JoinHandle<()>,
     center: String,
     uid: String,
-    token: String,
+    token: Arc<Mutex<String>>,
     http: http::HttpClient,
 }
 
@@ -216,13 +241,11 @@ impl Client {
     pub fn start(config: ClientConfig) -> Client {
         let (commands, command_rx) = mpsc::channel(256);
         let (event_tx, events) = mpsc::channel(config.event_buffer.max(1));
-        let (center, uid, token) = (
-            config.center.clone(),
-            config.uid.clone(),
-            config.token.clone(),
-        );
+        let (center, uid) = (config.center.clone(), config.uid.clone());
+        let token = Arc::new(Mutex::new(config.token.clone()));
         let http = http::client(config.tls.as_ref());
-        let task = tokio::spawn(Runner::new(config, event_tx, command_rx).run());
+        let runner = Runner::new(config, Arc::clone(&token), event_tx, command_rx);
+        let task = tokio::spawn(runner.run());
         Client {
             commands,
             events,
@@ -299,7 +322,7 @@ impl Client {
             "{}/messages/{id}/body?uid={}&token={}",
             self.center,
             http::encode(&self.uid),
-            http::encode(&self.token)
+            http::encode(&current(&self.token))
         );
         match http::get(&self.http, &url).await? {
             (200, body) => Ok(body),
@@ -310,6 +333,14 @@ impl Client {
         }
     }
 }
+
+/// The token in use now.
+fn current(token: &Mutex<String>) -> String {
+    token.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// How long after a failed refresh the client asks its [`TokenSource`] again.
+const REFRESH_RETRY: Duration = Duration::from_secs(5);
 
 /// How long a failed address is remembered (named to the dispatcher, tried last).
 const FORGET_FAILURES_AFTER: Duration = Duration::from_secs(60);
@@ -339,11 +370,21 @@ struct Runner {
     dedup: Dedup,
     failures: u32,
     seq: u32,
+    /// The token in use, shared with [`Client::pull`].
+    token: Arc<Mutex<String>>,
+    /// AUTHs refused in a row (with a [`TokenSource`], one refusal is retried with a new
+    /// token; two stop the client).
+    refusals: u32,
+    /// A REFRESH sent on this connection: its seq and the token it carries.
+    refresh_sent: Option<(u32, String)>,
+    /// When to ask the [`TokenSource`] next, on this connection.
+    refresh_at: Option<Instant>,
 }
 
 impl Runner {
     fn new(
         config: ClientConfig,
+        token: Arc<Mutex<String>>,
         events: mpsc::Sender<Event>,
         commands: mpsc::Receiver<Command>,
     ) -> Runner {
@@ -362,7 +403,56 @@ impl Runner {
             failed: Vec::new(),
             failures: 0,
             seq: 0,
+            token,
+            refusals: 0,
+            refresh_sent: None,
+            refresh_at: None,
         }
+    }
+
+    fn set_token(&self, token: String) {
+        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = token;
+    }
+
+    /// A token from the source, within the connect timeout.
+    async fn fetch_token(source: TokenSource) -> Result<String, String> {
+        match tokio::time::timeout(Duration::from_secs(10), source.fetch()).await {
+            Ok(Ok(token)) if token.is_empty() => Err("the token source gave an empty token".into()),
+            Ok(result) => result,
+            Err(_) => Err("the token source did not answer within 10 s".into()),
+        }
+    }
+
+    /// A new token before connecting, when the current one has expired. `Err`: why
+    /// connecting now is pointless.
+    async fn fresh_token(&mut self) -> Result<(), String> {
+        let Some(source) = self.config.refresh.clone() else {
+            return Ok(());
+        };
+        if !refresh::stale(&current(&self.token), refresh::unix_now()) {
+            return Ok(());
+        }
+        match Self::fetch_token(source).await {
+            Ok(token) => {
+                self.set_token(token);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.events.send(Event::RefreshFailed(e.clone())).await;
+                Err(format!("no fresh token: {e}"))
+            }
+        }
+    }
+
+    /// When to refresh on a connection just authenticated with the current token.
+    fn schedule_refresh(&mut self) {
+        self.refresh_sent = None;
+        self.refresh_at = match (&self.config.refresh, refresh::expiry(&current(&self.token))) {
+            (Some(_), Some(expires_at)) => {
+                Some(Instant::now() + refresh::refresh_in(expires_at, refresh::unix_now()))
+            }
+            _ => None,
+        };
     }
 
     fn backoff(&mut self) -> Duration {
@@ -471,6 +561,7 @@ impl Runner {
     /// `Err(None)`: refused for good; `Err(Some(reason))`: try again later.
     async fn try_connect(&mut self) -> Result<(Conn, String, String, u32), Option<String>> {
         self.forget_old_failures();
+        self.fresh_token().await.map_err(Some)?;
         let rooms = self.dispatch().await.map_err(Some)?;
         // An address that has not failed lately first; when every one has (the only room
         // restarting, say), the one that failed longest ago, again — after the backoff,
@@ -514,7 +605,7 @@ impl Runner {
             uid: self.config.uid.clone(),
             device: self.config.device.clone(),
             net: self.config.net,
-            token: self.config.token.clone(),
+            token: current(&self.token),
             apps: self.config.apps.clone(),
         });
         let seq = self.next_seq();
@@ -525,13 +616,16 @@ impl Runner {
         match reply {
             Ok(Ok(Some(messages))) => match messages.into_iter().next() {
                 Some((_, PushMessage::AuthReply(r))) if r.ok => {
+                    if self.refusals > 0 {
+                        self.refusals = 0;
+                        let expires_at = refresh::expiry(&current(&self.token));
+                        let _ = self.events.send(Event::TokenRefreshed { expires_at }).await;
+                    }
                     Ok((conn, name, address, r.heartbeat_secs))
                 }
                 Some((_, PushMessage::AuthReply(r))) => {
-                    // A bad or expired token does not get better by retrying.
                     let reason = r.reason.unwrap_or_else(|| "refused".into());
-                    let _ = self.events.send(Event::Refused(reason)).await;
-                    Err(None)
+                    self.refused(reason).await
                 }
                 other => Err(Some(
                     self.failed_at(address, format!("expected auth_reply, got {other:?}")),
@@ -541,6 +635,29 @@ impl Runner {
             Ok(Err(e)) => Err(Some(self.failed_at(address, e.to_string()))),
             Err(_) => Err(Some(self.failed_at(address, "auth timed out".into()))),
         }
+    }
+
+    /// The room refused the AUTH. A bad or expired token does not get better by retrying:
+    /// with a [`TokenSource`] the client tries once more with a new token, then stops.
+    async fn refused(
+        &mut self,
+        reason: String,
+    ) -> Result<(Conn, String, String, u32), Option<String>> {
+        self.refusals += 1;
+        if let Some(source) = self.config.refresh.clone().filter(|_| self.refusals == 1) {
+            match Self::fetch_token(source).await {
+                Ok(token) => {
+                    self.set_token(token);
+                    self.failures = 0;
+                    return Err(Some(format!("refused ({reason}); again with a new token")));
+                }
+                Err(e) => {
+                    let _ = self.events.send(Event::RefreshFailed(e)).await;
+                }
+            }
+        }
+        let _ = self.events.send(Event::Refused(reason)).await;
+        Err(None)
     }
 
     /// Adds `apps` to those the next AUTH names.
@@ -586,6 +703,7 @@ impl Runner {
     ) -> Next {
         self.failures = 0;
         self.failed.clear();
+        self.schedule_refresh();
         let connected = Event::Connected {
             room,
             address: address.clone(),
@@ -600,8 +718,42 @@ impl Runner {
         let mut last_heard = Instant::now();
         let mut waiting: HashMap<u32, oneshot::Sender<Result<UpstreamReply, ClientError>>> =
             HashMap::new();
+        // The token source's call in progress: the session goes on while it runs.
+        let mut fetching: Option<tokio::task::JoinHandle<Result<String, String>>> = None;
         let end = loop {
+            let refresh_due = self.refresh_at.unwrap_or_else(Instant::now);
+            let refresh_armed =
+                self.refresh_at.is_some() && fetching.is_none() && self.refresh_sent.is_none();
             tokio::select! {
+                () = tokio::time::sleep_until(refresh_due), if refresh_armed => {
+                    self.refresh_at = None;
+                    if let Some(source) = self.config.refresh.clone() {
+                        fetching = Some(tokio::spawn(Self::fetch_token(source)));
+                    }
+                }
+                fetched = async { fetching.as_mut().expect("guarded by is_some").await }, if fetching.is_some() => {
+                    fetching = None;
+                    let token = match fetched {
+                        Ok(result) => result,
+                        Err(e) => Err(format!("the token source failed: {e}")),
+                    };
+                    match token {
+                        Ok(token) => {
+                            let seq = self.next_seq();
+                            let refresh = PushMessage::Refresh(Refresh { token: token.clone() });
+                            if let Err(e) = conn.send(seq, &refresh).await {
+                                break Next::Retry(self.backoff(), e.to_string());
+                            }
+                            self.refresh_sent = Some((seq, token));
+                        }
+                        Err(e) => {
+                            self.refresh_at = Some(Instant::now() + REFRESH_RETRY);
+                            if self.events.send(Event::RefreshFailed(e)).await.is_err() {
+                                break Next::Stop;
+                            }
+                        }
+                    }
+                }
                 _ = heartbeat.tick() => {
                     // The room drops a client silent for two intervals; the client gives
                     // up on a room silent for as long.
@@ -682,6 +834,11 @@ impl Runner {
         for (_, reply) in waiting.drain() {
             let _ = reply.send(Err(ClientError::ConnectionLost));
         }
+        if let Some(fetching) = fetching {
+            fetching.abort();
+        }
+        self.refresh_sent = None;
+        self.refresh_at = None;
         end
     }
 
@@ -704,7 +861,27 @@ impl Runner {
                     Event::Duplicate(m.id)
                 }
             }
-            PushMessage::HeartbeatReply | PushMessage::AuthReply(_) => return Ok(()),
+            PushMessage::HeartbeatReply => return Ok(()),
+            PushMessage::AuthReply(r) => match self.refresh_sent.take() {
+                // The answer to our REFRESH carries its seq.
+                Some((sent, token)) if sent == seq && r.ok => {
+                    let expires_at = refresh::expiry(&token);
+                    self.set_token(token);
+                    self.schedule_refresh();
+                    Event::TokenRefreshed { expires_at }
+                }
+                Some((sent, _)) if sent == seq => {
+                    self.refresh_at = Some(Instant::now() + REFRESH_RETRY);
+                    Event::RefreshFailed(format!(
+                        "the room refused the new token: {}",
+                        r.reason.unwrap_or_else(|| "refused".into())
+                    ))
+                }
+                other => {
+                    self.refresh_sent = other;
+                    return Ok(());
+                }
+            },
             PushMessage::UpstreamReply(r) => {
                 // The reply carries the request's seq.
                 if let Some(reply) = waiting.remove(&seq) {
