@@ -2,7 +2,8 @@
 //! `scripts/test.sh`): two users connect, a unicast and a broadcast show up on their
 //! pages, an ACK clicked on the page is reflected in `/messages/{id}`, and upstream sent
 //! from the page reaches the app's webhook. A screenshot goes to
-//! `$CARGO_TARGET_TMPDIR/push-page.png`.
+//! `$CARGO_TARGET_TMPDIR/push-page.png`. Once more over `https://` and `wss://` with a
+//! development certificate (`--ignore-certificate-errors`, in this test only).
 
 mod common;
 
@@ -53,14 +54,24 @@ async fn chromedriver() -> Driver {
 }
 
 async fn browser(driver: &Driver) -> Client {
+    browser_with(driver, &[]).await
+}
+
+async fn browser_with(driver: &Driver, extra: &[&str]) -> Client {
+    let mut args = vec![
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--window-size=1200,900",
+    ];
+    args.extend_from_slice(extra);
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
-        json!({
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-component-update", "--no-first-run", "--window-size=1200,900"]
-        }),
+        json!({"binary": "/usr/bin/chromium", "args": args}),
     );
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
@@ -264,4 +275,31 @@ async fn two_users_see_unicast_and_broadcast_on_the_page_and_a_clicked_ack_is_re
     println!("screenshot: {}", path.display());
     alice.close().await.unwrap();
     bob.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_page_works_over_https_and_wss_with_a_development_certificate() {
+    let s = start_with(|c| {
+        let made = longlink_push::tls::self_signed(&c.data_dir, &[]).unwrap();
+        c.tls = Some(made.tls);
+        c.room.wss_listen = "127.0.0.1:0".parse().unwrap();
+        c.room.tls_listen = "127.0.0.1:0".parse().unwrap();
+    })
+    .await;
+    let base = s.system.center_url();
+    assert!(base.starts_with("https://"), "{base}");
+    let driver = chromedriver().await;
+    // The certificate is for localhost and 127.0.0.1, from a CA Chromium does not know.
+    let page = browser_with(&driver, &["--ignore-certificate-errors"]).await;
+    connect_as(&page, &base, "carol").await;
+    let url = page.execute("return ws.url", vec![]).await.unwrap();
+    assert!(
+        url.as_str().is_some_and(|u| u.starts_with("wss://")),
+        "{url}"
+    );
+    s.wait_sessions("carol", 1).await;
+    let id = push_from_panel(&page, "unicast", "carol", "over tls").await;
+    until(&page, "the unicast over wss", &shows("over tls")).await;
+    s.wait_status(id, "carol", "acked").await;
+    page.close().await.unwrap();
 }
