@@ -51,7 +51,7 @@ pub struct Config {
     /// Most connections to the message store.
     pub database_max_open: usize,
     /// The token secret (default: generated once and kept in `<data_dir>/token-secret`).
-    pub token_secret: Option<String>,
+    pub token_secret: Option<crate::token::Secret>,
     /// Apps and their API keys (default: one app `demo` with a key generated once and kept
     /// in `<data_dir>/demo-api-key`).
     pub apps: Vec<AppConfig>,
@@ -343,7 +343,7 @@ impl Config {
                     app.name
                 )));
             }
-            if !names.insert(&app.name) || !keys.insert(&app.api_key) {
+            if !names.insert(&app.name) || !keys.insert(app.api_key.expose()) {
                 return Err(ConfigError::Invalid(format!(
                     "app {:?}: names and API keys must be unique",
                     app.name

@@ -359,9 +359,10 @@ async fn all(args: ServerArgs) -> Result<(), String> {
         );
     }
     println!("  store:      {}", data_dir.display());
-    if let Some(key) = &system.generated.api_key {
+    // Secrets are never printed or logged: the files hold them.
+    if system.generated.api_key.is_some() {
         println!(
-            "  generated API key for app \"demo\" (printed once; kept in {}): {key}",
+            "  generated an API key for app \"demo\": in {}",
             data_dir.join("demo-api-key").display()
         );
     } else if system.apps.len() == 1 && system.apps[0].name == "demo" {
@@ -370,9 +371,9 @@ async fn all(args: ServerArgs) -> Result<(), String> {
             data_dir.join("demo-api-key").display()
         );
     }
-    if let Some(secret) = &system.generated.token_secret {
+    if system.generated.token_secret.is_some() {
         println!(
-            "  generated token secret (printed once; kept in {}): {secret}",
+            "  generated a token secret: in {}",
             data_dir.join("token-secret").display()
         );
     }
@@ -512,7 +513,7 @@ async fn dev_token(center: &str, uid: &str) -> Result<String, String> {
 fn token(args: TokenArgs) -> Result<(), String> {
     let config = args.server.load()?;
     let secret = match config.token_secret {
-        Some(s) => s,
+        Some(s) => s.expose().to_owned(),
         None => {
             load_or_generate(&config.data_dir.join("token-secret"))
                 .map_err(|e| e.to_string())?

@@ -84,9 +84,9 @@ pub fn bind_err(what: &'static str, addr: SocketAddr) -> impl FnOnce(std::io::Er
 #[derive(Debug, Clone, Default)]
 pub struct Generated {
     /// The token secret, if generated now.
-    pub token_secret: Option<String>,
+    pub token_secret: Option<crate::token::Secret>,
     /// The demo app's API key, if generated now.
-    pub api_key: Option<String>,
+    pub api_key: Option<crate::token::Secret>,
 }
 
 /// Fills in what `config` leaves to be generated (the token secret, a demo app with its
@@ -99,6 +99,7 @@ pub fn prepare(config: &mut Config) -> Result<(Tokens, Generated), StartError> {
         Some(s) => s,
         None => {
             let (s, new) = load_or_generate(&config.data_dir.join("token-secret"))?;
+            let s = crate::token::Secret::from(s);
             if new {
                 generated.token_secret = Some(s.clone());
             }
@@ -107,6 +108,7 @@ pub fn prepare(config: &mut Config) -> Result<(Tokens, Generated), StartError> {
     };
     if config.apps.is_empty() {
         let (key, new) = load_or_generate(&config.data_dir.join("demo-api-key"))?;
+        let key = crate::token::Secret::from(key);
         if new {
             generated.api_key = Some(key.clone());
         }

@@ -49,8 +49,8 @@ use crate::token::Tokens;
 pub struct AppConfig {
     /// The app's name (what messages, groups and subscriptions name).
     pub name: String,
-    /// The key its business server presents.
-    pub api_key: String,
+    /// The key its business server presents (its `Debug` shows no secret).
+    pub api_key: crate::token::Secret,
     /// Where upstream data and online/offline callbacks go, if anywhere.
     #[serde(default)]
     pub webhook: Option<String>,
@@ -151,7 +151,7 @@ impl CenterState {
             apps: parts
                 .apps
                 .iter()
-                .map(|a| (key_hash(&a.api_key), a.name.clone()))
+                .map(|a| (key_hash(a.api_key.expose()), a.name.clone()))
                 .collect(),
             pusher: parts.pusher,
             register: parts.register,

@@ -54,7 +54,7 @@ pub(super) async fn session(
         token: state.tokens.issue(&q.uid, dev.token_ttl),
         uid: q.uid,
         app: dev.app.name.clone(),
-        api_key: dev.app.api_key.clone(),
+        api_key: dev.app.api_key.expose().to_owned(),
         dispatch,
     }))
 }

@@ -191,7 +191,7 @@ pub async fn run(plan: Plan, stop_wait: Duration) -> std::io::Result<()> {
     // Every process reads the same secret and key: made once here, before any starts.
     let (_, new_secret) = load_or_generate(&plan.data_dir.join("token-secret"))
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let (key, new_key) = load_or_generate(&plan.data_dir.join("demo-api-key"))
+    let (_, new_key) = load_or_generate(&plan.data_dir.join("demo-api-key"))
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let mut children = Vec::new();
     for (name, args) in plan.processes() {
@@ -222,7 +222,7 @@ pub async fn run(plan: Plan, stop_wait: Duration) -> std::io::Result<()> {
     }
     if new_key {
         println!(
-            "  generated API key for app \"demo\" (printed once; kept in {}): {key}",
+            "  generated an API key for app \"demo\": in {}",
             plan.data_dir.join("demo-api-key").display()
         );
     } else {

@@ -352,8 +352,36 @@ impl Secret {
     }
 
     /// The key bytes (the string's UTF-8 bytes).
-    pub(super) fn as_bytes(&self) -> &[u8] {
+    pub fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()
+    }
+
+    /// The secret itself, for the one place that must use it (signing, comparing a hash);
+    /// never for a log line or an error.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Its length in bytes (for checking a minimum without exposing it).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(secret: &str) -> Secret {
+        Secret::new(secret)
+    }
+}
+
+impl From<String> for Secret {
+    fn from(secret: String) -> Secret {
+        Secret(secret)
     }
 }
 
