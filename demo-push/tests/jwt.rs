@@ -300,6 +300,57 @@ async fn rs256_and_es256_from_a_jwks_are_accepted_with_one_fetch() {
     assert_eq!(server.fetches(), 1, "the key set is cached");
 }
 
+#[tokio::test]
+async fn a_jwks_over_https_is_fetched_trusting_jwks_ca_and_refused_from_an_unknown_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = longlink_push::tls::self_signed(dir.path(), &[]).unwrap();
+    let metrics = Arc::new(longlink_push::metrics::Metrics::default());
+    let certs = longlink_push::tls::Certificates::load(&made.tls, Arc::clone(&metrics)).unwrap();
+    let server_config = longlink_push::tls::server_config(&certs, &[b"http/1.1"]).unwrap();
+    let ec = Pair::ec();
+    let body = json!({ "keys": [ec.jwk("e1")] }).to_string();
+    let app = axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move { ([(http::header::CONTENT_TYPE, "application/json")], body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "https://localhost:{}/.well-known/jwks.json",
+        listener.local_addr().unwrap().port()
+    );
+    tokio::spawn(longlink_push::tls::https::serve(
+        listener,
+        app,
+        Some(server_config),
+        metrics,
+    ));
+    let config = |ca: &std::path::Path| {
+        let mut jwt = JwtConfig::default();
+        jwt.issuers
+            .push(IssuerConfig::jwks(ISS, [JwtAlgorithm::Es256], url.clone()));
+        jwt.jwks_ca = Some(ca.to_owned());
+        jwt
+    };
+    let token = ec.sign(Some("e1"), &claims(Some(ISS)));
+    let trusted = verifier(config(&made.ca));
+    assert!(trusted.verify(&token, "u1", "phone").await.is_ok());
+
+    // Trusting another CA: the handshake fails, the keys are unavailable (retryable).
+    let other = tempfile::tempdir().unwrap();
+    let other_ca = longlink_push::tls::self_signed(other.path(), &[])
+        .unwrap()
+        .ca;
+    let untrusted = verifier(config(&other_ca));
+    let err = untrusted.verify(&token, "u1", "phone").await.unwrap_err();
+    assert!(
+        matches!(err, TokenError::KeysUnavailable { .. }) && err.is_retryable(),
+        "{err:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // The JWKS cache
 
@@ -1074,14 +1125,24 @@ fn configuration_mistakes_are_refused_when_the_verifier_is_built() {
     let (problem, message) = with_issuer(IssuerConfig::jwks(
         "a",
         [JwtAlgorithm::Rs256],
-        "https://auth.example/jwks",
+        "ldap://auth.example/jwks",
     ))
     .unwrap_err();
     assert!(matches!(problem, ConfigProblem::BadJwksUrl { .. }));
     assert_eq!(
         message,
-        "[tokens.jwt] issuer \"a\": jwks_url is https, which is not supported yet: use http://"
+        "[tokens.jwt] issuer \"a\": jwks_url must start with https:// or http://"
     );
+    let mut jwt = JwtConfig::default();
+    jwt.issuers.push(IssuerConfig::jwks(
+        "a",
+        [JwtAlgorithm::Rs256],
+        "https://auth.example/jwks",
+    ));
+    jwt.jwks_ca = Some("/nonexistent/ca.pem".into());
+    let err = Verifier::new(Tokens::new(b"k"), &TokensConfig::with_jwt(jwt)).unwrap_err();
+    assert!(matches!(err.problem, ConfigProblem::JwksCa { .. }), "{err}");
+    assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
     assert_eq!(
         with_issuer(IssuerConfig::new("a", [])).unwrap_err().0,
         ConfigProblem::KeySources

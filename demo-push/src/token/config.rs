@@ -122,6 +122,10 @@ pub struct JwtConfig {
     pub jwks_max_bytes: usize,
     /// Most keys kept per issuer (default 16); a JWKS's keys past it are ignored.
     pub max_keys_per_issuer: usize,
+    /// The CA certificates (PEM) trusted for `https://` JWKS URLs; default: the system's
+    /// bundle (`SSL_CERT_FILE`, or `/etc/ssl/certs/ca-certificates.crt` and the other
+    /// usual places).
+    pub jwks_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for JwtConfig {
@@ -136,6 +140,7 @@ impl Default for JwtConfig {
             jwks_fetch_timeout: Duration::from_secs(5),
             jwks_max_bytes: 64 * 1024,
             max_keys_per_issuer: 16,
+            jwks_ca: None,
         }
     }
 }
@@ -166,7 +171,7 @@ pub struct IssuerConfig {
     /// When set, its tokens must name it in `aud`.
     #[serde(default)]
     pub audience: Option<String>,
-    /// Its JWKS (`http://` for now), fetched when first needed.
+    /// Its JWKS (`https://`, or `http://` on a trusted network), fetched when first needed.
     #[serde(default)]
     pub jwks_url: Option<String>,
     /// Its public keys, in PEM.

@@ -259,10 +259,15 @@ pub enum ConfigProblem {
         /// `max_keys_per_issuer`.
         max: usize,
     },
-    /// A `jwks_url` that is not an absolute `http://` URL.
+    /// A `jwks_url` that is not an absolute `http://` or `https://` URL.
     BadJwksUrl {
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// The CA certificates for `https://` JWKS URLs could not be read.
+    JwksCa {
+        /// What failed, naming the file.
+        reason: String,
     },
 }
 
@@ -310,6 +315,7 @@ impl fmt::Display for ConfigProblem {
                 "{count} public_keys exceed max_keys_per_issuer = {max}"
             ),
             ConfigProblem::BadJwksUrl { reason } => write!(f, "jwks_url {reason}"),
+            ConfigProblem::JwksCa { reason } => write!(f, "jwks_ca: {reason}"),
         }
     }
 }

@@ -1,31 +1,77 @@
 //! Fetching a JWKS document over HTTP, bounded in time and size.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 
-/// The client JWKS documents are fetched with.
-pub(super) type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+/// The client JWKS documents are fetched with (`https://` through rustls, or `http://`).
+pub(super) type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
-/// The one place that client is built. Plain `http://` for now: an `https` connector
-/// (hyper-rustls) goes here, with [`HttpClient`] and the scheme check in
-/// [`jwks_uri`] following it.
-pub(super) fn http_client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
+/// Where Linux distributions keep the system's CA bundle (rustls-native-certs and
+/// OpenSSL look in the same places).
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// The one place that client is built: trusting the certificates in `ca` (PEM), or the
+/// system's bundle when `ca` is `None`. Built only when an issuer has a JWKS URL.
+pub(super) fn http_client(ca: Option<&Path>) -> Result<HttpClient, String> {
+    let path: PathBuf = match ca {
+        Some(path) => path.to_owned(),
+        None => std::env::var_os("SSL_CERT_FILE")
+            .map(PathBuf::from)
+            .or_else(|| {
+                SYSTEM_BUNDLES
+                    .iter()
+                    .map(PathBuf::from)
+                    .find(|p| p.is_file())
+            })
+            .ok_or("no system CA bundle found (SSL_CERT_FILE, /etc/ssl/certs/ca-certificates.crt, …): set jwks_ca")?,
+    };
+    let pem = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+        // A bundle may hold a certificate rustls cannot parse; the others still count.
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no usable CA certificate", path.display()));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
-/// `url` as the fetcher takes it: absolute, `http://`, with a host.
+/// `url` as the fetcher takes it: absolute, `https://` or `http://`, with a host.
 pub(super) fn jwks_uri(url: &str) -> Result<Uri, &'static str> {
     let uri: Uri = url.parse().map_err(|_| "is not a URL")?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err("is https, which is not supported yet: use http://"),
-        _ => return Err("must start with http://"),
+        Some("http" | "https") => {}
+        _ => return Err("must start with https:// or http://"),
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err("has no host");
@@ -135,13 +181,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_absolute_http_urls_are_taken() {
+    fn only_absolute_http_and_https_urls_are_taken() {
         assert!(jwks_uri("http://127.0.0.1:8080/jwks").is_ok());
-        assert_eq!(
-            jwks_uri("https://auth.example/jwks").unwrap_err(),
-            "is https, which is not supported yet: use http://"
+        assert!(jwks_uri("https://auth.example/jwks").is_ok());
+        let scheme = "must start with https:// or http://";
+        assert_eq!(jwks_uri("gopher://auth.example/jwks").unwrap_err(), scheme);
+        assert_eq!(jwks_uri("/jwks").unwrap_err(), scheme);
+        assert_eq!(jwks_uri("ftp://x/").unwrap_err(), scheme);
+        assert_eq!(jwks_uri("https:///jwks").unwrap_err(), "is not a URL");
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused_with_its_name() {
+        let dir = std::env::temp_dir().join(format!("jwks-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not pem").unwrap();
+        let err = http_client(Some(&empty)).unwrap_err();
+        assert!(
+            err.contains("empty.pem") && err.contains("no usable CA"),
+            "{err}"
         );
-        assert_eq!(jwks_uri("/jwks").unwrap_err(), "must start with http://");
-        assert_eq!(jwks_uri("ftp://x/").unwrap_err(), "must start with http://");
+        let err = http_client(Some(&dir.join("missing.pem"))).unwrap_err();
+        assert!(err.contains("missing.pem"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -258,12 +258,20 @@ impl JwtIssuers {
             None => None,
         };
         // One client for every issuer's JWKS, built only if one has a URL.
-        let mut client = None;
+        let client = match config.issuers.iter().any(|i| i.jwks_url.is_some()) {
+            true => Some(
+                http_client(config.jwks_ca.as_deref()).map_err(|reason| ConfigError {
+                    issuer: None,
+                    problem: ConfigProblem::JwksCa { reason },
+                })?,
+            ),
+            false => None,
+        };
         let mut issuers = HashMap::with_capacity(config.issuers.len());
         for issuer_config in &config.issuers {
             let settings = || JwksSettings {
                 fetcher: JwksFetcher::new(
-                    client.get_or_insert_with(http_client).clone(),
+                    client.clone().expect("built when an issuer has a JWKS URL"),
                     config.jwks_fetch_timeout,
                     config.jwks_max_bytes,
                 ),
