@@ -10,6 +10,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -270,6 +271,10 @@ struct ClientArgs {
     /// Exit after this many messages.
     #[arg(long)]
     count: Option<usize>,
+    /// The CA certificate (PEM) to trust for an `https://` center and TLS rooms, e.g.
+    /// `<data_dir>/tls/ca.pem` of `--tls-self-signed` (default: the system's bundle).
+    #[arg(long, env = "LONGLINK_PUSH_CA")]
+    ca: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -423,11 +428,18 @@ async fn cluster(args: ClusterArgs) -> Result<(), String> {
 
 async fn client(args: ClientArgs) -> Result<(), String> {
     init_logs("warn");
+    // A named CA must load; the system's bundle is only needed for TLS.
+    let tls = match longlink_push::tls::client_config(args.ca.as_deref()) {
+        Ok(config) => Some(Arc::new(config)),
+        Err(e) if args.ca.is_some() => return Err(e),
+        Err(_) => None,
+    };
     let token = match args.token {
         Some(t) => t,
-        None => dev_token(&args.center, &args.uid).await?,
+        None => dev_token(&args.center, &args.uid, tls.as_deref()).await?,
     };
     let mut config = ClientConfig::new(&args.center, &args.uid, &token);
+    config.tls = tls;
     config.device = args.device;
     config.net = args.net;
     config.apps = args.apps;
@@ -483,16 +495,38 @@ async fn client(args: ClientArgs) -> Result<(), String> {
 }
 
 /// A token from the development page (`all` mode with the page on).
-async fn dev_token(center: &str, uid: &str) -> Result<String, String> {
+async fn dev_token(
+    center: &str,
+    uid: &str,
+    tls: Option<&rustls::ClientConfig>,
+) -> Result<String, String> {
     let url = format!("{}/dev/session?uid={uid}", center.trim_end_matches('/'));
     let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.cloned().unwrap_or_else(|| {
+            // No CA to trust: an https:// center fails with a certificate error.
+            rustls::ClientConfig::builder_with_provider(longlink_push::tls::provider())
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default versions")
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        }))
+        .https_or_http()
+        .enable_http1()
+        .build();
     let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http();
-    let response = client
-        .get(uri)
-        .await
-        .map_err(|e| format!("asking {url} for a token: {e} (or pass --token)"))?;
+            .build(connector);
+    let response = client.get(uri).await.map_err(|e| {
+        // hyper's own text hides the cause (a certificate not trusted, say).
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            text = format!("{text}: {c}");
+            cause = c.source();
+        }
+        format!("asking {url} for a token: {text} (or pass --token; --ca for a private CA)")
+    })?;
     let status = response.status();
     let body = http_body_util::BodyExt::collect(response.into_body())
         .await

@@ -79,6 +79,50 @@ pub enum TlsError {
     Generate(String),
 }
 
+/// Where Linux distributions keep the system's CA bundle (rustls-native-certs and
+/// OpenSSL look in the same places).
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// A client config (no ALPN; HTTP clients set their own) trusting the CA certificates in
+/// `ca` (PEM), or the system's bundle (`SSL_CERT_FILE`, or the usual places) when `ca` is
+/// `None`. For the process's outgoing HTTPS: JWKS fetches, the CLI client.
+pub fn client_config(ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let path = match ca {
+        Some(path) => path.to_owned(),
+        None => std::env::var_os("SSL_CERT_FILE")
+            .map(PathBuf::from)
+            .or_else(|| {
+                SYSTEM_BUNDLES
+                    .iter()
+                    .map(PathBuf::from)
+                    .find(|p| p.is_file())
+            })
+            .ok_or("no system CA bundle found (SSL_CERT_FILE, /etc/ssl/certs/ca-certificates.crt, …): name a CA file")?,
+    };
+    let pem = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+        // A bundle may hold a certificate rustls cannot parse; the others still count.
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no usable CA certificate", path.display()));
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// ALPN for the rooms' `wss://` port and HTTPS: HTTP/1.1 (the WebSocket upgrade is one).
 pub const ALPN_HTTP1: &[u8] = b"http/1.1";
 /// ALPN for the rooms' TCP+TLS port: the push protocol's binary frames.

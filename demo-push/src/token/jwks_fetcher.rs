@@ -1,7 +1,6 @@
 //! Fetching a JWKS document over HTTP, bounded in time and size.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,53 +10,14 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 
 /// The client JWKS documents are fetched with (`https://` through rustls, or `http://`).
 pub(super) type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
-/// Where Linux distributions keep the system's CA bundle (rustls-native-certs and
-/// OpenSSL look in the same places).
-const SYSTEM_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/ca-bundle.pem",
-    "/etc/ssl/cert.pem",
-];
-
 /// The one place that client is built: trusting the certificates in `ca` (PEM), or the
 /// system's bundle when `ca` is `None`. Built only when an issuer has a JWKS URL.
 pub(super) fn http_client(ca: Option<&Path>) -> Result<HttpClient, String> {
-    let path: PathBuf = match ca {
-        Some(path) => path.to_owned(),
-        None => std::env::var_os("SSL_CERT_FILE")
-            .map(PathBuf::from)
-            .or_else(|| {
-                SYSTEM_BUNDLES
-                    .iter()
-                    .map(PathBuf::from)
-                    .find(|p| p.is_file())
-            })
-            .ok_or("no system CA bundle found (SSL_CERT_FILE, /etc/ssl/certs/ca-certificates.crt, …): set jwks_ca")?,
-    };
-    let pem = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
-        // A bundle may hold a certificate rustls cannot parse; the others still count.
-        let _ = roots.add(cert);
-    }
-    if roots.is_empty() {
-        return Err(format!("{}: no usable CA certificate", path.display()));
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = crate::tls::client_config(ca)?;
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_or_http()
