@@ -93,6 +93,11 @@ pub(crate) fn describe(e: &std::io::Error) -> Option<String> {
         Error::AlertReceived(Alert::UnknownCA | Alert::BadCertificate | Alert::AccessDenied) => {
             " (the peer refused our certificate)"
         }
+        // What rustls sends for a certificate whose signature does not verify: one from
+        // another CA of the same name, for instance.
+        Error::AlertReceived(Alert::DecryptError) => {
+            " (the peer refused our certificate: a signature did not verify)"
+        }
         _ => "",
     };
     Some(format!("{tls}{hint}"))
