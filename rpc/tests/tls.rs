@@ -446,3 +446,27 @@ async fn large_bodies_both_ways_at_once_arrive_whole() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_handshake_that_never_finishes_fails_within_the_connect_timeout() {
+    let pki = Pki::new();
+    let server = TestServer::with(Server::builder().tls(pki.server_tls())).await;
+    let (proxy, _client_closed) = stalling_proxy(server.addr).await;
+    let client = Client::builder(proxy.to_string())
+        .connect_timeout(Duration::from_millis(300))
+        .tls(pki.client_tls())
+        .build();
+    let started = Instant::now();
+    let err = client.call(ECHO, "never").await.unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    match &err {
+        RpcError::Unavailable { reason } => assert!(reason.contains("timed out"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!err.may_have_run() && err.is_retryable());
+    assert_eq!(server.seen.started.load(SeqCst), 0);
+}
