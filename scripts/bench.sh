@@ -42,9 +42,10 @@ echo "== pool"
 cargo bench -p longlink-benches --bench pool "${CRITERION[@]}"
 echo "== rpc (one process)"
 cargo bench -p longlink-benches --bench rpc "${CRITERION[@]}"
-echo "== rpc (separate pinned processes, vs tarpc and tonic)"
+echo "== rpc (separate pinned processes, vs tarpc and tonic; longlink's strategies in plaintext and over TLS)"
 cargo build --release -p longlink-benches --bin longlink-bench
-"$CARGO_TARGET_DIR/release/longlink-bench" rpc "${RPC[@]}" --out "$CARGO_TARGET_DIR/longlink-bench/rpc.json"
+"$CARGO_TARGET_DIR/release/longlink-bench" rpc "${RPC[@]}" --out "$CARGO_TARGET_DIR/longlink-bench/rpc.json" \
+  --tls-data-dir "$CARGO_TARGET_DIR/longlink-bench/rpc-tls"
 echo "== push: unicast end to end, single process vs 2-room cluster per RPC strategy"
 cargo build --release -p longlink-push --bin longlink-push
 if [ "$FULL" -eq 1 ]; then PUSH=(--seconds 10); else PUSH=(--seconds 3); fi

@@ -131,6 +131,11 @@ impl RpcStrategy {
 /// register = ["10.0.0.5:7810", "10.0.0.6:7810"]
 /// saver = "10.0.0.5:7811"
 /// coordinator = "10.0.0.5:7812"
+///
+/// [cluster.tls]   # optional: TLS (mutual by default) on every cluster RPC connection
+/// ca = "/etc/longlink/cluster-ca.pem"
+/// cert = "/etc/longlink/node.pem"
+/// key = "/etc/longlink/node-key.pem"
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -185,6 +190,10 @@ pub struct ClusterConfig {
     pub drain_window: Duration,
     /// Connections a room takes before the dispatcher stops sending users to it.
     pub room_capacity: usize,
+    /// TLS on every cluster RPC connection (`[cluster.tls]`; none: plaintext): each RPC
+    /// server serves it, each RPC client speaks it, mutual by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::ClusterTlsConfig>,
 }
 
 impl Default for ClusterConfig {
@@ -209,18 +218,26 @@ impl Default for ClusterConfig {
             grace: Duration::from_millis(10_000),
             drain_window: Duration::from_millis(10_000),
             room_capacity: 19_000,
+            tls: None,
         }
     }
 }
 
 impl ClusterConfig {
-    /// How internal calls travel.
-    pub fn rpc(&self) -> RpcOptions {
-        RpcOptions {
+    /// How internal calls travel (reads the `[cluster.tls]` files, if set: call it once
+    /// per process).
+    pub fn rpc(&self) -> Result<RpcOptions, crate::tls::TlsError> {
+        Ok(RpcOptions {
             strategy: self.rpc_strategy.strategy(),
             timeout: self.rpc_timeout,
             max_in_flight: self.rpc_max_in_flight,
-        }
+            tls: self.tls.as_ref().map(|t| t.client()).transpose()?,
+        })
+    }
+
+    /// What this process's RPC server serves (`[cluster.tls]`; `None`: plaintext).
+    pub fn rpc_server_tls(&self) -> Result<Option<longlink_rpc::TlsServer>, crate::tls::TlsError> {
+        self.tls.as_ref().map(|t| t.server()).transpose()
     }
 
     /// The address others reach this process's RPC server at.

@@ -78,7 +78,8 @@ struct ClusterArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// TLS on every listener with a development CA and certificate made under the data
-    /// dir (rooms: wss:// at +100+2i, TCP+TLS at +101+2i).
+    /// dir (rooms: wss:// at +100+2i, TCP+TLS at +101+2i), and mutual TLS on the cluster's
+    /// RPC with the same certificate.
     #[arg(long)]
     tls_self_signed: bool,
 }
@@ -114,7 +115,7 @@ struct ServerArgs {
     #[arg(long, env = "LONGLINK_PUSH_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// TLS with a development CA and certificate made under the data dir (printed: how
-    /// to trust it).
+    /// to trust it); in a cluster service, its RPC too (`[cluster.tls]`, mutual).
     #[arg(
         long,
         env = "LONGLINK_PUSH_TLS_SELF_SIGNED",
@@ -230,6 +231,15 @@ impl ServerArgs {
             let hosts: Vec<String> = config.public_host.iter().cloned().collect();
             let made = longlink_push::tls::self_signed(&config.data_dir, &hosts)
                 .map_err(|e| e.to_string())?;
+            // The cluster's RPC too, mutual: the one development certificate is every
+            // process's server certificate and its identity when it calls the others.
+            config.cluster.tls = Some(longlink_push::tls::ClusterTlsConfig {
+                ca: made.ca,
+                cert: made.tls.cert.clone(),
+                key: made.tls.key.clone(),
+                mutual: true,
+                server_name: None,
+            });
             config.tls = Some(made.tls);
         }
         Ok(config)

@@ -54,20 +54,26 @@ pub struct RpcOptions {
     pub timeout: Duration,
     /// Calls in flight to one instance before more are refused at once.
     pub max_in_flight: usize,
+    /// TLS on every connection (`[cluster.tls]`); `None`: plaintext.
+    pub tls: Option<longlink_rpc::TlsClient>,
 }
 
 impl RpcOptions {
     /// A client of one instance at `addr`.
     pub fn client(&self, addr: &str) -> longlink_rpc::Client {
-        longlink_rpc::Client::builder(addr)
+        let builder = longlink_rpc::Client::builder(addr)
             .strategy(self.strategy)
             .max_in_flight(self.max_in_flight.max(1))
             .max_queued(self.max_in_flight.max(1))
             .max_queue_wait(self.timeout / 2)
             .default_timeout(self.timeout)
+            // The TLS handshake is inside it too.
             .connect_timeout(Duration::from_millis(500).min(self.timeout))
-            .heartbeat(Duration::from_secs(2), Duration::from_secs(2))
-            .build()
+            .heartbeat(Duration::from_secs(2), Duration::from_secs(2));
+        match &self.tls {
+            Some(tls) => builder.tls(tls.clone()).build(),
+            None => builder.build(),
+        }
     }
 
     /// Clients of every instance in `addrs`, balanced (a call that fails without running

@@ -61,6 +61,9 @@ impl fmt::Display for DeadlinePhase {
 /// let e = RpcError::Remote { status: 1001, message: "store down".into(), not_processed: true, retryable: true };
 /// assert!(!e.may_have_run() && e.is_retryable());
 /// assert_eq!(e.to_string(), "remote error 1001: store down (not processed)");
+/// // A certificate refused: it did not run, and the same call will fail the same way.
+/// let e = RpcError::Tls { reason: "invalid peer certificate: UnknownIssuer".into() };
+/// assert!(!e.may_have_run() && !e.is_retryable());
 /// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -92,6 +95,15 @@ pub enum RpcError {
     #[error("target unavailable: {reason}")]
     Unavailable {
         /// Why (the connect error, or that reconnecting is backing off).
+        reason: String,
+    },
+    /// The TLS handshake with the target failed, or the target refused this client's
+    /// certificate (feature `tls`): an unknown CA, a certificate for another name, a
+    /// server that wants a client certificate, a peer that does not speak TLS. Nothing was
+    /// sent; retrying will not help until a certificate or the configuration changes.
+    #[error("TLS with the target failed: {reason}")]
+    Tls {
+        /// What rustls said, with a hint.
         reason: String,
     },
     /// The connection broke before the answer arrived.
@@ -141,6 +153,7 @@ impl RpcError {
             RpcError::Overloaded { .. }
             | RpcError::Rejected { .. }
             | RpcError::Unavailable { .. }
+            | RpcError::Tls { .. }
             | RpcError::Draining
             | RpcError::ProtocolMismatch { .. }
             | RpcError::FrameTooLarge { .. } => false,

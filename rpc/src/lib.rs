@@ -12,6 +12,9 @@ pub mod client;
 mod error;
 mod request;
 pub mod server;
+mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod typed;
 mod wire;
 
@@ -20,4 +23,6 @@ pub use client::{Builder as ClientBuilder, Client, ClientStats, Strategy};
 pub use error::{DeadlinePhase, OverloadScope, RpcError};
 pub use request::{Flags, Request, Response, Status, method_id};
 pub use server::{Builder as ServerBuilder, Server, ServerHandle, ServerStats};
+#[cfg(feature = "tls")]
+pub use tls::{TlsClient, TlsServer};
 pub use typed::{Caller, ServiceError};

@@ -137,6 +137,9 @@ where
             }
             buf.advance(n);
         }
+        // TLS buffers in its session what the socket did not take; plain TCP has nothing
+        // to flush (a ready no-op).
+        io.flush().await?;
         observer.written(&written_ids, bytes);
         if large.is_empty() {
             // Give the runtime a chance to fill the queue again before the next batch.

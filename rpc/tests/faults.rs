@@ -137,6 +137,36 @@ async fn goaway_drains_without_losing_an_admitted_call() {
     assert!(!err.may_have_run(), "{err:?}");
 }
 
+#[tokio::test]
+async fn a_connection_still_waiting_for_hello_closes_at_once_when_shutdown_begins() {
+    let server = TestServer::start().await;
+    // Connected, HELLO not sent yet: a shutdown that begins now must not wait for it (nor,
+    // once HELLO comes, go unseen and keep `serve` from returning).
+    let mut early = TcpStream::connect(server.addr).await.unwrap();
+    while server.handle.stats().connections_open == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = Instant::now();
+    server.handle.begin_shutdown(Duration::from_secs(5));
+    tokio::time::timeout(Duration::from_secs(2), server.task)
+        .await
+        .expect("serve returns without waiting for the HELLO")
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        early.read(&mut buf).await.unwrap_or(0),
+        0,
+        "closed, nothing sent"
+    );
+    assert_eq!(server.handle.stats().connections_open, 0);
+}
+
 /// Reads until EOF; returns the ERR frame seen, if any.
 async fn error_then_close(
     stream: &mut TcpStream,

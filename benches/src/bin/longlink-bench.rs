@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use longlink_benches::rpc_load::clients::{self, Caller, Limits, Load};
 use longlink_benches::rpc_load::servers::{self, EchoBehaviour};
-use longlink_benches::rpc_load::{ClientImpl, DEFAULT_ADDR, Flavor, ServerImpl, suite};
+use longlink_benches::rpc_load::{ClientImpl, DEFAULT_ADDR, Flavor, ServerImpl, TlsFiles, suite};
 
 #[derive(Parser)]
 #[command(name = "longlink-bench", about = "Load tools for longlink", version)]
@@ -19,9 +19,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The RPC comparison: longlink (mux, mux×4, pooled, short) vs tarpc vs tonic, each
-    /// client and server in its own process pinned to its own core, both runtime flavors;
-    /// then head-of-line and overload runs. Prints tables with ratios.
+    /// The RPC comparison: longlink (mux, mux×4, pooled, short; mux, pooled and short again
+    /// over TLS) vs tarpc vs tonic, each client and server in its own process pinned to its
+    /// own core, both runtime flavors; then head-of-line and overload runs. Prints tables
+    /// with ratios (TLS against plaintext among them).
     Rpc {
         /// Every concurrency (1, 10, 100, 200, 400, 1000) for 5 s each; the default is a
         /// short run (1, 100, 1000 for 2 s).
@@ -36,6 +37,9 @@ enum Command {
         /// Address for the servers.
         #[arg(long, default_value = DEFAULT_ADDR)]
         addr: String,
+        /// Where the TLS runs' development CA and certificate are made (`tls/` under it).
+        #[arg(long, default_value = "target/longlink-bench/rpc-tls")]
+        tls_data_dir: PathBuf,
     },
     /// Unicast through the push system end to end (API → register → room → client): the
     /// single process and a 2-room cluster with each RPC strategy, as child processes of the
@@ -147,6 +151,10 @@ enum Command {
         /// longlink only: requests running at once.
         #[arg(long, default_value_t = 4096)]
         max_concurrent: usize,
+        /// longlink-tls: the directory whose `tls/` holds `cert.pem` and `key.pem` (made
+        /// there if missing).
+        #[arg(long)]
+        tls_data_dir: Option<PathBuf>,
     },
     /// Runs one load client and prints its result.
     RpcClient {
@@ -186,6 +194,10 @@ enum Command {
         /// Print the result as JSON (and no progress bar).
         #[arg(long)]
         json: bool,
+        /// The TLS clients: the directory whose `tls/ca.pem` they trust (made there if
+        /// missing).
+        #[arg(long)]
+        tls_data_dir: Option<PathBuf>,
     },
 }
 
@@ -197,6 +209,7 @@ fn main() {
             no_pin,
             out,
             addr,
+            tls_data_dir,
         } => {
             let opts = suite::SuiteOptions {
                 concurrencies: if full {
@@ -209,6 +222,7 @@ fn main() {
                 pin: !no_pin,
                 out,
                 addr,
+                tls_data_dir,
             };
             Flavor::Multi.runtime().block_on(suite::run(opts));
         }
@@ -318,16 +332,20 @@ fn main() {
             slow_ms,
             work_us,
             max_concurrent,
+            tls_data_dir,
         } => {
             let behaviour = EchoBehaviour {
                 slow: Duration::from_millis(slow_ms),
                 work: Duration::from_micros(work_us),
             };
-            if let Err(e) =
-                flavor
-                    .runtime()
-                    .block_on(servers::run(which, addr, behaviour, max_concurrent))
-            {
+            let tls = tls_files(tls_data_dir.as_deref());
+            if let Err(e) = flavor.runtime().block_on(servers::run(
+                which,
+                addr,
+                behaviour,
+                max_concurrent,
+                tls.as_ref(),
+            )) {
                 eprintln!("server failed: {e}");
                 std::process::exit(1);
             }
@@ -345,7 +363,9 @@ fn main() {
             max_in_flight,
             max_queued,
             json,
+            tls_data_dir,
         } => {
+            let tls = tls_files(tls_data_dir.as_deref());
             let load = Load {
                 concurrency,
                 duration: Duration::from_secs_f64(seconds),
@@ -363,6 +383,7 @@ fn main() {
                         max_in_flight,
                         max_queued,
                     },
+                    tls.as_ref(),
                 )
                 .await?;
                 Ok::<_, String>(clients::run(caller, which, flavor, load, !json).await)
@@ -387,4 +408,15 @@ fn main() {
             }
         }
     }
+}
+
+/// The TLS files under `dir`, if one is given (exits with the reason if they cannot be
+/// made).
+fn tls_files(dir: Option<&std::path::Path>) -> Option<TlsFiles> {
+    dir.map(|dir| {
+        TlsFiles::under(dir).unwrap_or_else(|e| {
+            eprintln!("TLS files under {}: {e}", dir.display());
+            std::process::exit(1)
+        })
+    })
 }

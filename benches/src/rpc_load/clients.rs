@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use super::servers::{ECHO, EchoServiceClient, RawCodec, TONIC_PATH};
-use super::{ClientImpl, Flavor, RunResult};
+use super::{ClientImpl, Flavor, RunResult, TlsFiles};
 
 /// One client of whichever implementation; cheap to clone (all share connections).
 #[derive(Clone)]
@@ -36,23 +36,31 @@ pub struct Limits {
 }
 
 impl Caller {
-    /// Connects (tarpc, tonic) or prepares (longlink: connects on first call).
+    /// Connects (tarpc, tonic) or prepares (longlink: connects on first call); `tls`: the
+    /// files of the TLS clients.
     pub async fn new(
         which: ClientImpl,
         addr: &str,
         concurrency: usize,
         limits: Limits,
+        tls: Option<&TlsFiles>,
     ) -> Result<Caller, String> {
+        let tls = match (which.is_tls(), tls) {
+            (true, Some(files)) => Some(files.client()?),
+            (true, None) => return Err("TLS needs --tls-data-dir".into()),
+            (false, _) => None,
+        };
         let longlink = |strategy| {
-            Caller::Longlink(
-                Client::builder(addr)
-                    .strategy(strategy)
-                    .max_in_flight(limits.max_in_flight)
-                    .max_queued(limits.max_queued)
-                    .max_frame_bytes(4 << 20)
-                    .connect_timeout(Duration::from_secs(10))
-                    .build(),
-            )
+            let mut builder = Client::builder(addr)
+                .strategy(strategy)
+                .max_in_flight(limits.max_in_flight)
+                .max_queued(limits.max_queued)
+                .max_frame_bytes(4 << 20)
+                .connect_timeout(Duration::from_secs(10));
+            if let Some(tls) = tls.clone() {
+                builder = builder.tls(tls);
+            }
+            Caller::Longlink(builder.build())
         };
         Ok(match which {
             ClientImpl::LonglinkMux => longlink(Strategy::Multiplexed { conns: 1 }),
@@ -60,7 +68,11 @@ impl Caller {
             ClientImpl::LonglinkPooled => longlink(Strategy::Pooled {
                 max_conns: concurrency,
             }),
-            ClientImpl::LonglinkShort => longlink(Strategy::Short),
+            ClientImpl::LonglinkShort | ClientImpl::LonglinkShortTls => longlink(Strategy::Short),
+            ClientImpl::LonglinkMuxTls => longlink(Strategy::Multiplexed { conns: 1 }),
+            ClientImpl::LonglinkPooledTls => longlink(Strategy::Pooled {
+                max_conns: concurrency,
+            }),
             ClientImpl::Tarpc => {
                 let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
                 stream.set_nodelay(true).map_err(|e| e.to_string())?;
@@ -129,6 +141,7 @@ fn kind(e: RpcError) -> &'static str {
         RpcError::Unavailable { .. } => "unavailable",
         RpcError::ConnectionLost { .. } => "connection_lost",
         RpcError::Draining => "draining",
+        RpcError::Tls { .. } => "tls",
         _ => "other",
     }
 }

@@ -46,6 +46,8 @@ impl Flavor {
 pub enum ServerImpl {
     /// longlink-rpc.
     Longlink,
+    /// longlink-rpc over TLS (`--tls-data-dir`).
+    LonglinkTls,
     /// tarpc over TCP with its bincode transport.
     Tarpc,
     /// tonic (gRPC over HTTP/2) with a raw-bytes codec.
@@ -64,6 +66,12 @@ pub enum ClientImpl {
     LonglinkPooled,
     /// longlink, short: connect per call.
     LonglinkShort,
+    /// longlink over TLS, one multiplexed connection.
+    LonglinkMuxTls,
+    /// longlink over TLS, pooled.
+    LonglinkPooledTls,
+    /// longlink over TLS, short: a TCP connect and a TLS handshake per call.
+    LonglinkShortTls,
     /// tarpc (one multiplexed connection).
     Tarpc,
     /// tonic (one HTTP/2 connection).
@@ -76,7 +84,25 @@ impl ClientImpl {
         match self {
             ClientImpl::Tarpc => ServerImpl::Tarpc,
             ClientImpl::Tonic => ServerImpl::Tonic,
+            ClientImpl::LonglinkMuxTls
+            | ClientImpl::LonglinkPooledTls
+            | ClientImpl::LonglinkShortTls => ServerImpl::LonglinkTls,
             _ => ServerImpl::Longlink,
+        }
+    }
+
+    /// Whether it speaks TLS.
+    pub fn is_tls(self) -> bool {
+        self.server() == ServerImpl::LonglinkTls
+    }
+
+    /// The same strategy over TLS, for the plaintext longlink clients that have one.
+    pub fn over_tls(self) -> Option<ClientImpl> {
+        match self {
+            ClientImpl::LonglinkMux => Some(ClientImpl::LonglinkMuxTls),
+            ClientImpl::LonglinkPooled => Some(ClientImpl::LonglinkPooledTls),
+            ClientImpl::LonglinkShort => Some(ClientImpl::LonglinkShortTls),
+            _ => None,
         }
     }
 
@@ -87,6 +113,9 @@ impl ClientImpl {
             ClientImpl::LonglinkMux4 => "longlink mux×4",
             ClientImpl::LonglinkPooled => "longlink pooled",
             ClientImpl::LonglinkShort => "longlink short",
+            ClientImpl::LonglinkMuxTls => "longlink mux TLS",
+            ClientImpl::LonglinkPooledTls => "longlink pooled TLS",
+            ClientImpl::LonglinkShortTls => "longlink short TLS",
             ClientImpl::Tarpc => "tarpc",
             ClientImpl::Tonic => "tonic",
         }
@@ -120,6 +149,46 @@ pub struct RunResult {
     pub error_p99_us: u64,
     /// Maximum time to fail.
     pub error_max_us: u64,
+}
+
+/// The certificate files of the TLS runs: `<dir>/tls/{ca,cert,key}.pem`, a development CA
+/// and a certificate for 127.0.0.1 it signed (made on first use, as `longlink-push
+/// --tls-self-signed` makes them).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA the client trusts.
+    pub ca: std::path::PathBuf,
+    /// The server's certificate chain.
+    pub cert: std::path::PathBuf,
+    /// Its key.
+    pub key: std::path::PathBuf,
+}
+
+impl TlsFiles {
+    /// The files under `dir`, made there if missing.
+    pub fn under(dir: &std::path::Path) -> Result<TlsFiles, String> {
+        let made = longlink_push::tls::self_signed(dir, &[]).map_err(|e| e.to_string())?;
+        Ok(TlsFiles {
+            ca: made.ca,
+            cert: made.tls.cert,
+            key: made.tls.key,
+        })
+    }
+
+    fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
+        std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))
+    }
+
+    /// The server's TLS.
+    pub fn server(&self) -> Result<longlink_rpc::TlsServer, String> {
+        longlink_rpc::TlsServer::from_pem(Self::read(&self.cert)?, Self::read(&self.key)?)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The client's TLS (trusting the CA; the server name is the host of the address).
+    pub fn client(&self) -> Result<longlink_rpc::TlsClient, String> {
+        longlink_rpc::TlsClient::from_pem(Self::read(&self.ca)?).map_err(|e| e.to_string())
+    }
 }
 
 /// The default address of the load servers.

@@ -13,7 +13,7 @@ use longlink_rpc::{Request, Response, Server};
 use tokio::net::TcpListener;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
-use super::ServerImpl;
+use super::{ServerImpl, TlsFiles};
 
 /// How the echo behaves.
 #[derive(Debug, Clone, Copy)]
@@ -39,15 +39,21 @@ impl EchoBehaviour {
 /// The method id of the echo.
 pub const ECHO: u32 = longlink_rpc::method_id("bench.echo");
 
-/// Runs a server until the process is killed.
+/// Runs a server until the process is killed (`tls`: the files of `LonglinkTls`).
 pub async fn run(
     which: ServerImpl,
     addr: SocketAddr,
     behaviour: EchoBehaviour,
     max_concurrent: usize,
+    tls: Option<&TlsFiles>,
 ) -> std::io::Result<()> {
     match which {
-        ServerImpl::Longlink => longlink(addr, behaviour, max_concurrent).await,
+        ServerImpl::Longlink => longlink(addr, behaviour, max_concurrent, None).await,
+        ServerImpl::LonglinkTls => {
+            let files = tls.ok_or_else(|| std::io::Error::other("TLS needs --tls-data-dir"))?;
+            let tls = files.server().map_err(std::io::Error::other)?;
+            longlink(addr, behaviour, max_concurrent, Some(tls)).await
+        }
         ServerImpl::Tarpc => tarpc_server(addr, behaviour).await,
         ServerImpl::Tonic => tonic_server(addr, behaviour).await,
     }
@@ -57,13 +63,16 @@ async fn longlink(
     addr: SocketAddr,
     behaviour: EchoBehaviour,
     max_concurrent: usize,
+    tls: Option<longlink_rpc::TlsServer>,
 ) -> std::io::Result<()> {
-    let server = Server::builder()
+    let mut builder = Server::builder()
         .max_concurrent(max_concurrent)
         .max_concurrent_per_conn(max_concurrent)
-        .max_frame_bytes(4 << 20)
-        .bind(addr)
-        .await?;
+        .max_frame_bytes(4 << 20);
+    if let Some(tls) = tls {
+        builder = builder.tls(tls);
+    }
+    let server = builder.bind(addr).await?;
     let echo = tower_fn(move |req: Request| async move {
         behaviour.wait(&req.body).await;
         Ok::<_, Infallible>(Response::ok(req.body))

@@ -1,6 +1,7 @@
 //! The whole RPC comparison: every client against its server, each in its own process
-//! pinned to its own core (`taskset`), both tokio runtime flavors; then the head-of-line
-//! and overload scenarios. Prints tables with ratios and writes the results as JSON.
+//! pinned to its own core (`taskset`), both tokio runtime flavors — longlink's strategies
+//! in plaintext and over TLS in the same run; then the head-of-line and overload scenarios.
+//! Prints tables with ratios and writes the results as JSON.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::process::{Child, Command};
 
-use super::{ClientImpl, Flavor, RunResult, ServerImpl};
+use super::{ClientImpl, Flavor, RunResult, ServerImpl, TlsFiles};
 
 /// Suite options.
 #[derive(Debug, Clone)]
@@ -26,6 +27,8 @@ pub struct SuiteOptions {
     pub out: PathBuf,
     /// Server address.
     pub addr: String,
+    /// Where the TLS runs' CA and certificate are made (`tls/` under it).
+    pub tls_data_dir: PathBuf,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,6 +73,17 @@ async fn start_server(
     flavor: Flavor,
     extra: &[&str],
 ) -> ServerProcess {
+    // The previous server was killed without waiting: until its socket is gone, a new one
+    // cannot bind, and a readiness check would reach the old one.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while tokio::net::TcpStream::connect(&opts.addr).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "something else listens on {}",
+            opts.addr
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut cmd = command(opts.pin.then_some(0));
     cmd.arg("rpc-server")
         .arg("--impl")
@@ -81,6 +95,9 @@ async fn start_server(
         .args(extra)
         .stdout(Stdio::null())
         .kill_on_drop(true);
+    if which == ServerImpl::LonglinkTls {
+        cmd.arg("--tls-data-dir").arg(&opts.tls_data_dir);
+    }
     let child = cmd.spawn().expect("spawn the server");
     let deadline = Instant::now() + Duration::from_secs(15);
     while tokio::net::TcpStream::connect(&opts.addr).await.is_err() {
@@ -122,6 +139,9 @@ async fn run_client(
         .arg("--json")
         .args(extra)
         .stderr(Stdio::inherit());
+    if which.is_tls() {
+        cmd.arg("--tls-data-dir").arg(&opts.tls_data_dir);
+    }
     let output = cmd.output().await.expect("run the client");
     if !output.status.success() {
         eprintln!(
@@ -159,11 +179,19 @@ pub async fn run(opts: SuiteOptions) {
     if opts.pin && !taskset_available() {
         eprintln!("taskset not found: running unpinned");
     }
+    // Made once here, before any process starts: the servers and clients find them.
+    if let Err(e) = TlsFiles::under(&opts.tls_data_dir) {
+        eprintln!("the TLS runs need a certificate: {e}");
+        return;
+    }
     let clients = [
         ClientImpl::LonglinkMux,
         ClientImpl::LonglinkMux4,
         ClientImpl::LonglinkPooled,
         ClientImpl::LonglinkShort,
+        ClientImpl::LonglinkMuxTls,
+        ClientImpl::LonglinkPooledTls,
+        ClientImpl::LonglinkShortTls,
         ClientImpl::Tarpc,
         ClientImpl::Tonic,
     ];
@@ -178,12 +206,21 @@ pub async fn run(opts: SuiteOptions) {
     );
     header();
     for &flavor in &opts.flavors {
-        for server in [ServerImpl::Longlink, ServerImpl::Tarpc, ServerImpl::Tonic] {
+        for server in [
+            ServerImpl::Longlink,
+            ServerImpl::LonglinkTls,
+            ServerImpl::Tarpc,
+            ServerImpl::Tonic,
+        ] {
             let _server = start_server(&opts, server, flavor, &["--max-concurrent", "20000"]).await;
             for &client in clients.iter().filter(|c| c.server() == server) {
                 for &c in &opts.concurrencies {
                     // Connect-per-call above 100 callers only measures TIME_WAIT exhaustion.
-                    if client == ClientImpl::LonglinkShort && c > 100 {
+                    let short = matches!(
+                        client,
+                        ClientImpl::LonglinkShort | ClientImpl::LonglinkShortTls
+                    );
+                    if short && c > 100 {
                         continue;
                     }
                     if let Some(r) = run_client(&opts, client, flavor, c, &[]).await {
@@ -218,6 +255,39 @@ pub async fn run(opts: SuiteOptions) {
                         format!("{flavor:?}").to_lowercase(),
                         a / b
                     );
+                }
+            }
+        }
+    }
+
+    println!(
+        "\nTLS (calls/s in plaintext over the same strategy over TLS, and the strategies over \
+         TLS against each other; short pays a TCP connect and a TLS handshake per call)"
+    );
+    for &flavor in &opts.flavors {
+        for &c in &opts.concurrencies {
+            let flavor_name = format!("{flavor:?}").to_lowercase();
+            for plain in [
+                ClientImpl::LonglinkMux,
+                ClientImpl::LonglinkPooled,
+                ClientImpl::LonglinkShort,
+            ] {
+                let tls = plain.over_tls().expect("a TLS twin");
+                if let (Some(a), Some(b)) = (find(plain, flavor, c), find(tls, flavor, c)) {
+                    let label = format!(
+                        "{}: plain / TLS",
+                        plain.name().trim_start_matches("longlink ")
+                    );
+                    println!("  {flavor_name:<8} c={c:<5} {label:<20} {:>6.2}×", a / b);
+                }
+            }
+            let mux = find(ClientImpl::LonglinkMuxTls, flavor, c);
+            for (label, other) in [
+                ("TLS mux / pooled", ClientImpl::LonglinkPooledTls),
+                ("TLS mux / short", ClientImpl::LonglinkShortTls),
+            ] {
+                if let (Some(a), Some(b)) = (mux, find(other, flavor, c)) {
+                    println!("  {flavor_name:<8} c={c:<5} {label:<20} {:>6.2}×", a / b);
                 }
             }
         }

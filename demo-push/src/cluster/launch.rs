@@ -53,7 +53,8 @@ pub struct Plan {
     pub redis: String,
     /// A configuration file every process also reads, if any.
     pub config: Option<PathBuf>,
-    /// Every process serves a development certificate made under the data dir.
+    /// Every process serves a development certificate made under the data dir, on its
+    /// client listeners and its RPC (mutual TLS between the processes).
     pub tls_self_signed: bool,
 }
 
@@ -204,7 +205,12 @@ pub async fn run(plan: Plan, stop_wait: Duration) -> std::io::Result<()> {
     println!("  center (API, page)  http://{}", plan.addr(0));
     println!("  dispatcher          http://{}/dispatch", plan.addr(9));
     println!(
-        "  register / saver / coordinator (rpc)  {} / {} / {}",
+        "  register / saver / coordinator (rpc{})  {} / {} / {}",
+        if plan.tls_self_signed {
+            ", mutual TLS"
+        } else {
+            ""
+        },
         plan.addr(10),
         plan.addr(11),
         plan.addr(12)

@@ -13,11 +13,11 @@ use axum::routing::get;
 use crate::config::Config;
 use crate::coordinator::{Callbacks, coordinator_svc};
 use crate::courier::CourierParts;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Snapshot};
 use crate::model::{IdGenerator, now_ms};
 use crate::node::{self, CenterDeps, StartError, bind_err, prepare};
 use crate::register::{GraceRegister, RedisRegister, Register, redis_connection, register_svc};
-use crate::remote::{Remote, Served};
+use crate::remote::{Remote, RpcOptions, Served};
 use crate::rooms::{Gateway, Membership, MembershipView, RoomInfo, room_svc};
 use crate::saver::{HotSaver, Saver, saver_svc};
 
@@ -37,16 +37,29 @@ pub async fn stop_signal() {
     }
 }
 
-async fn rpc_server(config: &Config) -> Result<longlink_rpc::Server, StartError> {
+/// The process's RPC server: TLS with `[cluster.tls]`, its counters on the metrics page
+/// (`rpc_server_*`: connections, requests, refusals, TLS handshakes and their failures).
+async fn rpc_server(
+    config: &Config,
+    metrics: &Metrics,
+) -> Result<longlink_rpc::Server, StartError> {
     let addr = config.cluster.rpc_listen;
     // Services are called over one multiplexed connection per caller: a connect storm on
     // a room puts thousands of calls on it at once.
-    let server = longlink_rpc::ServerBuilder::default()
+    let mut builder = longlink_rpc::ServerBuilder::default()
         .max_concurrent_per_conn(4096)
-        .max_concurrent(16_384)
+        .max_concurrent(16_384);
+    if let Some(tls) = config.cluster.rpc_server_tls()? {
+        builder = builder.tls(tls);
+    }
+    let server = builder
         .bind(addr)
         .await
         .map_err(bind_err("the RPC server", addr))?;
+    let handle = server.handle();
+    metrics.add_family(Snapshot::new("rpc_server", move || {
+        handle.stats().samples()
+    }));
     println!("rpc {}", server.local_addr());
     Ok(server)
 }
@@ -99,22 +112,19 @@ async fn serve_metrics(config: &Config, metrics: &Metrics) -> Result<(), StartEr
 }
 
 /// The register service as its callers reach it: every instance listed, balanced.
-fn remote_register(config: &Config) -> Arc<dyn Register> {
-    let rpc = config.cluster.rpc();
+fn remote_register(config: &Config, rpc: &RpcOptions) -> Arc<dyn Register> {
     Arc::new(Remote::new(register_svc::Client::new(
         rpc.balancer(&config.cluster.register),
     )))
 }
 
-fn remote_saver(config: &Config) -> Arc<dyn Saver> {
-    let rpc = config.cluster.rpc();
+fn remote_saver(config: &Config, rpc: &RpcOptions) -> Arc<dyn Saver> {
     Arc::new(Remote::new(saver_svc::Client::new(
         rpc.balancer(&config.cluster.saver),
     )))
 }
 
-fn remote_coordinator(config: &Config) -> Arc<dyn Callbacks> {
-    let rpc = config.cluster.rpc();
+fn remote_coordinator(config: &Config, rpc: &RpcOptions) -> Arc<dyn Callbacks> {
     Arc::new(Remote::new(coordinator_svc::Client::new(
         rpc.balancer(&config.cluster.coordinator),
     )))
@@ -131,9 +141,13 @@ fn membership(config: &Config) -> Result<Membership, StartError> {
 
 /// The rooms as the center and the dispatcher see them: membership, each room reached
 /// over RPC.
-async fn membership_view(config: &Config, metrics: &Metrics) -> Result<MembershipView, StartError> {
+async fn membership_view(
+    config: &Config,
+    rpc: &RpcOptions,
+    metrics: &Metrics,
+) -> Result<MembershipView, StartError> {
     let c = &config.cluster;
-    let rpc = c.rpc();
+    let rpc = rpc.clone();
     Ok(MembershipView::start(
         membership(config)?,
         (c.announce / 2).max(Duration::from_millis(50)),
@@ -181,8 +195,9 @@ pub async fn register(mut config: Config) -> Result<(), StartError> {
         c.session_ttl,
         c.settle,
     ));
-    serve_metrics(&config, &Metrics::default()).await?;
-    let server = rpc_server(&config).await?;
+    let metrics = Metrics::default();
+    serve_metrics(&config, &metrics).await?;
+    let server = rpc_server(&config, &metrics).await?;
     serve_until_stopped(server, register_svc::Server::new(Served(register)), &config).await
 }
 
@@ -203,7 +218,7 @@ pub async fn saver(mut config: Config) -> Result<(), StartError> {
     ));
     node::sweep(&saver, config.sweep_interval, Arc::clone(&metrics));
     serve_metrics(&config, &metrics).await?;
-    let server = rpc_server(&config).await?;
+    let server = rpc_server(&config, &metrics).await?;
     let served = serve_until_stopped(server, saver_svc::Server::new(Served(saver)), &config).await;
     db.close();
     served
@@ -215,7 +230,7 @@ pub async fn coordinator(mut config: Config) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::default());
     let coordinator = node::coordinator(&config, Arc::clone(&metrics));
     serve_metrics(&config, &metrics).await?;
-    let server = rpc_server(&config).await?;
+    let server = rpc_server(&config, &metrics).await?;
     let callbacks: Arc<dyn Callbacks> = Arc::new(coordinator);
     serve_until_stopped(
         server,
@@ -231,18 +246,19 @@ pub async fn coordinator(mut config: Config) -> Result<(), StartError> {
 pub async fn room(mut config: Config) -> Result<(), StartError> {
     let (tokens, _) = prepare(&mut config)?;
     let c = config.cluster.clone();
+    let rpc = c.rpc()?;
     let metrics = Arc::new(Metrics::default());
-    let callbacks = remote_coordinator(&config);
+    let callbacks = remote_coordinator(&config, &rpc);
     // A room that starts holds no connection: sessions left under its name by a previous
     // run (killed) are gone, with their offline callbacks, before it takes any.
     reap(
-        remote_register(&config),
+        remote_register(&config, &rpc),
         Arc::clone(&callbacks),
         config.room.name.clone(),
     )
     .await;
     let grace = GraceRegister::start(
-        remote_register(&config),
+        remote_register(&config, &rpc),
         c.grace,
         (c.session_ttl / 3).max(Duration::from_secs(1)),
         c.epoch_check.max(Duration::from_millis(50)),
@@ -253,7 +269,7 @@ pub async fn room(mut config: Config) -> Result<(), StartError> {
         tokens,
         CourierParts {
             register: Arc::new(grace.clone()),
-            saver: remote_saver(&config),
+            saver: remote_saver(&config, &rpc),
             callbacks,
             // Ids are issued by the center: every pending message is sent on connect.
             last_issued: Arc::new(|| u64::MAX),
@@ -274,7 +290,7 @@ pub async fn room(mut config: Config) -> Result<(), StartError> {
             println!("{what} {addr}");
         }
     }
-    let server = rpc_server(&config).await?;
+    let server = rpc_server(&config, &metrics).await?;
     let rpc_public = c
         .rpc_public
         .clone()
@@ -334,9 +350,10 @@ pub async fn room(mut config: Config) -> Result<(), StartError> {
 /// The dispatcher service: `GET /dispatch` from membership and the register.
 pub async fn dispatcher(mut config: Config) -> Result<(), StartError> {
     prepare(&mut config)?;
+    let rpc = config.cluster.rpc()?;
     let dispatcher = crate::dispatcher::Dispatcher::new(
-        Arc::new(membership_view(&config, &Metrics::default()).await?),
-        remote_register(&config),
+        Arc::new(membership_view(&config, &rpc, &Metrics::default()).await?),
+        remote_register(&config, &rpc),
         config.room.heartbeats.clone(),
     );
     let addr = config.cluster.dispatcher_listen;
@@ -363,9 +380,10 @@ pub async fn dispatcher(mut config: Config) -> Result<(), StartError> {
 /// for the saver at start (message ids continue after the stored ones).
 pub async fn center(mut config: Config) -> Result<(), StartError> {
     let (tokens, _) = prepare(&mut config)?;
+    let rpc = config.cluster.rpc()?;
     let metrics = Arc::new(Metrics::default());
-    let register = remote_register(&config);
-    let saver = remote_saver(&config);
+    let register = remote_register(&config, &rpc);
+    let saver = remote_saver(&config, &rpc);
     let floor = loop {
         match saver.max_id().await {
             Ok(id) => break id,
@@ -375,10 +393,10 @@ pub async fn center(mut config: Config) -> Result<(), StartError> {
             }
         }
     };
-    let view = membership_view(&config, &metrics).await?;
+    let view = membership_view(&config, &rpc, &metrics).await?;
     {
         // A room gone from membership and not answering: its users are offline.
-        let (register, callbacks) = (Arc::clone(&register), remote_coordinator(&config));
+        let (register, callbacks) = (Arc::clone(&register), remote_coordinator(&config, &rpc));
         view.on_gone(Arc::new(move |room: RoomInfo| {
             tokio::spawn(reap(
                 Arc::clone(&register),

@@ -1,5 +1,7 @@
 //! TLS for every listener a client reaches: the rooms' `wss://` and TCP+TLS ports and the
-//! center's (and dispatcher's) HTTPS, from one certificate and key in PEM files (`[tls]`).
+//! center's (and dispatcher's) HTTPS, from one certificate and key in PEM files (`[tls]`);
+//! and between the processes of a cluster, over longlink-rpc ([`ClusterTlsConfig`],
+//! `[cluster.tls]`).
 //!
 //! ```toml
 //! [tls]
@@ -17,6 +19,7 @@
 //! and, for its FIPS build, Go) and its handshakes are as fast here.
 
 mod certs;
+mod cluster;
 pub mod https;
 mod selfsigned;
 
@@ -25,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use certs::{Certificates, load_chain};
+pub use cluster::ClusterTlsConfig;
 pub use selfsigned::{SelfSigned, self_signed};
 
 /// The `[tls]` section: the certificate chain and key every TLS listener of the process
@@ -77,6 +81,9 @@ pub enum TlsError {
     /// Generating a self-signed certificate failed.
     #[error("generating a self-signed certificate: {0}")]
     Generate(String),
+    /// A setting that cannot be used (a `server_name` that is not a name).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Where Linux distributions keep the system's CA bundle (rustls-native-certs and

@@ -24,7 +24,10 @@ pub struct SelfSigned {
 /// A CA and a certificate it signs for `localhost`, `127.0.0.1`, `::1` and `hosts`, in
 /// `<data_dir>/tls/` (`ca.pem`, `cert.pem`, `key.pem`), made on the first call and kept
 /// after. The CA's own key is not kept: nothing else can be signed with it, so trusting
-/// `ca.pem` trusts this one certificate only. The certificate is valid for a year.
+/// `ca.pem` trusts this one certificate only. The certificate is valid for a year, for
+/// servers and for clients: in a development cluster every process serves it and presents
+/// it to the others (`[cluster.tls]`, mutual TLS). Files from before it was a client
+/// certificate too are made again.
 pub fn self_signed(data_dir: &Path, hosts: &[String]) -> Result<SelfSigned, TlsError> {
     let dir = data_dir.join("tls");
     let ca = dir.join("ca.pem");
@@ -33,7 +36,7 @@ pub fn self_signed(data_dir: &Path, hosts: &[String]) -> Result<SelfSigned, TlsE
         key: dir.join("key.pem"),
         reload_check: super::default_reload_check(),
     };
-    if ca.exists() && tls.cert.exists() && tls.key.exists() {
+    if ca.exists() && tls.cert.exists() && tls.key.exists() && is_client_certificate(&ca, &tls) {
         return Ok(SelfSigned {
             ca,
             tls,
@@ -60,7 +63,10 @@ pub fn self_signed(data_dir: &Path, hosts: &[String]) -> Result<SelfSigned, TlsE
         .distinguished_name
         .push(DnType::CommonName, "longlink-push (development)");
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - Duration::from_secs(86_400);
     params.not_after = now + Duration::from_secs(365 * 86_400);
@@ -90,6 +96,30 @@ pub fn self_signed(data_dir: &Path, hosts: &[String]) -> Result<SelfSigned, TlsE
         tls,
         generated: true,
     })
+}
+
+/// Whether the certificate in `tls` chains to `ca` as a client certificate (false for
+/// files made before it was one, and for anything unreadable).
+fn is_client_certificate(ca: &Path, tls: &TlsConfig) -> bool {
+    let (Ok(roots), Ok(chain)) = (super::load_chain(ca), super::load_chain(&tls.cert)) else {
+        return false;
+    };
+    let mut store = rustls::RootCertStore::empty();
+    for root in roots {
+        if store.add(root).is_err() {
+            return false;
+        }
+    }
+    let Ok(verifier) = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        store.into(),
+        super::provider(),
+    )
+    .build() else {
+        return false;
+    };
+    verifier
+        .verify_client_cert(&chain[0], &chain[1..], rustls_pki_types::UnixTime::now())
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -132,6 +162,10 @@ mod tests {
                 )
                 .unwrap_or_else(|e| panic!("{name:?}: {e}"));
         }
+        assert!(
+            is_client_certificate(&first.ca, &first.tls),
+            "usable as a client certificate"
+        );
         let other = rustls_pki_types::ServerName::try_from("other.example").unwrap();
         assert!(
             verifier
@@ -144,5 +178,29 @@ mod tests {
                 )
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_server_only_certificate_from_an_earlier_version_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = self_signed(dir.path(), &[]).unwrap();
+        // What earlier versions wrote: a leaf for servers only, from another CA key.
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        std::fs::write(&first.ca, ca_cert.pem()).unwrap();
+        std::fs::write(&first.tls.cert, cert.pem()).unwrap();
+        std::fs::write(&first.tls.key, key.serialize_pem()).unwrap();
+        assert!(!is_client_certificate(&first.ca, &first.tls));
+        let again = self_signed(dir.path(), &[]).unwrap();
+        assert!(again.generated);
+        assert!(is_client_certificate(&again.ca, &again.tls));
     }
 }

@@ -1,4 +1,5 @@
-//! Opening a connection: TCP connect, HELLO, HELLO_ACK.
+//! Opening a connection: TCP connect, the TLS handshake (when configured), HELLO,
+//! HELLO_ACK — all inside the connect timeout.
 
 use std::time::Duration;
 
@@ -6,16 +7,16 @@ use longlink_codec::rpc::{ChunkedMessage, ErrorCode, Hello, Message, RpcCodec};
 use longlink_codec::{BufPool, CodecError};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::Config;
 use crate::RpcError;
+use crate::stream::{self, ReadHalf, WriteHalf};
 use crate::wire::FrameReader;
 
 /// An open, greeted connection.
 pub(crate) struct Greeted {
-    pub(crate) reader: FrameReader<OwnedReadHalf>,
-    pub(crate) writer: OwnedWriteHalf,
+    pub(crate) reader: FrameReader<ReadHalf>,
+    pub(crate) writer: WriteHalf,
     /// The server's limits.
     pub(crate) server: Hello,
 }
@@ -26,7 +27,7 @@ pub(crate) fn codec(config: &Config) -> RpcCodec {
 
 /// Writes one message (for the one-call-at-a-time strategies).
 pub(crate) async fn write_message(
-    writer: &mut OwnedWriteHalf,
+    writer: &mut WriteHalf,
     codec: &RpcCodec,
     message: Message,
 ) -> std::io::Result<()> {
@@ -36,7 +37,41 @@ pub(crate) async fn write_message(
         .encode_next(codec, &mut buf)
         .map_err(std::io::Error::other)?
     {}
-    writer.write_all(&buf).await
+    writer.write_all(&buf).await?;
+    // Over TLS the last record may still be in the session: push it out.
+    writer.flush().await
+}
+
+/// The socket's halves: plain, or after the TLS handshake.
+async fn open(
+    stream: TcpStream,
+    addr: &str,
+    config: &Config,
+) -> Result<(ReadHalf, WriteHalf), RpcError> {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &config.tls {
+        return Ok(stream::tls(tls.connect(addr, stream).await?));
+    }
+    let _ = (addr, config);
+    Ok(stream::tcp(stream))
+}
+
+/// The error for an I/O failure `what` (sending HELLO, reading HELLO_ACK): a TLS refusal
+/// that arrives after the handshake (the server refusing our certificate, under TLS 1.3)
+/// is [`RpcError::Tls`], anything else [`RpcError::Unavailable`].
+fn io_failure(addr: &str, what: &str, e: &std::io::Error) -> RpcError {
+    #[cfg(feature = "tls")]
+    if let Some(reason) = crate::tls::describe(e) {
+        // Under TLS 1.3 the client's side of the handshake is done before the server has
+        // checked its certificate: the server's refusal arrives here, but it is the
+        // handshake that failed.
+        return RpcError::Tls {
+            reason: format!("handshake with {addr}: {reason}"),
+        };
+    }
+    RpcError::Unavailable {
+        reason: format!("{what} {addr}: {e}"),
+    }
 }
 
 /// Connects to `addr` and exchanges HELLO, within `timeout`.
@@ -51,7 +86,7 @@ pub(crate) async fn connect(
             .await
             .map_err(|e| unavailable(format!("connect to {addr}: {e}")))?;
         let _ = stream.set_nodelay(true);
-        let (read_half, mut writer) = stream.into_split();
+        let (read_half, mut writer) = open(stream, addr, config).await?;
         let codec = codec(config);
         let hello = Message::Hello(Hello {
             max_frame_bytes: config.max_frame_bytes as u32,
@@ -59,7 +94,7 @@ pub(crate) async fn connect(
         });
         write_message(&mut writer, &codec, hello)
             .await
-            .map_err(|e| unavailable(format!("send HELLO to {addr}: {e}")))?;
+            .map_err(|e| io_failure(addr, "send HELLO to", &e))?;
         let mut reader = FrameReader::new(read_half, codec);
         match reader.next().await {
             Ok(Some(Message::HelloAck(server))) => Ok(Greeted {
@@ -83,6 +118,7 @@ pub(crate) async fn connect(
             Err(CodecError::UnsupportedVersion { version }) => Err(RpcError::ProtocolMismatch {
                 detail: format!("server answered with protocol version {version}"),
             }),
+            Err(CodecError::Io(e)) => Err(io_failure(addr, "HELLO with", &e)),
             Err(e) => Err(unavailable(format!("HELLO with {addr}: {e}"))),
         }
     };

@@ -60,6 +60,9 @@ pub(crate) struct Config {
     pub(crate) ping_timeout: Duration,
     pub(crate) default_timeout: Option<Duration>,
     pub(crate) limits: LimitsConfig,
+    /// `None`: plain TCP.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsClient>,
 }
 
 impl Default for Config {
@@ -76,6 +79,8 @@ impl Default for Config {
                 max_queued: 1024,
                 max_queue_wait: Duration::from_secs(1),
             },
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -141,7 +146,7 @@ impl Builder {
         self
     }
 
-    /// Connect (TCP and HELLO) timeout. Default 3 s.
+    /// Connect (TCP, the TLS handshake if any, and HELLO) timeout. Default 3 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Builder {
         self.config.connect_timeout = timeout;
         self
@@ -158,6 +163,28 @@ impl Builder {
     /// Largest frame sent or accepted. Default 1 MiB.
     pub fn max_frame_bytes(mut self, n: usize) -> Builder {
         self.config.max_frame_bytes = n;
+        self
+    }
+
+    /// Speaks TLS on every connection (feature `tls`), whichever the strategy: `tls` says
+    /// which CAs to trust, which certificate to present (mutual TLS) and which name to
+    /// check (default: the host of the address). The handshake runs inside the connect
+    /// timeout; one that fails fails the call with [`RpcError::Tls`] (it did not run).
+    ///
+    /// ```no_run
+    /// use longlink_rpc::{Client, Strategy, TlsClient};
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ca = std::fs::read("/etc/longlink/ca.pem")?;
+    /// let client = Client::builder("10.0.0.5:7810")
+    ///     .strategy(Strategy::Multiplexed { conns: 1 })
+    ///     .tls(TlsClient::from_pem(&ca)?)
+    ///     .build();
+    /// let answer = client.call(1, "ping").await?;
+    /// # let _ = answer; Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: impl Into<crate::tls::TlsClient>) -> Builder {
+        self.config.tls = Some(tls.into());
         self
     }
 
@@ -206,7 +233,7 @@ struct Inner {
 
 enum Backend {
     Short,
-    Pooled(longlink_pool::Pool<strategy::PlainManager>),
+    Pooled(longlink_pool::Pool<strategy::SerialManager>),
     Multiplexed(Slots),
 }
 

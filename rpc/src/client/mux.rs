@@ -194,7 +194,7 @@ impl MuxConn {
 
     async fn read_loop(
         self: Arc<Self>,
-        mut reader: crate::wire::FrameReader<tokio::net::tcp::OwnedReadHalf>,
+        mut reader: crate::wire::FrameReader<crate::stream::ReadHalf>,
         ping_interval: Duration,
         ping_timeout: Duration,
     ) {

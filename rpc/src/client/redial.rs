@@ -20,6 +20,9 @@ struct State {
     retry_at: Option<Instant>,
     /// Why the last connect failed (without the "target unavailable" prefix).
     last_reason: String,
+    /// The last failure was a TLS refusal: calls during the backoff say so too (and stay
+    /// not retryable), rather than looking like a target that is down.
+    last_was_tls: bool,
 }
 
 /// The redial state of one target, shared by every clone of its client.
@@ -37,7 +40,7 @@ pub(crate) fn delay(failures: u32) -> Duration {
 }
 
 impl Redial {
-    /// Connects to `addr` (TCP and HELLO) unless the last connect failed and the backoff
+    /// Connects to `addr` (TCP, TLS if configured, HELLO) unless the last connect failed and the backoff
     /// has not passed: then fails at once with `Unavailable`, saying why and when.
     pub(crate) async fn connect(&self, addr: &str, config: &Config) -> Result<Greeted, RpcError> {
         {
@@ -45,12 +48,15 @@ impl Redial {
             if let Some(at) = state.retry_at {
                 let now = Instant::now();
                 if at > now {
-                    return Err(RpcError::Unavailable {
-                        reason: format!(
-                            "{}; reconnecting in {} ms",
-                            state.last_reason,
-                            (at - now).as_millis().max(1)
-                        ),
+                    let reason = format!(
+                        "{}; reconnecting in {} ms",
+                        state.last_reason,
+                        (at - now).as_millis().max(1)
+                    );
+                    return Err(if state.last_was_tls {
+                        RpcError::Tls { reason }
+                    } else {
+                        RpcError::Unavailable { reason }
                     });
                 }
             }
@@ -64,8 +70,9 @@ impl Redial {
                 let mut state = self.state.lock();
                 state.retry_at = Some(Instant::now() + delay(state.failures));
                 state.failures += 1;
+                state.last_was_tls = matches!(e, RpcError::Tls { .. });
                 state.last_reason = match &e {
-                    RpcError::Unavailable { reason } => reason.clone(),
+                    RpcError::Unavailable { reason } | RpcError::Tls { reason } => reason.clone(),
                     other => other.to_string(),
                 };
                 Err(e)

@@ -11,42 +11,42 @@ use super::handshake::{Greeted, codec, write_message};
 use super::redial::Redial;
 use crate::{DeadlinePhase, OverloadScope, Request, RpcError};
 
-/// A plain connection: one call at a time.
-pub(crate) struct PlainConn {
+/// A connection carrying one call at a time (over TCP or TLS).
+pub(crate) struct SerialConn {
     greeted: Greeted,
     next_id: u64,
 }
 
-/// Opens plain connections for the pooled strategy (a `longlink-pool` manager), following
+/// Opens serial connections for the pooled strategy (a `longlink-pool` manager), following
 /// the target's redial policy.
-pub(crate) struct PlainManager {
+pub(crate) struct SerialManager {
     addr: String,
     config: Config,
     redial: Arc<Redial>,
 }
 
-/// What a plain connection fails with inside the pool.
+/// What a serial connection fails with inside the pool.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub(crate) struct PlainError(RpcError);
+pub(crate) struct SerialError(RpcError);
 
-impl Manager for PlainManager {
-    type Connection = PlainConn;
-    type Error = PlainError;
+impl Manager for SerialManager {
+    type Connection = SerialConn;
+    type Error = SerialError;
 
-    async fn connect(&self) -> Result<PlainConn, PlainError> {
+    async fn connect(&self) -> Result<SerialConn, SerialError> {
         let greeted = self
             .redial
             .connect(&self.addr, &self.config)
             .await
-            .map_err(PlainError)?;
-        Ok(PlainConn {
+            .map_err(SerialError)?;
+        Ok(SerialConn {
             greeted,
             next_id: 1,
         })
     }
 
-    async fn check(&self, conn: &mut PlainConn) -> Result<(), PlainError> {
+    async fn check(&self, conn: &mut SerialConn) -> Result<(), SerialError> {
         let id = conn.next_id;
         conn.next_id += 1;
         let probe = async {
@@ -64,7 +64,7 @@ impl Manager for PlainManager {
         };
         match tokio::time::timeout(self.config.ping_timeout, probe).await {
             Ok(Some(())) => Ok(()),
-            _ => Err(PlainError(RpcError::ConnectionLost { written: true })),
+            _ => Err(SerialError(RpcError::ConnectionLost { written: true })),
         }
     }
 }
@@ -74,21 +74,21 @@ pub(crate) fn pool(
     config: &Config,
     max_conns: usize,
     redial: Arc<Redial>,
-) -> Pool<PlainManager> {
+) -> Pool<SerialManager> {
     Pool::builder()
         .max_open(max_conns)
         .acquire_timeout(config.limits.max_queue_wait)
         .test_on_acquire(TestOnAcquire::IdleFor(config.ping_interval))
-        .build(PlainManager {
+        .build(SerialManager {
             addr: addr.to_owned(),
             config: config.clone(),
             redial,
         })
 }
 
-/// Sends one request on a plain connection and reads until its answer.
+/// Sends one request on a serial connection and reads until its answer.
 async fn exchange(
-    conn: &mut PlainConn,
+    conn: &mut SerialConn,
     config: &Config,
     req: Request,
 ) -> Result<wire::Response, RpcError> {
@@ -144,7 +144,7 @@ async fn with_deadline<T>(
 }
 
 pub(crate) async fn pooled_call(
-    pool: &Pool<PlainManager>,
+    pool: &Pool<SerialManager>,
     config: &Config,
     req: Request,
 ) -> Result<wire::Response, RpcError> {
@@ -175,7 +175,7 @@ pub(crate) async fn short_call(
     let deadline = req.deadline;
     with_deadline(deadline, async {
         let greeted = redial.connect(addr, config).await?;
-        let mut conn = PlainConn {
+        let mut conn = SerialConn {
             greeted,
             next_id: 1,
         };

@@ -13,12 +13,13 @@ use longlink_codec::rpc::{
 };
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::AbortHandle;
 use tower_service::Service;
 
-use super::Shared;
 use super::stats::Counters;
+use super::{Shared, shutdown_begun};
+use crate::stream::{self, ReadHalf, WriteHalf};
 use crate::wire::{FrameReader, WriteObserver, wire_len, write_loop};
 use crate::{Request, Response};
 
@@ -104,6 +105,34 @@ impl Drop for Teardown {
     }
 }
 
+/// Counts the connection open until it is dropped, on every exit path (a failed TLS
+/// handshake, a task aborted with the server).
+struct Open<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The connection's halves: plain, or once its TLS handshake is done; `None` when the
+/// handshake failed (counted) or a shutdown began during it.
+async fn open(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    shutdown: &mut watch::Receiver<Option<Duration>>,
+) -> Option<(ReadHalf, WriteHalf)> {
+    #[cfg(feature = "tls")]
+    if let Some(config) = &shared.config.tls {
+        return super::tls::accept(stream, peer, config, shared, shutdown)
+            .await
+            .map(stream::tls);
+    }
+    let _ = (peer, shared, shutdown);
+    Some(stream::tcp(stream))
+}
+
 fn error_frame(code: ErrorCode, message: impl Into<String>) -> Message {
     Message::Error(ErrorFrame {
         code,
@@ -130,9 +159,15 @@ where
 {
     let stats = &shared.stats;
     Counters::bump(&stats.connections_total);
-    let open = stats.connections_open.fetch_add(1, Ordering::Relaxed) + 1;
+    let open_now = stats.connections_open.fetch_add(1, Ordering::Relaxed) + 1;
+    let _open = Open(&stats.connections_open);
     let _ = stream.set_nodelay(true);
-    let (read_half, write_half) = stream.into_split();
+    // Subscribed before anything is awaited, so that a shutdown that begins during the
+    // handshake is seen, however early.
+    let mut shutdown = shared.shutdown.subscribe();
+    let Some((read_half, write_half)) = open(stream, peer, &shared, &mut shutdown).await else {
+        return;
+    };
     let codec = || RpcCodec::new().max_frame_bytes(shared.config.max_frame_bytes);
     let (tx, rx) = mpsc::unbounded_channel();
     let budget = Arc::new(Budget::default());
@@ -150,10 +185,10 @@ where
     };
     let mut reader = FrameReader::new(read_half, codec());
 
-    if open as usize > shared.config.max_connections {
+    if open_now as usize > shared.config.max_connections {
         state.send(error_frame(ErrorCode::OVERLOADED, "too many connections"));
     } else {
-        run(&mut reader, &state, svc, &shared, peer).await;
+        run(&mut reader, &state, svc, &shared, peer, &mut shutdown).await;
     }
 
     // Abort what still runs (a closed connection cannot carry its answer), then let the
@@ -166,15 +201,15 @@ where
     drop(state);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     drop(teardown);
-    stats.connections_open.fetch_sub(1, Ordering::Relaxed);
 }
 
 async fn run<S>(
-    reader: &mut FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    reader: &mut FrameReader<ReadHalf>,
     state: &Arc<ConnState>,
     svc: S,
     shared: &Arc<Shared>,
     peer: SocketAddr,
+    shutdown: &mut watch::Receiver<Option<Duration>>,
 ) where
     S: Service<Request, Response = Response> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -183,8 +218,13 @@ async fn run<S>(
     let config = &shared.config;
     let stats = &shared.stats;
 
-    // HELLO first.
-    match tokio::time::timeout(config.handshake_timeout, reader.next()).await {
+    // HELLO first; a connection still waiting for it when shutdown begins closes at once.
+    let hello = tokio::select! {
+        biased;
+        () = shutdown_begun(shutdown) => return,
+        hello = tokio::time::timeout(config.handshake_timeout, reader.next()) => hello,
+    };
+    match hello {
         Ok(Ok(Some(Message::Hello(_)))) => state.send(Message::HelloAck(Hello {
             max_frame_bytes: config.max_frame_bytes as u32,
             max_in_flight: config.max_concurrent_per_conn as u32,
@@ -216,7 +256,8 @@ async fn run<S>(
 
     let per_conn = Arc::new(Semaphore::new(config.max_concurrent_per_conn));
     let waiters = Arc::new(AtomicUsize::new(0));
-    let mut shutdown = shared.shutdown.subscribe();
+    // A shutdown seen while waiting for HELLO returned above; one that began since is
+    // unseen and makes `changed` below fire.
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     let mut last_id = 0u64;
 

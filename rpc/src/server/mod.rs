@@ -3,6 +3,8 @@
 
 mod conn;
 mod stats;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::future::Future;
 use std::io;
@@ -38,6 +40,12 @@ pub(crate) struct Config {
     pub(crate) handshake_timeout: Duration,
     /// A connection silent this long is closed [90 s]; clients ping more often.
     pub(crate) idle_timeout: Duration,
+    /// `None`: plain TCP.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// How long a client has to finish its TLS handshake [10 s].
+    #[cfg(feature = "tls")]
+    pub(crate) tls_handshake_timeout: Duration,
 }
 
 impl Default for Config {
@@ -51,6 +59,10 @@ impl Default for Config {
             max_connections: 10_000,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(90),
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -111,6 +123,39 @@ impl Builder {
     /// A connection silent this long is closed. Default 90 s.
     pub fn idle_timeout(mut self, timeout: Duration) -> Builder {
         self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// Serves TLS on every connection (feature `tls`): give it a [`TlsServer`](crate::TlsServer)
+    /// (PEM certificate and key, optionally a client CA for mutual TLS) or any rustls
+    /// server config. Each handshake runs in its connection's task, bounded by
+    /// [`tls_handshake_timeout`](Builder::tls_handshake_timeout); a plaintext client is
+    /// answered `ERR PROTOCOL_MISMATCH` ("this server requires TLS") and closed.
+    ///
+    /// ```no_run
+    /// use longlink_rpc::{Request, Response, Server, TlsServer};
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (cert, key) = (std::fs::read("cert.pem")?, std::fs::read("key.pem")?);
+    /// let server = Server::builder()
+    ///     .tls(TlsServer::from_pem(&cert, &key)?.client_ca(std::fs::read("ca.pem")?)?)
+    ///     .bind("0.0.0.0:7810")
+    ///     .await?;
+    /// let echo = tower::service_fn(|req: Request| async move { Ok::<_, std::convert::Infallible>(Response::ok(req.body)) });
+    /// server.serve(echo).await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: impl Into<Arc<rustls::ServerConfig>>) -> Builder {
+        self.config.tls = Some(config.into());
+        self
+    }
+
+    /// How long a client has to finish its TLS handshake once connected (a client that
+    /// connects and sends nothing is closed after this and counted in
+    /// [`ServerStats::tls_handshake_failures`]). Default 10 s.
+    #[cfg(feature = "tls")]
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Builder {
+        self.config.tls_handshake_timeout = timeout;
         self
     }
 
@@ -231,6 +276,18 @@ impl Server {
             () = signal => handle.begin_shutdown(drain),
         }
         serving.await
+    }
+}
+
+/// Resolves once a shutdown has begun (at once if it already has).
+async fn shutdown_begun(shutdown: &mut watch::Receiver<Option<Duration>>) {
+    loop {
+        if shutdown.borrow_and_update().is_some() {
+            return;
+        }
+        if shutdown.changed().await.is_err() {
+            return; // the server is gone
+        }
     }
 }
 

@@ -15,6 +15,10 @@ pub(crate) struct Counters {
     pub(crate) cancelled: AtomicU64,
     pub(crate) draining_refused: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
+    #[cfg(feature = "tls")]
+    pub(crate) tls_handshakes: AtomicU64,
+    #[cfg(feature = "tls")]
+    pub(crate) tls_handshake_failures: AtomicU64,
 }
 
 impl Counters {
@@ -34,6 +38,10 @@ impl Counters {
             cancelled: self.cancelled.load(Relaxed),
             draining_refused: self.draining_refused.load(Relaxed),
             protocol_errors: self.protocol_errors.load(Relaxed),
+            #[cfg(feature = "tls")]
+            tls_handshakes: self.tls_handshakes.load(Relaxed),
+            #[cfg(feature = "tls")]
+            tls_handshake_failures: self.tls_handshake_failures.load(Relaxed),
         }
     }
 }
@@ -63,4 +71,101 @@ pub struct ServerStats {
     pub draining_refused: u64,
     /// Connections closed for breaking the protocol (bad frames, wrong version).
     pub protocol_errors: u64,
+    /// TLS handshakes completed (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub tls_handshakes: u64,
+    /// TLS handshakes that failed (feature `tls`): refused by rustls (a client certificate
+    /// missing or from another CA), a plaintext client, a client that went away or stayed
+    /// silent past the handshake timeout. (Handshakes cut short by a shutdown are not
+    /// counted.)
+    #[cfg(feature = "tls")]
+    pub tls_handshake_failures: u64,
+}
+
+impl ServerStats {
+    /// Every counter as `(name, kind, help, value)` — the name without a prefix (counters
+    /// without `_total`), the kind `"gauge"` or `"counter"` — for a metrics library's own
+    /// registry.
+    ///
+    /// ```
+    /// let stats = longlink_rpc::ServerStats::default();
+    /// assert!(stats.samples().contains(&("connections_open", "gauge", "Connections open.", 0.0)));
+    /// ```
+    pub fn samples(&self) -> Vec<(&'static str, &'static str, &'static str, f64)> {
+        let c = |v: u64| v as f64;
+        #[allow(unused_mut)] // more rows with the `tls` feature
+        let mut rows = vec![
+            (
+                "connections_open",
+                "gauge",
+                "Connections open.",
+                c(self.connections_open),
+            ),
+            (
+                "connections",
+                "counter",
+                "Connections accepted.",
+                c(self.connections_total),
+            ),
+            (
+                "requests",
+                "counter",
+                "Requests received.",
+                c(self.requests),
+            ),
+            ("in_flight", "gauge", "Handlers running.", c(self.in_flight)),
+            (
+                "rejected",
+                "counter",
+                "Requests refused over the limits (not run).",
+                c(self.rejected),
+            ),
+            (
+                "deadline_dropped",
+                "counter",
+                "Requests whose deadline passed before dispatch.",
+                c(self.deadline_dropped),
+            ),
+            (
+                "deadline_abandoned",
+                "counter",
+                "Handlers abandoned at their deadline.",
+                c(self.deadline_abandoned),
+            ),
+            (
+                "cancelled",
+                "counter",
+                "Requests the client cancelled.",
+                c(self.cancelled),
+            ),
+            (
+                "draining_refused",
+                "counter",
+                "Requests refused while draining (not run).",
+                c(self.draining_refused),
+            ),
+            (
+                "protocol_errors",
+                "counter",
+                "Connections closed for breaking the protocol.",
+                c(self.protocol_errors),
+            ),
+        ];
+        #[cfg(feature = "tls")]
+        rows.extend([
+            (
+                "tls_handshakes",
+                "counter",
+                "TLS handshakes completed.",
+                c(self.tls_handshakes),
+            ),
+            (
+                "tls_handshake_failures",
+                "counter",
+                "TLS handshakes that failed (refused, plaintext, cut short, timed out).",
+                c(self.tls_handshake_failures),
+            ),
+        ]);
+        rows
+    }
 }

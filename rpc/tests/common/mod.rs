@@ -1,6 +1,9 @@
 //! Test servers and services over real sockets on 127.0.0.1.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "tls")]
+pub mod tls;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
