@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::tls::{Ca, Pki};
 use common::{ECHO, TestServer};
-use longlink_rpc::{Client, RpcError, Server, ServerHandle, Strategy, TlsClient};
+use longlink_rpc::{Client, RpcError, Server, ServerHandle, Strategy, TlsClient, TlsServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -172,6 +172,26 @@ async fn a_server_certificate_from_an_unknown_ca_is_refused() {
         RpcError::Tls { reason } => assert!(reason.contains("UnknownIssuer"), "{reason}"),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn an_expired_server_certificate_is_refused_and_counted() {
+    let pki = Pki::new();
+    let expired = pki.ca.expired_leaf(&["127.0.0.1", "localhost"]);
+    let tls = TlsServer::from_pem(&expired.cert, &expired.key).unwrap();
+    let server = TestServer::with(Server::builder().tls(tls)).await;
+    let client = Client::builder(server.addr.to_string())
+        .tls(pki.client_tls())
+        .build();
+    match refused(&client, &server).await {
+        RpcError::Tls { reason } => assert!(reason.contains("xpired"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    // The client's alert reaches the server, which counts the failed handshake.
+    until(&server.handle, "the failure counted", |s| {
+        s.tls_handshake_failures >= 1 && s.connections_open == 0
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -202,8 +202,13 @@ pub async fn run(plan: Plan, stop_wait: Duration) -> std::io::Result<()> {
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     println!("longlink-push cluster: {} rooms", plan.rooms);
-    println!("  center (API, page)  http://{}", plan.addr(0));
-    println!("  dispatcher          http://{}/dispatch", plan.addr(9));
+    let http = if plan.tls_self_signed {
+        "https"
+    } else {
+        "http"
+    };
+    println!("  center (API, page)  {http}://{}", plan.addr(0));
+    println!("  dispatcher          {http}://{}/dispatch", plan.addr(9));
     println!(
         "  register / saver / coordinator (rpc{})  {} / {} / {}",
         if plan.tls_self_signed {
@@ -225,6 +230,14 @@ pub async fn run(plan: Plan, stop_wait: Duration) -> std::io::Result<()> {
             plan.addr(base + 2),
             plan.addr(base + 3)
         );
+        if plan.tls_self_signed {
+            let tls = 100 + 2 * i as u16;
+            println!(
+                "          wss://{}/  tcp+tls {}",
+                plan.addr(tls),
+                plan.addr(tls + 1)
+            );
+        }
     }
     if new_key {
         println!(

@@ -36,8 +36,21 @@ impl Ca {
     /// A certificate for `names` (DNS names or IP addresses), usable by a server and by a
     /// client.
     pub fn leaf(&self, names: &[&str]) -> Leaf {
+        self.leaf_with(names, |_| {})
+    }
+
+    /// A certificate that was valid through 2020 only.
+    pub fn expired_leaf(&self, names: &[&str]) -> Leaf {
+        self.leaf_with(names, |p| {
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2020, 12, 31);
+        })
+    }
+
+    fn leaf_with(&self, names: &[&str], tweak: impl FnOnce(&mut CertificateParams)) -> Leaf {
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let mut params = CertificateParams::new(names).unwrap();
+        tweak(&mut params);
         params
             .distinguished_name
             .push(DnType::CommonName, "longlink-rpc test");
