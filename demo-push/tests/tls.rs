@@ -342,3 +342,25 @@ async fn a_tungstenite_client_speaks_wss_with_the_json_form() {
     assert_eq!(reply["op"], "auth_reply", "{reply}");
     assert_eq!(reply["ok"], true, "{reply}");
 }
+
+#[tokio::test]
+async fn a_reconnecting_client_resumes_from_a_stateless_ticket() {
+    let s = tls_system(|_| {}).await;
+    let config = trusting(s.ca.as_deref());
+    let mut kinds = Vec::new();
+    for _ in 0..3 {
+        let mut raw = TlsRaw::tls(s.system.tls.unwrap(), Arc::clone(&config), "localhost")
+            .await
+            .unwrap();
+        // The ticket comes after the handshake: reading the AUTH reply takes it in.
+        let reply = raw.auth("resumer", &s.token("resumer")).await;
+        assert!(
+            matches!(reply, PushMessage::AuthReply(ref r) if r.ok),
+            "{reply:?}"
+        );
+        kinds.push(raw.handshake_kind());
+    }
+    use rustls::HandshakeKind::{Full, Resumed};
+    // The room keeps no session cache (NoServerSessionStorage): only the ticket resumes.
+    assert_eq!(kinds, [Some(Full), Some(Resumed), Some(Resumed)]);
+}

@@ -502,6 +502,13 @@ impl TlsRaw {
     }
 }
 
+impl TlsRaw {
+    /// Whether this connection's handshake was full or resumed.
+    pub fn handshake_kind(&self) -> Option<rustls::HandshakeKind> {
+        self.framed.get_ref().get_ref().1.handshake_kind()
+    }
+}
+
 impl Raw {
     pub async fn connect(addr: SocketAddr) -> Raw {
         Raw::connect_from(addr, "127.0.0.1").await
