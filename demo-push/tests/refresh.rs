@@ -346,3 +346,69 @@ async fn the_rust_client_retries_a_refused_auth_once_with_a_new_token_then_stops
     }
     assert_eq!(calls.load(Ordering::Relaxed), 1);
 }
+
+#[tokio::test]
+async fn three_refused_refreshes_in_a_row_close_the_connection() {
+    let s = start_with(with_jwt).await;
+    let mut raw = Raw::connect(s.tcp()).await;
+    assert!(ok(&auth(
+        &mut raw,
+        "b1",
+        &jwt("b1", 600, json!({})),
+        &["demo"]
+    )
+    .await));
+    for i in 0..3 {
+        raw.send(&PushMessage::Refresh(Refresh {
+            token: format!("forged {i}"),
+        }))
+        .await;
+        let reply = raw.recv().await.expect("an answer");
+        assert!(!ok(&reply), "{reply:?}");
+    }
+    assert!(raw.until_closed().await.is_empty());
+    assert_eq!(
+        s.metric("longlink_push_token_refresh_failures_total").await,
+        3
+    );
+}
+
+#[tokio::test]
+async fn the_rust_client_keeps_trying_when_its_token_source_fails_after_a_refusal() {
+    let s = start_with(with_jwt).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = Arc::clone(&calls);
+    // Down on the first call (a backend swamped by every client refused at once).
+    let source = TokenSource::new(move || {
+        let n = counted.fetch_add(1, Ordering::Relaxed);
+        async move {
+            match n {
+                0 => Err("backend unavailable".to_owned()),
+                _ => Ok(jwt("r4", 600, json!({}))),
+            }
+        }
+    });
+    let mut client = s.client_with("r4", |c| {
+        c.token = "forged".into();
+        c.refresh = Some(source);
+    });
+    let mut seen = Vec::new();
+    loop {
+        match event(&mut client).await {
+            Event::Connected { .. } => break,
+            Event::Refused(reason) => panic!("stopped for good: {reason} after {seen:?}"),
+            other => seen.push(other),
+        }
+    }
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, Event::RefreshFailed(r) if r.contains("backend unavailable"))),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, Event::TokenRefreshed { .. })),
+        "{seen:?}"
+    );
+    assert_eq!(calls.load(Ordering::Relaxed), 2);
+}

@@ -50,8 +50,10 @@ pub(super) fn client(tls: Option<&Arc<rustls::ClientConfig>>) -> HttpClient {
 }
 
 /// GETs `url`: the status and the body (at most 16 MiB).
-pub(super) async fn get(client: &HttpClient, url: &str) -> Result<(u16, Bytes), ClientError> {
-    let uri: http::Uri = url
+pub(super) async fn get(client: &HttpClient, full_url: &str) -> Result<(u16, Bytes), ClientError> {
+    // Errors name the URL without its query, which may carry the user's token.
+    let url = full_url.split('?').next().unwrap_or_default();
+    let uri: http::Uri = full_url
         .parse()
         .map_err(|e| ClientError::Http(format!("{url}: {e}")))?;
     if uri.scheme_str() == Some("https") && !client.tls {

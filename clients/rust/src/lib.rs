@@ -40,8 +40,8 @@ pub enum Transport {
     WebSocket,
 }
 
-/// A client's settings.
-#[derive(Debug, Clone)]
+/// A client's settings. Its `Debug` shows no token.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// The center's base URL (dispatcher and notify pull), e.g. `http://127.0.0.1:7800`.
     pub center: String,
@@ -76,6 +76,23 @@ pub struct ClientConfig {
     /// Where new tokens come from ([`ClientConfig::refresh`]); none: the client keeps
     /// `token` and stops with [`Event::Refused`] once a room refuses it.
     pub refresh: Option<TokenSource>,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("center", &self.center)
+            .field("uid", &self.uid)
+            .field("device", &self.device)
+            .field("net", &self.net)
+            .field("apps", &self.apps)
+            .field("token", &"<redacted>")
+            .field("transport", &self.transport)
+            .field("auto_ack", &self.auto_ack)
+            .field("tls", &self.tls.is_some())
+            .field("refresh", &self.refresh.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientConfig {
@@ -219,7 +236,6 @@ enum Command {
 }
 
 /// A running client. Dropping it closes the connection.
-#[derive(Debug)]
 pub struct Client {
     commands: mpsc::Sender<Command>,
     events: mpsc::Receiver<Event>,
@@ -228,6 +244,15 @@ pub struct Client {
     uid: String,
     token: Arc<Mutex<String>>,
     http: http::HttpClient,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("center", &self.center)
+            .field("uid", &self.uid)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for Client {
@@ -342,6 +367,20 @@ fn current(token: &Mutex<String>) -> String {
 /// How long after a failed refresh the client asks its [`TokenSource`] again.
 const REFRESH_RETRY: Duration = Duration::from_secs(5);
 
+/// The least time between two refreshes on one connection when the token in use already
+/// looks expired by this device's clock (a clock running fast, or a backend handing out a
+/// cached token near its end): the room accepted it, so its clock says otherwise.
+const REFRESH_FLOOR: Duration = Duration::from_secs(60);
+
+/// A task aborted when dropped (the token source's call, when the client goes away).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// How long a failed address is remembered (named to the dispatcher, tried last).
 const FORGET_FAILURES_AFTER: Duration = Duration::from_secs(60);
 
@@ -449,7 +488,9 @@ impl Runner {
         self.refresh_sent = None;
         self.refresh_at = match (&self.config.refresh, refresh::expiry(&current(&self.token))) {
             (Some(_), Some(expires_at)) => {
-                Some(Instant::now() + refresh::refresh_in(expires_at, refresh::unix_now()))
+                let due = refresh::refresh_in(expires_at, refresh::unix_now());
+                // Due at once for a token the room has just accepted: not again for a while.
+                Some(Instant::now() + if due.is_zero() { REFRESH_FLOOR } else { due })
             }
             _ => None,
         };
@@ -652,7 +693,11 @@ impl Runner {
                     return Err(Some(format!("refused ({reason}); again with a new token")));
                 }
                 Err(e) => {
-                    let _ = self.events.send(Event::RefreshFailed(e)).await;
+                    // The backend may be down or swamped (every client refused at once
+                    // after a secret rotation): ask it again after the backoff.
+                    self.refusals = 0;
+                    let _ = self.events.send(Event::RefreshFailed(e.clone())).await;
+                    return Err(Some(format!("refused ({reason}); no new token: {e}")));
                 }
             }
         }
@@ -719,7 +764,7 @@ impl Runner {
         let mut waiting: HashMap<u32, oneshot::Sender<Result<UpstreamReply, ClientError>>> =
             HashMap::new();
         // The token source's call in progress: the session goes on while it runs.
-        let mut fetching: Option<tokio::task::JoinHandle<Result<String, String>>> = None;
+        let mut fetching: Option<AbortOnDrop<Result<String, String>>> = None;
         let end = loop {
             let refresh_due = self.refresh_at.unwrap_or_else(Instant::now);
             let refresh_armed =
@@ -728,10 +773,10 @@ impl Runner {
                 () = tokio::time::sleep_until(refresh_due), if refresh_armed => {
                     self.refresh_at = None;
                     if let Some(source) = self.config.refresh.clone() {
-                        fetching = Some(tokio::spawn(Self::fetch_token(source)));
+                        fetching = Some(AbortOnDrop(tokio::spawn(Self::fetch_token(source))));
                     }
                 }
-                fetched = async { fetching.as_mut().expect("guarded by is_some").await }, if fetching.is_some() => {
+                fetched = async { (&mut fetching.as_mut().expect("guarded by is_some").0).await }, if fetching.is_some() => {
                     fetching = None;
                     let token = match fetched {
                         Ok(result) => result,
@@ -834,9 +879,7 @@ impl Runner {
         for (_, reply) in waiting.drain() {
             let _ = reply.send(Err(ClientError::ConnectionLost));
         }
-        if let Some(fetching) = fetching {
-            fetching.abort();
-        }
+        drop(fetching);
         self.refresh_sent = None;
         self.refresh_at = None;
         end

@@ -294,6 +294,9 @@ pub(crate) struct ConnHandle {
     /// When the token stops being good (wheel ms, its grace included); `u64::MAX`: never
     /// (or not enforced).
     token_deadline: std::sync::atomic::AtomicU64,
+    /// The REFRESHes it sent lately (`session::RefreshGate`, packed; only the
+    /// connection's own task touches it).
+    refreshes: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -504,8 +507,11 @@ impl Room {
             loop {
                 ticks.tick().await;
                 let Some(room) = weak.upgrade() else { return };
+                let fired = room.wheel.advance();
+                // Read after `advance` (which reads its own): a token deadline it fired is
+                // at or before this `now`, so it closes as expired, not as a timeout.
                 let now = room.wheel.now_ms();
-                for conn in room.wheel.advance() {
+                for conn in fired {
                     if let Some(handle) = room.conn(conn) {
                         let token_deadline = handle
                             .token_deadline
@@ -749,8 +755,11 @@ impl RoomInner {
             return u64::MAX;
         }
         let now = crate::token::unix_now();
-        let left = token.expires_at.saturating_sub(now) * 1000;
-        self.wheel.now_ms() + left + self.config.token_expiry.grace.as_millis() as u64
+        let left = token.expires_at.saturating_sub(now).saturating_mul(1000);
+        self.wheel
+            .now_ms()
+            .saturating_add(left)
+            .saturating_add(self.config.token_expiry.grace.as_millis() as u64)
     }
 
     fn conn_shard(&self, id: ConnId) -> &ConnShard {

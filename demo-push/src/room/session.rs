@@ -245,6 +245,7 @@ async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSl
         closing: Mutex::new(None),
         identity: RwLock::new(None),
         token_deadline: std::sync::atomic::AtomicU64::new(u64::MAX),
+        refreshes: std::sync::atomic::AtomicU64::new(0),
     });
     room.conn_shard(id).lock().insert(id, Arc::clone(&handle));
     room.wheel.insert(id, Arc::clone(&deadline));
@@ -489,7 +490,7 @@ async fn serve(
     session: &mut Session,
     form: Form,
     interval: u64,
-    deadline: &Deadline,
+    deadline: &Arc<Deadline>,
     id: ConnId,
 ) -> Option<Closing> {
     loop {
@@ -549,9 +550,12 @@ async fn serve(
                         Box::pin(unsubscribe(room, handle, session, id, sub.apps)).await;
                     }
                     PushMessage::Refresh(refresh) => {
-                        let reply = Box::pin(refresh_token(room, handle, session, interval, deadline, refresh.token)).await;
-                        if link.feed_message(seq, &PushMessage::AuthReply(reply), form).is_err() {
+                        let (answer, close) = Box::pin(refresh_token(room, handle, session, interval, deadline, id, refresh.token)).await;
+                        if link.feed_message(seq, &answer, form).is_err() {
                             return None;
+                        }
+                        if close {
+                            return Some(Closing::Broken(CLOSE_POLICY));
                         }
                     }
                     other => {
@@ -656,13 +660,41 @@ async fn subscribe(
 
 /// REFRESH: a new token for the connection's user (and device). Taken, it replaces the
 /// token the connection holds (its expiry, the apps it allows); refused, the connection
-/// keeps the one it has. The answer is an AUTH_REPLY.
+/// keeps the one it has. The answer is an AUTH_REPLY, or an ERROR past the rate; `true`:
+/// close the connection after it ([`RefreshGate`]).
 async fn refresh_token(
     room: &Arc<RoomInner>,
     handle: &ConnHandle,
     session: &Session,
     interval: u64,
-    deadline: &Deadline,
+    deadline: &Arc<Deadline>,
+    id: ConnId,
+    token: String,
+) -> (PushMessage, bool) {
+    let mut gate = RefreshGate::load(&handle.refreshes);
+    let admitted = gate.admit(room.wheel.now_ms());
+    gate.store(&handle.refreshes);
+    if !admitted {
+        // Each REFRESH costs a signature check: a client needs one per token lifetime.
+        inc(&room.metrics.token_refresh_failures);
+        let reason = format!("more than {MAX_REFRESHES} REFRESHes in 10 s");
+        return (refusal(reason), true);
+    }
+    let reply = check_refresh(room, handle, session, interval, deadline, id, token).await;
+    let mut gate = RefreshGate::load(&handle.refreshes);
+    let close = gate.answered(reply.ok);
+    gate.store(&handle.refreshes);
+    (PushMessage::AuthReply(reply), close)
+}
+
+/// The new token checked and, if good, taken.
+async fn check_refresh(
+    room: &Arc<RoomInner>,
+    handle: &ConnHandle,
+    session: &Session,
+    interval: u64,
+    deadline: &Arc<Deadline>,
+    id: ConnId,
     token: String,
 ) -> AuthReply {
     let refused = |reason: String| {
@@ -694,14 +726,75 @@ async fn refresh_token(
     handle
         .token_deadline
         .store(token_deadline, std::sync::atomic::Ordering::Relaxed);
-    // Later than before (the old deadline was the earlier of the two): `set` moves it.
-    deadline.set((room.wheel.now_ms() + 2 * interval * 1000).min(token_deadline));
+    // The new token may run out sooner than the old one: refiled if earlier.
+    let alive = (room.wheel.now_ms() + 2 * interval * 1000).min(token_deadline);
+    room.wheel.reschedule(id, deadline, alive);
     inc(&room.metrics.token_refreshes);
     AuthReply {
         ok: true,
         reason: None,
         heartbeat_secs: interval as u32,
         session: Some(format!("{}:{}", room.config.name, session.conn)),
+    }
+}
+
+/// The REFRESHes one connection may send: [`MAX_REFRESHES`] per [`REFRESH_WINDOW_MS`],
+/// and the connection is closed after [`MAX_REFRESH_FAILURES`] refused in a row (each
+/// costs a signature check; a client needs one per token lifetime).
+#[derive(Default)]
+struct RefreshGate {
+    /// When the current window began (wheel ms).
+    window_ms: u64,
+    /// REFRESHes in it.
+    in_window: u8,
+    /// Refused in a row.
+    failures: u8,
+}
+
+/// REFRESHes a connection may send per [`REFRESH_WINDOW_MS`].
+const MAX_REFRESHES: u8 = 4;
+/// The window of [`MAX_REFRESHES`].
+const REFRESH_WINDOW_MS: u64 = 10_000;
+/// REFRESHes refused in a row before the connection is closed.
+const MAX_REFRESH_FAILURES: u8 = 3;
+
+impl RefreshGate {
+    /// Unpacked from the connection's word: window start in the low 48 bits (wheel ms:
+    /// 8,900 years), then the two counts.
+    fn load(word: &std::sync::atomic::AtomicU64) -> RefreshGate {
+        let bits = word.load(std::sync::atomic::Ordering::Relaxed);
+        RefreshGate {
+            window_ms: bits & ((1 << 48) - 1),
+            in_window: (bits >> 48) as u8,
+            failures: (bits >> 56) as u8,
+        }
+    }
+
+    fn store(&self, word: &std::sync::atomic::AtomicU64) {
+        let bits = (self.window_ms & ((1 << 48) - 1))
+            | u64::from(self.in_window) << 48
+            | u64::from(self.failures) << 56;
+        word.store(bits, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a REFRESH arriving at `now_ms` may be checked.
+    fn admit(&mut self, now_ms: u64) -> bool {
+        if self.in_window == 0 || now_ms.saturating_sub(self.window_ms) >= REFRESH_WINDOW_MS {
+            self.window_ms = now_ms;
+            self.in_window = 0;
+        }
+        self.in_window = self.in_window.saturating_add(1);
+        self.in_window <= MAX_REFRESHES
+    }
+
+    /// Records the answer; `true`: too many refused, close.
+    fn answered(&mut self, ok: bool) -> bool {
+        self.failures = if ok {
+            0
+        } else {
+            self.failures.saturating_add(1)
+        };
+        self.failures >= MAX_REFRESH_FAILURES
     }
 }
 
@@ -736,6 +829,27 @@ async fn unsubscribe(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refreshes_are_bounded_per_window_and_refusals_in_a_row_close() {
+        let mut gate = RefreshGate::default();
+        for _ in 0..MAX_REFRESHES {
+            assert!(gate.admit(5_000));
+        }
+        assert!(!gate.admit(5_999), "a fifth in the window");
+        assert!(gate.admit(5_000 + REFRESH_WINDOW_MS), "a new window");
+        assert!(!gate.answered(false) && !gate.answered(false));
+        assert!(!gate.answered(true), "an accepted one resets the count");
+        assert!(!gate.answered(false) && !gate.answered(false));
+        assert!(gate.answered(false), "three refused in a row");
+        let word = std::sync::atomic::AtomicU64::new(0);
+        gate.store(&word);
+        let back = RefreshGate::load(&word);
+        assert_eq!(
+            (back.window_ms, back.in_window, back.failures),
+            (gate.window_ms, gate.in_window, gate.failures)
+        );
+    }
     use crate::metrics::Metrics;
     use crate::room::{Room, RoomConfig, RoomEvents};
     use crate::token::Tokens;

@@ -15,9 +15,19 @@ use hyper_util::rt::TokioExecutor;
 pub(super) type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
 /// The one place that client is built: trusting the certificates in `ca` (PEM), or the
-/// system's bundle when `ca` is `None`. Built only when an issuer has a JWKS URL.
-pub(super) fn http_client(ca: Option<&Path>) -> Result<HttpClient, String> {
-    let config = crate::tls::client_config(ca)?;
+/// system's bundle when `ca` is `None` and some JWKS URL is `https://` (with none, no
+/// bundle is needed: a slim image without CA certificates still starts). Built only when
+/// an issuer has a JWKS URL.
+pub(super) fn http_client(ca: Option<&Path>, https: bool) -> Result<HttpClient, String> {
+    let config = if ca.is_some() || https {
+        crate::tls::client_config(ca)?
+    } else {
+        rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    };
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_or_http()
@@ -157,12 +167,12 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "not pem").unwrap();
-        let err = http_client(Some(&empty)).unwrap_err();
+        let err = http_client(Some(&empty), false).unwrap_err();
         assert!(
             err.contains("empty.pem") && err.contains("no usable CA"),
             "{err}"
         );
-        let err = http_client(Some(&dir.join("missing.pem"))).unwrap_err();
+        let err = http_client(Some(&dir.join("missing.pem")), true).unwrap_err();
         assert!(err.contains("missing.pem"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -257,10 +257,16 @@ impl JwtIssuers {
             Some(secret) => Some(Issuer::system(secret, config.audience.as_deref())?),
             None => None,
         };
-        // One client for every issuer's JWKS, built only if one has a URL.
+        // One client for every issuer's JWKS, built only if one has a URL; a CA bundle
+        // only if one is https:// (or jwks_ca names one, which is then checked).
+        let https = config.issuers.iter().any(|i| {
+            i.jwks_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
+        });
         let client = match config.issuers.iter().any(|i| i.jwks_url.is_some()) {
             true => Some(
-                http_client(config.jwks_ca.as_deref()).map_err(|reason| ConfigError {
+                http_client(config.jwks_ca.as_deref(), https).map_err(|reason| ConfigError {
                     issuer: None,
                     problem: ConfigProblem::JwksCa { reason },
                 })?,
