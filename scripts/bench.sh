@@ -42,7 +42,7 @@ echo "== pool"
 cargo bench -p longlink-benches --bench pool "${CRITERION[@]}"
 echo "== rpc (one process)"
 cargo bench -p longlink-benches --bench rpc "${CRITERION[@]}"
-echo "== rpc (separate pinned processes, vs tarpc and tonic; longlink's strategies in plaintext and over TLS)"
+echo "== rpc (separate pinned processes, vs tarpc and tonic; longlink's strategies in plaintext, over TLS and typed; then typed out of the box: unpinned, a worker per core)"
 cargo build --release -p longlink-benches --bin longlink-bench
 "$CARGO_TARGET_DIR/release/longlink-bench" rpc "${RPC[@]}" --out "$CARGO_TARGET_DIR/longlink-bench/rpc.json" \
   --tls-data-dir "$CARGO_TARGET_DIR/longlink-bench/rpc-tls"

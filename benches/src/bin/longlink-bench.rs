@@ -20,14 +20,21 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The RPC comparison: longlink (mux, mux×4, pooled, short; mux, pooled and short again
-    /// over TLS) vs tarpc vs tonic, each client and server in its own process pinned to its
-    /// own core, both runtime flavors; then head-of-line and overload runs. Prints tables
-    /// with ratios (TLS against plaintext among them).
+    /// over TLS; mux and pooled typed through `service!`) vs tarpc vs tonic, each client and
+    /// server in its own process pinned to its own core, both runtime flavors; then the
+    /// out-of-the-box rows (typed, unpinned, a worker per core), head-of-line and overload
+    /// runs. Prints tables with ratios (TLS against plaintext, typed against raw among them).
     Rpc {
         /// Every concurrency (1, 10, 100, 200, 400, 1000) for 5 s each; the default is a
         /// short run (1, 100, 1000 for 2 s).
         #[arg(long)]
         full: bool,
+        /// These concurrencies instead (comma-separated), e.g. `100,400`.
+        #[arg(long, value_delimiter = ',')]
+        concurrencies: Vec<usize>,
+        /// Measured seconds per run instead of 2 (5 with `--full`).
+        #[arg(long)]
+        seconds: Option<f64>,
         /// Do not pin to cores with taskset.
         #[arg(long)]
         no_pin: bool,
@@ -206,18 +213,22 @@ fn main() {
     match cli.command {
         Command::Rpc {
             full,
+            concurrencies,
+            seconds,
             no_pin,
             out,
             addr,
             tls_data_dir,
         } => {
             let opts = suite::SuiteOptions {
-                concurrencies: if full {
+                concurrencies: if !concurrencies.is_empty() {
+                    concurrencies
+                } else if full {
                     vec![1, 10, 100, 200, 400, 1000]
                 } else {
                     vec![1, 100, 1000]
                 },
-                seconds: if full { 5.0 } else { 2.0 },
+                seconds: seconds.unwrap_or(if full { 5.0 } else { 2.0 }),
                 flavors: vec![Flavor::Multi, Flavor::Current],
                 pin: !no_pin,
                 out,

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use super::servers::{ECHO, EchoServiceClient, RawCodec, TONIC_PATH};
+use super::typed::bench_typed;
 use super::{ClientImpl, Flavor, RunResult, TlsFiles};
 
 /// One client of whichever implementation; cheap to clone (all share connections).
@@ -20,8 +21,12 @@ use super::{ClientImpl, Flavor, RunResult, TlsFiles};
 pub enum Caller {
     /// longlink (any strategy).
     Longlink(Client),
-    /// tarpc.
+    /// longlink typed (`service!`, a `serde_bytes` body), any strategy.
+    Typed(bench_typed::Client),
+    /// tarpc, a `Vec<u8>` body.
     Tarpc(EchoServiceClient),
+    /// tarpc, a `serde_bytes` body.
+    TarpcTyped(EchoServiceClient),
     /// tonic.
     Tonic(tonic::client::Grpc<tonic::transport::Channel>),
 }
@@ -60,20 +65,34 @@ impl Caller {
             if let Some(tls) = tls.clone() {
                 builder = builder.tls(tls);
             }
-            Caller::Longlink(builder.build())
+            builder.build()
         };
         Ok(match which {
-            ClientImpl::LonglinkMux => longlink(Strategy::Multiplexed { conns: 1 }),
-            ClientImpl::LonglinkMux4 => longlink(Strategy::Multiplexed { conns: 4 }),
-            ClientImpl::LonglinkPooled => longlink(Strategy::Pooled {
-                max_conns: concurrency,
-            }),
-            ClientImpl::LonglinkShort | ClientImpl::LonglinkShortTls => longlink(Strategy::Short),
-            ClientImpl::LonglinkMuxTls => longlink(Strategy::Multiplexed { conns: 1 }),
-            ClientImpl::LonglinkPooledTls => longlink(Strategy::Pooled {
-                max_conns: concurrency,
-            }),
-            ClientImpl::Tarpc => {
+            ClientImpl::LonglinkMux | ClientImpl::LonglinkMuxTls => {
+                Caller::Longlink(longlink(Strategy::Multiplexed { conns: 1 }))
+            }
+            ClientImpl::LonglinkMux4 => {
+                Caller::Longlink(longlink(Strategy::Multiplexed { conns: 4 }))
+            }
+            ClientImpl::LonglinkPooled | ClientImpl::LonglinkPooledTls => {
+                Caller::Longlink(longlink(Strategy::Pooled {
+                    max_conns: concurrency,
+                }))
+            }
+            ClientImpl::LonglinkShort | ClientImpl::LonglinkShortTls => {
+                Caller::Longlink(longlink(Strategy::Short))
+            }
+            ClientImpl::LonglinkMuxTyped => {
+                Caller::Typed(bench_typed::Client::new(longlink(Strategy::Multiplexed {
+                    conns: 1,
+                })))
+            }
+            ClientImpl::LonglinkPooledTyped => {
+                Caller::Typed(bench_typed::Client::new(longlink(Strategy::Pooled {
+                    max_conns: concurrency,
+                })))
+            }
+            ClientImpl::Tarpc | ClientImpl::TarpcTyped => {
                 let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
                 stream.set_nodelay(true).map_err(|e| e.to_string())?;
                 let framed = Framed::new(
@@ -89,7 +108,12 @@ impl Caller {
                 let mut config = tarpc::client::Config::default();
                 config.max_in_flight_requests = concurrency.max(1000);
                 config.pending_request_buffer = concurrency.max(100);
-                Caller::Tarpc(EchoServiceClient::new(config, transport).spawn())
+                let client = EchoServiceClient::new(config, transport).spawn();
+                if which == ClientImpl::TarpcTyped {
+                    Caller::TarpcTyped(client)
+                } else {
+                    Caller::Tarpc(client)
+                }
             }
             ClientImpl::Tonic => {
                 let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
@@ -108,19 +132,26 @@ impl Caller {
         })
     }
 
-    /// One echo; the error kind on failure.
+    /// One echo; the error kind on failure. The typed callers copy `body` into the owned
+    /// message a user would build (`to_vec`), as tarpc's callers always have.
     pub async fn echo(&mut self, body: Bytes) -> Result<(), &'static str> {
         match self {
             Caller::Longlink(client) => client.call(ECHO, body).await.map(drop).map_err(kind),
-            Caller::Tarpc(client) => {
-                let mut ctx = tarpc::context::current();
-                ctx.deadline = Instant::now() + Duration::from_secs(30);
-                client
-                    .echo(ctx, body.to_vec())
-                    .await
-                    .map(drop)
-                    .map_err(|_| "tarpc")
-            }
+            Caller::Typed(client) => client
+                .echo(serde_bytes::ByteBuf::from(body.to_vec()))
+                .await
+                .map(drop)
+                .map_err(kind),
+            Caller::Tarpc(client) => client
+                .echo(tarpc_context(), body.to_vec())
+                .await
+                .map(drop)
+                .map_err(|_| "tarpc"),
+            Caller::TarpcTyped(client) => client
+                .echo_bytes(tarpc_context(), serde_bytes::ByteBuf::from(body.to_vec()))
+                .await
+                .map(drop)
+                .map_err(|_| "tarpc"),
             Caller::Tonic(grpc) => {
                 grpc.ready().await.map_err(|_| "tonic-ready")?;
                 let path = tonic::codegen::http::uri::PathAndQuery::from_static(TONIC_PATH);
@@ -131,6 +162,14 @@ impl Caller {
             }
         }
     }
+}
+
+/// A call context with a deadline far enough not to fire under load (tarpc's default is
+/// 10 s).
+fn tarpc_context() -> tarpc::context::Context {
+    let mut ctx = tarpc::context::current();
+    ctx.deadline = Instant::now() + Duration::from_secs(30);
+    ctx
 }
 
 fn kind(e: RpcError) -> &'static str {
@@ -290,6 +329,7 @@ pub async fn run(
         concurrency: load.concurrency,
         seconds,
         ok,
+        calls_total: ok_total.load(Relaxed),
         qps: ok as f64 / seconds,
         p50_us: ok_hist.value_at_quantile(0.50),
         p99_us: ok_hist.value_at_quantile(0.99),

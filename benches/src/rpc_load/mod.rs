@@ -5,10 +5,17 @@
 //! server to sleep `--slow-ms` before answering (the head-of-line test); the server also
 //! sleeps `--work-us` on every request when set (the overload test). Everything else is
 //! echoed back.
+//!
+//! The typed rows (`typed`) send the same body through a `service!` declaration with a
+//! `serde_bytes` body, as a user writes one; tarpc has no untyped path, so its rows are
+//! typed in both: `Vec<u8>` (bincode writes it element by element) and `serde_bytes`.
 
 pub mod clients;
+pub mod out_of_box;
+pub mod process;
 pub mod servers;
 pub mod suite;
+pub mod typed;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -48,6 +55,8 @@ pub enum ServerImpl {
     Longlink,
     /// longlink-rpc over TLS (`--tls-data-dir`).
     LonglinkTls,
+    /// longlink-rpc serving the typed echo (`service!`, a `serde_bytes` body).
+    LonglinkTyped,
     /// tarpc over TCP with its bincode transport.
     Tarpc,
     /// tonic (gRPC over HTTP/2) with a raw-bytes codec.
@@ -72,8 +81,14 @@ pub enum ClientImpl {
     LonglinkPooledTls,
     /// longlink over TLS, short: a TCP connect and a TLS handshake per call.
     LonglinkShortTls,
-    /// tarpc (one multiplexed connection).
+    /// longlink typed (`service!`, `serde_bytes` body), one multiplexed connection.
+    LonglinkMuxTyped,
+    /// longlink typed, pooled.
+    LonglinkPooledTyped,
+    /// tarpc (one multiplexed connection), a `Vec<u8>` body.
     Tarpc,
+    /// tarpc with a `serde_bytes` body, as the longlink typed rows.
+    TarpcTyped,
     /// tonic (one HTTP/2 connection).
     Tonic,
 }
@@ -82,7 +97,10 @@ impl ClientImpl {
     /// The server this client talks to.
     pub fn server(self) -> ServerImpl {
         match self {
-            ClientImpl::Tarpc => ServerImpl::Tarpc,
+            ClientImpl::Tarpc | ClientImpl::TarpcTyped => ServerImpl::Tarpc,
+            ClientImpl::LonglinkMuxTyped | ClientImpl::LonglinkPooledTyped => {
+                ServerImpl::LonglinkTyped
+            }
             ClientImpl::Tonic => ServerImpl::Tonic,
             ClientImpl::LonglinkMuxTls
             | ClientImpl::LonglinkPooledTls
@@ -106,6 +124,16 @@ impl ClientImpl {
         }
     }
 
+    /// The typed twin of a raw client (tarpc's: the `serde_bytes` body).
+    pub fn typed(self) -> Option<ClientImpl> {
+        match self {
+            ClientImpl::LonglinkMux => Some(ClientImpl::LonglinkMuxTyped),
+            ClientImpl::LonglinkPooled => Some(ClientImpl::LonglinkPooledTyped),
+            ClientImpl::Tarpc => Some(ClientImpl::TarpcTyped),
+            _ => None,
+        }
+    }
+
     /// The name used in tables.
     pub fn name(self) -> &'static str {
         match self {
@@ -116,7 +144,10 @@ impl ClientImpl {
             ClientImpl::LonglinkMuxTls => "longlink mux TLS",
             ClientImpl::LonglinkPooledTls => "longlink pooled TLS",
             ClientImpl::LonglinkShortTls => "longlink short TLS",
+            ClientImpl::LonglinkMuxTyped => "longlink mux typed",
+            ClientImpl::LonglinkPooledTyped => "longlink pooled typed",
             ClientImpl::Tarpc => "tarpc",
+            ClientImpl::TarpcTyped => "tarpc serde_bytes",
             ClientImpl::Tonic => "tonic",
         }
     }
@@ -135,6 +166,10 @@ pub struct RunResult {
     pub seconds: f64,
     /// Successful calls.
     pub ok: u64,
+    /// Successful calls including the warm-up's: what the process did in all, to divide
+    /// counts taken over its whole life (allocations, syscalls) by.
+    #[serde(default)]
+    pub calls_total: u64,
     /// Successful calls per second.
     pub qps: f64,
     /// Latency percentiles of the successful (normal-sized, fast) calls, microseconds.

@@ -25,7 +25,7 @@ pub struct EchoBehaviour {
 }
 
 impl EchoBehaviour {
-    async fn wait(&self, body: &[u8]) {
+    pub(super) async fn wait(&self, body: &[u8]) {
         let mut pause = self.work;
         if body.first() == Some(&1) {
             pause += self.slow;
@@ -54,6 +54,7 @@ pub async fn run(
             let tls = files.server().map_err(std::io::Error::other)?;
             longlink(addr, behaviour, max_concurrent, Some(tls)).await
         }
+        ServerImpl::LonglinkTyped => super::typed::serve(addr, behaviour, max_concurrent).await,
         ServerImpl::Tarpc => tarpc_server(addr, behaviour).await,
         ServerImpl::Tonic => tonic_server(addr, behaviour).await,
     }
@@ -111,6 +112,8 @@ where
 pub trait EchoService {
     /// Echoes the bytes.
     async fn echo(body: Vec<u8>) -> Vec<u8>;
+    /// Echoes the bytes, serialized as bytes (`serde_bytes`) rather than a sequence of `u8`.
+    async fn echo_bytes(body: serde_bytes::ByteBuf) -> serde_bytes::ByteBuf;
 }
 
 #[derive(Clone)]
@@ -118,6 +121,15 @@ struct TarpcEcho(EchoBehaviour);
 
 impl EchoService for TarpcEcho {
     async fn echo(self, _: tarpc::context::Context, body: Vec<u8>) -> Vec<u8> {
+        self.0.wait(&body).await;
+        body
+    }
+
+    async fn echo_bytes(
+        self,
+        _: tarpc::context::Context,
+        body: serde_bytes::ByteBuf,
+    ) -> serde_bytes::ByteBuf {
         self.0.wait(&body).await;
         body
     }

@@ -1,15 +1,14 @@
 //! The whole RPC comparison: every client against its server, each in its own process
 //! pinned to its own core (`taskset`), both tokio runtime flavors — longlink's strategies
-//! in plaintext and over TLS in the same run; then the head-of-line and overload scenarios.
-//! Prints tables with ratios and writes the results as JSON.
+//! in plaintext and over TLS, raw and typed, in the same run; then the out-of-the-box rows
+//! (unpinned, a worker per core), the head-of-line and overload scenarios. Prints tables
+//! with ratios and writes the results as JSON.
 
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::process::{Child, Command};
 
+use super::process::{Placement, header, print_row, run_client, start_server, taskset_available};
 use super::{ClientImpl, Flavor, RunResult, ServerImpl, TlsFiles};
 
 /// Suite options.
@@ -34,144 +33,9 @@ pub struct SuiteOptions {
 #[derive(Debug, Serialize)]
 struct Report {
     throughput: Vec<RunResult>,
+    out_of_the_box: Vec<RunResult>,
     head_of_line: Vec<(String, RunResult)>,
     overload: Vec<(String, RunResult)>,
-}
-
-fn command(pin: Option<u32>) -> Command {
-    let exe = std::env::current_exe().expect("the running binary");
-    match pin {
-        Some(core) if taskset_available() => {
-            let mut c = Command::new("taskset");
-            c.arg("-c").arg(core.to_string()).arg(exe);
-            c
-        }
-        _ => Command::new(exe),
-    }
-}
-
-fn taskset_available() -> bool {
-    std::process::Command::new("taskset")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
-}
-
-async fn start_server(
-    opts: &SuiteOptions,
-    which: ServerImpl,
-    flavor: Flavor,
-    extra: &[&str],
-) -> ServerProcess {
-    // The previous server was killed without waiting: until its socket is gone, a new one
-    // cannot bind, and a readiness check would reach the old one.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while tokio::net::TcpStream::connect(&opts.addr).await.is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "something else listens on {}",
-            opts.addr
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut cmd = command(opts.pin.then_some(0));
-    cmd.arg("rpc-server")
-        .arg("--impl")
-        .arg(value(which))
-        .arg("--addr")
-        .arg(&opts.addr)
-        .arg("--flavor")
-        .arg(value(flavor))
-        .args(extra)
-        .stdout(Stdio::null())
-        .kill_on_drop(true);
-    if which == ServerImpl::LonglinkTls {
-        cmd.arg("--tls-data-dir").arg(&opts.tls_data_dir);
-    }
-    let child = cmd.spawn().expect("spawn the server");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while tokio::net::TcpStream::connect(&opts.addr).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the {which:?} server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    ServerProcess(child)
-}
-
-fn value<T: clap::ValueEnum>(v: T) -> String {
-    v.to_possible_value()
-        .expect("a value")
-        .get_name()
-        .to_owned()
-}
-
-async fn run_client(
-    opts: &SuiteOptions,
-    which: ClientImpl,
-    flavor: Flavor,
-    concurrency: usize,
-    extra: &[String],
-) -> Option<RunResult> {
-    let mut cmd = command(opts.pin.then_some(1));
-    cmd.arg("rpc-client")
-        .arg("--impl")
-        .arg(value(which))
-        .arg("--addr")
-        .arg(&opts.addr)
-        .arg("--flavor")
-        .arg(value(flavor))
-        .arg("--concurrency")
-        .arg(concurrency.to_string())
-        .arg("--seconds")
-        .arg(opts.seconds.to_string())
-        .arg("--json")
-        .args(extra)
-        .stderr(Stdio::inherit());
-    if which.is_tls() {
-        cmd.arg("--tls-data-dir").arg(&opts.tls_data_dir);
-    }
-    let output = cmd.output().await.expect("run the client");
-    if !output.status.success() {
-        eprintln!(
-            "client {which:?} c={concurrency} failed: {}",
-            String::from_utf8_lossy(&output.stdout)
-        );
-        return None;
-    }
-    serde_json::from_slice(&output.stdout).ok()
-}
-
-fn print_row(label: &str, r: &RunResult) {
-    let errors: u64 = r.errors.values().sum();
-    println!(
-        "{label:<22} {:>8} {:>6} {:>11.0} {:>9} {:>9} {:>9} {:>9}",
-        format!("{:?}", r.flavor).to_lowercase(),
-        r.concurrency,
-        r.qps,
-        r.p50_us,
-        r.p99_us,
-        r.p999_us,
-        errors
-    );
-}
-
-fn header() {
-    println!(
-        "{:<22} {:>8} {:>6} {:>11} {:>9} {:>9} {:>9} {:>9}",
-        "client", "flavor", "c", "calls/s", "p50 µs", "p99 µs", "p999 µs", "errors"
-    );
 }
 
 /// Runs the suite; prints tables; writes `opts.out`.
@@ -192,9 +56,13 @@ pub async fn run(opts: SuiteOptions) {
         ClientImpl::LonglinkMuxTls,
         ClientImpl::LonglinkPooledTls,
         ClientImpl::LonglinkShortTls,
+        ClientImpl::LonglinkMuxTyped,
+        ClientImpl::LonglinkPooledTyped,
         ClientImpl::Tarpc,
+        ClientImpl::TarpcTyped,
         ClientImpl::Tonic,
     ];
+    let placement = Placement::of(&opts);
     let mut throughput = Vec::new();
     println!(
         "\n1 KiB echo, server and client in separate processes{}",
@@ -209,10 +77,18 @@ pub async fn run(opts: SuiteOptions) {
         for server in [
             ServerImpl::Longlink,
             ServerImpl::LonglinkTls,
+            ServerImpl::LonglinkTyped,
             ServerImpl::Tarpc,
             ServerImpl::Tonic,
         ] {
-            let _server = start_server(&opts, server, flavor, &["--max-concurrent", "20000"]).await;
+            let _server = start_server(
+                &opts,
+                placement,
+                server,
+                flavor,
+                &["--max-concurrent", "20000"],
+            )
+            .await;
             for &client in clients.iter().filter(|c| c.server() == server) {
                 for &c in &opts.concurrencies {
                     // Connect-per-call above 100 callers only measures TIME_WAIT exhaustion.
@@ -223,7 +99,7 @@ pub async fn run(opts: SuiteOptions) {
                     if short && c > 100 {
                         continue;
                     }
-                    if let Some(r) = run_client(&opts, client, flavor, c, &[]).await {
+                    if let Some(r) = run_client(&opts, placement, client, flavor, c, &[]).await {
                         print_row(client.name(), &r);
                         throughput.push(r);
                     }
@@ -259,6 +135,10 @@ pub async fn run(opts: SuiteOptions) {
             }
         }
     }
+
+    print_typed_ratios(&opts, &throughput);
+
+    let out_of_the_box = super::out_of_box::run(&opts).await;
 
     println!(
         "\nTLS (calls/s in plaintext over the same strategy over TLS, and the strategies over \
@@ -300,6 +180,7 @@ pub async fn run(opts: SuiteOptions) {
     {
         let _server = start_server(
             &opts,
+            placement,
             ServerImpl::Longlink,
             Flavor::Multi,
             &["--slow-ms", "5", "--max-concurrent", "20000"],
@@ -321,8 +202,15 @@ pub async fn run(opts: SuiteOptions) {
                 ],
             ),
         ] {
-            if let Some(r) =
-                run_client(&opts, ClientImpl::LonglinkMux, Flavor::Multi, 100, &extra).await
+            if let Some(r) = run_client(
+                &opts,
+                placement,
+                ClientImpl::LonglinkMux,
+                Flavor::Multi,
+                100,
+                &extra,
+            )
+            .await
             {
                 print_row(label, &r);
                 head_of_line.push((label.to_owned(), r));
@@ -341,13 +229,22 @@ pub async fn run(opts: SuiteOptions) {
     {
         let _server = start_server(
             &opts,
+            placement,
             ServerImpl::Longlink,
             Flavor::Multi,
             &["--work-us", "1000", "--max-concurrent", "32"],
         )
         .await;
         for (label, c) in [("at capacity", 32usize), ("at 2× capacity", 64)] {
-            if let Some(r) = run_client(&opts, ClientImpl::LonglinkMux, Flavor::Multi, c, &[]).await
+            if let Some(r) = run_client(
+                &opts,
+                placement,
+                ClientImpl::LonglinkMux,
+                Flavor::Multi,
+                c,
+                &[],
+            )
+            .await
             {
                 let refused: u64 = r.errors.values().sum();
                 println!(
@@ -364,10 +261,57 @@ pub async fn run(opts: SuiteOptions) {
     }
     let report = Report {
         throughput,
+        out_of_the_box,
         head_of_line,
         overload,
     };
     std::fs::write(&opts.out, serde_json::to_vec_pretty(&report).expect("json"))
         .expect("write the results");
     println!("\nresults written to {}", opts.out.display());
+}
+
+/// The typed rows against their raw twins (what `service!` and postcard cost) and against
+/// each other (the typed lead over tarpc and over longlink's own pool).
+fn print_typed_ratios(opts: &SuiteOptions, throughput: &[RunResult]) {
+    let find = |client: ClientImpl, flavor: Flavor, c: usize| {
+        throughput
+            .iter()
+            .find(|r| r.client == client && r.flavor == flavor && r.concurrency == c)
+            .map(|r| r.qps)
+    };
+    println!(
+        "\ntyped (service! with a serde_bytes body; tarpc: serde_bytes, and its Vec<u8> row \
+         as the raw twin)"
+    );
+    for &flavor in &opts.flavors {
+        let flavor_name = format!("{flavor:?}").to_lowercase();
+        for &c in opts.concurrencies.iter().filter(|&&c| c >= 100) {
+            let mux = find(ClientImpl::LonglinkMuxTyped, flavor, c);
+            let mut pairs = vec![
+                ("typed mux / tarpc sb", mux, ClientImpl::TarpcTyped),
+                ("typed mux / pooled", mux, ClientImpl::LonglinkPooledTyped),
+            ];
+            for raw in [
+                ClientImpl::LonglinkMux,
+                ClientImpl::LonglinkPooled,
+                ClientImpl::Tarpc,
+            ] {
+                let typed = raw.typed().expect("a typed twin");
+                pairs.push((typed_over_raw(raw), find(typed, flavor, c), raw));
+            }
+            for (label, a, other) in pairs {
+                if let (Some(a), Some(b)) = (a, find(other, flavor, c)) {
+                    println!("  {flavor_name:<8} c={c:<5} {label:<22} {:>6.2}×", a / b);
+                }
+            }
+        }
+    }
+}
+
+fn typed_over_raw(raw: ClientImpl) -> &'static str {
+    match raw {
+        ClientImpl::LonglinkMux => "mux: typed / raw",
+        ClientImpl::LonglinkPooled => "pooled: typed / raw",
+        _ => "tarpc: sb / Vec<u8>",
+    }
 }
