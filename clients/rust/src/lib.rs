@@ -765,12 +765,22 @@ impl Runner {
             HashMap::new();
         // The token source's call in progress: the session goes on while it runs.
         let mut fetching: Option<AbortOnDrop<Result<String, String>>> = None;
+        // One timer for the session, moved when the refresh time changes (not a new one
+        // per message received).
+        let refresh_timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(refresh_timer);
+        let mut timer_at = None;
         let end = loop {
-            let refresh_due = self.refresh_at.unwrap_or_else(Instant::now);
+            if self.refresh_at != timer_at {
+                timer_at = self.refresh_at;
+                if let Some(at) = timer_at {
+                    refresh_timer.as_mut().reset(at);
+                }
+            }
             let refresh_armed =
                 self.refresh_at.is_some() && fetching.is_none() && self.refresh_sent.is_none();
             tokio::select! {
-                () = tokio::time::sleep_until(refresh_due), if refresh_armed => {
+                () = &mut refresh_timer, if refresh_armed => {
                     self.refresh_at = None;
                     if let Some(source) = self.config.refresh.clone() {
                         fetching = Some(AbortOnDrop(tokio::spawn(Self::fetch_token(source))));
