@@ -40,6 +40,7 @@ fn rpc_frames(c: &mut Criterion) {
                     id,
                     deadline: None,
                     method: 1,
+                    metadata: Default::default(),
                     body: body.clone(),
                 });
                 codec.encode(req, &mut buf).unwrap();

@@ -6,14 +6,24 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use longlink_codec::CodecError;
 use longlink_codec::rpc::{
-    ChunkedMessage, ErrorCode, ErrorFrame, Flags, Hello, Kind, Message, Request, Response,
-    RpcCodec, RpcFrame, RpcFrameCodec, Status,
+    ChunkedMessage, ErrorCode, ErrorFrame, Flags, Hello, Kind, Message, Metadata, Request,
+    Response, RpcCodec, RpcFrame, RpcFrameCodec, Status,
 };
 use proptest::prelude::*;
 use tokio_util::codec::{Decoder, Encoder, FramedRead};
 
 fn arb_body(max: usize) -> impl Strategy<Value = Bytes> {
     prop::collection::vec(any::<u8>(), 0..max).prop_map(Bytes::from)
+}
+
+fn arb_metadata() -> impl Strategy<Value = Metadata> {
+    prop::collection::vec(("[a-z0-9._-]{1,12}", arb_body(40)), 0..4).prop_map(|entries| {
+        let mut meta = Metadata::builder();
+        for (key, value) in entries {
+            meta.insert(&key, value).unwrap();
+        }
+        meta.build()
+    })
 }
 
 fn arb_message() -> impl Strategy<Value = Message> {
@@ -28,13 +38,15 @@ fn arb_message() -> impl Strategy<Value = Message> {
             any::<u64>(),
             prop::option::of(1u32..),
             any::<u32>(),
+            arb_metadata(),
             arb_body(3000)
         )
-            .prop_map(|(id, us, method, body)| {
+            .prop_map(|(id, us, method, metadata, body)| {
                 Message::Request(Request {
                     id,
                     deadline: us.map(|us| Duration::from_micros(us.into())),
                     method,
+                    metadata,
                     body,
                 })
             }),
@@ -106,6 +118,7 @@ fn request_frame_has_exact_wire_bytes() {
         id: 0x0102030405060708,
         deadline: Some(Duration::from_millis(2)),
         method: 9,
+        metadata: Default::default(),
         body: Bytes::from_static(b"ab"),
     });
     let mut wire = BytesMut::new();
@@ -122,6 +135,78 @@ fn request_frame_has_exact_wire_bytes() {
         b'a', b'b',
     ];
     assert_eq!(&wire[..], expected);
+}
+
+#[test]
+fn request_with_metadata_has_exact_wire_bytes() {
+    let mut meta = Metadata::builder();
+    meta.insert("k", "v").unwrap();
+    let req = Message::Request(Request {
+        id: 1,
+        deadline: None,
+        method: 9,
+        metadata: meta.build(),
+        body: Bytes::from_static(b"ab"),
+    });
+    let mut wire = BytesMut::new();
+    RpcCodec::new().encode(req.clone(), &mut wire).unwrap();
+    #[rustfmt::skip]
+    let expected: &[u8] = &[
+        0, 0, 0, 17,             // body length
+        1, 3,                    // version, REQ
+        0, 8,                    // flags: METADATA
+        0, 0, 0, 0, 0, 0, 0, 1,  // id
+        0, 0, 0, 0,              // no deadline
+        0, 0, 0, 9,              // method
+        0, 5,                    // metadata length
+        1, b'k', 0, 1, b'v',     // "k" = "v"
+        b'a', b'b',
+    ];
+    assert_eq!(&wire[..], expected);
+    assert_eq!(RpcCodec::new().decode(&mut wire).unwrap(), Some(req));
+}
+
+#[test]
+fn metadata_rides_in_the_first_chunk_only_and_a_continuation_claiming_it_is_refused() {
+    let mut meta = Metadata::builder();
+    meta.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .unwrap();
+    let req = Message::Request(Request {
+        id: 4,
+        deadline: None,
+        method: 1,
+        metadata: meta.build(),
+        body: Bytes::from(vec![5u8; 250]),
+    });
+    let codec = || RpcCodec::new().max_chunk_bytes(100);
+    let mut wire = BytesMut::new();
+    codec().encode(req.clone(), &mut wire).unwrap();
+    let mut frames = RpcFrameCodec::new();
+    let mut copy = wire.clone();
+    let mut flags = Vec::new();
+    while let Some(frame) = frames.decode(&mut copy).unwrap() {
+        flags.push(frame.flags);
+    }
+    assert_eq!(
+        flags,
+        [Flags::MORE | Flags::METADATA, Flags::MORE, Flags::NONE]
+    );
+    assert_eq!(codec().decode(&mut wire).unwrap(), Some(req.clone()));
+
+    // A continuation frame flagged METADATA is not a continuation this codec wrote.
+    let mut wire = BytesMut::new();
+    codec().encode(req, &mut wire).unwrap();
+    let first_len = 16 + u32::from_be_bytes(wire[..4].try_into().unwrap()) as usize;
+    wire[first_len + 7] |= 8;
+    let mut reader = codec();
+    let err = loop {
+        match reader.decode(&mut wire) {
+            Ok(Some(m)) => panic!("decoded {m:?}"),
+            Ok(None) => panic!("asked for more"),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, CodecError::UnexpectedChunk { .. }), "{err}");
 }
 
 #[test]
@@ -146,6 +231,7 @@ fn sub_microsecond_deadline_is_sent_as_one_microsecond_not_none() {
         id: 1,
         deadline: Some(Duration::from_nanos(10)),
         method: 0,
+        metadata: Default::default(),
         body: Bytes::new(),
     });
     let mut codec = RpcCodec::new();
@@ -167,6 +253,7 @@ fn frame_split_at_every_byte_offset_decodes_the_same() {
             id: 1,
             deadline: None,
             method: 3,
+            metadata: Default::default(),
             body: Bytes::from(vec![1u8; 300]),
         }),
         Message::Ping { id: 2 },
@@ -197,6 +284,7 @@ async fn frames_arriving_byte_by_byte_with_pending_reads_decode() {
             id: 7,
             deadline: None,
             method: 1,
+            metadata: Default::default(),
             body: Bytes::from_static(b"hello"),
         }),
         Message::Cancel { id: 7 },
@@ -222,6 +310,7 @@ fn chunks_of_two_large_messages_interleave_and_a_small_one_is_not_held_up() {
             id,
             deadline: None,
             method: 1,
+            metadata: Default::default(),
             body: Bytes::from(vec![id as u8; 10_000]),
         })
     };
@@ -229,6 +318,7 @@ fn chunks_of_two_large_messages_interleave_and_a_small_one_is_not_held_up() {
         id: 3,
         deadline: None,
         method: 2,
+        metadata: Default::default(),
         body: Bytes::from_static(b"small"),
     });
     let mut a = ChunkedMessage::new(big(1));
@@ -380,6 +470,7 @@ fn truncated_input_asks_for_more_and_never_panics() {
             id: 1,
             deadline: None,
             method: 1,
+            metadata: Default::default(),
             body: Bytes::from_static(b"xyz"),
         })],
     );
@@ -483,6 +574,7 @@ fn encoder_refuses_a_message_over_the_limit_and_writes_nothing() {
         id: 1,
         deadline: None,
         method: 1,
+        metadata: Default::default(),
         body: Bytes::from(vec![0; 101]),
     });
     let mut wire = BytesMut::new();
@@ -500,6 +592,7 @@ fn chunks_never_exceed_the_frame_limit_even_with_a_larger_chunk_setting() {
         id: 1,
         deadline: None,
         method: 1,
+        metadata: Default::default(),
         body: Bytes::from(vec![5; 500]),
     });
     let mut wire = encode_all(&mut codec, std::slice::from_ref(&req));

@@ -103,6 +103,7 @@ fn rpc_decode_handle_encode_allocates_nothing_per_frame_once_warm() {
                     id,
                     deadline: None,
                     method: 1,
+                    metadata: Default::default(),
                     body,
                 }),
                 &mut wire,

@@ -313,6 +313,7 @@ impl Balancer {
             let client = &ring.targets[index].1;
             let request = Request {
                 method,
+                metadata: Default::default(),
                 body: body.clone(),
                 deadline: client.deadline_or_default(deadline),
             };

@@ -13,6 +13,7 @@ mod error;
 mod request;
 pub mod server;
 mod stream;
+pub mod trace;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod typed;
@@ -21,7 +22,7 @@ mod wire;
 pub use balance::Balancer;
 pub use client::{Builder as ClientBuilder, Client, ClientStats, Strategy};
 pub use error::{DeadlinePhase, OverloadScope, RpcError};
-pub use request::{Flags, Request, Response, Status, method_id};
+pub use request::{Flags, Metadata, MetadataError, Request, Response, Status, method_id};
 pub use server::{Builder as ServerBuilder, Server, ServerHandle, ServerStats};
 #[cfg(feature = "tls")]
 pub use tls::{TlsClient, TlsServer};

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-pub use longlink_codec::rpc::{Flags, Status};
+pub use longlink_codec::rpc::{Flags, Metadata, MetadataError, Status};
 
 /// A call: which method, its payload, and when the caller stops waiting.
 ///
@@ -17,6 +17,9 @@ pub struct Request {
     pub body: Bytes,
     /// When the caller stops waiting, if ever.
     pub deadline: Option<Instant>,
+    /// Entries carried beside the payload: trace context (see [`trace`](crate::trace)),
+    /// auth, baggage. Empty by default, and then nothing goes on the wire.
+    pub metadata: Metadata,
 }
 
 impl Request {
@@ -26,12 +29,28 @@ impl Request {
             method,
             body: body.into(),
             deadline: None,
+            metadata: Metadata::new(),
         }
     }
 
     /// The same request with a deadline.
     pub fn with_deadline(mut self, deadline: Instant) -> Request {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// The same request with these metadata entries.
+    ///
+    /// ```
+    /// use longlink_rpc::{Metadata, Request};
+    /// let mut meta = Metadata::builder();
+    /// meta.insert("authorization", "Bearer abc")?;
+    /// let req = Request::new(1, "hi").with_metadata(meta.build());
+    /// assert_eq!(req.metadata.get_str("authorization"), Some("Bearer abc"));
+    /// # Ok::<(), longlink_rpc::MetadataError>(())
+    /// ```
+    pub fn with_metadata(mut self, metadata: Metadata) -> Request {
+        self.metadata = metadata;
         self
     }
 }

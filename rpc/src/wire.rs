@@ -166,7 +166,22 @@ where
 pub(crate) fn wire_len(message: &Message, codec: &RpcCodec) -> usize {
     use longlink_codec::rpc::HEADER_LEN;
     let (prefix, body) = match message {
-        Message::Request(r) => (8, r.body.len()),
+        Message::Request(r) if r.metadata.is_empty() => (8, r.body.len()),
+        Message::Request(r) => {
+            // The metadata rides in the first frame only.
+            let first = 10 + r.metadata.as_bytes().len();
+            let chunk = codec
+                .get_max_chunk_bytes()
+                .min(codec.get_max_frame_bytes().saturating_sub(10 + r.metadata.as_bytes().len()))
+                .max(1);
+            let rest_chunk = codec
+                .get_max_chunk_bytes()
+                .min(codec.get_max_frame_bytes().saturating_sub(10))
+                .max(1);
+            let first_body = r.body.len().min(chunk);
+            let frames = 1 + (r.body.len() - first_body).div_ceil(rest_chunk);
+            return frames * HEADER_LEN + first + r.body.len();
+        }
         Message::Response(r) => (2, r.body.len()),
         Message::Hello(_) | Message::HelloAck(_) | Message::GoAway { .. } => return HEADER_LEN + 8,
         Message::Credit { .. } => return HEADER_LEN + 4,

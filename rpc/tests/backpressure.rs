@@ -28,6 +28,7 @@ async fn server_stops_reading_a_client_that_does_not_read_its_answers() {
                 id,
                 deadline: None,
                 method: ECHO,
+                metadata: Default::default(),
                 body: body.clone(),
             });
             RpcCodec::new().encode(req, &mut frame).unwrap();

@@ -20,7 +20,7 @@ use crate::CodecError;
 /// use tokio_util::codec::Decoder;
 ///
 /// let codec = RpcCodec::new().max_chunk_bytes(4);
-/// let req = Message::Request(Request { id: 3, deadline: None, method: 1, body: Bytes::from_static(b"0123456789") });
+/// let req = Message::Request(Request { id: 3, deadline: None, method: 1, metadata: Default::default(), body: Bytes::from_static(b"0123456789") });
 /// let mut chunks = ChunkedMessage::new(req.clone());
 /// let mut wire = BytesMut::new();
 /// let mut frames = 0;
@@ -82,19 +82,25 @@ impl ChunkedMessage {
             return Ok(true);
         }
         let frames = codec.frame_codec();
-        let (prefix, prefix_len, body, flags) = match &self.message {
+        let (prefix, prefix_len, meta, body, flags) = match &self.message {
             Message::Request(r) => {
-                let mut prefix = [0u8; 8];
+                let mut prefix = [0u8; 10];
                 let mut p = &mut prefix[..];
                 p.put_u32(deadline_to_micros(r.deadline));
                 p.put_u32(r.method);
-                (prefix, 8, &r.body, Flags::NONE)
+                let meta = r.metadata.as_bytes();
+                if meta.is_empty() {
+                    (prefix, 8, meta, &r.body, Flags::NONE)
+                } else {
+                    p.put_u16(meta.len() as u16);
+                    (prefix, 10, meta, &r.body, Flags::METADATA)
+                }
             }
             Message::Response(r) => {
-                let mut prefix = [0u8; 8];
+                let mut prefix = [0u8; 10];
                 (&mut prefix[..]).put_u16(r.status.0);
                 let flags = r.flags.without(Flags::MORE);
-                (prefix, 2, &r.body, flags)
+                (prefix, 2, &[][..], &r.body, flags)
             }
             other => {
                 codec.encode_single(other, dst)?;
@@ -110,19 +116,21 @@ impl ChunkedMessage {
         }
         let id = self.message.id();
         let kind = self.message.kind();
-        // A chunk plus the fixed prefix must fit in one frame.
+        // A chunk plus the fixed prefix (and the metadata, in the first frame) must fit in
+        // one frame.
+        let head = prefix_len + if self.started { 0 } else { meta.len() };
         let max_chunk = codec
             .get_max_chunk_bytes()
-            .min(frames.get_max_frame_bytes().saturating_sub(prefix_len))
+            .min(frames.get_max_frame_bytes().saturating_sub(head))
             .max(1);
         let end = (self.written + max_chunk).min(body.len());
         let chunk = &body[self.written..end];
         let more = end < body.len();
         let flags = if more { flags | Flags::MORE } else { flags };
         if self.started {
-            frames.write_frame(kind, flags, id, &[chunk], dst)?;
+            frames.write_frame(kind, flags.without(Flags::METADATA), id, &[chunk], dst)?;
         } else {
-            frames.write_frame(kind, flags, id, &[&prefix[..prefix_len], chunk], dst)?;
+            frames.write_frame(kind, flags, id, &[&prefix[..prefix_len], meta, chunk], dst)?;
             self.started = true;
         }
         self.written = end;

@@ -192,7 +192,7 @@ impl RpcCodec {
             self.partial.get_mut(&id)
         };
         if let Some(partial) = joining {
-            if partial.head.kind() != frame.kind {
+            if partial.head.kind() != frame.kind || frame.flags.contains(Flags::METADATA) {
                 return Err(CodecError::UnexpectedChunk {
                     id,
                     what: partial.head.kind().name(),

@@ -68,7 +68,7 @@ impl Kind {
     /// The flags this kind may carry.
     pub(crate) fn allowed_flags(self) -> Flags {
         match self {
-            Kind::Request => Flags::MORE,
+            Kind::Request => Flags::MORE | Flags::METADATA,
             Kind::Response => Flags::MORE | Flags::RETRYABLE | Flags::NOT_PROCESSED,
             _ => Flags::NONE,
         }
@@ -123,6 +123,8 @@ impl Flags {
     pub const RETRYABLE: Flags = Flags(2);
     /// The server did not run the handler (RESP): safe to retry even if not idempotent.
     pub const NOT_PROCESSED: Flags = Flags(4);
+    /// A metadata section follows the fixed fields (REQ, first frame only).
+    pub const METADATA: Flags = Flags(8);
 
     /// The raw bits.
     pub const fn bits(self) -> u16 {
@@ -169,6 +171,7 @@ impl fmt::Debug for Flags {
             (Flags::MORE, "MORE"),
             (Flags::RETRYABLE, "RETRYABLE"),
             (Flags::NOT_PROCESSED, "NOT_PROCESSED"),
+            (Flags::METADATA, "METADATA"),
         ];
         f.write_str("Flags(")?;
         let mut first = true;

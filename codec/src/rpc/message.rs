@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 
-use super::{Flags, Kind, RpcFrame};
+use super::{Flags, Kind, Metadata, RpcFrame};
 use crate::CodecError;
 
 /// The status of a RESP. The values are part of the wire format; codes from 1000 up are
@@ -102,6 +102,8 @@ pub struct Request {
     pub deadline: Option<Duration>,
     /// Which method to run.
     pub method: u32,
+    /// Trace context, auth, baggage: empty for most calls (then nothing goes on the wire).
+    pub metadata: Metadata,
     /// The payload.
     pub body: Bytes,
 }
@@ -140,6 +142,7 @@ pub struct ErrorFrame {
 ///     id: 1,
 ///     deadline: Some(Duration::from_millis(250)),
 ///     method: 7,
+///     metadata: Default::default(),
 ///     body: Bytes::from_static(b"ping"),
 /// });
 /// let mut codec = RpcCodec::new();
@@ -266,10 +269,19 @@ pub(crate) fn parse(frame: RpcFrame) -> Result<Message, CodecError> {
             let micros = body.get_u32();
             let method = body.get_u32();
             let deadline = (micros != 0).then(|| Duration::from_micros(micros.into()));
+            let metadata = if flags.contains(Flags::METADATA) {
+                need("REQ metadata length", &body, 2)?;
+                let len = body.get_u16() as usize;
+                need("REQ metadata", &body, len)?;
+                Metadata::from_wire(body.split_to(len))?
+            } else {
+                Metadata::new()
+            };
             Message::Request(Request {
                 id,
                 deadline,
                 method,
+                metadata,
                 body,
             })
         }

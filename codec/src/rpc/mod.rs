@@ -13,7 +13,7 @@
 //! | kind | body | id |
 //! |---|---|---|
 //! | HELLO (1), HELLO_ACK (2) | `max_frame_bytes:u32 \| max_in_flight:u32` | 0 |
-//! | REQ (3) | `deadline_us:u32 \| method:u32 \| payload` (deadline 0 = none) | request id |
+//! | REQ (3) | `deadline_us:u32 \| method:u32 \| [meta_len:u16 \| metadata] \| payload` (deadline 0 = none) | request id |
 //! | RESP (4) | `status:u16 \| payload` | request id |
 //! | CANCEL (5) | empty | request id |
 //! | PING (6), PONG (7) | empty | probe id |
@@ -22,7 +22,8 @@
 //! | ERR (10) | `code:u16 \| utf-8 message` | 0 |
 //!
 //! Flags: `MORE` (1, REQ/RESP: another chunk of this message follows; continuation chunks
-//! carry payload only), `RETRYABLE` (2, RESP), `NOT_PROCESSED` (4, RESP). Any other flag, or a
+//! carry payload only), `RETRYABLE` (2, RESP), `NOT_PROCESSED` (4, RESP), `METADATA` (8, REQ: a [`Metadata`] section follows the fixed
+//! fields; first frame only). Any other flag, or a
 //! flag on a kind that does not allow it, is an error.
 //!
 //! Two layers: [`RpcFrameCodec`] reads and writes raw [`RpcFrame`]s; [`RpcCodec`] reads and
@@ -34,6 +35,7 @@ mod codec;
 mod frame;
 mod header;
 mod message;
+mod metadata;
 
 pub use chunked::ChunkedMessage;
 pub use codec::{
@@ -43,6 +45,7 @@ pub use codec::{
 pub use frame::{RpcFrame, RpcFrameCodec};
 pub use header::{Flags, FrameHeader, HEADER_LEN, Kind, VERSION};
 pub use message::{ErrorCode, ErrorFrame, Hello, Message, Request, Response, Status};
+pub use metadata::{MAX_METADATA_BYTES, Metadata, MetadataBuilder, MetadataError};
 
 /// Default largest frame body: 1 MiB.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 1024 * 1024;

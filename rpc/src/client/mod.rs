@@ -21,7 +21,9 @@ use tower_service::Service;
 use self::limits::{FlowControl, LimitsConfig};
 use self::redial::Redial;
 use self::slots::Slots;
+use crate::trace::{self, TraceContext};
 use crate::{DeadlinePhase, Request, RpcError};
+use tracing::Instrument;
 
 /// How a client carries calls to its target.
 ///
@@ -343,6 +345,7 @@ impl Client {
     pub async fn call(&self, method: u32, body: impl Into<Bytes>) -> Result<Bytes, RpcError> {
         self.call_request(Request {
             method,
+            metadata: Default::default(),
             body: body.into(),
             deadline: self.deadline_or_default(None),
         })
@@ -360,14 +363,31 @@ impl Client {
     ) -> Result<Bytes, RpcError> {
         self.call_request(Request {
             method,
+            metadata: Default::default(),
             body: body.into(),
             deadline: Some(Instant::now() + timeout),
         })
         .await
     }
 
-    /// Calls with a full [`Request`].
-    pub async fn call_request(&self, req: Request) -> Result<Bytes, RpcError> {
+    /// Calls with a full [`Request`]. Inside a trace (a [`TraceContext`] is current) the
+    /// call is a new span of it: its `traceparent` goes in the metadata, and the call runs
+    /// in an `rpc.client` span.
+    ///
+    /// [`TraceContext`]: crate::trace::TraceContext
+    pub async fn call_request(&self, mut req: Request) -> Result<Bytes, RpcError> {
+        if let Some(parent) = TraceContext::current()
+            && req.metadata.get(trace::TRACEPARENT).is_none()
+        {
+            let cx = parent.child();
+            req.metadata = cx.inject(&req.metadata);
+            let span = cx.client_span(req.method);
+            return self.call_untraced(req).instrument(span).await;
+        }
+        self.call_untraced(req).await
+    }
+
+    async fn call_untraced(&self, req: Request) -> Result<Bytes, RpcError> {
         // A call refused locally returns without awaiting anything; a caller retrying in a
         // loop would then never yield and starve the connection's reader (measured: zero
         // goodput under overload). Spending tokio's coop budget makes it yield regularly.
@@ -394,7 +414,7 @@ impl Client {
                 let relative = req
                     .deadline
                     .map(|at| at.saturating_duration_since(Instant::now()));
-                let call = conn.send(req.method, req.body, relative)?;
+                let call = conn.send(req.method, req.metadata, req.body, relative)?;
                 match req.deadline {
                     Some(at) => tokio::time::timeout_at(at.into(), call.answer())
                         .await

@@ -139,6 +139,7 @@ impl MuxConn {
     pub(crate) fn send(
         self: &Arc<Self>,
         method: u32,
+        metadata: wire::Metadata,
         body: Bytes,
         deadline: Option<Duration>,
     ) -> Result<CallGuard, RpcError> {
@@ -158,6 +159,7 @@ impl MuxConn {
             id,
             deadline,
             method,
+            metadata,
             body,
         }));
         Ok(CallGuard {

@@ -101,6 +101,7 @@ async fn exchange(
         id,
         deadline: relative,
         method: req.method,
+        metadata: req.metadata,
         body: req.body,
     });
     write_message(&mut conn.greeted.writer, &codec(config), message)

@@ -21,7 +21,9 @@ use super::stats::Counters;
 use super::{Shared, shutdown_begun};
 use crate::stream::{self, ReadHalf, WriteHalf};
 use crate::wire::{FrameReader, WriteObserver, wire_len, write_loop};
+use crate::trace::TraceContext;
 use crate::{Request, Response};
+use tracing::Instrument;
 
 /// Bytes queued for the socket; over the limit, the reader stops reading. Shared with the
 /// writer, which must not hold the sender (or the channel would never close).
@@ -445,15 +447,18 @@ fn dispatch<S>(
             state.finish(id);
             return;
         }
+        let method = req.method;
+        let trace = TraceContext::from_metadata(&req.metadata).map(|parent| parent.child());
         let request = Request {
-            method: req.method,
+            method,
             body: req.body,
             deadline,
+            metadata: req.metadata,
         };
-        let call = async {
+        let call = traced(trace, method, async {
             std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
             svc.call(request).await
-        };
+        });
         let outcome = match deadline {
             Some(at) => tokio::time::timeout_at(at.into(), call).await.ok(),
             None => Some(call.await),
@@ -482,4 +487,20 @@ fn dispatch<S>(
         state.finish(id);
     });
     inflight.insert(id, handle.abort_handle());
+}
+
+/// Runs a handler inside the trace its request carried, if any: in an `rpc.server` span,
+/// with the span's context current so the calls it makes continue the trace.
+async fn traced<F: std::future::Future>(
+    trace: Option<TraceContext>,
+    method: u32,
+    handler: F,
+) -> F::Output {
+    match trace {
+        Some(cx) => {
+            let span = cx.server_span(method);
+            cx.scope(handler).instrument(span).await
+        }
+        None => handler.await,
+    }
 }

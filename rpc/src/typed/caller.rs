@@ -131,6 +131,7 @@ impl Caller {
                 client
                     .call_request(Request {
                         method,
+                        metadata: Default::default(),
                         body,
                         deadline: client.deadline_or_default(deadline),
                     })
