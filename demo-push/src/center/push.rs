@@ -6,6 +6,8 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use longlink_rpc::trace::TraceContext;
+use tracing::Instrument;
 use longlink_codec::push::{DeliveryMode, Payload};
 use serde::Deserialize;
 
@@ -94,6 +96,17 @@ fn key(headers: &HeaderMap, field: Option<String>) -> Result<Option<String>, Api
     }
 }
 
+/// The push's span, continuing the W3C `traceparent` (and `tracestate`) of the request,
+/// if it carries a valid one.
+fn trace_of(headers: &HeaderMap) -> Option<TraceContext> {
+    let parent = TraceContext::parse(headers.get("traceparent")?.to_str().ok()?)?;
+    let state = headers
+        .get("tracestate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    Some(parent.with_state(state).child())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn push(
     state: &CenterState,
@@ -111,7 +124,25 @@ async fn push(
         None => None,
     };
     let key = key(headers, key_field)?;
-    let report = state.pusher.push(app, target, mode, body, ttl, key).await?;
+    let work = state.pusher.push(app, target, mode, body, ttl, key);
+    let report = match trace_of(headers) {
+        // The business server's trace continues through the saver and the rooms.
+        Some(cx) => {
+            let span = tracing::info_span!(
+                "push",
+                app,
+                trace_id = %cx.trace_id(),
+                span_id = %cx.span_id(),
+                parent_span_id = %cx.parent_span_id().unwrap_or_default(),
+            );
+            let logged = async move {
+                tracing::debug!("traced push");
+                work.await
+            };
+            cx.scope(logged).instrument(span).await?
+        }
+        None => work.await?,
+    };
     Ok(Json(report))
 }
 

@@ -35,6 +35,9 @@ pub struct Options {
     pub real_redis: String,
     /// Register instances (`register`, `register-2`, …).
     pub registers: usize,
+    /// A log level for every process, whose logs then go to `<name>.log` in the cluster's
+    /// directory (see [`TestCluster::log_of`]); `None`: `warn`, to the test's stderr.
+    pub log: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -45,6 +48,7 @@ impl Default for Options {
             mysql_host: "127.0.0.1:3306".into(),
             real_redis: "redis://127.0.0.1:6379/0".into(),
             registers: 1,
+            log: None,
         }
     }
 }
@@ -235,9 +239,20 @@ impl TestCluster {
             .arg(&self.config_path)
             .args(&args)
             .args(Self::address_flags(svc, old.as_ref()))
-            .args(["--log", "warn"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stdout(Stdio::piped());
+        match self.options.log {
+            Some(level) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join(format!("{name}.log")))
+                    .expect("a log file in the cluster's directory");
+                command.args(["--log", level]).stderr(file);
+            }
+            None => {
+                command.args(["--log", "warn"]).stderr(Stdio::inherit());
+            }
+        }
         let mut child = command.spawn().expect("the binary starts");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -269,6 +284,11 @@ impl TestCluster {
                 child,
             },
         );
+    }
+
+    /// What a process logged so far (with [`Options::log`] set).
+    pub fn log_of(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
     }
 
     /// SIGKILLs a process (nothing it holds is flushed or drained).

@@ -499,7 +499,11 @@ async fn traced<F: std::future::Future>(
     match trace {
         Some(cx) => {
             let span = cx.server_span(method);
-            cx.scope(handler).instrument(span).await
+            let logged = async move {
+                tracing::debug!("traced call");
+                handler.await
+            };
+            cx.scope(logged).instrument(span).await
         }
         None => handler.await,
     }
