@@ -97,11 +97,17 @@ pub mod __private {
     use crate::{Request, Response, RpcError, ServiceError, Status};
 
     pub fn encode<T: serde::Serialize>(value: &T) -> Result<Bytes, RpcError> {
-        postcard::to_allocvec(value)
-            .map(Bytes::from)
-            .map_err(|e| RpcError::ProtocolMismatch {
-                detail: format!("cannot encode: {e}"),
-            })
+        exact(value).map_err(|e| RpcError::ProtocolMismatch {
+            detail: format!("cannot encode: {e}"),
+        })
+    }
+
+    /// `value` in postcard, in one allocation of exactly its size (`to_allocvec` grows its
+    /// `Vec` past the first capacity for any body over a few bytes: a `realloc` per call).
+    /// Sizing first walks the value once more, which is cheap next to copying memory.
+    fn exact<T: serde::Serialize>(value: &T) -> postcard::Result<Bytes> {
+        let size = postcard::experimental::serialized_size(value)?;
+        postcard::to_extend(value, Vec::with_capacity(size)).map(Bytes::from)
     }
 
     pub fn decode_answer<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
@@ -126,7 +132,7 @@ pub mod __private {
             }
         };
         match run(args).await {
-            Ok(resp) => match postcard::to_allocvec(&resp) {
+            Ok(resp) => match exact(&resp) {
                 Ok(body) => Response::ok(body),
                 Err(e) => {
                     Response::error(Status::INTERNAL, format!("cannot encode the answer: {e}"))
