@@ -125,25 +125,29 @@ cargo check -p longlink-pool --locked --no-default-features
 for feature in mysql postgres sqlite bb8 deadpool; do
   cargo check -p longlink-pool --locked --no-default-features --features "$feature"
 done
-# longlink-rpc alone, without and with `tls` (in the workspace build longlink-push turns
-# `tls` on, so the plain build is checked only here).
+# longlink-rpc alone, without and with each feature (in the workspace build longlink-push
+# turns `tls` on, so the plain build is checked only here); its tests run once plain and
+# once with every feature.
+RPC_FEATURES="tls,opentelemetry"
 cargo clippy -p longlink-rpc --locked --all-targets -- -D warnings
-cargo clippy -p longlink-rpc --locked --all-targets --features tls -- -D warnings
+for feature in ${RPC_FEATURES//,/ }; do
+  cargo clippy -p longlink-rpc --locked --all-targets --features "$feature" -- -D warnings
+done
 
 log "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --profile ci
   cargo nextest run -p longlink-rpc --locked --profile ci
-  cargo nextest run -p longlink-rpc --locked --profile ci --features tls
+  cargo nextest run -p longlink-rpc --locked --profile ci --features "$RPC_FEATURES"
 else
   cargo test --workspace --locked --lib --bins --tests
   cargo test -p longlink-rpc --locked --lib --tests
-  cargo test -p longlink-rpc --locked --lib --tests --features tls
+  cargo test -p longlink-rpc --locked --lib --tests --features "$RPC_FEATURES"
 fi
 
 log "doctests"
 cargo test --workspace --locked --doc
-cargo test -p longlink-rpc --locked --doc --features tls
+cargo test -p longlink-rpc --locked --doc --features "$RPC_FEATURES"
 
 log "rustdoc (broken links are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked

@@ -169,8 +169,11 @@ fn request_with_metadata_has_exact_wire_bytes() {
 #[test]
 fn metadata_rides_in_the_first_chunk_only_and_a_continuation_claiming_it_is_refused() {
     let mut meta = Metadata::builder();
-    meta.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-        .unwrap();
+    meta.insert(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )
+    .unwrap();
     let req = Message::Request(Request {
         id: 4,
         deadline: None,

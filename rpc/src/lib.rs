@@ -13,9 +13,9 @@ mod error;
 mod request;
 pub mod server;
 mod stream;
-pub mod trace;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod trace;
 pub mod typed;
 mod wire;
 

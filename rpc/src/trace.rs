@@ -184,26 +184,115 @@ impl TraceContext {
         CURRENT.scope(self, fut)
     }
 
-    /// The `tracing` span of a call this context names (the client's side).
-    pub(crate) fn client_span(&self, method: u32) -> tracing::Span {
-        tracing::info_span!(
-            "rpc.client",
-            rpc.method = method,
-            trace_id = %self.trace_id(),
-            span_id = %self.span_id(),
-            parent_span_id = %self.parent_span_id().unwrap_or_default(),
-        )
+    /// The context current in this task, or (feature `opentelemetry`) that of the current
+    /// `tracing` span when it belongs to an OpenTelemetry trace.
+    pub(crate) fn current_or_span() -> Option<TraceContext> {
+        let current = TraceContext::current();
+        #[cfg(feature = "opentelemetry")]
+        let current = current.or_else(|| otel::of_span(&tracing::Span::current()));
+        current
     }
 
-    /// The `tracing` span a traced handler runs in (the server's side).
-    pub(crate) fn server_span(&self, method: u32) -> tracing::Span {
-        tracing::info_span!(
-            "rpc.server",
-            rpc.method = method,
-            trace_id = %self.trace_id(),
-            span_id = %self.span_id(),
-            parent_span_id = %self.parent_span_id().unwrap_or_default(),
-        )
+    /// Opens the span of one side of a call continuing `parent`: `rpc.client` or
+    /// `rpc.server`, with `trace_id`, `span_id` and `parent_span_id` fields. Answers the
+    /// span and its context (the span's own ids: with the `opentelemetry` feature and its
+    /// layer installed, the ids OpenTelemetry gave the span, parented on `parent`).
+    pub(crate) fn open(
+        side: Side,
+        method: u32,
+        parent: &TraceContext,
+    ) -> (tracing::Span, TraceContext) {
+        let span = match side {
+            Side::Client => tracing::info_span!(
+                "rpc.client",
+                rpc.method = method,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+                parent_span_id = tracing::field::Empty,
+            ),
+            Side::Server => tracing::info_span!(
+                "rpc.server",
+                rpc.method = method,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+                parent_span_id = tracing::field::Empty,
+            ),
+        };
+        #[cfg(feature = "opentelemetry")]
+        let cx = otel::adopt(&span, parent).unwrap_or_else(|| parent.child());
+        #[cfg(not(feature = "opentelemetry"))]
+        let cx = parent.child();
+        span.record("trace_id", tracing::field::display(cx.trace_id()));
+        span.record("span_id", tracing::field::display(cx.span_id()));
+        span.record(
+            "parent_span_id",
+            tracing::field::display(cx.parent_span_id().unwrap_or_default()),
+        );
+        (span, cx)
+    }
+}
+
+/// Which side of a call a span is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Side {
+    Client,
+    Server,
+}
+
+/// The bridge to OpenTelemetry (feature `opentelemetry`): spans of `tracing` made into
+/// OpenTelemetry spans by `tracing-opentelemetry`'s layer take their parent from the W3C
+/// context the request carried, and their ids go on the wire.
+#[cfg(feature = "opentelemetry")]
+mod otel {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    use super::TraceContext;
+
+    /// The OpenTelemetry context of `span`, if it has a valid one (no layer: none).
+    pub(super) fn of_span(span: &tracing::Span) -> Option<TraceContext> {
+        let cx = span.context();
+        let sc = cx.span().span_context().clone();
+        if !sc.is_valid() {
+            return None;
+        }
+        let state = sc.trace_state().header();
+        Some(TraceContext {
+            trace_id: u128::from_be_bytes(sc.trace_id().to_bytes()),
+            span_id: u64::from_be_bytes(sc.span_id().to_bytes()),
+            parent_id: 0,
+            sampled: sc.is_sampled(),
+            state: (!state.is_empty()).then(|| state.into()),
+        })
+    }
+
+    /// Parents `span` on `parent` and answers the span's own context, if OpenTelemetry
+    /// gave it one.
+    pub(super) fn adopt(span: &tracing::Span, parent: &TraceContext) -> Option<TraceContext> {
+        let flags = if parent.sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        let state = parent
+            .state()
+            .and_then(|s| s.parse::<TraceState>().ok())
+            .unwrap_or_default();
+        let remote = SpanContext::new(
+            TraceId::from_bytes(parent.trace_id.to_be_bytes()),
+            SpanId::from_bytes(parent.span_id.to_be_bytes()),
+            flags,
+            true,
+            state,
+        );
+        span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote))
+            .ok()?;
+        let mut own = of_span(span)?;
+        own.parent_id = parent.span_id;
+        own.state = parent.state.clone();
+        Some(own)
     }
 }
 
@@ -255,7 +344,10 @@ mod tests {
         }
         // A later version may add fields after a dash.
         let v1 = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-ever";
-        assert_eq!(TraceContext::parse(v1).unwrap().span_id(), "00f067aa0ba902b7");
+        assert_eq!(
+            TraceContext::parse(v1).unwrap().span_id(),
+            "00f067aa0ba902b7"
+        );
     }
 
     #[test]

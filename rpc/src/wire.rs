@@ -172,7 +172,11 @@ pub(crate) fn wire_len(message: &Message, codec: &RpcCodec) -> usize {
             let first = 10 + r.metadata.as_bytes().len();
             let chunk = codec
                 .get_max_chunk_bytes()
-                .min(codec.get_max_frame_bytes().saturating_sub(10 + r.metadata.as_bytes().len()))
+                .min(
+                    codec
+                        .get_max_frame_bytes()
+                        .saturating_sub(10 + r.metadata.as_bytes().len()),
+                )
                 .max(1);
             let rest_chunk = codec
                 .get_max_chunk_bytes()

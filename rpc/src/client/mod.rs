@@ -376,12 +376,11 @@ impl Client {
     ///
     /// [`TraceContext`]: crate::trace::TraceContext
     pub async fn call_request(&self, mut req: Request) -> Result<Bytes, RpcError> {
-        if let Some(parent) = TraceContext::current()
+        if let Some(parent) = TraceContext::current_or_span()
             && req.metadata.get(trace::TRACEPARENT).is_none()
         {
-            let cx = parent.child();
+            let (span, cx) = TraceContext::open(trace::Side::Client, req.method, &parent);
             req.metadata = cx.inject(&req.metadata);
-            let span = cx.client_span(req.method);
             return self.call_untraced(req).instrument(span).await;
         }
         self.call_untraced(req).await

@@ -20,8 +20,8 @@ use tower_service::Service;
 use super::stats::Counters;
 use super::{Shared, shutdown_begun};
 use crate::stream::{self, ReadHalf, WriteHalf};
+use crate::trace::{Side, TraceContext};
 use crate::wire::{FrameReader, WriteObserver, wire_len, write_loop};
-use crate::trace::TraceContext;
 use crate::{Request, Response};
 use tracing::Instrument;
 
@@ -448,7 +448,7 @@ fn dispatch<S>(
             return;
         }
         let method = req.method;
-        let trace = TraceContext::from_metadata(&req.metadata).map(|parent| parent.child());
+        let trace = TraceContext::from_metadata(&req.metadata);
         let request = Request {
             method,
             body: req.body,
@@ -489,7 +489,7 @@ fn dispatch<S>(
     inflight.insert(id, handle.abort_handle());
 }
 
-/// Runs a handler inside the trace its request carried, if any: in an `rpc.server` span,
+/// Runs a handler inside the trace its request carried (`trace` is the caller's span), if any: in an `rpc.server` span,
 /// with the span's context current so the calls it makes continue the trace.
 async fn traced<F: std::future::Future>(
     trace: Option<TraceContext>,
@@ -497,8 +497,8 @@ async fn traced<F: std::future::Future>(
     handler: F,
 ) -> F::Output {
     match trace {
-        Some(cx) => {
-            let span = cx.server_span(method);
+        Some(parent) => {
+            let (span, cx) = TraceContext::open(Side::Server, method, &parent);
             let logged = async move {
                 tracing::debug!("traced call");
                 handler.await
