@@ -155,6 +155,16 @@ enum Command {
         /// Sleep this long on every request.
         #[arg(long, default_value_t = 0)]
         work_us: u64,
+        /// Compute this long on every request (a handler that does CPU work).
+        #[arg(long, default_value_t = 0)]
+        cpu_us: u64,
+        /// Run one query (`DO 1`) on this database for every request, through a pool of
+        /// `--db-conns` connections (a handler that waits on a database).
+        #[arg(long)]
+        db: Option<String>,
+        /// Connections of the `--db` pool.
+        #[arg(long, default_value_t = 16)]
+        db_conns: usize,
         /// longlink only: requests running at once.
         #[arg(long, default_value_t = 4096)]
         max_concurrent: usize,
@@ -192,6 +202,10 @@ enum Command {
         /// The large body size.
         #[arg(long, default_value_t = 1 << 20)]
         big_bytes: usize,
+        /// Open loop: calls per second offered in all (latency counted from when each call
+        /// was due). Default: closed loop.
+        #[arg(long)]
+        rate: Option<f64>,
         /// longlink: calls in flight.
         #[arg(long, default_value_t = 20_000)]
         max_in_flight: usize,
@@ -342,13 +356,23 @@ fn main() {
             flavor,
             slow_ms,
             work_us,
+            cpu_us,
+            db,
+            db_conns,
             max_concurrent,
             tls_data_dir,
         } => {
             let behaviour = EchoBehaviour {
                 slow: Duration::from_millis(slow_ms),
                 work: Duration::from_micros(work_us),
+                cpu: Duration::from_micros(cpu_us),
             };
+            if let Some(dsn) = db
+                && let Err(e) = servers::use_database(&dsn, db_conns)
+            {
+                eprintln!("--db: {e}");
+                std::process::exit(1);
+            }
             let tls = tls_files(tls_data_dir.as_deref());
             if let Err(e) = flavor.runtime().block_on(servers::run(
                 which,
@@ -371,6 +395,7 @@ fn main() {
             slow_permille,
             big_permille,
             big_bytes,
+            rate,
             max_in_flight,
             max_queued,
             json,
@@ -384,6 +409,7 @@ fn main() {
                 slow_permille,
                 big_permille,
                 big_bytes,
+                rate,
             };
             let result = flavor.runtime().block_on(async {
                 let caller = Caller::new(

@@ -200,6 +200,10 @@ pub struct Load {
     pub big_permille: u32,
     /// The large body size.
     pub big_bytes: usize,
+    /// Open loop: calls per second offered in all, each caller on a fixed schedule, and
+    /// each latency measured from when the call was due (so a late start counts, with no
+    /// coordinated omission). `None`: closed loop, each caller calls again on its answer.
+    pub rate: Option<f64>,
 }
 
 /// Runs `load` against `caller`; `progress` (if any) shows live throughput.
@@ -251,6 +255,15 @@ pub async fn run(
             let mut caller = caller.clone();
             let (normal, slow, big) = (normal.clone(), slow.clone(), big.clone());
             let ok_total = Arc::clone(&ok_total);
+            // Open loop: this caller's calls are due every `interval`, its first one a
+            // fraction of it after the start so the callers spread out.
+            let interval = load
+                .rate
+                .map(|rate| Duration::from_secs_f64(load.concurrency as f64 / rate.max(1.0)));
+            let mut due = start
+                + interval.map_or(Duration::ZERO, |i| {
+                    i.mul_f64(task as f64 / load.concurrency as f64)
+                });
             tokio::spawn(async move {
                 let mut ok_hist =
                     Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
@@ -260,7 +273,15 @@ pub async fn run(
                 let mut ok = 0u64;
                 let mut n: u64 = task as u64 * 7919;
                 loop {
-                    let now = Instant::now();
+                    let now = match interval {
+                        Some(interval) => {
+                            tokio::time::sleep_until(due.into()).await;
+                            let at = due;
+                            due += interval;
+                            at
+                        }
+                        None => Instant::now(),
+                    };
                     if now >= end {
                         break;
                     }

@@ -22,10 +22,28 @@ pub struct EchoBehaviour {
     pub slow: Duration,
     /// Sleep for every request.
     pub work: Duration,
+    /// CPU spent on every request (a handler that computes, on the handler's task).
+    pub cpu: Duration,
 }
 
 impl EchoBehaviour {
     pub(super) async fn wait(&self, body: &[u8]) {
+        if let Some(db) = DB.get() {
+            db.exec("DO 1", ())
+                .await
+                .expect("the bench database answers");
+        }
+        if !self.cpu.is_zero() {
+            // Real work rather than a sleep: hash the body until the time is spent.
+            let until = std::time::Instant::now() + self.cpu;
+            let mut h = 0xcbf2_9ce4_8422_2325u64;
+            while std::time::Instant::now() < until {
+                for b in body.iter().take(256) {
+                    h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+                }
+                std::hint::black_box(h);
+            }
+        }
         let mut pause = self.work;
         if body.first() == Some(&1) {
             pause += self.slow;
@@ -34,6 +52,22 @@ impl EchoBehaviour {
             tokio::time::sleep(pause).await;
         }
     }
+}
+
+/// A database every request queries first (`rpc-server --db`): a handler that waits on a
+/// pool, as a service in front of a database does.
+static DB: std::sync::OnceLock<longlink_pool::db::Db> = std::sync::OnceLock::new();
+
+/// Makes every request of this process run one query (`DO 1`: a round trip to the server
+/// and back through the pool) on a pool of `conns` connections to `dsn`.
+pub fn use_database(dsn: &str, conns: usize) -> Result<(), String> {
+    let db = longlink_pool::db::Db::builder()
+        .max_open(conns)
+        .max_idle(conns)
+        .open(dsn)
+        .map_err(|e| e.to_string())?;
+    DB.set(db)
+        .map_err(|_| "the database is already set".to_owned())
 }
 
 /// The method id of the echo.

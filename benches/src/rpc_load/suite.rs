@@ -201,6 +201,23 @@ pub async fn run(opts: SuiteOptions) {
                     "1048576".to_owned(),
                 ],
             ),
+            // Open loop, well under capacity: 5,000 calls/s offered whatever the answers
+            // do, latency from when each call was due (no coordinated omission).
+            (
+                "open 5k/s baseline",
+                vec!["--rate".to_owned(), "5000".to_owned()],
+            ),
+            (
+                "open 5k/s, 1% 1 MiB",
+                vec![
+                    "--rate".to_owned(),
+                    "5000".to_owned(),
+                    "--big-permille".to_owned(),
+                    "10".to_owned(),
+                    "--big-bytes".to_owned(),
+                    "1048576".to_owned(),
+                ],
+            ),
         ] {
             if let Some(r) = run_client(
                 &opts,
