@@ -32,6 +32,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::center::AppConfig;
+use crate::metrics::RpcLatency;
 pub use crate::pusher::PushConfig;
 use crate::remote::RpcOptions;
 pub use crate::room::RoomConfig;
@@ -225,13 +226,15 @@ impl Default for ClusterConfig {
 
 impl ClusterConfig {
     /// How internal calls travel (reads the `[cluster.tls]` files, if set: call it once
-    /// per process).
-    pub fn rpc(&self) -> Result<RpcOptions, crate::tls::TlsError> {
+    /// per process), their latency recorded into `latency` (the process's
+    /// [`Metrics::rpc`](crate::metrics::Metrics::rpc)).
+    pub fn rpc(&self, latency: &RpcLatency) -> Result<RpcOptions, crate::tls::TlsError> {
         Ok(RpcOptions {
             strategy: self.rpc_strategy.strategy(),
             timeout: self.rpc_timeout,
             max_in_flight: self.rpc_max_in_flight,
             tls: self.tls.as_ref().map(|t| t.client()).transpose()?,
+            latency: latency.clone(),
         })
     }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use longlink_rpc::{Balancer, RpcError, ServiceError, Strategy};
 
 use crate::PushError;
+use crate::metrics::RpcLatency;
 
 /// Application statuses of the internal services.
 pub mod status {
@@ -56,12 +57,17 @@ pub struct RpcOptions {
     pub max_in_flight: usize,
     /// TLS on every connection (`[cluster.tls]`); `None`: plaintext.
     pub tls: Option<longlink_rpc::TlsClient>,
+    /// Where the clients' latency histograms go: one set per peer role, on the process's
+    /// metrics page.
+    pub latency: RpcLatency,
 }
 
 impl RpcOptions {
-    /// A client of one instance at `addr`.
-    pub fn client(&self, addr: &str) -> longlink_rpc::Client {
+    /// A client of one instance of `peer` (the role called: `"saver"`, `"room"`, …) at
+    /// `addr`, recording into the histograms of `peer`.
+    pub fn client(&self, peer: &'static str, addr: &str) -> longlink_rpc::Client {
         let builder = longlink_rpc::Client::builder(addr)
+            .histograms(self.latency.peer(peer))
             .strategy(self.strategy)
             .max_in_flight(self.max_in_flight.max(1))
             .max_queued(self.max_in_flight.max(1))
@@ -76,11 +82,15 @@ impl RpcOptions {
         }
     }
 
-    /// Clients of every instance in `addrs`, balanced (a call that fails without running
-    /// goes to the next one).
-    pub fn balancer<A: AsRef<str>>(&self, addrs: impl IntoIterator<Item = A>) -> Balancer {
+    /// Clients of every instance of `peer` in `addrs`, balanced (a call that fails without
+    /// running goes to the next one); their histograms add up as one peer.
+    pub fn balancer<A: AsRef<str>>(
+        &self,
+        peer: &'static str,
+        addrs: impl IntoIterator<Item = A>,
+    ) -> Balancer {
         let balancer = Balancer::new([]);
-        balancer.update(addrs, |addr| self.client(addr));
+        balancer.update(addrs, |addr| self.client(peer, addr));
         balancer
     }
 }

@@ -99,8 +99,11 @@ mod cluster {
             }),
             ..ClusterConfig::default()
         };
-        let rpc = config.rpc().expect("the stranger's files load");
-        let register = register_svc::Client::new(rpc.client(&s.addr("register", "rpc")));
+        let rpc = config
+            .rpc(&Default::default())
+            .expect("the stranger's files load");
+        let register =
+            register_svc::Client::new(rpc.client("register", &s.addr("register", "rpc")));
         let err = register.epoch().await.unwrap_err();
         match &err {
             RpcError::Tls { reason } => {

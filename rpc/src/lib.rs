@@ -10,6 +10,7 @@
 mod balance;
 pub mod client;
 mod error;
+pub mod metrics;
 mod request;
 pub mod server;
 mod stream;

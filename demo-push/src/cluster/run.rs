@@ -37,9 +37,11 @@ pub async fn stop_signal() {
     }
 }
 
-/// The process's RPC server: TLS with `[cluster.tls]`, its counters on the metrics page
-/// (`rpc_server_*`: connections, requests, refusals, TLS handshakes and their failures).
+/// The process's RPC server for `service`: TLS with `[cluster.tls]`, its counters on the
+/// metrics page (`rpc_server_*`: connections, requests, refusals, TLS handshakes and their
+/// failures) and its latency histograms (`rpc_server_{queue,handler}_seconds{service,method}`).
 async fn rpc_server(
+    service: &'static str,
     config: &Config,
     metrics: &Metrics,
 ) -> Result<longlink_rpc::Server, StartError> {
@@ -57,6 +59,7 @@ async fn rpc_server(
         .await
         .map_err(bind_err("the RPC server", addr))?;
     let handle = server.handle();
+    metrics.rpc().server(service, handle.clone());
     metrics.add_family(Snapshot::new("rpc_server", move || {
         handle.stats().samples()
     }));
@@ -114,19 +117,19 @@ async fn serve_metrics(config: &Config, metrics: &Metrics) -> Result<(), StartEr
 /// The register service as its callers reach it: every instance listed, balanced.
 fn remote_register(config: &Config, rpc: &RpcOptions) -> Arc<dyn Register> {
     Arc::new(Remote::new(register_svc::Client::new(
-        rpc.balancer(&config.cluster.register),
+        rpc.balancer("register", &config.cluster.register),
     )))
 }
 
 fn remote_saver(config: &Config, rpc: &RpcOptions) -> Arc<dyn Saver> {
     Arc::new(Remote::new(saver_svc::Client::new(
-        rpc.balancer(&config.cluster.saver),
+        rpc.balancer("saver", &config.cluster.saver),
     )))
 }
 
 fn remote_coordinator(config: &Config, rpc: &RpcOptions) -> Arc<dyn Callbacks> {
     Arc::new(Remote::new(coordinator_svc::Client::new(
-        rpc.balancer(&config.cluster.coordinator),
+        rpc.balancer("coordinator", &config.cluster.coordinator),
     )))
 }
 
@@ -153,7 +156,9 @@ async fn membership_view(
         (c.announce / 2).max(Duration::from_millis(50)),
         c.room_ttl,
         Arc::new(move |room: &RoomInfo| {
-            Arc::new(Remote::new(room_svc::Client::new(rpc.client(&room.rpc)))) as Arc<dyn Gateway>
+            Arc::new(Remote::new(room_svc::Client::new(
+                rpc.client("room", &room.rpc),
+            ))) as Arc<dyn Gateway>
         }),
         metrics,
     )
@@ -197,7 +202,7 @@ pub async fn register(mut config: Config) -> Result<(), StartError> {
     ));
     let metrics = Metrics::default();
     serve_metrics(&config, &metrics).await?;
-    let server = rpc_server(&config, &metrics).await?;
+    let server = rpc_server("register", &config, &metrics).await?;
     serve_until_stopped(server, register_svc::Server::new(Served(register)), &config).await
 }
 
@@ -218,7 +223,7 @@ pub async fn saver(mut config: Config) -> Result<(), StartError> {
     ));
     node::sweep(&saver, config.sweep_interval, Arc::clone(&metrics));
     serve_metrics(&config, &metrics).await?;
-    let server = rpc_server(&config, &metrics).await?;
+    let server = rpc_server("saver", &config, &metrics).await?;
     let served = serve_until_stopped(server, saver_svc::Server::new(Served(saver)), &config).await;
     db.close();
     served
@@ -230,7 +235,7 @@ pub async fn coordinator(mut config: Config) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::default());
     let coordinator = node::coordinator(&config, Arc::clone(&metrics));
     serve_metrics(&config, &metrics).await?;
-    let server = rpc_server(&config, &metrics).await?;
+    let server = rpc_server("coordinator", &config, &metrics).await?;
     let callbacks: Arc<dyn Callbacks> = Arc::new(coordinator);
     serve_until_stopped(
         server,
@@ -246,8 +251,8 @@ pub async fn coordinator(mut config: Config) -> Result<(), StartError> {
 pub async fn room(mut config: Config) -> Result<(), StartError> {
     let (tokens, _) = prepare(&mut config)?;
     let c = config.cluster.clone();
-    let rpc = c.rpc()?;
     let metrics = Arc::new(Metrics::default());
+    let rpc = c.rpc(metrics.rpc())?;
     let callbacks = remote_coordinator(&config, &rpc);
     // A room that starts holds no connection: sessions left under its name by a previous
     // run (killed) are gone, with their offline callbacks, before it takes any.
@@ -290,7 +295,7 @@ pub async fn room(mut config: Config) -> Result<(), StartError> {
             println!("{what} {addr}");
         }
     }
-    let server = rpc_server(&config, &metrics).await?;
+    let server = rpc_server("room", &config, &metrics).await?;
     let rpc_public = c
         .rpc_public
         .clone()
@@ -350,9 +355,11 @@ pub async fn room(mut config: Config) -> Result<(), StartError> {
 /// The dispatcher service: `GET /dispatch` from membership and the register.
 pub async fn dispatcher(mut config: Config) -> Result<(), StartError> {
     prepare(&mut config)?;
-    let rpc = config.cluster.rpc()?;
+    // The dispatcher serves no metrics page: what its clients record is not shown.
+    let metrics = Arc::new(Metrics::default());
+    let rpc = config.cluster.rpc(metrics.rpc())?;
     let dispatcher = crate::dispatcher::Dispatcher::new(
-        Arc::new(membership_view(&config, &rpc, &Metrics::default()).await?),
+        Arc::new(membership_view(&config, &rpc, &metrics).await?),
         remote_register(&config, &rpc),
         config.room.heartbeats.clone(),
     );
@@ -367,7 +374,6 @@ pub async fn dispatcher(mut config: Config) -> Result<(), StartError> {
             .map_err(bind_err("the dispatcher", addr))?
     );
     let router = crate::center::dispatcher_router(dispatcher);
-    let metrics = Arc::new(Metrics::default());
     let https = node::https(node::tls(&config, &metrics)?.as_ref())?;
     tokio::select! {
         r = crate::tls::https::serve(listener, router, https, metrics) => { r.map_err(bind_err("the dispatcher", addr))?; }
@@ -380,8 +386,8 @@ pub async fn dispatcher(mut config: Config) -> Result<(), StartError> {
 /// for the saver at start (message ids continue after the stored ones).
 pub async fn center(mut config: Config) -> Result<(), StartError> {
     let (tokens, _) = prepare(&mut config)?;
-    let rpc = config.cluster.rpc()?;
     let metrics = Arc::new(Metrics::default());
+    let rpc = config.cluster.rpc(metrics.rpc())?;
     let register = remote_register(&config, &rpc);
     let saver = remote_saver(&config, &rpc);
     let floor = loop {

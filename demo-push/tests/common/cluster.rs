@@ -381,31 +381,49 @@ impl TestCluster {
 
     /// The processes' metrics pages that count room-side and center-side counters.
     async fn metric_pages(&self) -> Vec<String> {
-        let mut urls = vec![format!("{}/metrics", self.center)];
+        let mut names = vec!["center".to_owned()];
         for service in ["register", "saver", "coordinator"] {
             if !self.exited(service) {
-                urls.push(format!("http://{}/metrics", self.addr(service, "http")));
+                names.push(service.to_owned());
             }
         }
         for name in self.room_names() {
             if !self.exited(&name) {
-                urls.push(format!("http://{}/metrics", self.addr(&name, "http")));
+                names.push(name);
             }
         }
         let mut pages = Vec::new();
-        for url in urls {
-            let req = http::Request::get(url)
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            if let Ok(Ok(resp)) = tokio::time::timeout(WAIT, self.http.request(req)).await {
-                let body = http_body_util::BodyExt::collect(resp.into_body())
-                    .await
-                    .unwrap()
-                    .to_bytes();
-                pages.push(String::from_utf8_lossy(&body).into_owned());
+        for name in names {
+            if let Some(page) = self.fetch_metrics(&name).await {
+                pages.push(page);
             }
         }
         pages
+    }
+
+    /// The `/metrics` page of one process (`center`, `saver`, `room-1`, …).
+    pub async fn metrics_page(&self, name: &str) -> String {
+        self.fetch_metrics(name)
+            .await
+            .unwrap_or_else(|| panic!("{name} serves no metrics page"))
+    }
+
+    async fn fetch_metrics(&self, name: &str) -> Option<String> {
+        let url = match name {
+            "center" => format!("{}/metrics", self.center),
+            _ => format!("http://{}/metrics", self.addr(name, "http")),
+        };
+        let req = http::Request::get(url)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let Ok(Ok(resp)) = tokio::time::timeout(WAIT, self.http.request(req)).await else {
+            return None;
+        };
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        Some(String::from_utf8_lossy(&body).into_owned())
     }
 }
 

@@ -5,6 +5,10 @@
 //! for at most `max_queue_wait` (or its own deadline, if sooner). Past any bound the call
 //! fails at once with [`RpcError::Overloaded`]; nothing waits without a bound. Permits are
 //! RAII: a call dropped at any point gives them back.
+//!
+//! The wait is recorded in the call's queue histogram here, where its instants are: zero
+//! (no clock read) when the permits were free at once, else from queueing to the grant —
+//! or to the end of the allowed wait, when it ran out.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -12,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::metrics::Histogram;
 use crate::{DeadlinePhase, OverloadScope, RpcError};
 
 /// The bounds.
@@ -37,6 +42,9 @@ pub(crate) struct FlowControl {
 pub(crate) struct Permit {
     _call: OwnedSemaphorePermit,
     _bytes: Option<OwnedSemaphorePermit>,
+    /// When a queued call got its permits (read for the wait; the round trip starts
+    /// there). `None`: granted at once, no clock read.
+    pub(crate) granted_at: Option<Instant>,
 }
 
 /// Leaves the queue on every exit path.
@@ -65,10 +73,13 @@ impl FlowControl {
         len.min(u32::MAX as usize) as u32
     }
 
+    /// Takes the permits for a call of `body_len` bytes, waiting if allowed; records the
+    /// wait in `queue` (a call refused at once is not recorded).
     pub(crate) async fn acquire(
         &self,
         body_len: usize,
         deadline: Option<Instant>,
+        queue: &Histogram,
     ) -> Result<Permit, RpcError> {
         if body_len > self.config.max_in_flight_bytes {
             return Err(RpcError::FrameTooLarge {
@@ -79,16 +90,19 @@ impl FlowControl {
         let n = Self::byte_permits(body_len);
         // Fast path: both at once, no waiting.
         if let Ok(call) = Arc::clone(&self.calls).try_acquire_owned() {
-            if n == 0 {
+            let bytes = match n {
+                0 => Some(None),
+                n => Arc::clone(&self.bytes)
+                    .try_acquire_many_owned(n)
+                    .ok()
+                    .map(Some),
+            };
+            if let Some(bytes) = bytes {
+                queue.record(Duration::ZERO);
                 return Ok(Permit {
                     _call: call,
-                    _bytes: None,
-                });
-            }
-            if let Ok(bytes) = Arc::clone(&self.bytes).try_acquire_many_owned(n) {
-                return Ok(Permit {
-                    _call: call,
-                    _bytes: Some(bytes),
+                    _bytes: bytes,
+                    granted_at: None,
                 });
             }
         }
@@ -100,7 +114,8 @@ impl FlowControl {
             });
         }
         let _queued = Queued(&self.queued);
-        let queue_until = Instant::now() + self.config.max_queue_wait;
+        let queued_at = Instant::now();
+        let queue_until = queued_at + self.config.max_queue_wait;
         let (until, by_deadline) = match deadline {
             Some(d) if d < queue_until => (d, true),
             _ => (queue_until, false),
@@ -120,12 +135,22 @@ impl FlowControl {
                         .expect("never closed"),
                 )
             };
+            let granted_at = Instant::now();
             Permit {
                 _call: call,
                 _bytes: bytes,
+                granted_at: Some(granted_at),
             }
         };
-        match tokio::time::timeout_at(until.into(), wait).await {
+        let waited = tokio::time::timeout_at(until.into(), wait).await;
+        // The timer fires at `until`: the wait that ran out is known without a clock read.
+        let wait_end = waited
+            .as_ref()
+            .ok()
+            .and_then(|p| p.granted_at)
+            .unwrap_or(until);
+        queue.record(wait_end.saturating_duration_since(queued_at));
+        match waited {
             Ok(permit) => Ok(permit),
             Err(_) if by_deadline => Err(RpcError::DeadlineExceeded {
                 phase: DeadlinePhase::Queued,

@@ -21,6 +21,7 @@ use tower_service::Service;
 use self::limits::{FlowControl, LimitsConfig};
 use self::redial::Redial;
 use self::slots::Slots;
+use crate::metrics::{CallHistograms, CallLatency};
 use crate::trace::{self, TraceContext};
 use crate::{DeadlinePhase, Request, RpcError};
 use tracing::Instrument;
@@ -108,6 +109,8 @@ pub struct Builder {
     addr: String,
     strategy: Strategy,
     config: Config,
+    /// `None`: the client gets histograms of its own.
+    histograms: Option<CallHistograms>,
 }
 
 impl Builder {
@@ -190,6 +193,23 @@ impl Builder {
         self
     }
 
+    /// Records the client's latency histograms into `histograms`, shared with every other
+    /// client given a clone of it (default: histograms of its own). The instances of one
+    /// service behind a balancer, given one, show as one service.
+    ///
+    /// ```
+    /// use longlink_rpc::{Client, metrics::CallHistograms};
+    /// let shared = CallHistograms::new();
+    /// let a = Client::builder("10.0.0.1:7811").histograms(shared.clone()).build();
+    /// let b = Client::builder("10.0.0.2:7811").histograms(shared.clone()).build();
+    /// // a.stats().latency and b.stats().latency both show the calls of both.
+    /// # drop((a, b));
+    /// ```
+    pub fn histograms(mut self, histograms: CallHistograms) -> Builder {
+        self.histograms = Some(histograms);
+        self
+    }
+
     /// The client.
     pub fn build(self) -> Client {
         let redial = Arc::new(Redial::default());
@@ -211,6 +231,7 @@ impl Builder {
                 config: self.config,
                 redial,
                 backend,
+                histograms: self.histograms.unwrap_or_default(),
             }),
         }
     }
@@ -231,6 +252,8 @@ struct Inner {
     /// When the target may be dialled again, for every strategy.
     redial: Arc<Redial>,
     backend: Backend,
+    /// Queue wait and round trip per method (maybe shared with other clients).
+    histograms: CallHistograms,
 }
 
 enum Backend {
@@ -260,6 +283,13 @@ impl fmt::Debug for Client {
 }
 
 /// A snapshot of a client's state.
+///
+/// ```
+/// let client = longlink_rpc::Client::new("127.0.0.1:7000");
+/// let stats = client.stats();
+/// assert_eq!((stats.in_flight, stats.overloaded), (0, 0));
+/// assert!(stats.latency.is_empty()); // a row per method once called
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClientStats {
@@ -275,6 +305,10 @@ pub struct ClientStats {
     pub open_connections: usize,
     /// Calls registered on multiplexed connections, awaiting an answer.
     pub pending: usize,
+    /// Latency histograms per method — queue wait and round trip — by method id, the
+    /// `other` row last ([`metrics`](crate::metrics) says what is measured where). Shared
+    /// with other clients built with the same [`histograms`](Builder::histograms).
+    pub latency: Vec<CallLatency>,
 }
 
 impl Client {
@@ -284,6 +318,7 @@ impl Client {
             addr: addr.into(),
             strategy: Strategy::default(),
             config: Config::default(),
+            histograms: None,
         }
     }
 
@@ -317,6 +352,7 @@ impl Client {
             overloaded: limits.overloaded.load(std::sync::atomic::Ordering::Relaxed),
             open_connections,
             pending,
+            latency: self.inner.histograms.snapshot(),
         }
     }
 
@@ -392,8 +428,35 @@ impl Client {
         // goodput under overload). Spending tokio's coop budget makes it yield regularly.
         tokio::task::coop::consume_budget().await;
         let inner = &*self.inner;
-        let _permit = inner.limits.acquire(req.body.len(), req.deadline).await?;
-        let answer = match &inner.backend {
+        let timings = inner.histograms.table.get(req.method);
+        let permit = inner
+            .limits
+            .acquire(req.body.len(), req.deadline, &timings.queue)
+            .await?;
+        // The round trip starts with the permit: the instant of a queued grant, else now.
+        let started = permit.granted_at.unwrap_or_else(Instant::now);
+        let answer = self.exchange(req).await;
+        // Answered (any status) or out of time waiting for it: the target's latency as
+        // this caller saw it. Failures before (unavailable, connection lost) say nothing
+        // about it; a dropped call never gets here.
+        if matches!(
+            answer,
+            Ok(_)
+                | Err(RpcError::DeadlineExceeded {
+                    phase: DeadlinePhase::InFlight
+                })
+        ) {
+            timings.run.record(started.elapsed());
+        }
+        drop(permit);
+        into_result(answer?)
+    }
+
+    /// Carries a call that holds its permit to the target, by the strategy, and waits
+    /// for its answer.
+    async fn exchange(&self, req: Request) -> Result<wire::Response, RpcError> {
+        let inner = &*self.inner;
+        match &inner.backend {
             Backend::Multiplexed(slots) => {
                 let conn = match req.deadline {
                     Some(at) => tokio::time::timeout_at(
@@ -419,16 +482,15 @@ impl Client {
                         .await
                         .map_err(|_| RpcError::DeadlineExceeded {
                             phase: DeadlinePhase::InFlight,
-                        })??,
-                    None => call.answer().await?,
+                        })?,
+                    None => call.answer().await,
                 }
             }
-            Backend::Pooled(pool) => strategy::pooled_call(pool, &inner.config, req).await?,
+            Backend::Pooled(pool) => strategy::pooled_call(pool, &inner.config, req).await,
             Backend::Short => {
-                strategy::short_call(&inner.addr, &inner.config, &inner.redial, req).await?
+                strategy::short_call(&inner.addr, &inner.config, &inner.redial, req).await
             }
-        };
-        into_result(answer)
+        }
     }
 }
 

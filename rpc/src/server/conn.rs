@@ -403,6 +403,7 @@ fn dispatch<S>(
     let mut inflight = state.inflight.lock();
     let handle = tokio::spawn(async move {
         let state = task_state;
+        let latency = &task_shared.latency;
         let deadline = req.deadline.map(|d| arrived + d);
         let _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit) = match admitted {
             Some(permits) => permits,
@@ -420,9 +421,13 @@ fn dispatch<S>(
                     None => Some(wait.await),
                 };
                 task_waiters.fetch_sub(1, Ordering::Relaxed);
-                match permits {
-                    Some(p) => p,
-                    None => {
+                match (permits, deadline) {
+                    (Some(p), _) => p,
+                    (None, at) => {
+                        // Only a deadline ends the wait, and its timer fired at `at`.
+                        let waited =
+                            at.map_or(Duration::ZERO, |at| at.saturating_duration_since(arrived));
+                        latency.get(req.method).queue.record(waited);
                         Counters::bump(&task_shared.stats.deadline_dropped);
                         state.respond(
                             id,
@@ -436,7 +441,10 @@ fn dispatch<S>(
                 }
             }
         };
-        if deadline.is_some_and(|at| Instant::now() >= at) {
+        // One clock read for the queue, the handler's start and the deadline check.
+        let started = Instant::now();
+        if deadline.is_some_and(|at| started >= at) {
+            latency.get(req.method).queue.record(started - arrived);
             Counters::bump(&task_shared.stats.deadline_dropped);
             state.respond(
                 id,
@@ -463,6 +471,15 @@ fn dispatch<S>(
             Some(at) => tokio::time::timeout_at(at.into(), call).await.ok(),
             None => Some(call.await),
         };
+        // Recorded before the answer is queued, so a caller that has its answer sees it
+        // counted. An unknown method goes to `other`: ids at random cannot fill the table.
+        let finished = Instant::now();
+        let timings = match &outcome {
+            Some(Ok(resp)) if resp.status == Status::UNKNOWN_METHOD => latency.other(),
+            _ => latency.get(method),
+        };
+        timings.queue.record(started - arrived);
+        timings.run.record(finished - started);
         match outcome {
             Some(Ok(resp)) => state.respond(id, resp.status, resp.flags, resp.body),
             Some(Err(e)) => {

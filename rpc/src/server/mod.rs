@@ -178,6 +178,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) global: Arc<Semaphore>,
     pub(crate) stats: stats::Counters,
+    /// Queue and handler histograms per method.
+    pub(crate) latency: crate::metrics::MethodTable,
     pub(crate) shutdown: watch::Sender<Option<Duration>>,
 }
 
@@ -199,6 +201,7 @@ impl Server {
             global: Arc::new(Semaphore::new(config.max_concurrent)),
             config,
             stats: stats::Counters::default(),
+            latency: crate::metrics::MethodTable::new(),
             shutdown: watch::channel(None).0,
         });
         Server { listener, shared }

@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::Shared;
+use crate::metrics::HandlerLatency;
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -42,6 +43,12 @@ impl Counters {
             tls_handshakes: self.tls_handshakes.load(Relaxed),
             #[cfg(feature = "tls")]
             tls_handshake_failures: self.tls_handshake_failures.load(Relaxed),
+            latency: shared
+                .latency
+                .snapshot()
+                .into_iter()
+                .map(HandlerLatency::from_row)
+                .collect(),
         }
     }
 }
@@ -80,6 +87,11 @@ pub struct ServerStats {
     /// counted.)
     #[cfg(feature = "tls")]
     pub tls_handshake_failures: u64,
+    /// Latency histograms per method — queue and handler — by method id, the `other` row
+    /// last ([`metrics`](crate::metrics) says what is measured where). Not in
+    /// [`samples`](ServerStats::samples): render them with
+    /// [`render_prometheus`](ServerStats::render_prometheus).
+    pub latency: Vec<HandlerLatency>,
 }
 
 impl ServerStats {

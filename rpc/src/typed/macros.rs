@@ -110,6 +110,12 @@ macro_rules! __service {
                 )*
             }
 
+            /// Each method's id and name (`"module.method"`), for the latency histograms'
+            /// `method` label; the client and the server name them when they are made.
+            pub const METHOD_NAMES: &[(u32, &str)] = &[
+                $( (methods::$method, ::std::concat!(::std::stringify!($name), ".", ::std::stringify!($method))), )*
+            ];
+
             /// Implement this to serve the service.
             pub trait Handler: Send + Sync + 'static {
                 $(
@@ -128,6 +134,7 @@ macro_rules! __service {
                 /// Calls the service through `target`: a [`Client`]($crate::Client) or a
                 /// [`Balancer`]($crate::Balancer).
                 pub fn new(target: impl ::std::convert::Into<$crate::typed::Caller>) -> Client {
+                    $crate::typed::__private::name_methods(METHOD_NAMES);
                     Client { caller: target.into() }
                 }
 
@@ -178,11 +185,12 @@ macro_rules! __service {
             impl<T: Handler> Server<T> {
                 /// Serves `handler`.
                 pub fn new(handler: T) -> Server<T> {
-                    Server { handler: ::std::sync::Arc::new(handler) }
+                    Server::from_arc(::std::sync::Arc::new(handler))
                 }
 
                 /// Serves a handler shared with the rest of the program.
                 pub fn from_arc(handler: ::std::sync::Arc<T>) -> Server<T> {
+                    $crate::typed::__private::name_methods(METHOD_NAMES);
                     Server { handler }
                 }
             }

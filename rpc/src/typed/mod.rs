@@ -96,6 +96,12 @@ pub mod __private {
 
     use crate::{Request, Response, RpcError, ServiceError, Status};
 
+    /// Names a service's methods for the latency histograms (unless the program named
+    /// them otherwise).
+    pub fn name_methods(names: &[(u32, &'static str)]) {
+        crate::metrics::name_methods_if_unnamed(names);
+    }
+
     pub fn encode<T: serde::Serialize>(value: &T) -> Result<Bytes, RpcError> {
         exact(value).map_err(|e| RpcError::ProtocolMismatch {
             detail: format!("cannot encode: {e}"),

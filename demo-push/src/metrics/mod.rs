@@ -1,7 +1,12 @@
 //! The push system's metrics: typed families in a `prometheus-client` registry, served at
 //! `/metrics` as OpenMetrics text. [`Metrics`] holds the counters every component bumps;
 //! components with state worth a gauge (queues, rooms, pools) register a [`Computed`]
-//! family read at each scrape. Every name starts with `longlink_push_`.
+//! family read at each scrape; the RPC clients and servers add their latency histograms
+//! through [`RpcLatency`]. Every name starts with `longlink_push_`.
+
+mod rpc;
+
+pub use self::rpc::RpcLatency;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -45,6 +50,8 @@ macro_rules! metrics {
             queues: Queues,
             /// Families components added.
             families: Families,
+            /// The latency histograms of the process's RPC clients and servers.
+            rpc: RpcLatency,
         }
 
         impl Metrics {
@@ -398,6 +405,12 @@ impl Collector for Families {
 }
 
 impl Metrics {
+    /// The RPC latency histograms on this page: clients record into
+    /// [`peer`](RpcLatency::peer)'s, servers are added with [`server`](RpcLatency::server).
+    pub fn rpc(&self) -> &RpcLatency {
+        &self.rpc
+    }
+
     /// Adds a pool's queues: `read` answers (name, depth) of each.
     pub fn add_queues(
         &self,
@@ -412,13 +425,14 @@ impl Metrics {
     }
 
     /// The page's registry: every counter, the families added (also those added later),
-    /// the queue depths, the shared buffer pool's counters and the runtime's task count,
+    /// the RPC latency histograms, the queue depths, the shared buffer pool's counters and the runtime's task count,
     /// every name under `longlink_push_`.
     pub fn registry(&self) -> Registry {
         let mut registry = Registry::with_prefix("longlink_push");
         self.register_counters(&mut registry);
         registry.register_collector(Box::new(self.queues.clone()));
         registry.register_collector(Box::new(self.families.clone()));
+        registry.register_collector(Box::new(self.rpc.clone()));
         registry.register_collector(Box::new(Snapshot::new("bufpool", || {
             longlink_codec::BufPool::global().stats().samples().to_vec()
         })));
