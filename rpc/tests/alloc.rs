@@ -1,6 +1,7 @@
-//! Proves that recording a call of a method already seen allocates nothing (a counting
-//! global allocator counts the allocations of the measuring thread only), and that the
-//! first call of a method allocates its histograms once.
+//! Allocation counts on longlink-rpc's per-call paths (a counting global allocator counts
+//! the allocations of the measuring thread only): recording a call of a method already seen
+//! allocates nothing, the first call of a method allocates its histograms once, and a typed
+//! body is encoded in one allocation of its exact size.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -8,6 +9,7 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use longlink_rpc::metrics::{CallHistograms, Histogram, MAX_METHODS};
+use longlink_rpc::typed::__private::encode;
 
 struct Counting;
 
@@ -102,4 +104,18 @@ fn a_histogram_records_without_allocating() {
         }
     });
     assert_eq!(n, 0);
+}
+
+#[test]
+fn a_typed_body_is_encoded_in_one_allocation_of_its_exact_size() {
+    let body = serde_bytes::ByteBuf::from(vec![7u8; 1024]);
+    let mut len = 0;
+    let allocations = count_allocations(|| len = encode(&(&body,)).unwrap().len());
+    assert_eq!(allocations, 1, "one allocation, no growth");
+    assert_eq!(len, 1024 + 2, "a varint length and the bytes");
+    let args = (42u64, "a name".to_owned(), vec![1u32, 2, 3]);
+    let allocations =
+        count_allocations(|| len = encode(&(&args.0, &args.1, &args.2)).unwrap().len());
+    assert_eq!(allocations, 1);
+    assert_eq!(len, 1 + 7 + 4);
 }
