@@ -1,9 +1,14 @@
-//! The client: one API over three strategies, with per-target flow control.
+//! The client: one API over three strategies, with per-target flow control, retries and
+//! hedging.
 
+pub(crate) mod attempts;
+mod budget;
 mod handshake;
+mod latency;
 mod limits;
 mod mux;
 mod redial;
+mod retry;
 mod slots;
 mod strategy;
 
@@ -18,6 +23,10 @@ use bytes::Bytes;
 use longlink_codec::rpc::{self as wire, Flags, Status};
 use tower_service::Service;
 
+pub use self::budget::RetryBudget;
+pub use self::retry::{Hedge, RetryPolicy};
+
+use self::attempts::RetryState;
 use self::limits::{FlowControl, LimitsConfig};
 use self::redial::Redial;
 use self::slots::Slots;
@@ -60,6 +69,7 @@ pub(crate) struct Config {
     pub(crate) ping_timeout: Duration,
     pub(crate) default_timeout: Option<Duration>,
     pub(crate) limits: LimitsConfig,
+    pub(crate) retry: RetryPolicy,
     /// `None`: plain TCP.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::TlsClient>,
@@ -79,6 +89,7 @@ impl Default for Config {
                 max_queued: 1024,
                 max_queue_wait: Duration::from_secs(1),
             },
+            retry: RetryPolicy::default(),
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -146,6 +157,16 @@ impl Builder {
         self
     }
 
+    /// How calls are retried and hedged, and the budget that caps both (shared by every
+    /// clone). Default [`RetryPolicy::default()`]: calls that provably did not run (and
+    /// [idempotent](Client::call_idempotent) ones after errors that say they may have) are
+    /// tried up to 3 times within 10% of the calls plus 10 a second; no hedging.
+    /// [`RetryPolicy::never()`] turns it all off.
+    pub fn retry(mut self, policy: RetryPolicy) -> Builder {
+        self.config.retry = policy;
+        self
+    }
+
     /// Connect (TCP, the TLS handshake if any, and HELLO) timeout. Default 3 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Builder {
         self.config.connect_timeout = timeout;
@@ -204,6 +225,7 @@ impl Builder {
         Client {
             inner: Arc::new(Inner {
                 limits: FlowControl::new(self.config.limits),
+                retry: RetryState::new(self.config.retry),
                 addr: self.addr,
                 strategy: self.strategy,
                 config: self.config,
@@ -226,6 +248,7 @@ struct Inner {
     strategy: Strategy,
     config: Config,
     limits: FlowControl,
+    retry: RetryState,
     /// When the target may be dialled again, for every strategy.
     redial: Arc<Redial>,
     backend: Backend,
@@ -273,6 +296,19 @@ pub struct ClientStats {
     pub open_connections: usize,
     /// Calls registered on multiplexed connections, awaiting an answer.
     pub pending: usize,
+    /// Attempts sent to this target as retries (of calls that failed here or, behind a
+    /// balancer, on another instance).
+    pub retries: u64,
+    /// Retries the budget of this target refused (the call failed with its error).
+    pub retries_refused: u64,
+    /// Hedges sent to this target (second copies of slow idempotent calls).
+    pub hedges: u64,
+    /// Hedges sent here that answered first.
+    pub hedges_won: u64,
+    /// Hedges the budget of this target refused.
+    pub hedges_refused: u64,
+    /// Retries (or hedges) the budget allows now.
+    pub retry_budget: u64,
 }
 
 impl Client {
@@ -308,13 +344,23 @@ impl Client {
             Backend::Pooled(pool) => (pool.stats().open, 0),
             Backend::Short => (0, 0),
         };
+        let retry = &self.inner.retry;
+        let load = |counter: &std::sync::atomic::AtomicU64| {
+            counter.load(std::sync::atomic::Ordering::Relaxed)
+        };
         ClientStats {
             in_flight: limits.in_flight(),
             in_flight_bytes: limits.in_flight_bytes(),
             queued: limits.queued(),
-            overloaded: limits.overloaded.load(std::sync::atomic::Ordering::Relaxed),
+            overloaded: load(&limits.overloaded),
             open_connections,
             pending,
+            retries: load(&retry.retries),
+            retries_refused: load(&retry.retries_refused),
+            hedges: load(&retry.hedges),
+            hedges_won: load(&retry.hedges_won),
+            hedges_refused: load(&retry.hedges_refused),
+            retry_budget: retry.budget.available(),
         }
     }
 
@@ -339,7 +385,8 @@ impl Client {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    /// Calls `method` with `body` (with the default timeout, if one is set).
+    /// Calls `method` with `body` (with the default timeout, if one is set). A failure that
+    /// proves the call did not run is retried as the [`RetryPolicy`] allows.
     pub async fn call(&self, method: u32, body: impl Into<Bytes>) -> Result<Bytes, RpcError> {
         self.call_request(Request {
             method,
@@ -349,9 +396,40 @@ impl Client {
         .await
     }
 
+    /// Calls `method`, which may run more than once with the same effect as once (a read,
+    /// a put of a whole value, a delete, an ACK): besides the retries of [`call`](Client::call),
+    /// it is retried after errors that say it *may* have run (`ConnectionLost { written:
+    /// true }`, a handler's retryable error), and hedged if the policy hedges.
+    ///
+    /// ```
+    /// use longlink_rpc::{Client, Request, Response, Server};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Server::builder().bind("127.0.0.1:0").await?;
+    /// let addr = server.local_addr().to_string();
+    /// let echo = tower::service_fn(|req: Request| async move { Ok::<_, std::convert::Infallible>(Response::ok(req.body)) });
+    /// tokio::spawn(server.serve(echo));
+    /// let client = Client::new(addr);
+    /// assert_eq!(client.call_idempotent(1, "read me").await?, "read me");
+    /// assert_eq!(client.stats().retries, 0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn call_idempotent(
+        &self,
+        method: u32,
+        body: impl Into<Bytes>,
+    ) -> Result<Bytes, RpcError> {
+        self.call_request_idempotent(Request {
+            method,
+            body: body.into(),
+            deadline: self.deadline_or_default(None),
+        })
+        .await
+    }
+
     /// Calls `method` with `body`, giving up after `timeout`. The server is told the
     /// deadline, drops the request if it passes before dispatch, and abandons the handler
-    /// when it passes during.
+    /// when it passes during. Retries stay within the deadline.
     pub async fn call_timeout(
         &self,
         method: u32,
@@ -366,17 +444,34 @@ impl Client {
         .await
     }
 
-    /// Calls with a full [`Request`].
+    /// Calls with a full [`Request`] (its deadline as given: the default timeout is not
+    /// applied), retried when the error proves it did not run.
     pub async fn call_request(&self, req: Request) -> Result<Bytes, RpcError> {
+        attempts::call(&[self], req.method, req.body, req.deadline, false, None).await
+    }
+
+    /// [`call_request`](Client::call_request) for an idempotent call (see
+    /// [`call_idempotent`](Client::call_idempotent)).
+    pub async fn call_request_idempotent(&self, req: Request) -> Result<Bytes, RpcError> {
+        attempts::call(&[self], req.method, req.body, req.deadline, true, None).await
+    }
+
+    /// One attempt: a slot of the flow control, a connection, the exchange.
+    pub(crate) async fn attempt(
+        &self,
+        method: u32,
+        body: Bytes,
+        deadline: Option<Instant>,
+    ) -> Result<Bytes, RpcError> {
         // A call refused locally returns without awaiting anything; a caller retrying in a
         // loop would then never yield and starve the connection's reader (measured: zero
         // goodput under overload). Spending tokio's coop budget makes it yield regularly.
         tokio::task::coop::consume_budget().await;
         let inner = &*self.inner;
-        let _permit = inner.limits.acquire(req.body.len(), req.deadline).await?;
+        let _permit = inner.limits.acquire(body.len(), deadline).await?;
         let answer = match &inner.backend {
             Backend::Multiplexed(slots) => {
-                let conn = match req.deadline {
+                let conn = match deadline {
                     Some(at) => tokio::time::timeout_at(
                         at.into(),
                         slots.pick(&inner.addr, &inner.config, &inner.redial),
@@ -391,11 +486,9 @@ impl Client {
                             .await?
                     }
                 };
-                let relative = req
-                    .deadline
-                    .map(|at| at.saturating_duration_since(Instant::now()));
-                let call = conn.send(req.method, req.body, relative)?;
-                match req.deadline {
+                let relative = deadline.map(|at| at.saturating_duration_since(Instant::now()));
+                let call = conn.send(method, body, relative)?;
+                match deadline {
                     Some(at) => tokio::time::timeout_at(at.into(), call.answer())
                         .await
                         .map_err(|_| RpcError::DeadlineExceeded {
@@ -404,8 +497,20 @@ impl Client {
                     None => call.answer().await?,
                 }
             }
-            Backend::Pooled(pool) => strategy::pooled_call(pool, &inner.config, req).await?,
+            Backend::Pooled(pool) => {
+                let req = Request {
+                    method,
+                    body,
+                    deadline,
+                };
+                strategy::pooled_call(pool, &inner.config, req).await?
+            }
             Backend::Short => {
+                let req = Request {
+                    method,
+                    body,
+                    deadline,
+                };
                 strategy::short_call(&inner.addr, &inner.config, &inner.redial, req).await?
             }
         };
