@@ -248,8 +248,11 @@ mod tests {
         }
     }
 
+    /// What the observer was told, in order.
+    type Events = Vec<(&'static str, Vec<u64>)>;
+
     #[derive(Clone, Default)]
-    struct Log(Arc<Mutex<Vec<(&'static str, Vec<u64>)>>>);
+    struct Log(Arc<Mutex<Events>>);
 
     impl WriteObserver for Log {
         fn sending(&mut self, ids: &[u64]) {
