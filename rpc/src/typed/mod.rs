@@ -94,7 +94,17 @@ pub mod __private {
     pub use postcard;
     pub use tower_service::Service;
 
+    use crate::typed::Caller;
     use crate::{Request, Response, RpcError, ServiceError, Status};
+
+    pub async fn call(
+        caller: &Caller,
+        method: u32,
+        body: Bytes,
+        idempotent: bool,
+    ) -> Result<Bytes, RpcError> {
+        caller.call_as(method, body, idempotent).await
+    }
 
     pub fn encode<T: serde::Serialize>(value: &T) -> Result<Bytes, RpcError> {
         postcard::to_allocvec(value)
