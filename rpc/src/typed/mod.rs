@@ -11,9 +11,11 @@
 //!     pub mod profiles {
 //!         /// Stores a profile; answers the previous name.
 //!         fn put(id: u64, name: String) -> Option<String>;
-//!         /// A profile's name.
+//!         /// A profile's name (a read: retried even after it may have run).
+//!         #[idempotent]
 //!         fn get(id: u64) -> Option<String>;
 //!         /// How many profiles there are (no arguments).
+//!         #[idempotent]
 //!         fn count() -> u64;
 //!     }
 //! }
