@@ -1,6 +1,7 @@
 //! The client: one API over three strategies, with per-target flow control, retries and
 //! hedging.
 
+mod attempt;
 pub(crate) mod attempts;
 mod budget;
 mod handshake;
@@ -10,6 +11,7 @@ mod mux;
 mod redial;
 mod retry;
 mod slots;
+mod stats;
 mod strategy;
 
 use std::fmt;
@@ -20,17 +22,18 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use longlink_codec::rpc::{self as wire, Flags, Status};
+use longlink_codec::rpc as wire;
 use tower_service::Service;
 
 pub use self::budget::RetryBudget;
 pub use self::retry::{Hedge, RetryPolicy};
+pub use self::stats::ClientStats;
 
 use self::attempts::RetryState;
 use self::limits::{FlowControl, LimitsConfig};
 use self::redial::Redial;
 use self::slots::Slots;
-use crate::{DeadlinePhase, Request, RpcError};
+use crate::{Request, RpcError};
 
 /// How a client carries calls to its target.
 ///
@@ -280,37 +283,6 @@ impl fmt::Debug for Client {
     }
 }
 
-/// A snapshot of a client's state.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ClientStats {
-    /// Calls holding an in-flight slot.
-    pub in_flight: usize,
-    /// Request bytes in flight.
-    pub in_flight_bytes: usize,
-    /// Calls waiting for a slot.
-    pub queued: usize,
-    /// Calls refused with `Overloaded`, in total.
-    pub overloaded: u64,
-    /// Open connections.
-    pub open_connections: usize,
-    /// Calls registered on multiplexed connections, awaiting an answer.
-    pub pending: usize,
-    /// Attempts sent to this target as retries (of calls that failed here or, behind a
-    /// balancer, on another instance).
-    pub retries: u64,
-    /// Retries the budget of this target refused (the call failed with its error).
-    pub retries_refused: u64,
-    /// Hedges sent to this target (second copies of slow idempotent calls).
-    pub hedges: u64,
-    /// Hedges sent here that answered first.
-    pub hedges_won: u64,
-    /// Hedges the budget of this target refused.
-    pub hedges_refused: u64,
-    /// Retries (or hedges) the budget allows now.
-    pub retry_budget: u64,
-}
-
 impl Client {
     /// A builder for a client of `addr` (`host:port`, resolved at each connect).
     pub fn builder(addr: impl Into<String>) -> Builder {
@@ -334,34 +306,6 @@ impl Client {
     /// Calls in flight now (cheap; what the balancer compares).
     pub fn load(&self) -> usize {
         self.inner.limits.in_flight()
-    }
-
-    /// The counters.
-    pub fn stats(&self) -> ClientStats {
-        let limits = &self.inner.limits;
-        let (open_connections, pending) = match &self.inner.backend {
-            Backend::Multiplexed(slots) => (slots.open(), slots.pending()),
-            Backend::Pooled(pool) => (pool.stats().open, 0),
-            Backend::Short => (0, 0),
-        };
-        let retry = &self.inner.retry;
-        let load = |counter: &std::sync::atomic::AtomicU64| {
-            counter.load(std::sync::atomic::Ordering::Relaxed)
-        };
-        ClientStats {
-            in_flight: limits.in_flight(),
-            in_flight_bytes: limits.in_flight_bytes(),
-            queued: limits.queued(),
-            overloaded: load(&limits.overloaded),
-            open_connections,
-            pending,
-            retries: load(&retry.retries),
-            retries_refused: load(&retry.retries_refused),
-            hedges: load(&retry.hedges),
-            hedges_won: load(&retry.hedges_won),
-            hedges_refused: load(&retry.hedges_refused),
-            retry_budget: retry.budget.available(),
-        }
     }
 
     /// The target's address.
@@ -454,95 +398,6 @@ impl Client {
     /// [`call_idempotent`](Client::call_idempotent)).
     pub async fn call_request_idempotent(&self, req: Request) -> Result<Bytes, RpcError> {
         attempts::call(&[self], req.method, req.body, req.deadline, true, None).await
-    }
-
-    /// One attempt: a slot of the flow control, a connection, the exchange.
-    pub(crate) async fn attempt(
-        &self,
-        method: u32,
-        body: Bytes,
-        deadline: Option<Instant>,
-    ) -> Result<Bytes, RpcError> {
-        // A call refused locally returns without awaiting anything; a caller retrying in a
-        // loop would then never yield and starve the connection's reader (measured: zero
-        // goodput under overload). Spending tokio's coop budget makes it yield regularly.
-        tokio::task::coop::consume_budget().await;
-        let inner = &*self.inner;
-        let _permit = inner.limits.acquire(body.len(), deadline).await?;
-        let answer = match &inner.backend {
-            Backend::Multiplexed(slots) => {
-                let conn = match deadline {
-                    Some(at) => tokio::time::timeout_at(
-                        at.into(),
-                        slots.pick(&inner.addr, &inner.config, &inner.redial),
-                    )
-                    .await
-                    .map_err(|_| RpcError::DeadlineExceeded {
-                        phase: DeadlinePhase::Queued,
-                    })??,
-                    None => {
-                        slots
-                            .pick(&inner.addr, &inner.config, &inner.redial)
-                            .await?
-                    }
-                };
-                let relative = deadline.map(|at| at.saturating_duration_since(Instant::now()));
-                let call = conn.send(method, body, relative)?;
-                match deadline {
-                    Some(at) => tokio::time::timeout_at(at.into(), call.answer())
-                        .await
-                        .map_err(|_| RpcError::DeadlineExceeded {
-                            phase: DeadlinePhase::InFlight,
-                        })??,
-                    None => call.answer().await?,
-                }
-            }
-            Backend::Pooled(pool) => {
-                let req = Request {
-                    method,
-                    body,
-                    deadline,
-                };
-                strategy::pooled_call(pool, &inner.config, req).await?
-            }
-            Backend::Short => {
-                let req = Request {
-                    method,
-                    body,
-                    deadline,
-                };
-                strategy::short_call(&inner.addr, &inner.config, &inner.redial, req).await?
-            }
-        };
-        into_result(answer)
-    }
-}
-
-/// Turns a RESP into the caller's result.
-fn into_result(resp: wire::Response) -> Result<Bytes, RpcError> {
-    let message = || String::from_utf8_lossy(&resp.body).into_owned();
-    let not_processed = resp.flags.contains(Flags::NOT_PROCESSED);
-    match resp.status {
-        Status::OK => Ok(resp.body),
-        Status::REJECTED => Err(RpcError::Rejected {
-            retryable: resp.flags.contains(Flags::RETRYABLE),
-            message: message(),
-        }),
-        Status::DRAINING => Err(RpcError::Draining),
-        Status::DEADLINE_EXCEEDED => Err(RpcError::DeadlineExceeded {
-            phase: if not_processed {
-                DeadlinePhase::BeforeDispatch
-            } else {
-                DeadlinePhase::InHandler
-            },
-        }),
-        Status::CANCELLED => Err(RpcError::Cancelled),
-        status => Err(RpcError::Remote {
-            status: status.0,
-            message: message(),
-            not_processed,
-            retryable: resp.flags.contains(Flags::RETRYABLE),
-        }),
     }
 }
 
