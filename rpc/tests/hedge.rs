@@ -150,13 +150,14 @@ async fn non_idempotent_call_is_never_hedged() {
 
 #[tokio::test]
 async fn hedge_after_the_p95_waits_for_a_hundred_answers_then_fires() {
-    // Calls 0 and 151 take 300 ms; the others answer at once.
+    // Calls 0 and 151 take 600 ms; the others answer at once. The 100 ms floor keeps a
+    // fast call that a loaded machine makes slow from being hedged.
     let (addr, profiles, _) = server(|n| match n {
-        0 | 151 => Pace::After(Duration::from_millis(300)),
+        0 | 151 => Pace::After(Duration::from_millis(600)),
         _ => Pace::Fast,
     })
     .await;
-    let client = hedging(&addr, Hedge::percentile(95.0, Duration::from_millis(5)));
+    let client = hedging(&addr, Hedge::percentile(95.0, Duration::from_millis(100)));
     let typed = profiles::Client::new(client.clone());
     // A new client knows no latencies: its first slow call is not doubled.
     typed.get(1).await.unwrap();
@@ -165,7 +166,7 @@ async fn hedge_after_the_p95_waits_for_a_hundred_answers_then_fires() {
         typed.get(1).await.unwrap();
     }
     assert_eq!(client.stats().hedges, 0, "fast calls are not hedged");
-    // Now the p95 is known (well under 300 ms): the slow call is hedged and the hedge wins.
+    // Now the p95 is known (well under 600 ms): the slow call is hedged and the hedge wins.
     assert_eq!(typed.get(1).await.unwrap(), 152);
     let stats = client.stats();
     assert_eq!((stats.hedges, stats.hedges_won), (1, 1), "{stats:?}");
