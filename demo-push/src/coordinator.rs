@@ -134,6 +134,9 @@ crate::contract! {
     /// What the rooms ask of the coordinator: the [`Coordinator`] in this process, or the
     /// coordinator service over RPC in the cluster.
     pub trait Callbacks: service coordinator_svc as "coordinator" {
+        // Neither is idempotent: each run posts a webhook, so a retry after it may have
+        // run would tell the business twice (online twice, the upstream data twice).
+        // They are retried only when the error proves they did not run.
         /// Posts an online (or offline) callback for each app the session names.
         fn presence(session: Session, online: bool) -> ();
         /// Forwards upstream data; the reply tells the client whether it was taken.

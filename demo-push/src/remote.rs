@@ -163,13 +163,21 @@ pub fn from_rpc_error(service: &'static str, e: RpcError) -> PushError {
 /// handler that serves any implementation (`Served<dyn Trait>`), and the client that is one
 /// (`Remote<svc::Client>`).
 ///
+/// A method marked `#[idempotent]` (running it twice does what running it once does) is
+/// declared so in `service!` only: its calls are also retried after errors that say they may
+/// have run, and hedged when the client's policy hedges. Say in its doc comment why it is.
+///
 /// ```
 /// use longlink_push::remote::{Remote, Served};
 /// longlink_push::contract! {
 ///     /// Counts things.
 ///     pub trait Counter: service counter_svc as "counter" {
-///         /// Adds `n`; answers the new total.
+///         /// Adds `n`; answers the new total (not idempotent: twice adds twice).
 ///         fn add(n: u64) -> u64;
+///         /// The total: a read, retried even after it may have run, and hedged when
+///         /// the client hedges.
+///         #[idempotent]
+///         fn total() -> u64;
 ///     }
 /// }
 /// #[derive(Debug)]
@@ -178,6 +186,9 @@ pub fn from_rpc_error(service: &'static str, e: RpcError) -> PushError {
 /// impl Counter for Local {
 ///     async fn add(&self, n: u64) -> Result<u64, longlink_push::PushError> {
 ///         Ok(self.0.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n)
+///     }
+///     async fn total(&self) -> Result<u64, longlink_push::PushError> {
+///         Ok(self.0.load(std::sync::atomic::Ordering::Relaxed))
 ///     }
 /// }
 /// # #[tokio::main(flavor = "current_thread")]
@@ -188,6 +199,8 @@ pub fn from_rpc_error(service: &'static str, e: RpcError) -> PushError {
 /// tokio::spawn(server.serve(counter_svc::Server::new(Served(local))));
 /// let remote = Remote::new(counter_svc::Client::new(longlink_rpc::Client::new(addr)));
 /// assert_eq!(remote.add(2).await?, 2); // the trait, over RPC
+/// assert_eq!(remote.total().await?, 2);
+/// assert!(counter_svc::methods::is_idempotent(counter_svc::methods::total));
 /// # Ok(()) }
 /// ```
 #[macro_export]
@@ -195,17 +208,49 @@ macro_rules! contract {
     (
         $(#[$meta:meta])*
         pub trait $trait:ident : service $svc:ident as $label:literal {
-            $(
-                $(#[$m:meta])*
-                fn $method:ident ( $($arg:ident : $ty:ty),* $(,)? ) -> $resp:ty ;
-            )*
+            $($body:tt)*
         }
     ) => {
-        $(#[$meta])*
+        $crate::__contract! {
+            @parse [[$(#[$meta])*] $trait $svc $label] [] [] [] $($body)*
+        }
+    };
+}
+
+/// The parts of [`contract!`]: a muncher that reads each method's attributes one by one —
+/// `#[idempotent]` goes to the `service!` declaration only (the trait has no such
+/// attribute), the others everywhere — then the expansion. While a method is read,
+/// `[$($attrs)*]` holds its attributes for the trait and `[$($all)*]` those for `service!`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __contract {
+    (@parse $head:tt [$($done:tt)*] [$($attrs:tt)*] [$($all:tt)*] #[idempotent] $($rest:tt)*) => {
+        $crate::__contract! { @parse $head [$($done)*] [$($attrs)*] [$($all)* #[idempotent]] $($rest)* }
+    };
+    (@parse $head:tt [$($done:tt)*] [$($attrs:tt)*] [$($all:tt)*] #[$m:meta] $($rest:tt)*) => {
+        $crate::__contract! { @parse $head [$($done)*] [$($attrs)* #[$m]] [$($all)* #[$m]] $($rest)* }
+    };
+    (@parse $head:tt [$($done:tt)*] [$($attrs:tt)*] [$($all:tt)*]
+        fn $method:ident ( $($arg:ident : $ty:ty),* $(,)? ) -> $resp:ty ;
+        $($rest:tt)*
+    ) => {
+        $crate::__contract! { @parse $head
+            [$($done)* { [$($attrs)*] [$($all)*] $method [$($arg : $ty),*] [$resp] }] [] [] $($rest)* }
+    };
+    (@parse $head:tt [$($done:tt)*] [$($attrs:tt)*] [$($all:tt)*] $($rest:tt)+) => {
+        ::std::compile_error!(::std::concat!(
+            "contract!: expected a method `fn name(arg: Type, ...) -> Answer;`, found `",
+            ::std::stringify!($($rest)+), "`"
+        ));
+    };
+    (@parse [[$($meta:tt)*] $trait:ident $svc:ident $label:literal]
+        [$({ [$($m:tt)*] [$($all:tt)*] $method:ident [$($arg:ident : $ty:ty),*] [$resp:ty] })*] [] []
+    ) => {
+        $($meta)*
         #[$crate::__private::async_trait]
         pub trait $trait: Send + Sync + ::std::fmt::Debug + 'static {
             $(
-                $(#[$m])*
+                $($m)*
                 async fn $method(&self, $($arg: $ty),*) -> ::std::result::Result<$resp, $crate::PushError>;
             )*
         }
@@ -214,7 +259,7 @@ macro_rules! contract {
             #[doc = ::std::concat!("[`", ::std::stringify!($trait), "`] as an RPC service (the ", $label, ").")]
             pub mod $svc {
                 $(
-                    $(#[$m])*
+                    $($all)*
                     fn $method($($arg: $ty),*) -> $resp;
                 )*
             }
@@ -240,4 +285,63 @@ macro_rules! contract {
             )*
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::coordinator::coordinator_svc as coordinator;
+    use crate::register::register_svc as register;
+    use crate::rooms::room_svc as room;
+    use crate::saver::saver_svc as saver;
+
+    /// The contracts' `#[idempotent]` marks, pinned: changing one is a decision about
+    /// what may run twice (the reasons are beside each method).
+    #[test]
+    fn only_methods_that_may_run_twice_are_marked_idempotent() {
+        use register::methods as r;
+        let marks = [
+            (r::connect, true),
+            (r::disconnect, true),
+            (r::lookup, true),
+            (r::bind, true),
+            (r::unbind, true),
+            (r::members, true),
+            (r::counts, true),
+            (r::epoch, true),
+            (r::reap, false),
+        ];
+        for (id, idempotent) in marks {
+            assert_eq!(r::is_idempotent(id), idempotent, "register {id}");
+        }
+        use saver::methods as s;
+        let marks = [
+            (s::store, false),
+            (s::claim, false),
+            (s::delivered, false),
+            (s::ack, true),
+            (s::expire, true),
+            (s::pending, true),
+            (s::status, true),
+            (s::message_for, true),
+            (s::sweep, true),
+            (s::max_id, true),
+        ];
+        for (id, idempotent) in marks {
+            assert_eq!(s::is_idempotent(id), idempotent, "saver {id}");
+        }
+        use room::methods as g;
+        let marks = [
+            (g::deliver, false),
+            (g::broadcast, false),
+            (g::users_in, true),
+            (g::kick, false),
+            (g::drain, true),
+            (g::load, true),
+        ];
+        for (id, idempotent) in marks {
+            assert_eq!(g::is_idempotent(id), idempotent, "room {id}");
+        }
+        use coordinator::methods as c;
+        assert!(!c::is_idempotent(c::presence) && !c::is_idempotent(c::upstream));
+    }
 }

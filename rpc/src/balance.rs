@@ -11,7 +11,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use parking_lot::RwLock;
 
-use crate::{Client, Request, RpcError};
+use crate::client::attempts;
+use crate::{Client, RpcError};
 
 /// Virtual nodes per instance on the ring: enough for an even spread, few enough to build
 /// and search quickly.
@@ -268,77 +269,67 @@ impl Balancer {
         method: u32,
         body: impl Into<Bytes>,
     ) -> Result<Bytes, RpcError> {
-        self.call_with(method, body.into(), None, Some(stable_hash(key)))
+        self.call_with(method, body.into(), None, Some(stable_hash(key)), false)
             .await
     }
 
     /// Calls the less loaded of two instances; another one if it fails without running the
     /// call.
     pub async fn call(&self, method: u32, body: impl Into<Bytes>) -> Result<Bytes, RpcError> {
-        self.call_with(method, body.into(), None, None).await
+        self.call_with(method, body.into(), None, None, false).await
     }
 
     /// The call behind every other: `key_hash` picks the ring order (none: least loaded
-    /// first); each instance's client applies its default timeout when `deadline` is none.
+    /// first); the first instance's default timeout applies when `deadline` is none, to the
+    /// whole call.
     ///
-    /// Failover: a call moves to the next instance (at most three in all) only when the
-    /// error proves it did not run there ([`RpcError::may_have_run`] is false) and another
-    /// instance could take it (not a request too large or a protocol mismatch), and the
-    /// deadline has not passed.
+    /// Failover is a retry like any other ([`RetryPolicy`](crate::RetryPolicy), of the
+    /// first instance's client): attempt n goes to the n-th instance in that order (at most
+    /// three distinct ones, then round again), when the error allows it — any error that
+    /// proves the call did not run there, except a request too large or a protocol
+    /// mismatch; for an idempotent call also one that may have run — and within the
+    /// deadline. A retry spends the budget of the instance it goes to, unless the failed
+    /// attempt reached no server.
     pub(crate) async fn call_with(
         &self,
         method: u32,
         body: Bytes,
         deadline: Option<Instant>,
         key_hash: Option<u64>,
+        idempotent: bool,
     ) -> Result<Bytes, RpcError> {
         let ring = self.ring();
-        if ring.targets.is_empty() {
-            return Err(RpcError::Unavailable {
-                reason: "no instance of the service is known".into(),
-            });
-        }
         let tries = match key_hash {
             Some(h) => ring.by_key(h),
             None => ring.by_load(),
         };
-        let mut last = None;
-        for (attempt, &index) in tries.as_slice().iter().enumerate() {
-            if attempt > 0 {
-                if deadline.is_some_and(|at| Instant::now() >= at) {
-                    break;
-                }
-                self.shared.failovers.fetch_add(1, Ordering::Relaxed);
-            }
-            let client = &ring.targets[index].1;
-            let request = Request {
-                method,
-                metadata: Default::default(),
-                body: body.clone(),
-                deadline: client.deadline_or_default(deadline),
-            };
-            match client.call_request(request).await {
-                Ok(answer) => return Ok(answer),
-                Err(e) if fails_over(&e) => last = Some(e),
-                Err(e) => return Err(e),
-            }
+        let Some(&first) = tries.as_slice().first() else {
+            return Err(RpcError::Unavailable {
+                reason: "no instance of the service is known".into(),
+            });
+        };
+        let mut clients = [&ring.targets[first].1; MAX_TRIES];
+        for (slot, &index) in clients.iter_mut().zip(tries.as_slice()) {
+            *slot = &ring.targets[index].1;
         }
-        Err(last.expect("at least one instance was tried"))
+        let targets = &clients[..tries.len];
+        let deadline = targets[0].deadline_or_default(deadline);
+        attempts::call(
+            targets,
+            method,
+            crate::Metadata::new(),
+            body,
+            deadline,
+            idempotent,
+            Some(&self.shared.failovers),
+        )
+        .await
     }
 
     /// Every instance: (address, client).
     pub fn targets(&self) -> Vec<(String, Client)> {
         self.ring().targets.clone()
     }
-}
-
-/// Whether another instance may take a call that failed with `e`.
-fn fails_over(e: &RpcError) -> bool {
-    !e.may_have_run()
-        && !matches!(
-            e,
-            RpcError::FrameTooLarge { .. } | RpcError::ProtocolMismatch { .. }
-        )
 }
 
 #[cfg(test)]

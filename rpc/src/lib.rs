@@ -21,7 +21,9 @@ pub mod typed;
 mod wire;
 
 pub use balance::Balancer;
-pub use client::{Builder as ClientBuilder, Client, ClientStats, Strategy};
+pub use client::{
+    Builder as ClientBuilder, Client, ClientStats, Hedge, RetryBudget, RetryPolicy, Strategy,
+};
 pub use error::{DeadlinePhase, OverloadScope, RpcError};
 pub use request::{Flags, Metadata, MetadataError, Request, Response, Status, method_id};
 pub use server::{Builder as ServerBuilder, Server, ServerHandle, ServerStats};

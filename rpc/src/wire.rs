@@ -58,10 +58,22 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
-/// What the writer tells its owner after each batch.
+/// What the writer tells its owner about each batch.
+///
+/// Who may have run a request is decided here, so the order matters: `sending` comes
+/// *before* the first byte of a batch goes to the socket (a connection that fails while
+/// the batch is being written must already see its requests as possibly delivered, or a
+/// caller would be told "not written" about a request the server ran, and retry it), and
+/// `unsent` gives back, after a failed write, the requests whose frames the socket did not
+/// take whole (the server cannot have read them).
 pub(crate) trait WriteObserver: Send + 'static {
-    /// The messages with these request ids (REQ frames only) are now in the socket.
-    fn written(&mut self, _request_ids: &[u64], _bytes: usize) {}
+    /// The REQ frames with these ids are about to be written.
+    fn sending(&mut self, _request_ids: &[u64]) {}
+    /// The write failed before these REQ frames (announced by `sending`) were taken whole
+    /// by the socket.
+    fn unsent(&mut self, _request_ids: &[u64]) {}
+    /// A batch of `bytes` is now in the socket.
+    fn written(&mut self, _bytes: usize) {}
 }
 
 impl WriteObserver for () {}
@@ -79,7 +91,9 @@ where
     O: WriteObserver,
 {
     let mut large: VecDeque<ChunkedMessage> = VecDeque::new();
-    let mut written_ids = Vec::new();
+    // The batch's REQ ids, and where each one's (first) frame ends in the batch.
+    let mut request_ids = Vec::new();
+    let mut request_ends = Vec::new();
     loop {
         // Wait for work only when no large message is part-way out.
         let first = if large.is_empty() {
@@ -102,7 +116,8 @@ where
             None
         };
         let mut buf = BufPool::global().get(64 * 1024);
-        written_ids.clear();
+        request_ids.clear();
+        request_ends.clear();
         let mut next = first;
         loop {
             let message = match next.take() {
@@ -124,7 +139,8 @@ where
                 }
             }
             if is_request {
-                written_ids.push(id);
+                request_ids.push(id);
+                request_ends.push(buf.len());
             }
             if buf.len() >= MAX_BATCH {
                 break;
@@ -141,17 +157,31 @@ where
             }
         }
         let bytes = buf.len();
+        observer.sending(&request_ids);
+        let mut taken = 0;
         while buf.has_remaining() {
-            let n = io.write(&buf).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
+            let n = match io.write(&buf).await {
+                Ok(0) => Err(std::io::ErrorKind::WriteZero.into()),
+                other => other,
+            };
+            match n {
+                Ok(n) => {
+                    buf.advance(n);
+                    taken += n;
+                }
+                Err(e) => {
+                    // Frames past what the socket took cannot have reached the server.
+                    let whole = request_ends.partition_point(|end| *end <= taken);
+                    observer.unsent(&request_ids[whole..]);
+                    return Err(e);
+                }
             }
-            buf.advance(n);
         }
         // TLS buffers in its session what the socket did not take; plain TCP has nothing
-        // to flush (a ready no-op).
+        // to flush (a ready no-op). A failed flush leaves everything announced as possibly
+        // sent: what the session let out is not known.
         io.flush().await?;
-        observer.written(&written_ids, bytes);
+        observer.written(bytes);
         if large.is_empty() {
             // Give the runtime a chance to fill the queue again before the next batch.
             tokio::task::coop::consume_budget().await;
@@ -198,4 +228,93 @@ pub(crate) fn wire_len(message: &Message, codec: &RpcCodec) -> usize {
         .max(1);
     let frames = body.div_ceil(chunk).max(1);
     frames * HEADER_LEN + prefix + body
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+    use longlink_codec::rpc::Request;
+
+    use super::*;
+
+    /// Takes `room` bytes, then fails every write.
+    struct Cramped {
+        room: usize,
+    }
+
+    impl AsyncWrite for Cramped {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            if self.room == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()));
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// What the observer was told, in order.
+    type Events = Vec<(&'static str, Vec<u64>)>;
+
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Events>>);
+
+    impl WriteObserver for Log {
+        fn sending(&mut self, ids: &[u64]) {
+            self.0.lock().unwrap().push(("sending", ids.to_vec()));
+        }
+        fn unsent(&mut self, ids: &[u64]) {
+            self.0.lock().unwrap().push(("unsent", ids.to_vec()));
+        }
+    }
+
+    fn request(id: u64) -> Message {
+        Message::Request(Request {
+            id,
+            deadline: None,
+            method: 1,
+            metadata: Default::default(),
+            body: Bytes::from_static(&[7; 100]),
+        })
+    }
+
+    #[tokio::test]
+    async fn requests_are_announced_before_the_write_and_the_ones_cut_off_given_back() {
+        let codec = RpcCodec::new();
+        let frame = wire_len(&request(1), &codec);
+        // The socket takes the first frame whole and half of the second.
+        for (room, unsent) in [
+            (0, vec![1, 2, 3]),
+            (frame + frame / 2, vec![2, 3]),
+            (3 * frame - 1, vec![3]),
+        ] {
+            let (tx, rx) = mpsc::unbounded_channel();
+            for id in 1..=3 {
+                tx.send(request(id)).unwrap();
+            }
+            drop(tx);
+            let log = Log::default();
+            let result = write_loop(Cramped { room }, rx, RpcCodec::new(), log.clone()).await;
+            assert!(result.is_err(), "room {room}");
+            assert_eq!(
+                *log.0.lock().unwrap(),
+                [("sending", vec![1, 2, 3]), ("unsent", unsent)],
+                "room {room}"
+            );
+        }
+    }
 }

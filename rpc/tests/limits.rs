@@ -7,12 +7,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{ECHO, SLEEP, TestServer, millis};
-use longlink_rpc::{Client, OverloadScope, RpcError, Server};
+use longlink_rpc::{Client, OverloadScope, RetryPolicy, RpcError, Server};
 
 #[tokio::test]
 async fn server_refuses_over_max_concurrent_without_running_the_handler() {
     let server = TestServer::with(Server::builder().max_concurrent(2)).await;
-    let client = Client::new(server.addr.to_string());
+    // Without retries: each NACK reaches the caller (tests/retry.rs has them retried).
+    let client = Client::builder(server.addr.to_string())
+        .retry(RetryPolicy::never())
+        .build();
     let calls: Vec<_> = (0..6)
         .map(|_| {
             let client = client.clone();
@@ -47,7 +50,9 @@ async fn server_refuses_over_max_concurrent_without_running_the_handler() {
 #[tokio::test]
 async fn server_lets_max_waiters_queue_for_a_slot() {
     let server = TestServer::with(Server::builder().max_concurrent(1).max_waiters(2)).await;
-    let client = Client::new(server.addr.to_string());
+    let client = Client::builder(server.addr.to_string())
+        .retry(RetryPolicy::never())
+        .build();
     let calls: Vec<_> = (0..4)
         .map(|_| {
             let client = client.clone();

@@ -197,11 +197,16 @@ async fn balanced_client_fails_over_only_when_the_call_did_not_run() {
     assert!(err.may_have_run(), "{err:?}");
     let after = up_store.calls.load(SeqCst) + other_store.calls.load(SeqCst);
     assert_eq!(after - before, 1, "ran once, not retried");
-    // One that did nothing goes to the other instance too (at most once each here).
+    // One that did nothing goes to the other instance too, and (retryable) back to the
+    // first: three attempts, the policy's default.
     let err = client.broken(true).await.unwrap_err();
     assert!(!err.may_have_run());
     let again = up_store.calls.load(SeqCst) + other_store.calls.load(SeqCst);
-    assert_eq!(again - after, 2, "tried on both instances");
+    assert_eq!(
+        again - after,
+        3,
+        "tried on both instances, then the first again"
+    );
 }
 
 #[tokio::test]

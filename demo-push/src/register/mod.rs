@@ -37,27 +37,43 @@ pub struct Counts {
 crate::contract! {
     /// What the rest of the system asks of a session store.
     pub trait Register: service register_svc as "register" {
+        // Idempotent (retried even after it may have run): every method but `reap`. The
+        // writes set or remove entries keyed by (uid, room, conn) or (app, group, uid),
+        // so a second run leaves what the first left; the rest are reads.
         /// Records (or refreshes) connections.
+        // A write of the same session again only renews its TTL (a duplicate landing
+        // after its disconnect leaves an entry that the TTL removes).
+        #[idempotent]
         fn connect(sessions: Vec<Session>) -> ();
         /// Forgets connections.
+        #[idempotent]
         fn disconnect(sessions: Vec<Session>) -> ();
         /// The live connections of each of `uids`.
+        #[idempotent]
         fn lookup(uids: Vec<String>) -> Lookup;
         /// Adds `uid` to `group` of `app`.
+        // A set add (a retry that meets a full group may be refused, with the member in).
+        #[idempotent]
         fn bind(app: String, group: String, uid: String) -> ();
         /// Removes `uid` from `group` of `app`.
+        #[idempotent]
         fn unbind(app: String, group: String, uid: String) -> ();
         /// The members of `group` of `app`, sorted.
+        #[idempotent]
         fn members(app: String, group: String) -> Vec<String>;
         /// Users online and groups held.
+        #[idempotent]
         fn counts() -> Counts;
         /// When the register's state began (Unix ms): it changes when the state was lost
         /// (rooms then write their sessions again).
+        #[idempotent]
         fn epoch() -> u64;
         /// Removes every session of `room` (a room that is gone, or one that just started
         /// and so holds none of them) and answers them — once: of several callers at the
         /// same time, one gets the sessions, the others nothing (each session's offline
         /// callback goes out once).
+        // Not idempotent: it hands the sessions out once; a retry after a lost answer
+        // would get nothing, and their offline callbacks would never go out.
         fn reap(room: String) -> Vec<Session>;
     }
 }

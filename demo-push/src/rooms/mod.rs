@@ -73,6 +73,9 @@ impl Reached {
 crate::contract! {
     /// One room, as the center reaches it.
     pub trait Gateway: service room_svc as "room" {
+        // Idempotent: the reads and `drain` (a connection is told to reconnect once). Not:
+        // `deliver` and `broadcast` (a retry sends the frame to the devices again and
+        // counts the deliveries twice), `kick` (a retry answers 0 kicked).
         /// Queues `frame` for the connections of `uids` that subscribe `app` (and are
         /// `device`, if set).
         fn deliver(app: String, frame: Frame, uids: Vec<String>, device: Option<String>) -> Reached;
@@ -80,14 +83,19 @@ crate::contract! {
         /// lists the users reached (a stored message records its deliveries).
         fn broadcast(app: String, frame: Frame, users: bool) -> Reached;
         /// The users online in `app`.
+        #[idempotent]
         fn users_in(app: String) -> Vec<String>;
         /// Closes `uid`'s connections in `app` with a KICK carrying `reason`; answers how
         /// many.
+        // Kicking twice closes nothing more, but the retry's answer (0) would hide how many
+        // the first closed: the center reports that number.
         fn kick(uid: String, app: String, reason: String) -> u64;
         /// Stops taking users and tells the connected ones to reconnect elsewhere, spread
         /// over `window_ms`.
+        #[idempotent]
         fn drain(window_ms: u64) -> ();
         /// Its name and load, straight from the room (when membership does not list it).
+        #[idempotent]
         fn load() -> RoomLoad;
     }
 }

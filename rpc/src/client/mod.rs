@@ -1,10 +1,17 @@
-//! The client: one API over three strategies, with per-target flow control.
+//! The client: one API over three strategies, with per-target flow control, retries and
+//! hedging.
 
+mod attempt;
+pub(crate) mod attempts;
+mod budget;
 mod handshake;
+mod latency;
 mod limits;
 mod mux;
 mod redial;
+mod retry;
 mod slots;
+mod stats;
 mod strategy;
 
 use std::fmt;
@@ -15,16 +22,19 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use longlink_codec::rpc::{self as wire, Flags, Status};
+use longlink_codec::rpc as wire;
 use tower_service::Service;
 
+pub use self::budget::RetryBudget;
+pub use self::retry::{Hedge, RetryPolicy};
+pub use self::stats::ClientStats;
+
+use self::attempts::RetryState;
 use self::limits::{FlowControl, LimitsConfig};
 use self::redial::Redial;
 use self::slots::Slots;
-use crate::metrics::{CallHistograms, CallLatency};
-use crate::trace::{self, TraceContext};
-use crate::{DeadlinePhase, Request, RpcError};
-use tracing::Instrument;
+use crate::metrics::CallHistograms;
+use crate::{Request, RpcError};
 
 /// How a client carries calls to its target.
 ///
@@ -63,6 +73,7 @@ pub(crate) struct Config {
     pub(crate) ping_timeout: Duration,
     pub(crate) default_timeout: Option<Duration>,
     pub(crate) limits: LimitsConfig,
+    pub(crate) retry: RetryPolicy,
     /// `None`: plain TCP.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::TlsClient>,
@@ -82,6 +93,7 @@ impl Default for Config {
                 max_queued: 1024,
                 max_queue_wait: Duration::from_secs(1),
             },
+            retry: RetryPolicy::default(),
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -148,6 +160,16 @@ impl Builder {
     /// Deadline for calls that do not set one. Default none.
     pub fn default_timeout(mut self, timeout: Duration) -> Builder {
         self.config.default_timeout = Some(timeout);
+        self
+    }
+
+    /// How calls are retried and hedged, and the budget that caps both (shared by every
+    /// clone). Default [`RetryPolicy::default()`]: calls that provably did not run (and
+    /// [idempotent](Client::call_idempotent) ones after errors that say they may have) are
+    /// tried up to 3 times within 10% of the calls plus 10 a second; no hedging.
+    /// [`RetryPolicy::never()`] turns it all off.
+    pub fn retry(mut self, policy: RetryPolicy) -> Builder {
+        self.config.retry = policy;
         self
     }
 
@@ -226,6 +248,7 @@ impl Builder {
         Client {
             inner: Arc::new(Inner {
                 limits: FlowControl::new(self.config.limits),
+                retry: RetryState::new(self.config.retry),
                 addr: self.addr,
                 strategy: self.strategy,
                 config: self.config,
@@ -249,6 +272,7 @@ struct Inner {
     strategy: Strategy,
     config: Config,
     limits: FlowControl,
+    retry: RetryState,
     /// When the target may be dialled again, for every strategy.
     redial: Arc<Redial>,
     backend: Backend,
@@ -282,35 +306,6 @@ impl fmt::Debug for Client {
     }
 }
 
-/// A snapshot of a client's state.
-///
-/// ```
-/// let client = longlink_rpc::Client::new("127.0.0.1:7000");
-/// let stats = client.stats();
-/// assert_eq!((stats.in_flight, stats.overloaded), (0, 0));
-/// assert!(stats.latency.is_empty()); // a row per method once called
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ClientStats {
-    /// Calls holding an in-flight slot.
-    pub in_flight: usize,
-    /// Request bytes in flight.
-    pub in_flight_bytes: usize,
-    /// Calls waiting for a slot.
-    pub queued: usize,
-    /// Calls refused with `Overloaded`, in total.
-    pub overloaded: u64,
-    /// Open connections.
-    pub open_connections: usize,
-    /// Calls registered on multiplexed connections, awaiting an answer.
-    pub pending: usize,
-    /// Latency histograms per method — queue wait and round trip — by method id, the
-    /// `other` row last ([`metrics`](crate::metrics) says what is measured where). Shared
-    /// with other clients built with the same [`histograms`](Builder::histograms).
-    pub latency: Vec<CallLatency>,
-}
-
 impl Client {
     /// A builder for a client of `addr` (`host:port`, resolved at each connect).
     pub fn builder(addr: impl Into<String>) -> Builder {
@@ -337,25 +332,6 @@ impl Client {
         self.inner.limits.in_flight()
     }
 
-    /// The counters.
-    pub fn stats(&self) -> ClientStats {
-        let limits = &self.inner.limits;
-        let (open_connections, pending) = match &self.inner.backend {
-            Backend::Multiplexed(slots) => (slots.open(), slots.pending()),
-            Backend::Pooled(pool) => (pool.stats().open, 0),
-            Backend::Short => (0, 0),
-        };
-        ClientStats {
-            in_flight: limits.in_flight(),
-            in_flight_bytes: limits.in_flight_bytes(),
-            queued: limits.queued(),
-            overloaded: limits.overloaded.load(std::sync::atomic::Ordering::Relaxed),
-            open_connections,
-            pending,
-            latency: self.inner.histograms.snapshot(),
-        }
-    }
-
     /// The target's address.
     pub fn addr(&self) -> &str {
         &self.inner.addr
@@ -377,7 +353,8 @@ impl Client {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    /// Calls `method` with `body` (with the default timeout, if one is set).
+    /// Calls `method` with `body` (with the default timeout, if one is set). A failure that
+    /// proves the call did not run is retried as the [`RetryPolicy`] allows.
     pub async fn call(&self, method: u32, body: impl Into<Bytes>) -> Result<Bytes, RpcError> {
         self.call_request(Request {
             method,
@@ -388,9 +365,41 @@ impl Client {
         .await
     }
 
+    /// Calls `method`, which may run more than once with the same effect as once (a read,
+    /// a put of a whole value, a delete, an ACK): besides the retries of [`call`](Client::call),
+    /// it is retried after errors that say it *may* have run (`ConnectionLost { written:
+    /// true }`, a handler's retryable error), and hedged if the policy hedges.
+    ///
+    /// ```
+    /// use longlink_rpc::{Client, Request, Response, Server};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Server::builder().bind("127.0.0.1:0").await?;
+    /// let addr = server.local_addr().to_string();
+    /// let echo = tower::service_fn(|req: Request| async move { Ok::<_, std::convert::Infallible>(Response::ok(req.body)) });
+    /// tokio::spawn(server.serve(echo));
+    /// let client = Client::new(addr);
+    /// assert_eq!(client.call_idempotent(1, "read me").await?, "read me");
+    /// assert_eq!(client.stats().retries, 0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn call_idempotent(
+        &self,
+        method: u32,
+        body: impl Into<Bytes>,
+    ) -> Result<Bytes, RpcError> {
+        self.call_request_idempotent(Request {
+            method,
+            metadata: Default::default(),
+            body: body.into(),
+            deadline: self.deadline_or_default(None),
+        })
+        .await
+    }
+
     /// Calls `method` with `body`, giving up after `timeout`. The server is told the
     /// deadline, drops the request if it passes before dispatch, and abandons the handler
-    /// when it passes during.
+    /// when it passes during. Retries stay within the deadline.
     pub async fn call_timeout(
         &self,
         method: u32,
@@ -406,119 +415,34 @@ impl Client {
         .await
     }
 
-    /// Calls with a full [`Request`]. Inside a trace (a [`TraceContext`] is current) the
-    /// call is a new span of it: its `traceparent` goes in the metadata, and the call runs
-    /// in an `rpc.client` span.
-    ///
-    /// [`TraceContext`]: crate::trace::TraceContext
-    pub async fn call_request(&self, mut req: Request) -> Result<Bytes, RpcError> {
-        if let Some(parent) = TraceContext::current_or_span()
-            && req.metadata.get(trace::TRACEPARENT).is_none()
-        {
-            let (span, cx) = TraceContext::open(trace::Side::Client, req.method, &parent);
-            req.metadata = cx.inject(&req.metadata);
-            return self.call_untraced(req).instrument(span).await;
-        }
-        self.call_untraced(req).await
+    /// Calls with a full [`Request`] (its deadline as given: the default timeout is not
+    /// applied), retried when the error proves it did not run.
+    pub async fn call_request(&self, req: Request) -> Result<Bytes, RpcError> {
+        attempts::call(
+            &[self],
+            req.method,
+            req.metadata,
+            req.body,
+            req.deadline,
+            false,
+            None,
+        )
+        .await
     }
 
-    async fn call_untraced(&self, req: Request) -> Result<Bytes, RpcError> {
-        // A call refused locally returns without awaiting anything; a caller retrying in a
-        // loop would then never yield and starve the connection's reader (measured: zero
-        // goodput under overload). Spending tokio's coop budget makes it yield regularly.
-        tokio::task::coop::consume_budget().await;
-        let inner = &*self.inner;
-        let timings = inner.histograms.table.get(req.method);
-        let permit = inner
-            .limits
-            .acquire(req.body.len(), req.deadline, &timings.queue)
-            .await?;
-        // The round trip starts with the permit: the instant of a queued grant, else now.
-        let started = permit.granted_at.unwrap_or_else(Instant::now);
-        let answer = self.exchange(req).await;
-        // Answered (any status) or out of time waiting for it: the target's latency as
-        // this caller saw it. Failures before (unavailable, connection lost) say nothing
-        // about it; a dropped call never gets here.
-        if matches!(
-            answer,
-            Ok(_)
-                | Err(RpcError::DeadlineExceeded {
-                    phase: DeadlinePhase::InFlight
-                })
-        ) {
-            timings.run.record(started.elapsed());
-        }
-        drop(permit);
-        into_result(answer?)
-    }
-
-    /// Carries a call that holds its permit to the target, by the strategy, and waits
-    /// for its answer.
-    async fn exchange(&self, req: Request) -> Result<wire::Response, RpcError> {
-        let inner = &*self.inner;
-        match &inner.backend {
-            Backend::Multiplexed(slots) => {
-                let conn = match req.deadline {
-                    Some(at) => tokio::time::timeout_at(
-                        at.into(),
-                        slots.pick(&inner.addr, &inner.config, &inner.redial),
-                    )
-                    .await
-                    .map_err(|_| RpcError::DeadlineExceeded {
-                        phase: DeadlinePhase::Queued,
-                    })??,
-                    None => {
-                        slots
-                            .pick(&inner.addr, &inner.config, &inner.redial)
-                            .await?
-                    }
-                };
-                let relative = req
-                    .deadline
-                    .map(|at| at.saturating_duration_since(Instant::now()));
-                let call = conn.send(req.method, req.metadata, req.body, relative)?;
-                match req.deadline {
-                    Some(at) => tokio::time::timeout_at(at.into(), call.answer())
-                        .await
-                        .map_err(|_| RpcError::DeadlineExceeded {
-                            phase: DeadlinePhase::InFlight,
-                        })?,
-                    None => call.answer().await,
-                }
-            }
-            Backend::Pooled(pool) => strategy::pooled_call(pool, &inner.config, req).await,
-            Backend::Short => {
-                strategy::short_call(&inner.addr, &inner.config, &inner.redial, req).await
-            }
-        }
-    }
-}
-
-/// Turns a RESP into the caller's result.
-fn into_result(resp: wire::Response) -> Result<Bytes, RpcError> {
-    let message = || String::from_utf8_lossy(&resp.body).into_owned();
-    let not_processed = resp.flags.contains(Flags::NOT_PROCESSED);
-    match resp.status {
-        Status::OK => Ok(resp.body),
-        Status::REJECTED => Err(RpcError::Rejected {
-            retryable: resp.flags.contains(Flags::RETRYABLE),
-            message: message(),
-        }),
-        Status::DRAINING => Err(RpcError::Draining),
-        Status::DEADLINE_EXCEEDED => Err(RpcError::DeadlineExceeded {
-            phase: if not_processed {
-                DeadlinePhase::BeforeDispatch
-            } else {
-                DeadlinePhase::InHandler
-            },
-        }),
-        Status::CANCELLED => Err(RpcError::Cancelled),
-        status => Err(RpcError::Remote {
-            status: status.0,
-            message: message(),
-            not_processed,
-            retryable: resp.flags.contains(Flags::RETRYABLE),
-        }),
+    /// [`call_request`](Client::call_request) for an idempotent call (see
+    /// [`call_idempotent`](Client::call_idempotent)).
+    pub async fn call_request_idempotent(&self, req: Request) -> Result<Bytes, RpcError> {
+        attempts::call(
+            &[self],
+            req.method,
+            req.metadata,
+            req.body,
+            req.deadline,
+            true,
+            None,
+        )
+        .await
     }
 }
 

@@ -47,7 +47,8 @@ type Answer = Result<wire::Response, RpcError>;
 
 struct PendingCall {
     tx: oneshot::Sender<Answer>,
-    /// The request is in the socket (so a lost connection may have run it).
+    /// The request may be in the socket (so a lost connection may have run it): set
+    /// before the writer writes its frame, never after.
     written: bool,
 }
 
@@ -74,19 +75,31 @@ impl std::fmt::Debug for MuxConn {
     }
 }
 
+/// Keeps each pending call's `written` in step with the writer: set before its frame can
+/// reach the socket, cleared again if the write failed before the socket took the frame.
 struct MarkWritten(Arc<MuxConn>);
 
-impl WriteObserver for MarkWritten {
-    fn written(&mut self, ids: &[u64], _bytes: usize) {
+impl MarkWritten {
+    fn mark(&self, ids: &[u64], written: bool) {
         if ids.is_empty() {
             return;
         }
         let mut pending = self.0.pending.lock();
         for id in ids {
             if let Some(call) = pending.get_mut(id) {
-                call.written = true;
+                call.written = written;
             }
         }
+    }
+}
+
+impl WriteObserver for MarkWritten {
+    fn sending(&mut self, ids: &[u64]) {
+        self.mark(ids, true);
+    }
+
+    fn unsent(&mut self, ids: &[u64]) {
+        self.mark(ids, false);
     }
 }
 

@@ -78,7 +78,7 @@ impl ConnState {
 struct Written(Arc<Budget>);
 
 impl WriteObserver for Written {
-    fn written(&mut self, _ids: &[u64], bytes: usize) {
+    fn written(&mut self, bytes: usize) {
         let _ = self
             .0
             .queued_bytes

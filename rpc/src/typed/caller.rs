@@ -119,8 +119,26 @@ impl Caller {
         }
     }
 
-    /// Calls `method` with an encoded `body` under this caller's options.
+    /// Calls `method` with an encoded `body` under this caller's options; retried when the
+    /// error proves it did not run (the target's [`RetryPolicy`](crate::RetryPolicy)).
     pub async fn call(&self, method: u32, body: Bytes) -> Result<Bytes, RpcError> {
+        self.call_as(method, body, false).await
+    }
+
+    /// Calls an idempotent `method` (as `#[idempotent]` methods of
+    /// [`service!`](crate::service) do): also retried after errors that say it may have
+    /// run, and hedged if the policy hedges. See
+    /// [`Client::call_idempotent`](crate::Client::call_idempotent).
+    pub async fn call_idempotent(&self, method: u32, body: Bytes) -> Result<Bytes, RpcError> {
+        self.call_as(method, body, true).await
+    }
+
+    pub(crate) async fn call_as(
+        &self,
+        method: u32,
+        body: Bytes,
+        idempotent: bool,
+    ) -> Result<Bytes, RpcError> {
         let deadline = match self.deadline {
             Deadline::Default => None,
             Deadline::After(t) => Some(Instant::now() + t),
@@ -128,16 +146,23 @@ impl Caller {
         };
         match &self.route {
             Route::One(client) => {
-                client
-                    .call_request(Request {
-                        method,
-                        metadata: Default::default(),
-                        body,
-                        deadline: client.deadline_or_default(deadline),
-                    })
+                let request = Request {
+                    method,
+                    metadata: Default::default(),
+                    body,
+                    deadline: client.deadline_or_default(deadline),
+                };
+                if idempotent {
+                    client.call_request_idempotent(request).await
+                } else {
+                    client.call_request(request).await
+                }
+            }
+            Route::Many(balancer) => {
+                balancer
+                    .call_with(method, body, deadline, self.key, idempotent)
                     .await
             }
-            Route::Many(balancer) => balancer.call_with(method, body, deadline, self.key).await,
         }
     }
 }

@@ -11,12 +11,28 @@
 ///     pub mod accounts {
 ///         /// Moves `cents` from one account to another; answers the new balances.
 ///         fn transfer(from: u64, to: u64, cents: i64) -> (i64, i64);
-///         /// Closes an account (no answer).
+///         /// An account's balance: a read, so running it twice does no harm.
+///         #[idempotent]
+///         fn balance(id: u64) -> i64;
+///         /// Closes an account (no answer). Closing a closed account changes nothing.
+///         #[idempotent]
 ///         fn close(id: u64);
 ///     }
 /// }
-/// # fn main() {}
+/// fn main() {
+///     assert!(accounts::methods::is_idempotent(accounts::methods::balance));
+///     assert!(!accounts::methods::is_idempotent(accounts::methods::transfer));
+/// }
 /// ```
+///
+/// **`#[idempotent]`** (among a method's attributes, in any order) says that running the
+/// method twice has the same effect as running it once: a read, a put of a whole value, a
+/// delete, an ACK of ids. Every call is retried when its error proves it did not run; an
+/// idempotent one is also retried after errors that say it *may* have run (the connection
+/// broke after the request was written, the handler failed with a retryable error) and is
+/// hedged when the client's [`RetryPolicy`](crate::RetryPolicy) hedges. Leave it off a
+/// method that adds, sends or counts: a retry of `transfer` after a lost connection could
+/// move the money twice. `methods::is_idempotent(id)` answers for each method id.
 ///
 /// Each method takes named arguments (any number, `serde` types) and answers one type (`()`
 /// when the arrow is left out). On the wire the arguments travel as one postcard tuple, and
@@ -36,6 +52,19 @@
 /// }
 /// # fn main() {}
 /// ```
+///
+/// and so is an attribute with no method after it
+/// (``service!: `#[idempotent]` at the end, with no method after it``):
+///
+/// ```compile_fail
+/// longlink_rpc::service! {
+///     pub mod profiles {
+///         fn get(id: u64) -> String;
+///         #[idempotent]
+///     }
+/// }
+/// # fn main() {}
+/// ```
 #[macro_export]
 macro_rules! service {
     (
@@ -44,7 +73,7 @@ macro_rules! service {
             $($body:tt)*
         }
     ) => {
-        $crate::__service! { @parse [$(#[$meta])*] [$vis] $name [] $($body)* }
+        $crate::__service! { @parse [$(#[$meta])*] [$vis] $name [] [] [false] $($body)* }
     };
     ($($other:tt)*) => {
         ::std::compile_error!(
@@ -53,30 +82,44 @@ macro_rules! service {
     };
 }
 
-/// The parts of `service!`: a muncher that reads one method at a time (so a misuse gets
-/// a message naming the method), then the expansion.
+/// The parts of `service!`: a muncher that reads one method at a time — its attributes
+/// one by one (taking `#[idempotent]` out), then its signature — so a misuse gets a message
+/// naming the method; then the expansion. While a method is read, `[$($attrs)*]` holds the
+/// attributes kept so far and `[$idem]` whether it was marked idempotent.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __service {
+    // `#[idempotent]`: ours, not passed on.
+    (@parse $meta:tt $vis:tt $name:ident [$($done:tt)*] [$($attrs:tt)*] [$idem:tt]
+        #[idempotent] $($rest:tt)*
+    ) => {
+        $crate::__service! { @parse $meta $vis $name [$($done)*] [$($attrs)*] [true] $($rest)* }
+    };
+    // Any other attribute (doc comments included) goes on the generated methods.
+    (@parse $meta:tt $vis:tt $name:ident [$($done:tt)*] [$($attrs:tt)*] [$idem:tt]
+        #[$m:meta] $($rest:tt)*
+    ) => {
+        $crate::__service! { @parse $meta $vis $name [$($done)*] [$($attrs)* #[$m]] [$idem] $($rest)* }
+    };
     // A method with an answer type.
-    (@parse $meta:tt $vis:tt $name:ident [$($done:tt)*]
-        $(#[$m:meta])* fn $method:ident ( $($arg:ident : $ty:ty),* $(,)? ) -> $resp:ty ;
+    (@parse $meta:tt $vis:tt $name:ident [$($done:tt)*] [$($attrs:tt)*] [$idem:tt]
+        fn $method:ident ( $($arg:ident : $ty:ty),* $(,)? ) -> $resp:ty ;
         $($rest:tt)*
     ) => {
         $crate::__service! { @parse $meta $vis $name
-            [$($done)* { [$(#[$m])*] $method [$($arg : $ty),*] [$resp] }] $($rest)* }
+            [$($done)* { [$($attrs)*] [$idem] $method [$($arg : $ty),*] [$resp] }] [] [false] $($rest)* }
     };
     // A method without one: it answers `()`.
-    (@parse $meta:tt $vis:tt $name:ident [$($done:tt)*]
-        $(#[$m:meta])* fn $method:ident ( $($arg:ident : $ty:ty),* $(,)? ) ;
+    (@parse $meta:tt $vis:tt $name:ident [$($done:tt)*] [$($attrs:tt)*] [$idem:tt]
+        fn $method:ident ( $($arg:ident : $ty:ty),* $(,)? ) ;
         $($rest:tt)*
     ) => {
         $crate::__service! { @parse $meta $vis $name
-            [$($done)* { [$(#[$m])*] $method [$($arg : $ty),*] [()] }] $($rest)* }
+            [$($done)* { [$($attrs)*] [$idem] $method [$($arg : $ty),*] [()] }] [] [false] $($rest)* }
     };
     // `fn put(u64, Profile)`: types without names.
-    (@parse $meta:tt $vis:tt $name:ident [$($done:tt)*]
-        $(#[$m:meta])* fn $method:ident ( $($args:tt)* ) $($rest:tt)*
+    (@parse $meta:tt $vis:tt $name:ident [$($done:tt)*] [$($attrs:tt)*] [$idem:tt]
+        fn $method:ident ( $($args:tt)* ) $($rest:tt)*
     ) => {
         ::std::compile_error!(::std::concat!(
             "service!: the arguments of `", ::std::stringify!($method),
@@ -86,15 +129,22 @@ macro_rules! __service {
         ));
     };
     // Anything else where a method should be.
-    (@parse $meta:tt $vis:tt $name:ident [$($done:tt)*] $($rest:tt)+) => {
+    (@parse $meta:tt $vis:tt $name:ident [$($done:tt)*] [$($attrs:tt)*] [$idem:tt] $($rest:tt)+) => {
         ::std::compile_error!(::std::concat!(
             "service!: expected a method `fn name(arg: Type, ...) -> Answer;`, found `",
             ::std::stringify!($($rest)+), "`"
         ));
     };
+    // Attributes left with no method after them.
+    (@parse $meta:tt $vis:tt $name:ident [$($done:tt)*] [$($attrs:tt)+] [$idem:tt]) => {
+        ::std::compile_error!("service!: attributes at the end, with no method after them");
+    };
+    (@parse $meta:tt $vis:tt $name:ident [$($done:tt)*] [] [true]) => {
+        ::std::compile_error!("service!: `#[idempotent]` at the end, with no method after it");
+    };
     // Every method read: the expansion.
     (@parse [$($meta:tt)*] [$vis:vis] $name:ident
-        [$({ [$($m:tt)*] $method:ident [$($arg:ident : $ty:ty),*] [$resp:ty] })*]
+        [$({ [$($m:tt)*] [$idem:tt] $method:ident [$($arg:ident : $ty:ty),*] [$resp:ty] })*] [] [false]
     ) => {
         $($meta)*
         $vis mod $name {
@@ -108,6 +158,16 @@ macro_rules! __service {
                     #[doc = ::std::concat!("Id of `", ::std::stringify!($name), ".", ::std::stringify!($method), "`.")]
                     pub const $method: u32 = $crate::method_id(::std::concat!(::std::stringify!($name), ".", ::std::stringify!($method)));
                 )*
+
+                /// Whether the method with this id was declared `#[idempotent]`.
+                pub const fn is_idempotent(method: u32) -> bool {
+                    $(
+                        if method == $method {
+                            return $idem;
+                        }
+                    )*
+                    false
+                }
             }
 
             /// Each method's id and name (`"module.method"`), for the latency histograms'
@@ -162,9 +222,10 @@ macro_rules! __service {
 
                 $(
                     $($m)*
+                    #[doc = $crate::__service_idempotent_doc!($idem)]
                     pub async fn $method(&self, $($arg: $ty),*) -> ::std::result::Result<$resp, $crate::RpcError> {
                         let body = $crate::typed::__private::encode(&($(&$arg,)*))?;
-                        let answer = self.caller.call(methods::$method, body).await?;
+                        let answer = $crate::typed::__private::call(&self.caller, methods::$method, body, $idem).await?;
                         $crate::typed::__private::decode_answer(&answer)
                     }
                 )*
@@ -223,5 +284,18 @@ macro_rules! __service {
                 }
             }
         }
+    };
+}
+
+/// The line a client method's documentation gains when it is idempotent.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __service_idempotent_doc {
+    (true) => {
+        "\n\nIdempotent: also retried after errors that say it may have run, and hedged when \
+         the client's `RetryPolicy` hedges."
+    };
+    (false) => {
+        ""
     };
 }

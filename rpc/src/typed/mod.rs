@@ -11,9 +11,11 @@
 //!     pub mod profiles {
 //!         /// Stores a profile; answers the previous name.
 //!         fn put(id: u64, name: String) -> Option<String>;
-//!         /// A profile's name.
+//!         /// A profile's name (a read: retried even after it may have run).
+//!         #[idempotent]
 //!         fn get(id: u64) -> Option<String>;
 //!         /// How many profiles there are (no arguments).
+//!         #[idempotent]
 //!         fn count() -> u64;
 //!     }
 //! }
@@ -94,12 +96,22 @@ pub mod __private {
     pub use postcard;
     pub use tower_service::Service;
 
+    use crate::typed::Caller;
     use crate::{Request, Response, RpcError, ServiceError, Status};
 
     /// Names a service's methods for the latency histograms (unless the program named
     /// them otherwise).
     pub fn name_methods(names: &[(u32, &'static str)]) {
         crate::metrics::name_methods_if_unnamed(names);
+    }
+
+    pub async fn call(
+        caller: &Caller,
+        method: u32,
+        body: Bytes,
+        idempotent: bool,
+    ) -> Result<Bytes, RpcError> {
+        caller.call_as(method, body, idempotent).await
     }
 
     pub fn encode<T: serde::Serialize>(value: &T) -> Result<Bytes, RpcError> {

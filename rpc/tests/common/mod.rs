@@ -1,6 +1,7 @@
 //! Test servers and services over real sockets on 127.0.0.1.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod script;
 #[cfg(feature = "tls")]
 pub mod tls;
 
