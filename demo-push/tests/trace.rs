@@ -40,13 +40,17 @@ mod cluster {
         let status = response.status();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-        let (_, text) = tokio::time::timeout(WAIT, message(&mut alice)).await.unwrap();
+        let (_, text) = tokio::time::timeout(WAIT, message(&mut alice))
+            .await
+            .unwrap();
         assert_eq!(text, "traced");
 
         // An untraced push leaves no trace id behind.
         s.push("unicast", json!({"uid": "alice", "body": "plain"}))
             .await;
-        let _ = tokio::time::timeout(WAIT, message(&mut alice)).await.unwrap();
+        let _ = tokio::time::timeout(WAIT, message(&mut alice))
+            .await
+            .unwrap();
 
         let traced = |name: &str| {
             s.log_of(name)

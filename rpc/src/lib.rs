@@ -9,18 +9,21 @@
 
 mod balance;
 pub mod client;
+mod compression;
 mod error;
 mod request;
 pub mod server;
 mod stream;
-pub mod trace;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod trace;
 pub mod typed;
 mod wire;
 
 pub use balance::Balancer;
 pub use client::{Builder as ClientBuilder, Client, ClientStats, Strategy};
+#[cfg(feature = "compression")]
+pub use compression::{Compression, CompressionStats};
 pub use error::{DeadlinePhase, OverloadScope, RpcError};
 pub use request::{Flags, Metadata, MetadataError, Request, Response, Status, method_id};
 pub use server::{Builder as ServerBuilder, Server, ServerHandle, ServerStats};

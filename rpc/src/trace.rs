@@ -255,7 +255,10 @@ mod tests {
         }
         // A later version may add fields after a dash.
         let v1 = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-ever";
-        assert_eq!(TraceContext::parse(v1).unwrap().span_id(), "00f067aa0ba902b7");
+        assert_eq!(
+            TraceContext::parse(v1).unwrap().span_id(),
+            "00f067aa0ba902b7"
+        );
     }
 
     #[test]

@@ -172,7 +172,11 @@ pub(crate) fn wire_len(message: &Message, codec: &RpcCodec) -> usize {
             let first = 10 + r.metadata.as_bytes().len();
             let chunk = codec
                 .get_max_chunk_bytes()
-                .min(codec.get_max_frame_bytes().saturating_sub(10 + r.metadata.as_bytes().len()))
+                .min(
+                    codec
+                        .get_max_frame_bytes()
+                        .saturating_sub(10 + r.metadata.as_bytes().len()),
+                )
                 .max(1);
             let rest_chunk = codec
                 .get_max_chunk_bytes()
@@ -183,7 +187,8 @@ pub(crate) fn wire_len(message: &Message, codec: &RpcCodec) -> usize {
             return frames * HEADER_LEN + first + r.body.len();
         }
         Message::Response(r) => (2, r.body.len()),
-        Message::Hello(_) | Message::HelloAck(_) | Message::GoAway { .. } => return HEADER_LEN + 8,
+        Message::Hello(_) | Message::HelloAck(_) => return HEADER_LEN + 12,
+        Message::GoAway { .. } => return HEADER_LEN + 8,
         Message::Credit { .. } => return HEADER_LEN + 4,
         Message::Error(e) => return HEADER_LEN + 2 + e.message.len(),
         Message::Cancel { .. } | Message::Ping { .. } | Message::Pong { .. } => return HEADER_LEN,

@@ -298,6 +298,7 @@ async fn silent_peer_is_detected_by_the_heartbeat() {
                 Message::HelloAck(Hello {
                     max_frame_bytes: 1 << 20,
                     max_in_flight: 100,
+                    features: Default::default(),
                 }),
                 &mut out,
             )

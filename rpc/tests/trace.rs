@@ -61,7 +61,11 @@ async fn a_call_inside_a_trace_reaches_the_handler_as_a_child_span() {
     let sighting = seen.lock()[0].clone();
     let sent = TraceContext::parse(sighting.metadata.get_str(TRACEPARENT).unwrap()).unwrap();
     assert_eq!(sent.trace_id(), root.trace_id(), "the same trace");
-    assert_ne!(sent.span_id(), root.span_id(), "the call is a span of its own");
+    assert_ne!(
+        sent.span_id(),
+        root.span_id(),
+        "the call is a span of its own"
+    );
     let server = sighting.current.expect("the handler runs inside the trace");
     assert_eq!(server.trace_id(), root.trace_id());
     assert_eq!(server.parent_span_id(), Some(sent.span_id()));
@@ -94,7 +98,11 @@ async fn metadata_reaches_the_handler_with_every_strategy_and_a_chunked_body() {
         let client = Client::builder(addr.clone()).strategy(strategy).build();
         for body in [Bytes::from_static(b"small"), big.clone()] {
             let req = Request::new(1, body.clone()).with_metadata(meta.clone());
-            assert_eq!(client.call_request(req).await.unwrap(), body, "{strategy:?}");
+            assert_eq!(
+                client.call_request(req).await.unwrap(),
+                body,
+                "{strategy:?}"
+            );
         }
     }
     let seen = seen.lock();
@@ -120,7 +128,11 @@ async fn a_handler_calling_onward_continues_the_trace() {
     let onward_call =
         TraceContext::parse(back_sighting.metadata.get_str(TRACEPARENT).unwrap()).unwrap();
     let back = back_sighting.current.unwrap();
-    assert_eq!(back.trace_id(), root.trace_id(), "one trace across two hops");
+    assert_eq!(
+        back.trace_id(),
+        root.trace_id(),
+        "one trace across two hops"
+    );
     // root → front's client span → front's server span → its onward client span → back.
     assert_eq!(back.parent_span_id(), Some(onward_call.span_id()));
     assert_ne!(onward_call.span_id(), front.span_id());
@@ -170,7 +182,10 @@ async fn a_malformed_metadata_section_closes_that_connection_with_an_error() {
         if let Some(message) = codec.decode(&mut buf).unwrap() {
             break message;
         }
-        assert!(stream.read_buf(&mut buf).await.unwrap() > 0, "closed silently");
+        assert!(
+            stream.read_buf(&mut buf).await.unwrap() > 0,
+            "closed silently"
+        );
     };
     match error {
         Message::Error(e) => {

@@ -224,7 +224,10 @@ mod tests {
     #[test]
     fn a_built_section_reads_back_entry_by_entry() {
         let mut b = Metadata::builder();
-        b.insert("a", b"1").unwrap().insert("b.c", [0u8, 255]).unwrap();
+        b.insert("a", b"1")
+            .unwrap()
+            .insert("b.c", [0u8, 255])
+            .unwrap();
         b.insert("a", "second").unwrap();
         let meta = b.build();
         let again = Metadata::from_wire(Bytes::copy_from_slice(meta.as_bytes())).unwrap();
@@ -245,14 +248,17 @@ mod tests {
     #[test]
     fn a_cut_or_badly_keyed_section_is_malformed() {
         for bad in [
-            &[3u8, b'a', b'b'][..],             // key cut
-            &[1, b'a', 0, 5, b'x'][..],         // value cut
-            &[1, b'A', 0, 0][..],               // uppercase key
-            &[0, 0, 0][..],                     // empty key
-            &[1, b'a', 0][..],                  // value length cut
+            &[3u8, b'a', b'b'][..],     // key cut
+            &[1, b'a', 0, 5, b'x'][..], // value cut
+            &[1, b'A', 0, 0][..],       // uppercase key
+            &[0, 0, 0][..],             // empty key
+            &[1, b'a', 0][..],          // value length cut
         ] {
             let err = Metadata::from_wire(Bytes::copy_from_slice(bad)).unwrap_err();
-            assert!(matches!(err, CodecError::Malformed { .. }), "{bad:?}: {err}");
+            assert!(
+                matches!(err, CodecError::Malformed { .. }),
+                "{bad:?}: {err}"
+            );
         }
     }
 }

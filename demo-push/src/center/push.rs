@@ -6,10 +6,10 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use longlink_rpc::trace::TraceContext;
-use tracing::Instrument;
 use longlink_codec::push::{DeliveryMode, Payload};
+use longlink_rpc::trace::TraceContext;
 use serde::Deserialize;
+use tracing::Instrument;
 
 use super::{ApiError, ApiJson, AppKey, CenterState};
 use crate::model::Target;
