@@ -7,8 +7,9 @@
 #    systemd on these machines). Headless Chromium and its WebDriver (Debian `chromium`,
 #    `chromium-driver`) for the push web page's browser test.
 # 2. cargo fmt --check, cargo clippy -D warnings, each cargo feature of longlink-pool
-#    alone, longlink-rpc without and with its `tls` feature (clippy and tests), then every
-#    test (cargo nextest, or cargo test where nextest is absent) and the doctests.
+#    alone, longlink-rpc without and with its `tls` and `compression` features (clippy and
+#    tests), then every test (cargo nextest, or cargo test where nextest is absent) and the
+#    doctests.
 #
 # Idempotent and non-interactive. Exits non-zero on the first failing step.
 # CARGO_TARGET_DIR defaults to a cache outside the clone so repeated runs reuse artifacts.
@@ -125,25 +126,30 @@ cargo check -p longlink-pool --locked --no-default-features
 for feature in mysql postgres sqlite bb8 deadpool; do
   cargo check -p longlink-pool --locked --no-default-features --features "$feature"
 done
-# longlink-rpc alone, without and with `tls` (in the workspace build longlink-push turns
-# `tls` on, so the plain build is checked only here).
+# longlink-rpc alone, without and with `tls` and `compression` (in the workspace build
+# longlink-push turns `tls` on and the benches `compression`, so the plain build is checked
+# only here).
 cargo clippy -p longlink-rpc --locked --all-targets -- -D warnings
 cargo clippy -p longlink-rpc --locked --all-targets --features tls -- -D warnings
+cargo clippy -p longlink-rpc --locked --all-targets --features compression,tls -- -D warnings
 
 log "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --profile ci
   cargo nextest run -p longlink-rpc --locked --profile ci
   cargo nextest run -p longlink-rpc --locked --profile ci --features tls
+  cargo nextest run -p longlink-rpc --locked --profile ci --features compression
 else
   cargo test --workspace --locked --lib --bins --tests
   cargo test -p longlink-rpc --locked --lib --tests
   cargo test -p longlink-rpc --locked --lib --tests --features tls
+  cargo test -p longlink-rpc --locked --lib --tests --features compression
 fi
 
 log "doctests"
 cargo test --workspace --locked --doc
 cargo test -p longlink-rpc --locked --doc --features tls
+cargo test -p longlink-rpc --locked --doc --features compression
 
 log "rustdoc (broken links are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
