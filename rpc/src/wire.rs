@@ -200,3 +200,50 @@ pub(crate) fn wire_len(message: &Message, codec: &RpcCodec) -> usize {
     let frames = body.div_ceil(chunk).max(1);
     frames * HEADER_LEN + prefix + body
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::{Bytes, BytesMut};
+    use longlink_codec::rpc::{Features, Flags, Hello, Metadata, Request, Response, Status};
+    use tokio_util::codec::Encoder;
+
+    use super::*;
+
+    #[test]
+    fn wire_len_is_what_the_codec_writes() {
+        let mut meta = Metadata::builder();
+        meta.insert("traceparent", "00-01").unwrap();
+        let meta = meta.build();
+        let hello = Hello {
+            max_frame_bytes: 1 << 20,
+            max_in_flight: 8,
+            features: Features::ZSTD,
+        };
+        let messages = [
+            Message::Hello(hello),
+            Message::HelloAck(hello),
+            Message::GoAway { last_id: 3 },
+            Message::Request(Request {
+                id: 1,
+                deadline: None,
+                method: 2,
+                metadata: meta,
+                compressed: true,
+                body: Bytes::from(vec![1u8; 200_000]),
+            }),
+            Message::Response(Response {
+                id: 1,
+                status: Status::OK,
+                flags: Flags::COMPRESSED,
+                body: Bytes::from(vec![1u8; 200_000]),
+            }),
+        ];
+        let mut codec = RpcCodec::new();
+        for message in messages {
+            let mut wire = BytesMut::new();
+            let expected = wire_len(&message, &codec);
+            codec.encode(message.clone(), &mut wire).unwrap();
+            assert_eq!(wire.len(), expected, "{:?}", message.kind());
+        }
+    }
+}
