@@ -247,7 +247,7 @@ fn hello_carries_features_in_twelve_bytes_and_an_old_eight_byte_hello_reads_as_n
         }))
     );
     // A later peer's longer HELLO: the bytes after the features are reserved, and skipped.
-    let mut later = BytesMut::from(&expected[..]);
+    let mut later = BytesMut::from(expected);
     later[3] = 16;
     later.extend_from_slice(&[9, 9, 9, 9]);
     later.extend_from_slice(&[0, 0, 0, 0, 1, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7]); // PING 7
