@@ -7,8 +7,9 @@
 #    systemd on these machines). Headless Chromium and its WebDriver (Debian `chromium`,
 #    `chromium-driver`) for the push web page's browser test.
 # 2. cargo fmt --check, cargo clippy -D warnings, each cargo feature of longlink-pool
-#    alone, longlink-rpc without and with its `tls` feature (clippy and tests), then every
-#    test (cargo nextest, or cargo test where nextest is absent) and the doctests.
+#    alone, longlink-rpc without and with its `tls` and `compression` features (clippy and
+#    tests), then every test (cargo nextest, or cargo test where nextest is absent) and the
+#    doctests.
 #
 # Idempotent and non-interactive. Exits non-zero on the first failing step.
 # CARGO_TARGET_DIR defaults to a cache outside the clone so repeated runs reuse artifacts.
@@ -126,9 +127,9 @@ for feature in mysql postgres sqlite bb8 deadpool; do
   cargo check -p longlink-pool --locked --no-default-features --features "$feature"
 done
 # longlink-rpc alone, without and with each feature (in the workspace build longlink-push
-# turns `tls` on, so the plain build is checked only here); its tests run once plain and
-# once with every feature.
-RPC_FEATURES="tls,opentelemetry"
+# turns `tls` on and the benches `compression`, so the plain build is checked only here);
+# its tests run once plain and once with every feature.
+RPC_FEATURES="tls,opentelemetry,compression"
 cargo clippy -p longlink-rpc --locked --all-targets -- -D warnings
 for feature in ${RPC_FEATURES//,/ }; do
   cargo clippy -p longlink-rpc --locked --all-targets --features "$feature" -- -D warnings

@@ -41,6 +41,7 @@ fn rpc_frames(c: &mut Criterion) {
                     deadline: None,
                     method: 1,
                     metadata: Default::default(),
+                    compressed: false,
                     body: body.clone(),
                 });
                 codec.encode(req, &mut buf).unwrap();

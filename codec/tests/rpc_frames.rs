@@ -6,8 +6,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use longlink_codec::CodecError;
 use longlink_codec::rpc::{
-    ChunkedMessage, ErrorCode, ErrorFrame, Flags, Hello, Kind, Message, Metadata, Request,
-    Response, RpcCodec, RpcFrame, RpcFrameCodec, Status,
+    ChunkedMessage, ErrorCode, ErrorFrame, Features, Flags, Hello, Kind, Message, Metadata,
+    Request, Response, RpcCodec, RpcFrame, RpcFrameCodec, Status,
 };
 use proptest::prelude::*;
 use tokio_util::codec::{Decoder, Encoder, FramedRead};
@@ -27,9 +27,10 @@ fn arb_metadata() -> impl Strategy<Value = Metadata> {
 }
 
 fn arb_message() -> impl Strategy<Value = Message> {
-    let hello = (any::<u32>(), any::<u32>()).prop_map(|(f, n)| Hello {
+    let hello = (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(f, n, features)| Hello {
         max_frame_bytes: f,
         max_in_flight: n,
+        features: Features::from_bits(features),
     });
     prop_oneof![
         hello.clone().prop_map(Message::Hello),
@@ -39,23 +40,26 @@ fn arb_message() -> impl Strategy<Value = Message> {
             prop::option::of(1u32..),
             any::<u32>(),
             arb_metadata(),
+            any::<bool>(),
             arb_body(3000)
         )
-            .prop_map(|(id, us, method, metadata, body)| {
+            .prop_map(|(id, us, method, metadata, compressed, body)| {
                 Message::Request(Request {
                     id,
                     deadline: us.map(|us| Duration::from_micros(us.into())),
                     method,
                     metadata,
+                    compressed,
                     body,
                 })
             }),
-        (any::<u64>(), any::<u16>(), 0u16..4, arb_body(3000)).prop_map(
+        (any::<u64>(), any::<u16>(), 0u16..8, arb_body(3000)).prop_map(
             |(id, status, flags, body)| {
                 Message::Response(Response {
                     id,
                     status: Status(status),
-                    flags: Flags::from_bits(flags << 1),
+                    // RETRYABLE (2), NOT_PROCESSED (4), COMPRESSED (16) in any combination.
+                    flags: Flags::from_bits((flags & 3) << 1 | (flags & 4) << 2),
                     body,
                 })
             }
@@ -119,6 +123,7 @@ fn request_frame_has_exact_wire_bytes() {
         deadline: Some(Duration::from_millis(2)),
         method: 9,
         metadata: Default::default(),
+        compressed: false,
         body: Bytes::from_static(b"ab"),
     });
     let mut wire = BytesMut::new();
@@ -146,6 +151,7 @@ fn request_with_metadata_has_exact_wire_bytes() {
         deadline: None,
         method: 9,
         metadata: meta.build(),
+        compressed: false,
         body: Bytes::from_static(b"ab"),
     });
     let mut wire = BytesMut::new();
@@ -179,6 +185,7 @@ fn metadata_rides_in_the_first_chunk_only_and_a_continuation_claiming_it_is_refu
         deadline: None,
         method: 1,
         metadata: meta.build(),
+        compressed: false,
         body: Bytes::from(vec![5u8; 250]),
     });
     let codec = || RpcCodec::new().max_chunk_bytes(100);
@@ -206,6 +213,163 @@ fn metadata_rides_in_the_first_chunk_only_and_a_continuation_claiming_it_is_refu
 }
 
 #[test]
+fn hello_carries_features_in_twelve_bytes_and_an_old_eight_byte_hello_reads_as_none() {
+    let hello = Hello {
+        max_frame_bytes: 0x0010_0000,
+        max_in_flight: 256,
+        features: Features::ZSTD,
+    };
+    let mut wire = BytesMut::new();
+    RpcCodec::new()
+        .encode(Message::HelloAck(hello), &mut wire)
+        .unwrap();
+    #[rustfmt::skip]
+    let expected: &[u8] = &[
+        0, 0, 0, 12, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // header: 12 bytes, HELLO_ACK
+        0, 0x10, 0, 0,                                     // max_frame_bytes
+        0, 0, 1, 0,                                        // max_in_flight
+        0, 0, 0, 1,                                        // features: ZSTD
+    ];
+    assert_eq!(&wire[..], expected);
+    assert_eq!(
+        RpcCodec::new().decode(&mut wire).unwrap(),
+        Some(Message::HelloAck(hello))
+    );
+
+    // A peer from before the field: 8 bytes, no features.
+    let mut old = BytesMut::from(&expected[..24]);
+    old[3] = 8;
+    assert_eq!(
+        RpcCodec::new().decode(&mut old).unwrap(),
+        Some(Message::HelloAck(Hello {
+            features: Features::NONE,
+            ..hello
+        }))
+    );
+    // A later peer's longer HELLO: the bytes after the features are reserved, and skipped.
+    let mut later = BytesMut::from(expected);
+    later[3] = 16;
+    later.extend_from_slice(&[9, 9, 9, 9]);
+    later.extend_from_slice(&[0, 0, 0, 0, 1, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7]); // PING 7
+    let mut codec = RpcCodec::new();
+    assert_eq!(
+        codec.decode(&mut later).unwrap(),
+        Some(Message::HelloAck(hello))
+    );
+    assert_eq!(
+        codec.decode(&mut later).unwrap(),
+        Some(Message::Ping { id: 7 })
+    );
+}
+
+#[test]
+fn compressed_request_and_response_have_exact_wire_bytes() {
+    let req = Message::Request(Request {
+        id: 2,
+        deadline: None,
+        method: 9,
+        metadata: Default::default(),
+        compressed: true,
+        body: Bytes::from_static(b"zz"),
+    });
+    let mut wire = BytesMut::new();
+    RpcCodec::new().encode(req.clone(), &mut wire).unwrap();
+    #[rustfmt::skip]
+    let expected: &[u8] = &[
+        0, 0, 0, 10, 1, 3, 0, 16, 0, 0, 0, 0, 0, 0, 0, 2, // REQ flagged COMPRESSED
+        0, 0, 0, 0, 0, 0, 0, 9, b'z', b'z',
+    ];
+    assert_eq!(&wire[..], expected);
+    assert_eq!(RpcCodec::new().decode(&mut wire).unwrap(), Some(req));
+
+    let resp = Message::Response(Response {
+        id: 2,
+        status: Status::OK,
+        flags: Flags::COMPRESSED,
+        body: Bytes::from_static(b"zz"),
+    });
+    let mut wire = BytesMut::new();
+    RpcCodec::new().encode(resp.clone(), &mut wire).unwrap();
+    assert_eq!(
+        &wire[..],
+        &[
+            0, 0, 0, 4, 1, 4, 0, 16, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, b'z', b'z'
+        ]
+    );
+    assert_eq!(RpcCodec::new().decode(&mut wire).unwrap(), Some(resp));
+    assert_eq!(
+        format!("{:?}", Flags::COMPRESSED | Flags::METADATA),
+        "Flags(METADATA | COMPRESSED)"
+    );
+}
+
+#[test]
+fn compressed_rides_in_the_first_chunk_only_and_a_continuation_claiming_it_is_refused() {
+    let mut meta = Metadata::builder();
+    meta.insert("k", "v").unwrap();
+    let meta = meta.build();
+    for (kind, message) in [
+        (
+            Kind::Request,
+            Message::Request(Request {
+                id: 6,
+                deadline: None,
+                method: 1,
+                metadata: meta.clone(),
+                compressed: true,
+                body: Bytes::from(vec![3u8; 250]),
+            }),
+        ),
+        (
+            Kind::Response,
+            Message::Response(Response {
+                id: 6,
+                status: Status::OK,
+                flags: Flags::COMPRESSED | Flags::RETRYABLE,
+                body: Bytes::from(vec![3u8; 250]),
+            }),
+        ),
+    ] {
+        let codec = || RpcCodec::new().max_chunk_bytes(100);
+        let mut wire = BytesMut::new();
+        codec().encode(message.clone(), &mut wire).unwrap();
+        let mut copy = wire.clone();
+        let mut flags = Vec::new();
+        let mut frames = RpcFrameCodec::new();
+        while let Some(frame) = frames.decode(&mut copy).unwrap() {
+            assert_eq!(frame.kind, kind);
+            flags.push(frame.flags);
+        }
+        assert_eq!(flags.len(), 3, "{kind}");
+        assert!(flags[0].contains(Flags::COMPRESSED | Flags::MORE), "{kind}");
+        assert!(!flags[1].contains(Flags::COMPRESSED), "{kind}");
+        assert!(!flags[2].contains(Flags::COMPRESSED), "{kind}");
+        assert_eq!(codec().decode(&mut wire.clone()).unwrap(), Some(message));
+
+        // A continuation flagged COMPRESSED is not a continuation this codec wrote.
+        let first_len = 16 + u32::from_be_bytes(wire[..4].try_into().unwrap()) as usize;
+        wire[first_len + 7] |= 16;
+        let err = codec().decode(&mut wire).unwrap_err();
+        assert!(matches!(err, CodecError::UnexpectedChunk { .. }), "{err}");
+    }
+}
+
+#[test]
+fn compressed_is_refused_on_kinds_that_do_not_carry_a_payload() {
+    // COMPRESSED on a PING, a CANCEL and a HELLO.
+    for kind in [6u8, 5, 1] {
+        let mut src = BytesMut::from(&[0, 0, 0, 0, 1, kind, 0, 16, 0, 0, 0, 0, 0, 0, 0, 1][..]);
+        assert!(
+            matches!(
+                RpcCodec::new().decode(&mut src),
+                Err(CodecError::BadFlags { flags: 16, .. })
+            ),
+            "kind {kind}"
+        );
+    }
+}
+
+#[test]
 fn response_flags_and_status_have_exact_wire_bytes() {
     let resp = Message::Response(Response {
         id: 5,
@@ -228,6 +392,7 @@ fn sub_microsecond_deadline_is_sent_as_one_microsecond_not_none() {
         deadline: Some(Duration::from_nanos(10)),
         method: 0,
         metadata: Default::default(),
+        compressed: false,
         body: Bytes::new(),
     });
     let mut codec = RpcCodec::new();
@@ -244,12 +409,14 @@ fn frame_split_at_every_byte_offset_decodes_the_same() {
         Message::Hello(Hello {
             max_frame_bytes: 1 << 20,
             max_in_flight: 100,
+            features: Features::ZSTD,
         }),
         Message::Request(Request {
             id: 1,
             deadline: None,
             method: 3,
             metadata: Default::default(),
+            compressed: false,
             body: Bytes::from(vec![1u8; 300]),
         }),
         Message::Ping { id: 2 },
@@ -281,6 +448,7 @@ async fn frames_arriving_byte_by_byte_with_pending_reads_decode() {
             deadline: None,
             method: 1,
             metadata: Default::default(),
+            compressed: false,
             body: Bytes::from_static(b"hello"),
         }),
         Message::Cancel { id: 7 },
@@ -307,6 +475,7 @@ fn chunks_of_two_large_messages_interleave_and_a_small_one_is_not_held_up() {
             deadline: None,
             method: 1,
             metadata: Default::default(),
+            compressed: false,
             body: Bytes::from(vec![id as u8; 10_000]),
         })
     };
@@ -315,6 +484,7 @@ fn chunks_of_two_large_messages_interleave_and_a_small_one_is_not_held_up() {
         deadline: None,
         method: 2,
         metadata: Default::default(),
+        compressed: false,
         body: Bytes::from_static(b"small"),
     });
     let mut a = ChunkedMessage::new(big(1));
@@ -467,6 +637,7 @@ fn truncated_input_asks_for_more_and_never_panics() {
             deadline: None,
             method: 1,
             metadata: Default::default(),
+            compressed: false,
             body: Bytes::from_static(b"xyz"),
         })],
     );
@@ -571,6 +742,7 @@ fn encoder_refuses_a_message_over_the_limit_and_writes_nothing() {
         deadline: None,
         method: 1,
         metadata: Default::default(),
+        compressed: false,
         body: Bytes::from(vec![0; 101]),
     });
     let mut wire = BytesMut::new();
@@ -589,6 +761,7 @@ fn chunks_never_exceed_the_frame_limit_even_with_a_larger_chunk_setting() {
         deadline: None,
         method: 1,
         metadata: Default::default(),
+        compressed: false,
         body: Bytes::from(vec![5; 500]),
     });
     let mut wire = encode_all(&mut codec, std::slice::from_ref(&req));

@@ -104,6 +104,7 @@ fn rpc_decode_handle_encode_allocates_nothing_per_frame_once_warm() {
                     deadline: None,
                     method: 1,
                     metadata: Default::default(),
+                    compressed: false,
                     body,
                 }),
                 &mut wire,

@@ -64,6 +64,9 @@ impl fmt::Display for DeadlinePhase {
 /// // A certificate refused: it did not run, and the same call will fail the same way.
 /// let e = RpcError::Tls { reason: "invalid peer certificate: UnknownIssuer".into() };
 /// assert!(!e.may_have_run() && !e.is_retryable());
+/// // An answer that could not be decompressed: the call reached the server.
+/// let e = RpcError::BadResponse { reason: "corrupt compressed body: not a zstd frame".into() };
+/// assert!(e.may_have_run() && !e.is_retryable());
 /// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -130,6 +133,15 @@ pub enum RpcError {
         /// The limit.
         max: usize,
     },
+    /// The server answered, but the answer could not be read: a compressed body that is
+    /// corrupt, does not declare its size, declares more than the message limit, or came
+    /// on a connection where this client did not offer compression. The call reached the
+    /// server, so it may have run; the same call is likely to fail the same way.
+    #[error("unreadable answer from the server (the call may have run): {reason}")]
+    BadResponse {
+        /// What was wrong with it.
+        reason: String,
+    },
     /// The handler failed. It ran, unless it said it did no work (`not_processed`, from
     /// [`ServiceError::not_processed`](crate::ServiceError::not_processed)).
     #[error("remote error {status}: {message}{}", if *not_processed { " (not processed)" } else { "" })]
@@ -162,7 +174,7 @@ impl RpcError {
             }
             RpcError::ConnectionLost { written } => *written,
             RpcError::Remote { not_processed, .. } => !not_processed,
-            RpcError::Cancelled => true,
+            RpcError::Cancelled | RpcError::BadResponse { .. } => true,
         }
     }
 

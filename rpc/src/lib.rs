@@ -9,6 +9,7 @@
 
 mod balance;
 pub mod client;
+mod compression;
 mod error;
 pub mod metrics;
 mod request;
@@ -24,6 +25,8 @@ pub use balance::Balancer;
 pub use client::{
     Builder as ClientBuilder, Client, ClientStats, Hedge, RetryBudget, RetryPolicy, Strategy,
 };
+#[cfg(feature = "compression")]
+pub use compression::{Compression, CompressionStats};
 pub use error::{DeadlinePhase, OverloadScope, RpcError};
 pub use request::{Flags, Metadata, MetadataError, Request, Response, Status, method_id};
 pub use server::{Builder as ServerBuilder, Server, ServerHandle, ServerStats};

@@ -101,7 +101,8 @@ impl Response {
     /// assert!(r.flags.contains(Flags::NOT_PROCESSED));
     /// ```
     pub fn with_flags(mut self, flags: Flags) -> Response {
-        self.flags |= flags.without(Flags::MORE);
+        // Framing flags are the server's business, not the handler's.
+        self.flags |= flags.without(Flags::MORE | Flags::COMPRESSED);
         self
     }
 }

@@ -217,7 +217,8 @@ pub(crate) fn wire_len(message: &Message, codec: &RpcCodec) -> usize {
             return frames * HEADER_LEN + first + r.body.len();
         }
         Message::Response(r) => (2, r.body.len()),
-        Message::Hello(_) | Message::HelloAck(_) | Message::GoAway { .. } => return HEADER_LEN + 8,
+        Message::Hello(_) | Message::HelloAck(_) => return HEADER_LEN + 12,
+        Message::GoAway { .. } => return HEADER_LEN + 8,
         Message::Credit { .. } => return HEADER_LEN + 4,
         Message::Error(e) => return HEADER_LEN + 2 + e.message.len(),
         Message::Cancel { .. } | Message::Ping { .. } | Message::Pong { .. } => return HEADER_LEN,
@@ -236,8 +237,9 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::task::{Context, Poll};
 
-    use bytes::Bytes;
-    use longlink_codec::rpc::Request;
+    use bytes::{Bytes, BytesMut};
+    use longlink_codec::rpc::{Features, Flags, Hello, Metadata, Request, Response, Status};
+    use tokio_util::codec::Encoder;
 
     use super::*;
 
@@ -288,6 +290,7 @@ mod tests {
             deadline: None,
             method: 1,
             metadata: Default::default(),
+            compressed: false,
             body: Bytes::from_static(&[7; 100]),
         })
     }
@@ -315,6 +318,44 @@ mod tests {
                 [("sending", vec![1, 2, 3]), ("unsent", unsent)],
                 "room {room}"
             );
+        }
+    }
+
+    #[test]
+    fn wire_len_is_what_the_codec_writes() {
+        let mut meta = Metadata::builder();
+        meta.insert("traceparent", "00-01").unwrap();
+        let meta = meta.build();
+        let hello = Hello {
+            max_frame_bytes: 1 << 20,
+            max_in_flight: 8,
+            features: Features::ZSTD,
+        };
+        let messages = [
+            Message::Hello(hello),
+            Message::HelloAck(hello),
+            Message::GoAway { last_id: 3 },
+            Message::Request(Request {
+                id: 1,
+                deadline: None,
+                method: 2,
+                metadata: meta,
+                compressed: true,
+                body: Bytes::from(vec![1u8; 200_000]),
+            }),
+            Message::Response(Response {
+                id: 1,
+                status: Status::OK,
+                flags: Flags::COMPRESSED,
+                body: Bytes::from(vec![1u8; 200_000]),
+            }),
+        ];
+        let mut codec = RpcCodec::new();
+        for message in messages {
+            let mut wire = BytesMut::new();
+            let expected = wire_len(&message, &codec);
+            codec.encode(message.clone(), &mut wire).unwrap();
+            assert_eq!(wire.len(), expected, "{:?}", message.kind());
         }
     }
 }

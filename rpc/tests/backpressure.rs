@@ -29,6 +29,7 @@ async fn server_stops_reading_a_client_that_does_not_read_its_answers() {
                 deadline: None,
                 method: ECHO,
                 metadata: Default::default(),
+                compressed: false,
                 body: body.clone(),
             });
             RpcCodec::new().encode(req, &mut frame).unwrap();

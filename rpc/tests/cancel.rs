@@ -126,6 +126,7 @@ async fn request_whose_deadline_passes_while_queued_on_the_server_is_not_dispatc
         deadline: Some(Duration::from_millis(50)),
         method: ECHO,
         metadata: Default::default(),
+        compressed: false,
         body: Bytes::from_static(b"late"),
     };
     codec.encode(Message::Request(late), &mut out).unwrap();

@@ -298,6 +298,7 @@ async fn silent_peer_is_detected_by_the_heartbeat() {
                 Message::HelloAck(Hello {
                     max_frame_bytes: 1 << 20,
                     max_in_flight: 100,
+                    features: Default::default(),
                 }),
                 &mut out,
             )
@@ -319,5 +320,64 @@ async fn silent_peer_is_detected_by_the_heartbeat() {
         started.elapsed() < Duration::from_secs(2),
         "took {:?}",
         started.elapsed()
+    );
+}
+
+/// Built without `compression`, a server announces nothing and refuses a body flagged
+/// COMPRESSED from a client that sends one anyway: BAD_REQUEST, not run, connection kept.
+/// (With the feature, `tests/compression.rs` covers the negotiated cases.)
+#[cfg(not(feature = "compression"))]
+#[tokio::test]
+async fn a_compressed_request_to_a_server_built_without_compression_is_refused() {
+    use bytes::Bytes;
+    use longlink_codec::rpc::{Features, Flags, Request, Status};
+
+    let server = TestServer::start().await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let mut codec = RpcCodec::new();
+    let mut out = BytesMut::new();
+    let hello = Hello {
+        max_frame_bytes: 1 << 20,
+        max_in_flight: 0,
+        features: Features::ZSTD,
+    };
+    codec.encode(Message::Hello(hello), &mut out).unwrap();
+    for (id, compressed) in [(1, true), (2, false)] {
+        let req = Request {
+            id,
+            deadline: None,
+            method: ECHO,
+            metadata: Default::default(),
+            compressed,
+            body: Bytes::from_static(b"(\xb5/\xfd zstd or not"),
+        };
+        codec.encode(Message::Request(req), &mut out).unwrap();
+    }
+    stream.write_all(&out).await.unwrap();
+    let mut buf = BytesMut::new();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        match codec.decode(&mut buf).unwrap() {
+            Some(message) => seen.push(message),
+            None => assert!(stream.read_buf(&mut buf).await.unwrap() > 0, "closed"),
+        }
+    }
+    match &seen[0] {
+        Message::HelloAck(ack) => assert_eq!(ack.features, Features::NONE),
+        other => panic!("expected HELLO_ACK, got {other:?}"),
+    }
+    let answers: Vec<_> = seen[1..]
+        .iter()
+        .map(|m| match m {
+            Message::Response(r) => (r.id, r.status, r.flags),
+            other => panic!("expected RESP, got {other:?}"),
+        })
+        .collect();
+    assert!(answers.contains(&(1, Status::BAD_REQUEST, Flags::NOT_PROCESSED)));
+    assert!(answers.contains(&(2, Status::OK, Flags::NONE)));
+    assert_eq!(
+        server.seen.started.load(SeqCst),
+        1,
+        "only the plain one ran"
     );
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use longlink_benches::rpc_load::clients::{self, Caller, Limits, Load};
 use longlink_benches::rpc_load::servers::{self, EchoBehaviour};
-use longlink_benches::rpc_load::{ClientImpl, DEFAULT_ADDR, Flavor, ServerImpl, TlsFiles, suite};
+use longlink_benches::rpc_load::{
+    BodyKind, ClientImpl, DEFAULT_ADDR, Flavor, ServerImpl, TlsFiles, suite,
+};
 
 #[derive(Parser)]
 #[command(name = "longlink-bench", about = "Load tools for longlink", version)]
@@ -47,6 +49,23 @@ enum Command {
         /// Where the TLS runs' development CA and certificate are made (`tls/` under it).
         #[arg(long, default_value = "target/longlink-bench/rpc-tls")]
         tls_data_dir: PathBuf,
+    },
+    /// Only the compression row of `rpc`: a 1 MiB JSON-like echo over one multiplexed
+    /// connection, with zstd and without, against a server with zstd on; calls/s and
+    /// payload bytes on the wire per call.
+    RpcCompression {
+        /// Measured seconds per run.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Do not pin to cores with taskset.
+        #[arg(long)]
+        no_pin: bool,
+        /// Where to write the JSON results.
+        #[arg(long, default_value = "target/longlink-bench/rpc-compression.json")]
+        out: PathBuf,
+        /// Address for the server.
+        #[arg(long, default_value = DEFAULT_ADDR)]
+        addr: String,
     },
     /// Unicast through the push system end to end (API → register → room → client): the
     /// single process and a 2-room cluster with each RPC strategy, as child processes of the
@@ -193,6 +212,9 @@ enum Command {
         /// Body size.
         #[arg(long, default_value_t = 1024)]
         body_bytes: usize,
+        /// What the bodies contain.
+        #[arg(long, value_enum, default_value = "zeros")]
+        body_kind: BodyKind,
         /// Calls per thousand flagged slow.
         #[arg(long, default_value_t = 0)]
         slow_permille: u32,
@@ -250,6 +272,31 @@ fn main() {
                 tls_data_dir,
             };
             Flavor::Multi.runtime().block_on(suite::run(opts));
+        }
+        Command::RpcCompression {
+            seconds,
+            no_pin,
+            out,
+            addr,
+        } => {
+            let opts = suite::SuiteOptions {
+                concurrencies: vec![],
+                seconds,
+                flavors: vec![Flavor::Multi],
+                pin: !no_pin,
+                out,
+                addr,
+                tls_data_dir: PathBuf::from("target/longlink-bench/rpc-tls"),
+            };
+            let rows = Flavor::Multi
+                .runtime()
+                .block_on(longlink_benches::rpc_load::compression::run(&opts));
+            if let Some(dir) = opts.out.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            std::fs::write(&opts.out, serde_json::to_vec_pretty(&rows).expect("json"))
+                .expect("write the results");
+            println!("\nresults written to {}", opts.out.display());
         }
         Command::PushUnicast {
             bin,
@@ -392,6 +439,7 @@ fn main() {
             concurrency,
             seconds,
             body_bytes,
+            body_kind,
             slow_permille,
             big_permille,
             big_bytes,
@@ -410,6 +458,7 @@ fn main() {
                 big_permille,
                 big_bytes,
                 rate,
+                body_kind,
             };
             let result = flavor.runtime().block_on(async {
                 let caller = Caller::new(

@@ -13,7 +13,7 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use super::servers::{ECHO, EchoServiceClient, RawCodec, TONIC_PATH};
 use super::typed::bench_typed;
-use super::{ClientImpl, Flavor, RunResult, TlsFiles};
+use super::{BodyKind, ClientImpl, Flavor, RunResult, TlsFiles};
 
 /// One client of whichever implementation; cheap to clone (all share connections).
 #[derive(Clone)]
@@ -62,13 +62,16 @@ impl Caller {
                 .max_queued(limits.max_queued)
                 .max_frame_bytes(4 << 20)
                 .connect_timeout(Duration::from_secs(10));
+            if which == ClientImpl::LonglinkMuxZstd {
+                builder = builder.compression(longlink_rpc::Compression::zstd());
+            }
             if let Some(tls) = tls.clone() {
                 builder = builder.tls(tls);
             }
             builder.build()
         };
         Ok(match which {
-            ClientImpl::LonglinkMux | ClientImpl::LonglinkMuxTls => {
+            ClientImpl::LonglinkMux | ClientImpl::LonglinkMuxTls | ClientImpl::LonglinkMuxZstd => {
                 Caller::Longlink(longlink(Strategy::Multiplexed { conns: 1 }))
             }
             ClientImpl::LonglinkMux4 => {
@@ -204,6 +207,8 @@ pub struct Load {
     /// each latency measured from when the call was due (so a late start counts, with no
     /// coordinated omission). `None`: closed loop, each caller calls again on its answer.
     pub rate: Option<f64>,
+    /// What the normal bodies contain.
+    pub body_kind: BodyKind,
 }
 
 /// Runs `load` against `caller`; `progress` (if any) shows live throughput.
@@ -220,7 +225,7 @@ pub async fn run(
     let end = measure_from + load.duration;
     let done = Arc::new(AtomicBool::new(false));
     let ok_total = Arc::new(AtomicU64::new(0));
-    let normal = Bytes::from(vec![0u8; load.body_bytes]);
+    let normal = Bytes::from(load.body_kind.body(load.body_bytes));
     let slow = {
         let mut b = vec![0u8; load.body_bytes.max(1)];
         b[0] = 1;
@@ -344,13 +349,20 @@ pub async fn run(
         bar.finish_and_clear();
     }
     let seconds = load.duration.as_secs_f64();
+    let calls_total = ok_total.load(Relaxed);
+    let wire_bytes_per_call = match &caller {
+        Caller::Longlink(client) if load.slow_permille + load.big_permille == 0 => {
+            Some(wire_bytes_per_call(client, calls_total, load.body_bytes))
+        }
+        _ => None,
+    };
     RunResult {
         client: which,
         flavor,
         concurrency: load.concurrency,
         seconds,
         ok,
-        calls_total: ok_total.load(Relaxed),
+        calls_total,
         qps: ok as f64 / seconds,
         p50_us: ok_hist.value_at_quantile(0.50),
         p99_us: ok_hist.value_at_quantile(0.99),
@@ -358,5 +370,17 @@ pub async fn run(
         errors,
         error_p99_us: err_hist.value_at_quantile(0.99),
         error_max_us: err_hist.max(),
+        wire_bytes_per_call,
     }
+}
+
+/// Payload bytes on the wire per call, both ways, from the client's counters over its
+/// whole life: what was compressed counts as sent, every other body (each `body_bytes`,
+/// echoed back the same) at its size.
+fn wire_bytes_per_call(client: &Client, calls: u64, body_bytes: usize) -> f64 {
+    let z = client.stats().compression;
+    let body = body_bytes as u64;
+    let sent = z.sent_wire_bytes + calls.saturating_sub(z.sent) * body;
+    let received = z.received_wire_bytes + calls.saturating_sub(z.received) * body;
+    (sent + received) as f64 / calls.max(1) as f64
 }

@@ -11,6 +11,7 @@
 //! typed in both: `Vec<u8>` (bincode writes it element by element) and `serde_bytes`.
 
 pub mod clients;
+pub mod compression;
 pub mod out_of_box;
 pub mod process;
 pub mod servers;
@@ -57,6 +58,8 @@ pub enum ServerImpl {
     LonglinkTls,
     /// longlink-rpc serving the typed echo (`service!`, a `serde_bytes` body).
     LonglinkTyped,
+    /// longlink-rpc with zstd compression on (level 1, bodies of 8 KiB or more).
+    LonglinkZstd,
     /// tarpc over TCP with its bincode transport.
     Tarpc,
     /// tonic (gRPC over HTTP/2) with a raw-bytes codec.
@@ -85,6 +88,8 @@ pub enum ClientImpl {
     LonglinkMuxTyped,
     /// longlink typed, pooled.
     LonglinkPooledTyped,
+    /// longlink, one multiplexed connection, zstd compression on (level 1, 8 KiB).
+    LonglinkMuxZstd,
     /// tarpc (one multiplexed connection), a `Vec<u8>` body.
     Tarpc,
     /// tarpc with a `serde_bytes` body, as the longlink typed rows.
@@ -102,6 +107,7 @@ impl ClientImpl {
                 ServerImpl::LonglinkTyped
             }
             ClientImpl::Tonic => ServerImpl::Tonic,
+            ClientImpl::LonglinkMuxZstd => ServerImpl::LonglinkZstd,
             ClientImpl::LonglinkMuxTls
             | ClientImpl::LonglinkPooledTls
             | ClientImpl::LonglinkShortTls => ServerImpl::LonglinkTls,
@@ -146,6 +152,7 @@ impl ClientImpl {
             ClientImpl::LonglinkShortTls => "longlink short TLS",
             ClientImpl::LonglinkMuxTyped => "longlink mux typed",
             ClientImpl::LonglinkPooledTyped => "longlink pooled typed",
+            ClientImpl::LonglinkMuxZstd => "longlink mux zstd",
             ClientImpl::Tarpc => "tarpc",
             ClientImpl::TarpcTyped => "tarpc serde_bytes",
             ClientImpl::Tonic => "tonic",
@@ -184,6 +191,45 @@ pub struct RunResult {
     pub error_p99_us: u64,
     /// Maximum time to fail.
     pub error_max_us: u64,
+    /// longlink: payload bytes on the wire per successful call, both directions, frame
+    /// headers excluded — from the client's compression counters (a body not compressed
+    /// counts its own size).
+    #[serde(default)]
+    pub wire_bytes_per_call: Option<f64>,
+}
+
+/// What the bodies of a run contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum BodyKind {
+    /// Zero bytes (the echo rows: the content does not matter to them).
+    Zeros,
+    /// JSON-like text, as services send (compresses ~20-40× with zstd level 1).
+    Json,
+}
+
+impl BodyKind {
+    /// A body of `len` bytes of this kind.
+    pub fn body(self, len: usize) -> Vec<u8> {
+        match self {
+            BodyKind::Zeros => vec![0; len],
+            BodyKind::Json => {
+                let mut out = Vec::with_capacity(len + 128);
+                let mut i = 0u64;
+                while out.len() < len {
+                    let record = format!(
+                        r#"{{"id":{i},"uid":"user-{}","room":"room-{}","kind":"message","body":"hello, this is message {i}"}},"#,
+                        i % 977,
+                        i % 31
+                    );
+                    out.extend_from_slice(record.as_bytes());
+                    i += 1;
+                }
+                out.truncate(len);
+                out
+            }
+        }
+    }
 }
 
 /// The certificate files of the TLS runs: `<dir>/tls/{ca,cert,key}.pem`, a development CA

@@ -82,11 +82,12 @@ pub async fn run(
     tls: Option<&TlsFiles>,
 ) -> std::io::Result<()> {
     match which {
-        ServerImpl::Longlink => longlink(addr, behaviour, max_concurrent, None).await,
+        ServerImpl::Longlink => longlink(addr, behaviour, max_concurrent, None, false).await,
+        ServerImpl::LonglinkZstd => longlink(addr, behaviour, max_concurrent, None, true).await,
         ServerImpl::LonglinkTls => {
             let files = tls.ok_or_else(|| std::io::Error::other("TLS needs --tls-data-dir"))?;
             let tls = files.server().map_err(std::io::Error::other)?;
-            longlink(addr, behaviour, max_concurrent, Some(tls)).await
+            longlink(addr, behaviour, max_concurrent, Some(tls), false).await
         }
         ServerImpl::LonglinkTyped => super::typed::serve(addr, behaviour, max_concurrent).await,
         ServerImpl::Tarpc => tarpc_server(addr, behaviour).await,
@@ -99,11 +100,15 @@ async fn longlink(
     behaviour: EchoBehaviour,
     max_concurrent: usize,
     tls: Option<longlink_rpc::TlsServer>,
+    zstd: bool,
 ) -> std::io::Result<()> {
     let mut builder = Server::builder()
         .max_concurrent(max_concurrent)
         .max_concurrent_per_conn(max_concurrent)
         .max_frame_bytes(4 << 20);
+    if zstd {
+        builder = builder.compression(longlink_rpc::Compression::zstd());
+    }
     if let Some(tls) = tls {
         builder = builder.tls(tls);
     }

@@ -1,7 +1,7 @@
 //! The whole RPC comparison: every client against its server, each in its own process
 //! pinned to its own core (`taskset`), both tokio runtime flavors — longlink's strategies
 //! in plaintext and over TLS, raw and typed, in the same run; then the out-of-the-box rows
-//! (unpinned, a worker per core), the head-of-line and overload scenarios. Prints tables
+//! (unpinned, a worker per core), the head-of-line, overload and compression scenarios. Prints tables
 //! with ratios and writes the results as JSON.
 
 use std::path::PathBuf;
@@ -36,6 +36,7 @@ struct Report {
     out_of_the_box: Vec<RunResult>,
     head_of_line: Vec<(String, RunResult)>,
     overload: Vec<(String, RunResult)>,
+    compression: Vec<RunResult>,
 }
 
 /// Runs the suite; prints tables; writes `opts.out`.
@@ -273,6 +274,8 @@ pub async fn run(opts: SuiteOptions) {
         }
     }
 
+    let compression = super::compression::run(&opts).await;
+
     if let Some(dir) = opts.out.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -281,6 +284,7 @@ pub async fn run(opts: SuiteOptions) {
         out_of_the_box,
         head_of_line,
         overload,
+        compression,
     };
     std::fs::write(&opts.out, serde_json::to_vec_pretty(&report).expect("json"))
         .expect("write the results");

@@ -20,7 +20,7 @@ use crate::CodecError;
 /// use tokio_util::codec::Decoder;
 ///
 /// let codec = RpcCodec::new().max_chunk_bytes(4);
-/// let req = Message::Request(Request { id: 3, deadline: None, method: 1, metadata: Default::default(), body: Bytes::from_static(b"0123456789") });
+/// let req = Message::Request(Request { id: 3, deadline: None, method: 1, metadata: Default::default(), compressed: false, body: Bytes::from_static(b"0123456789") });
 /// let mut chunks = ChunkedMessage::new(req.clone());
 /// let mut wire = BytesMut::new();
 /// let mut frames = 0;
@@ -89,11 +89,16 @@ impl ChunkedMessage {
                 p.put_u32(deadline_to_micros(r.deadline));
                 p.put_u32(r.method);
                 let meta = r.metadata.as_bytes();
+                let flags = if r.compressed {
+                    Flags::COMPRESSED
+                } else {
+                    Flags::NONE
+                };
                 if meta.is_empty() {
-                    (prefix, 8, meta, &r.body, Flags::NONE)
+                    (prefix, 8, meta, &r.body, flags)
                 } else {
                     p.put_u16(meta.len() as u16);
-                    (prefix, 10, meta, &r.body, Flags::METADATA)
+                    (prefix, 10, meta, &r.body, flags | Flags::METADATA)
                 }
             }
             Message::Response(r) => {
@@ -128,7 +133,9 @@ impl ChunkedMessage {
         let more = end < body.len();
         let flags = if more { flags | Flags::MORE } else { flags };
         if self.started {
-            frames.write_frame(kind, flags.without(Flags::METADATA), id, &[chunk], dst)?;
+            // Continuations carry payload only: the first frame's flags say what it is.
+            let flags = flags.without(Flags::METADATA | Flags::COMPRESSED);
+            frames.write_frame(kind, flags, id, &[chunk], dst)?;
         } else {
             frames.write_frame(kind, flags, id, &[&prefix[..prefix_len], meta, chunk], dst)?;
             self.started = true;

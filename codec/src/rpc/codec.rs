@@ -146,12 +146,13 @@ impl RpcCodec {
         message: &Message,
         dst: &mut BytesMut,
     ) -> Result<(), CodecError> {
-        let mut fixed = [0u8; 10];
+        let mut fixed = [0u8; 12];
         let mut p = &mut fixed[..];
         let body: &[u8] = match message {
             Message::Hello(h) | Message::HelloAck(h) => {
                 p.put_u32(h.max_frame_bytes);
                 p.put_u32(h.max_in_flight);
+                p.put_u32(h.features.bits());
                 &[]
             }
             Message::GoAway { last_id } => {
@@ -171,7 +172,7 @@ impl RpcCodec {
                 unreachable!("chunkable messages go through ChunkedMessage")
             }
         };
-        let fixed_len = 10 - p.len();
+        let fixed_len = 12 - p.len();
         self.frames.write_frame(
             message.kind(),
             Flags::NONE,
@@ -192,7 +193,9 @@ impl RpcCodec {
             self.partial.get_mut(&id)
         };
         if let Some(partial) = joining {
-            if partial.head.kind() != frame.kind || frame.flags.contains(Flags::METADATA) {
+            // What the payload is (metadata, compressed) is said by the first frame only.
+            let first_only = Flags::METADATA | Flags::COMPRESSED;
+            if partial.head.kind() != frame.kind || frame.flags.bits() & first_only.bits() != 0 {
                 return Err(CodecError::UnexpectedChunk {
                     id,
                     what: partial.head.kind().name(),

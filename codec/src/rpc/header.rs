@@ -29,7 +29,7 @@ pub enum Kind {
     Hello = 1,
     /// Server → client answer to HELLO, same body: the server's limits.
     HelloAck = 2,
-    /// A call: `deadline_us:u32 | method:u32 | payload`.
+    /// A call: `deadline_us:u32 | method:u32 | [meta_len:u16 | metadata] | payload`.
     Request = 3,
     /// The answer to a call with the same id: `status:u16 | payload`.
     Response = 4,
@@ -68,8 +68,10 @@ impl Kind {
     /// The flags this kind may carry.
     pub(crate) fn allowed_flags(self) -> Flags {
         match self {
-            Kind::Request => Flags::MORE | Flags::METADATA,
-            Kind::Response => Flags::MORE | Flags::RETRYABLE | Flags::NOT_PROCESSED,
+            Kind::Request => Flags::MORE | Flags::METADATA | Flags::COMPRESSED,
+            Kind::Response => {
+                Flags::MORE | Flags::RETRYABLE | Flags::NOT_PROCESSED | Flags::COMPRESSED
+            }
             _ => Flags::NONE,
         }
     }
@@ -125,6 +127,10 @@ impl Flags {
     pub const NOT_PROCESSED: Flags = Flags(4);
     /// A metadata section follows the fixed fields (REQ, first frame only).
     pub const METADATA: Flags = Flags(8);
+    /// The payload — the whole joined message's, after the REQ metadata section — is one
+    /// zstd frame (REQ, RESP; first frame only). Sent only to a peer that announced
+    /// [`Features::ZSTD`](super::Features::ZSTD) in its HELLO / HELLO_ACK.
+    pub const COMPRESSED: Flags = Flags(16);
 
     /// The raw bits.
     pub const fn bits(self) -> u16 {
@@ -172,6 +178,7 @@ impl fmt::Debug for Flags {
             (Flags::RETRYABLE, "RETRYABLE"),
             (Flags::NOT_PROCESSED, "NOT_PROCESSED"),
             (Flags::METADATA, "METADATA"),
+            (Flags::COMPRESSED, "COMPRESSED"),
         ];
         f.write_str("Flags(")?;
         let mut first = true;

@@ -82,7 +82,96 @@ impl ErrorCode {
     pub const OVERLOADED: ErrorCode = ErrorCode(5);
 }
 
-/// HELLO / HELLO_ACK body: the limits of the side that sends it.
+/// What a side of a connection takes beyond the base protocol: a bit set carried in HELLO
+/// and HELLO_ACK as `features:u32`.
+///
+/// The client announces what it accepts; the server answers the intersection with what it
+/// accepts; each side then uses a feature towards its peer only if the peer announced it.
+/// Unknown bits are kept when read (an answer is an intersection, so they never come back).
+///
+/// ```
+/// use longlink_codec::rpc::Features;
+/// let offered = Features::ZSTD | Features::from_bits(1 << 7); // a future bit
+/// let answered = offered & Features::ZSTD;
+/// assert_eq!(answered, Features::ZSTD);
+/// assert!(answered.contains(Features::ZSTD) && !Features::NONE.contains(Features::ZSTD));
+/// assert_eq!(format!("{offered:?}"), "Features(ZSTD | 0x80)");
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Features(u32);
+
+impl Features {
+    /// Nothing beyond the base protocol (also what a HELLO without the field means).
+    pub const NONE: Features = Features(0);
+    /// Bit 0: REQ/RESP payloads flagged [`Flags::COMPRESSED`] are accepted (one zstd frame
+    /// that declares its content size).
+    pub const ZSTD: Features = Features(1);
+
+    /// The raw bits.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// Features from raw bits, unknown bits included.
+    pub const fn from_bits(bits: u32) -> Features {
+        Features(bits)
+    }
+
+    /// `true` if every feature of `other` is set.
+    pub const fn contains(self, other: Features) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl std::ops::BitOr for Features {
+    type Output = Features;
+    fn bitor(self, rhs: Features) -> Features {
+        Features(self.0 | rhs.0)
+    }
+}
+
+impl std::ops::BitAnd for Features {
+    type Output = Features;
+    fn bitand(self, rhs: Features) -> Features {
+        Features(self.0 & rhs.0)
+    }
+}
+
+impl std::fmt::Debug for Features {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Features(")?;
+        let rest = self.0 & !Features::ZSTD.0;
+        let zstd = self.contains(Features::ZSTD);
+        match (zstd, rest) {
+            (false, 0) => f.write_str("NONE")?,
+            (true, 0) => f.write_str("ZSTD")?,
+            (false, rest) => write!(f, "{rest:#x}")?,
+            (true, rest) => write!(f, "ZSTD | {rest:#x}")?,
+        }
+        f.write_str(")")
+    }
+}
+
+/// HELLO / HELLO_ACK body: the limits of the side that sends it, and its features.
+///
+/// On the wire `max_frame_bytes:u32 | max_in_flight:u32 | features:u32`. A peer from before
+/// the features field sends 8 bytes, read as [`Features::NONE`]; this crate always writes 12
+/// (an older reader ignores the extra bytes, as the protocol reserves them).
+///
+/// ```
+/// use bytes::BytesMut;
+/// use longlink_codec::rpc::{Features, Hello, Message, RpcCodec};
+/// use tokio_util::codec::{Decoder, Encoder};
+///
+/// let hello = Hello { max_frame_bytes: 1 << 20, max_in_flight: 0, features: Features::ZSTD };
+/// let mut wire = BytesMut::new();
+/// RpcCodec::new().encode(Message::Hello(hello), &mut wire).unwrap();
+/// assert_eq!(&wire[16..], &[0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+/// // An old peer's 8-byte HELLO: no features.
+/// let mut old = BytesMut::from(&[0, 0, 0, 8, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0][..]);
+/// let Some(Message::Hello(read)) = RpcCodec::new().decode(&mut old).unwrap() else { panic!() };
+/// assert_eq!(read.features, Features::NONE);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hello {
     /// The largest frame body the sender accepts.
@@ -90,6 +179,8 @@ pub struct Hello {
     /// How many requests the sender lets the peer keep in flight on this connection
     /// (0 = no limit announced).
     pub max_in_flight: u32,
+    /// What the sender accepts (a client: what it offers; a server: the intersection).
+    pub features: Features,
 }
 
 /// A call.
@@ -104,6 +195,9 @@ pub struct Request {
     pub method: u32,
     /// Trace context, auth, baggage: empty for most calls (then nothing goes on the wire).
     pub metadata: Metadata,
+    /// `body` is one zstd frame (the frame flag [`Flags::COMPRESSED`]). The codec only
+    /// carries the flag; compressing and decompressing are the RPC layer's business.
+    pub compressed: bool,
     /// The payload.
     pub body: Bytes,
 }
@@ -115,7 +209,8 @@ pub struct Response {
     pub id: u64,
     /// The outcome.
     pub status: Status,
-    /// `RETRYABLE` and/or `NOT_PROCESSED` (`MORE` is the codec's business and never shows here).
+    /// `RETRYABLE`, `NOT_PROCESSED`, `COMPRESSED` (`body` is one zstd frame). `MORE` is the
+    /// codec's business and never shows here.
     pub flags: Flags,
     /// The payload (for a failed status, usually an error message).
     pub body: Bytes,
@@ -143,6 +238,7 @@ pub struct ErrorFrame {
 ///     deadline: Some(Duration::from_millis(250)),
 ///     method: 7,
 ///     metadata: Default::default(),
+///     compressed: false,
 ///     body: Bytes::from_static(b"ping"),
 /// });
 /// let mut codec = RpcCodec::new();
@@ -257,6 +353,12 @@ pub(crate) fn parse(frame: RpcFrame) -> Result<Message, CodecError> {
             let hello = Hello {
                 max_frame_bytes: body.get_u32(),
                 max_in_flight: body.get_u32(),
+                // Added after the first version: an 8-byte body is a peer without it.
+                features: if body.len() >= 4 {
+                    Features(body.get_u32())
+                } else {
+                    Features::NONE
+                },
             };
             if kind == Kind::Hello {
                 Message::Hello(hello)
@@ -282,6 +384,7 @@ pub(crate) fn parse(frame: RpcFrame) -> Result<Message, CodecError> {
                 deadline,
                 method,
                 metadata,
+                compressed: flags.contains(Flags::COMPRESSED),
                 body,
             })
         }

@@ -12,7 +12,7 @@
 //!
 //! | kind | body | id |
 //! |---|---|---|
-//! | HELLO (1), HELLO_ACK (2) | `max_frame_bytes:u32 \| max_in_flight:u32` | 0 |
+//! | HELLO (1), HELLO_ACK (2) | `max_frame_bytes:u32 \| max_in_flight:u32 \| features:u32` ([`Features`]; an 8-byte body is read as none) | 0 |
 //! | REQ (3) | `deadline_us:u32 \| method:u32 \| [meta_len:u16 \| metadata] \| payload` (deadline 0 = none) | request id |
 //! | RESP (4) | `status:u16 \| payload` | request id |
 //! | CANCEL (5) | empty | request id |
@@ -23,7 +23,8 @@
 //!
 //! Flags: `MORE` (1, REQ/RESP: another chunk of this message follows; continuation chunks
 //! carry payload only), `RETRYABLE` (2, RESP), `NOT_PROCESSED` (4, RESP), `METADATA` (8, REQ: a [`Metadata`] section follows the fixed
-//! fields; first frame only). Any other flag, or a
+//! fields; first frame only), `COMPRESSED` (16, REQ/RESP: the joined payload is one zstd
+//! frame; first frame only). Any other flag, or a
 //! flag on a kind that does not allow it, is an error.
 //!
 //! Two layers: [`RpcFrameCodec`] reads and writes raw [`RpcFrame`]s; [`RpcCodec`] reads and
@@ -44,7 +45,7 @@ pub use codec::{
 };
 pub use frame::{RpcFrame, RpcFrameCodec};
 pub use header::{Flags, FrameHeader, HEADER_LEN, Kind, VERSION};
-pub use message::{ErrorCode, ErrorFrame, Hello, Message, Request, Response, Status};
+pub use message::{ErrorCode, ErrorFrame, Features, Hello, Message, Request, Response, Status};
 pub use metadata::{MAX_METADATA_BYTES, Metadata, MetadataBuilder, MetadataError};
 
 /// Default largest frame body: 1 MiB.

@@ -74,16 +74,20 @@ impl Client {
                             .await?
                     }
                 };
+                // Compressed here, in the caller's task, once the connection (and so what
+                // its server accepts) is known.
+                let (body, compressed) = inner.config.compression.compress(conn.peer, body);
                 let relative = deadline.map(|at| at.saturating_duration_since(Instant::now()));
-                let call = conn.send(method, metadata, body, relative)?;
-                match deadline {
+                let call = conn.send(method, metadata, body, compressed, relative)?;
+                let answer = match deadline {
                     Some(at) => tokio::time::timeout_at(at.into(), call.answer())
                         .await
                         .map_err(|_| RpcError::DeadlineExceeded {
                             phase: DeadlinePhase::InFlight,
                         })??,
                     None => call.answer().await?,
-                }
+                };
+                super::open(&inner.config, conn.peer, answer)?
             }
             Backend::Pooled(pool) => {
                 let req = Request {

@@ -17,7 +17,8 @@ use crate::wire::FrameReader;
 pub(crate) struct Greeted {
     pub(crate) reader: FrameReader<ReadHalf>,
     pub(crate) writer: WriteHalf,
-    /// The server's limits.
+    /// The server's limits, and the features it answered (what this client may use
+    /// towards it).
     pub(crate) server: Hello,
 }
 
@@ -91,6 +92,7 @@ pub(crate) async fn connect(
         let hello = Message::Hello(Hello {
             max_frame_bytes: config.max_frame_bytes as u32,
             max_in_flight: 0,
+            features: config.compression.offer(),
         });
         write_message(&mut writer, &codec, hello)
             .await

@@ -63,6 +63,8 @@ pub(crate) struct MuxConn {
     in_flight: AtomicUsize,
     /// The server's per-connection limit from HELLO_ACK (0: none announced).
     pub(crate) server_limit: usize,
+    /// The features the server answered in HELLO_ACK (compression towards it).
+    pub(crate) peer: wire::Features,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -119,6 +121,7 @@ impl MuxConn {
             state: AtomicU8::new(OPEN),
             in_flight: AtomicUsize::new(0),
             server_limit: server.max_in_flight as usize,
+            peer: server.features,
             tasks: Mutex::new(Vec::new()),
         });
         let writer_task = {
@@ -154,6 +157,7 @@ impl MuxConn {
         method: u32,
         metadata: wire::Metadata,
         body: Bytes,
+        compressed: bool,
         deadline: Option<Duration>,
     ) -> Result<CallGuard, RpcError> {
         let (tx, rx) = oneshot::channel();
@@ -173,6 +177,7 @@ impl MuxConn {
             deadline,
             method,
             metadata,
+            compressed,
             body,
         }));
         Ok(CallGuard {

@@ -183,10 +183,12 @@ pub(crate) enum Next {
 /// What the error allows for a call (idempotent or not).
 pub(crate) fn next(e: &RpcError, idempotent: bool) -> Next {
     match e {
-        // The time is up, or no instance can take it.
+        // The time is up, or no instance can take it (an answer that could not be read
+        // would be sent the same way again).
         RpcError::DeadlineExceeded { .. }
         | RpcError::FrameTooLarge { .. }
-        | RpcError::ProtocolMismatch { .. } => Next::Stop,
+        | RpcError::ProtocolMismatch { .. }
+        | RpcError::BadResponse { .. } => Next::Stop,
         // Did not run; this target cannot take it now (its bound, its backoff, its
         // certificate).
         RpcError::Overloaded { .. } | RpcError::Unavailable { .. } | RpcError::Tls { .. } => {

@@ -45,6 +45,9 @@ pub struct ClientStats {
     /// `other` row last ([`metrics`](crate::metrics) says what is measured where). Shared
     /// with other clients built with the same [`histograms`](super::Builder::histograms).
     pub latency: Vec<CallLatency>,
+    /// Request bodies compressed, answers decompressed (feature `compression`).
+    #[cfg(feature = "compression")]
+    pub compression: crate::CompressionStats,
 }
 
 impl Client {
@@ -72,6 +75,8 @@ impl Client {
             hedges_refused: load(&retry.hedges_refused),
             retry_budget: retry.budget.available(),
             latency: self.inner.histograms.snapshot(),
+            #[cfg(feature = "compression")]
+            compression: self.inner.config.compression.stats(),
         }
     }
 }

@@ -94,6 +94,10 @@ async fn exchange(
 ) -> Result<wire::Response, RpcError> {
     let id = conn.next_id;
     conn.next_id += 1;
+    // Compressed in the caller's task, for what this server accepts.
+    let (body, compressed) = config
+        .compression
+        .compress(conn.greeted.server.features, req.body);
     let relative = req
         .deadline
         .map(|at| at.saturating_duration_since(Instant::now()));
@@ -102,14 +106,17 @@ async fn exchange(
         deadline: relative,
         method: req.method,
         metadata: req.metadata,
-        body: req.body,
+        compressed,
+        body,
     });
     write_message(&mut conn.greeted.writer, &codec(config), message)
         .await
         .map_err(|_| RpcError::ConnectionLost { written: false })?;
     loop {
         match conn.greeted.reader.next().await {
-            Ok(Some(Message::Response(resp))) if resp.id == id => return Ok(resp),
+            Ok(Some(Message::Response(resp))) if resp.id == id => {
+                return super::open(config, conn.greeted.server.features, resp);
+            }
             Ok(Some(Message::Ping { id })) => {
                 let _ = write_message(
                     &mut conn.greeted.writer,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use longlink_codec::CodecError;
 use longlink_codec::rpc::{
-    self as wire, ErrorCode, ErrorFrame, Flags, Hello, Message, RpcCodec, Status,
+    self as wire, ErrorCode, ErrorFrame, Features, Flags, Hello, Message, RpcCodec, Status,
 };
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
@@ -226,11 +226,18 @@ async fn run<S>(
         () = shutdown_begun(shutdown) => return,
         hello = tokio::time::timeout(config.handshake_timeout, reader.next()) => hello,
     };
-    match hello {
-        Ok(Ok(Some(Message::Hello(_)))) => state.send(Message::HelloAck(Hello {
-            max_frame_bytes: config.max_frame_bytes as u32,
-            max_in_flight: config.max_concurrent_per_conn as u32,
-        })),
+    // What both sides take: the server uses these towards this client (compressed
+    // answers), and the client learns them from the HELLO_ACK.
+    let negotiated = match hello {
+        Ok(Ok(Some(Message::Hello(client)))) => {
+            let features = client.features & config.compression.offer();
+            state.send(Message::HelloAck(Hello {
+                max_frame_bytes: config.max_frame_bytes as u32,
+                max_in_flight: config.max_concurrent_per_conn as u32,
+                features,
+            }));
+            features
+        }
         Ok(Err(e @ CodecError::UnsupportedVersion { .. })) => {
             Counters::bump(&stats.protocol_errors);
             state.send(error_frame(
@@ -254,7 +261,7 @@ async fn run<S>(
             return;
         }
         Err(_) => return,
-    }
+    };
 
     let per_conn = Arc::new(Semaphore::new(config.max_concurrent_per_conn));
     let waiters = Arc::new(AtomicUsize::new(0));
@@ -323,6 +330,7 @@ async fn run<S>(
                 dispatch(
                     req,
                     Instant::now(),
+                    negotiated,
                     state,
                     &svc,
                     shared,
@@ -355,9 +363,11 @@ async fn run<S>(
 }
 
 /// Admits a request (or refuses it at once) and runs its handler in a task of its own.
+#[allow(clippy::too_many_arguments)] // the connection's parts, borrowed from `run`
 fn dispatch<S>(
     req: wire::Request,
     arrived: Instant,
+    negotiated: Features,
     state: &Arc<ConnState>,
     svc: &S,
     shared: &Arc<Shared>,
@@ -455,11 +465,37 @@ fn dispatch<S>(
             state.finish(id);
             return;
         }
+        // Decompressed once admitted — the concurrency limits bound how many bodies are
+        // being inflated at once — and here in the handler's task, not the reader's.
+        let body = if req.compressed {
+            let max = state.codec.get_max_message_bytes();
+            match task_shared
+                .config
+                .compression
+                .decompress(negotiated, &req.body, max)
+            {
+                Ok(body) => body,
+                Err(refusal) => {
+                    // The handler does not run: the same bytes would fail again, so
+                    // not retryable, but nothing was done.
+                    state.respond(
+                        id,
+                        Status::BAD_REQUEST,
+                        Flags::NOT_PROCESSED,
+                        Bytes::from(refusal.to_string()),
+                    );
+                    state.finish(id);
+                    return;
+                }
+            }
+        } else {
+            req.body
+        };
         let method = req.method;
         let trace = TraceContext::from_metadata(&req.metadata);
         let request = Request {
             method,
-            body: req.body,
+            body,
             deadline,
             metadata: req.metadata,
         };
@@ -481,7 +517,20 @@ fn dispatch<S>(
         timings.queue.record(started - arrived);
         timings.run.record(finished - started);
         match outcome {
-            Some(Ok(resp)) => state.respond(id, resp.status, resp.flags, resp.body),
+            Some(Ok(resp)) => {
+                // The server alone says whether a body is compressed.
+                let flags = resp.flags.without(Flags::COMPRESSED);
+                let (body, compressed) = task_shared
+                    .config
+                    .compression
+                    .compress(negotiated, resp.body);
+                let flags = if compressed {
+                    flags | Flags::COMPRESSED
+                } else {
+                    flags
+                };
+                state.respond(id, resp.status, flags, body)
+            }
             Some(Err(e)) => {
                 let e: Box<dyn std::error::Error + Send + Sync> = e.into();
                 state.respond(

@@ -40,6 +40,9 @@ pub(crate) struct Config {
     pub(crate) handshake_timeout: Duration,
     /// A connection silent this long is closed [90 s]; clients ping more often.
     pub(crate) idle_timeout: Duration,
+    /// What is accepted (answered in HELLO_ACK) and compressed on the way out, with the
+    /// server's counters [off].
+    pub(crate) compression: crate::compression::Side,
     /// `None`: plain TCP.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
@@ -59,6 +62,7 @@ impl Default for Config {
             max_connections: 10_000,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(90),
+            compression: Default::default(),
             #[cfg(feature = "tls")]
             tls: None,
             #[cfg(feature = "tls")]
@@ -123,6 +127,36 @@ impl Builder {
     /// A connection silent this long is closed. Default 90 s.
     pub fn idle_timeout(mut self, timeout: Duration) -> Builder {
         self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// Accepts compressed requests and compresses answers (feature `compression`) on
+    /// connections whose client turned compression on too. Default
+    /// [`Compression::Off`](crate::Compression::Off): HELLO_ACK announces nothing, so
+    /// clients send nothing compressed.
+    ///
+    /// A compressed request is decompressed in its handler's task once it is admitted
+    /// (so the concurrency limits bound the memory decompression takes), within the
+    /// message limit (16 MiB) read from the zstd frame before anything is allocated; one
+    /// that is corrupt or over the limit is answered `BAD_REQUEST` with `NOT_PROCESSED`,
+    /// and the handler does not run. Answers at or over the threshold are compressed in
+    /// the handler's task, before they are queued. [`ServerStats::compression`] counts both
+    /// directions.
+    ///
+    /// ```no_run
+    /// use longlink_rpc::{Compression, Request, Response, Server};
+    /// # async fn run() -> std::io::Result<()> {
+    /// let server = Server::builder()
+    ///     .compression(Compression::Zstd { level: 3, threshold: 16 * 1024 })
+    ///     .bind("0.0.0.0:7810")
+    ///     .await?;
+    /// let echo = tower::service_fn(|req: Request| async move { Ok::<_, std::convert::Infallible>(Response::ok(req.body)) });
+    /// server.serve(echo).await
+    /// # }
+    /// ```
+    #[cfg(feature = "compression")]
+    pub fn compression(mut self, compression: crate::Compression) -> Builder {
+        self.config.compression = crate::compression::Side::new(compression);
         self
     }
 

@@ -49,6 +49,8 @@ impl Counters {
                 .into_iter()
                 .map(HandlerLatency::from_row)
                 .collect(),
+            #[cfg(feature = "compression")]
+            compression: shared.config.compression.stats(),
         }
     }
 }
@@ -92,6 +94,10 @@ pub struct ServerStats {
     /// [`samples`](ServerStats::samples): render them with
     /// [`render_prometheus`](ServerStats::render_prometheus).
     pub latency: Vec<HandlerLatency>,
+    /// Requests decompressed, answers compressed, compressed requests refused (feature
+    /// `compression`).
+    #[cfg(feature = "compression")]
+    pub compression: crate::CompressionStats,
 }
 
 impl ServerStats {
@@ -105,7 +111,7 @@ impl ServerStats {
     /// ```
     pub fn samples(&self) -> Vec<(&'static str, &'static str, &'static str, f64)> {
         let c = |v: u64| v as f64;
-        #[allow(unused_mut)] // more rows with the `tls` feature
+        #[allow(unused_mut)] // more rows with the `tls` and `compression` features
         let mut rows = vec![
             (
                 "connections_open",
@@ -178,6 +184,60 @@ impl ServerStats {
                 c(self.tls_handshake_failures),
             ),
         ]);
+        #[cfg(feature = "compression")]
+        {
+            let z = &self.compression;
+            rows.extend([
+                (
+                    "compressed_sent",
+                    "counter",
+                    "Answers sent compressed.",
+                    c(z.sent),
+                ),
+                (
+                    "compressed_sent_body_bytes",
+                    "counter",
+                    "Bytes of the answers sent compressed, before compression.",
+                    c(z.sent_body_bytes),
+                ),
+                (
+                    "compressed_sent_wire_bytes",
+                    "counter",
+                    "Bytes of the answers sent compressed, on the wire.",
+                    c(z.sent_wire_bytes),
+                ),
+                (
+                    "compression_sent_as_is",
+                    "counter",
+                    "Answers over the threshold sent uncompressed (compressing saved too little).",
+                    c(z.sent_as_is),
+                ),
+                (
+                    "compressed_received",
+                    "counter",
+                    "Compressed requests decompressed.",
+                    c(z.received),
+                ),
+                (
+                    "compressed_received_wire_bytes",
+                    "counter",
+                    "Bytes of the compressed requests, on the wire.",
+                    c(z.received_wire_bytes),
+                ),
+                (
+                    "compressed_received_body_bytes",
+                    "counter",
+                    "Bytes of the compressed requests, decompressed.",
+                    c(z.received_body_bytes),
+                ),
+                (
+                    "compressed_refused",
+                    "counter",
+                    "Compressed requests refused (corrupt, over the limit, not negotiated; not run).",
+                    c(z.refused),
+                ),
+            ]);
+        }
         rows
     }
 }

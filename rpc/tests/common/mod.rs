@@ -132,6 +132,7 @@ pub async fn raw(addr: std::net::SocketAddr) -> (TcpStream, RpcCodec, BytesMut) 
             Message::Hello(Hello {
                 max_frame_bytes: 1 << 20,
                 max_in_flight: 0,
+                features: Default::default(),
             }),
             &mut out,
         )

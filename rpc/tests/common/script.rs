@@ -97,6 +97,7 @@ async fn serve(
     let ack = Message::HelloAck(Hello {
         max_frame_bytes: 1 << 20,
         max_in_flight: 0,
+        features: Default::default(),
     });
     if framed.send(ack).await.is_err() {
         return;
