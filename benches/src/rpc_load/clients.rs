@@ -188,6 +188,9 @@ fn kind(e: RpcError) -> &'static str {
     }
 }
 
+/// How late tokio's timer may wake a sleeper on its own (its resolution is 1 ms).
+const TIMER_SLACK: Duration = Duration::from_micros(1_500);
+
 /// What to send.
 #[derive(Debug, Clone, Copy)]
 pub struct Load {
@@ -281,9 +284,17 @@ pub async fn run(
                     let now = match interval {
                         Some(interval) => {
                             tokio::time::sleep_until(due.into()).await;
-                            let at = due;
+                            let (at, woke) = (due, Instant::now());
                             due += interval;
-                            at
+                            // tokio's timer wakes up to a millisecond late: within that the
+                            // call starts on time, and counts from when it went out; later,
+                            // this caller was held up by its previous call, and the call
+                            // counts from when it was due (no coordinated omission).
+                            if woke.duration_since(at) > TIMER_SLACK {
+                                at
+                            } else {
+                                woke
+                            }
                         }
                         None => Instant::now(),
                     };
