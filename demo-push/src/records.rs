@@ -12,8 +12,10 @@ use crate::workers::{Overflow, Workers};
 
 /// Runs a store update again while it fails (a store restarting, a saver restarting):
 /// five tries over about three seconds, then the last error. An invalid request is not
-/// retried.
-pub async fn retrying<T, F, Fut>(mut f: F) -> Result<T, PushError>
+/// retried, and an update that is not `idempotent` is not retried after an error that says
+/// it may have run (a delivery counted twice would use up a message's attempts early; one
+/// not counted costs at most one more delivery).
+pub async fn retrying<T, F, Fut>(idempotent: bool, mut f: F) -> Result<T, PushError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, PushError>>,
@@ -23,6 +25,7 @@ where
         match f().await {
             Ok(v) => return Ok(v),
             Err(PushError::Invalid(m)) => return Err(PushError::Invalid(m)),
+            Err(e) if !idempotent && e.may_have_run() => return Err(e),
             Err(_) => {
                 tokio::time::sleep(wait).await;
                 wait *= 2;
@@ -59,7 +62,8 @@ impl Records {
                             by_user.entry(uid).or_default().extend(ids);
                         }
                         for (uid, ids) in by_user {
-                            let result = retrying(|| saver.ack(uid.clone(), ids.clone())).await;
+                            let result =
+                                retrying(true, || saver.ack(uid.clone(), ids.clone())).await;
                             if let Err(e) = result {
                                 // The messages stay pending: sent again on the next
                                 // connect (at least once).
@@ -85,7 +89,8 @@ impl Records {
                     }
                     for (id, uids) in by_message {
                         let recorded =
-                            retrying(|| saver.delivered(id, uids.clone(), max_attempts)).await;
+                            retrying(false, || saver.delivered(id, uids.clone(), max_attempts))
+                                .await;
                         if let Err(e) = recorded {
                             tracing::warn!(id, error = %e, "recording deliveries failed");
                         }
@@ -114,5 +119,56 @@ impl Records {
     pub fn depths(&self) -> impl Fn() -> Vec<(&'static str, usize)> + Send + Sync + 'static {
         let (acks, delivered) = (self.acks.depth(), self.delivered.depth());
         move || vec![("acks", acks()), ("delivered", delivered())]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+
+    use super::*;
+
+    fn failure(may_have_run: bool) -> PushError {
+        PushError::Unavailable {
+            service: "saver",
+            detail: "connection lost".into(),
+            may_have_run,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_update_that_may_have_run_is_retried_only_when_idempotent() {
+        for (idempotent, calls_expected) in [(false, 1), (true, 2)] {
+            let calls = AtomicU32::new(0);
+            let result = retrying(idempotent, || async {
+                if calls.fetch_add(1, SeqCst) == 0 {
+                    Err(failure(true))
+                } else {
+                    Ok(())
+                }
+            })
+            .await;
+            assert_eq!(
+                calls.load(SeqCst),
+                calls_expected,
+                "idempotent: {idempotent}"
+            );
+            assert_eq!(result.is_ok(), idempotent);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_update_that_did_not_run_is_retried_either_way() {
+        let calls = AtomicU32::new(0);
+        let result = retrying(false, || async {
+            if calls.fetch_add(1, SeqCst) == 0 {
+                Err(failure(false))
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+        assert!(result.is_ok());
+        assert_eq!(calls.load(SeqCst), 2);
     }
 }
