@@ -278,3 +278,120 @@ fn post(room: &RoomInner, key: &str, bytes: &[u8]) -> (u16, String) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use longlink_codec::push::{Upstream, UpstreamReply};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use crate::metrics::Metrics;
+    use crate::model::Session;
+    use crate::room::{Connection, Room, RoomConfig, RoomEvents};
+    use crate::token::{Tokens, Verifier};
+
+    /// Events whose upstream answers only once the test lets it: a session that takes
+    /// one is busy until then.
+    struct Stuck(Arc<tokio::sync::Semaphore>);
+
+    #[async_trait::async_trait]
+    impl RoomEvents for Stuck {
+        async fn connected(&self, _: Session, _: Connection) {}
+        async fn resubscribed(&self, _: &Session, _: &[String], _: &[String], _: Connection) {}
+        async fn disconnected(&self, _: Session) {}
+        fn acked(&self, _: &Session, _: Vec<u64>) {}
+        async fn upstream(&self, _: &Session, _: Upstream) -> UpstreamReply {
+            let _ = self.0.acquire().await;
+            UpstreamReply {
+                ok: true,
+                reason: None,
+            }
+        }
+    }
+
+    async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> String {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    #[tokio::test]
+    async fn a_full_inbox_is_answered_429_and_the_key_goes_with_the_session() {
+        let config = RoomConfig {
+            ws_listen: "127.0.0.1:0".parse().unwrap(),
+            tcp_listen: "127.0.0.1:0".parse().unwrap(),
+            sse_inbox: 2,
+            ..RoomConfig::default()
+        };
+        let tokens = Tokens::new(b"k");
+        let token = tokens.issue("u", std::time::Duration::from_secs(60));
+        let metrics = Arc::new(Metrics::default());
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let events = Arc::new(Stuck(Arc::clone(&gate)));
+        let room = Room::new(config, Verifier::hmac_only(tokens), events, metrics);
+        let addr = room.start().await.unwrap().ws.unwrap();
+        let auth = format!(
+            r#"{{"op":"auth","seq":1,"uid":"u","device":"d","net":"wifi","token":"{token}","apps":["demo"]}}"#
+        );
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "POST /sse HTTP/1.1\r\ncontent-length: {}\r\n\r\n{auth}",
+            auth.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut seen = Vec::new();
+        let key = loop {
+            let mut chunk = [0u8; 1024];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the stream opens");
+            seen.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&seen);
+            if let Some(at) = text.find(r#""session":""#) {
+                let rest = &text[at + 11..];
+                if let Some(end) = rest.find('"') {
+                    break rest[..end].to_owned();
+                }
+            }
+        };
+        assert_eq!(room.sse_sessions(), 1);
+        let path = format!("/sse/{key}");
+        let upstream = r#"{"op":"upstream","seq":2,"app":"demo","type":"t","body":"x"}"#;
+        assert!(
+            post(addr, &path, upstream)
+                .await
+                .starts_with("HTTP/1.1 202 ")
+        );
+        // The session is stuck in that upstream: two heartbeats wait, the third is refused.
+        let mut answers = Vec::new();
+        for seq in 3..7 {
+            let heartbeat = format!(r#"{{"op":"heartbeat","seq":{seq}}}"#);
+            answers.push(post(addr, &path, &heartbeat).await[9..12].to_owned());
+        }
+        assert!(
+            answers.iter().filter(|a| *a == "202").count() <= 2,
+            "{answers:?}"
+        );
+        assert_eq!(
+            answers.last().map(String::as_str),
+            Some("429"),
+            "{answers:?}"
+        );
+        assert!(room.inner.metrics.sse_inbox_full.get() >= 1);
+        // The upstream answers, the client hangs up: the session ends, its key with it.
+        gate.add_permits(1);
+        drop(stream);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while room.sse_sessions() > 0 || room.inner.sse.open() > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the key stayed");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}

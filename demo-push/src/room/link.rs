@@ -160,7 +160,8 @@ impl Link {
     /// safe: nothing is lost if the future is dropped.
     pub(crate) async fn recv(&mut self) -> Result<Option<Inbound>, LinkError> {
         if self.sse.is_some() {
-            return self.recv_sse().await;
+            // Boxed: its state would otherwise grow every connection's task, SSE or not.
+            return Box::pin(self.recv_sse()).await;
         }
         loop {
             if let Some(inbound) = self.decode()? {
