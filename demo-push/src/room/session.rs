@@ -880,6 +880,99 @@ mod tests {
         }
     }
 
+    /// An SSE link for `uid` on one end of a loopback pair (the client's end returned).
+    async fn sse_session(
+        room: &Room,
+        token: &str,
+    ) -> (
+        Link,
+        tokio::net::TcpStream,
+        SocketAddr,
+        super::super::ip_limit::IpSlot,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, peer) = listener.accept().await.unwrap();
+        let auth = PushMessage::Auth(longlink_codec::push::Auth {
+            uid: "u".into(),
+            device: "d".into(),
+            net: longlink_codec::push::Net::Wifi,
+            token: token.into(),
+            apps: vec!["demo".into()],
+        });
+        let slot = room.inner.sse.reserve().unwrap();
+        let sse = super::super::sse::SseLink::new((1, auth), slot);
+        let ip = room.inner.ip_limit.admit(peer.ip()).unwrap();
+        (
+            Link::sse(Socket::Plain(server), sse, 1 << 16),
+            client,
+            peer,
+            ip,
+        )
+    }
+
+    #[tokio::test]
+    async fn an_sse_session_dropped_at_any_await_leaves_no_key_and_no_place() {
+        let tokens = Tokens::new(b"k");
+        let token = tokens.issue("u", Duration::from_secs(60));
+        let room = Room::new(
+            RoomConfig::default(),
+            crate::token::Verifier::hmac_only(tokens),
+            Arc::new(Nothing),
+            Arc::new(Metrics::default()),
+        );
+        // Dropped after 0, 1, 2… polls: before the AUTH is checked, while it is, once the
+        // key is bound and the stream open.
+        for polls in 0..6 {
+            let (link, client, peer, ip) = sse_session(&room, &token).await;
+            let mut task = Box::pin(run(Arc::clone(&room.inner), link, peer, ip));
+            for _ in 0..polls {
+                let polled = tokio::time::timeout(Duration::ZERO, &mut task).await;
+                assert!(polled.is_err(), "the session is still open");
+                tokio::task::yield_now().await;
+            }
+            drop(task);
+            assert_eq!(
+                (
+                    room.inner.sse.keys(),
+                    room.inner.sse.open(),
+                    room.connections()
+                ),
+                (0, 0, 0),
+                "after {polls} polls"
+            );
+            drop(client);
+        }
+        // Once streaming for sure: the AUTH OK was read by the client.
+        let (link, mut client, peer, ip) = sse_session(&room, &token).await;
+        let mut task = Box::pin(run(Arc::clone(&room.inner), link, peer, ip));
+        let mut seen = Vec::new();
+        loop {
+            let mut chunk = [0u8; 512];
+            tokio::select! {
+                _ = &mut task => panic!("the session ended"),
+                n = tokio::io::AsyncReadExt::read(&mut client, &mut chunk) => {
+                    seen.extend_from_slice(&chunk[..n.unwrap()]);
+                }
+            }
+            if String::from_utf8_lossy(&seen).contains("\"session\"") {
+                break;
+            }
+        }
+        assert_eq!((room.inner.sse.keys(), room.connections()), (1, 1));
+        drop(task);
+        assert_eq!(
+            (
+                room.inner.sse.keys(),
+                room.inner.sse.open(),
+                room.connections()
+            ),
+            (0, 0, 0)
+        );
+    }
+
     #[tokio::test]
     async fn a_connection_task_is_small() {
         let room = Room::new(

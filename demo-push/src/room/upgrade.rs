@@ -126,12 +126,13 @@ pub(crate) async fn refuse_with(socket: &mut Socket, response: &[u8]) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
 }
 
-/// The answer to a WebSocket client refused before its upgrade is read (over the per-IP
-/// limit): `status` with `reason` as its body.
+/// The answer to a WebSocket or SSE client refused before its request is read (over the
+/// per-IP limit): `status` with `reason` as its body.
 pub(crate) fn refusal_head(status: u16, reason: &str) -> String {
+    // CORS: an SSE client from a browser is refused here too, and may read why.
     format!(
         "HTTP/1.1 {status} {}\r\nconnection: close\r\ncontent-type: text/plain\r\n\
-         content-length: {}\r\n\r\n{reason}",
+         access-control-allow-origin: *\r\ncontent-length: {}\r\n\r\n{reason}",
         phrase(status),
         reason.len()
     )
