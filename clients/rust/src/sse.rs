@@ -184,10 +184,11 @@ impl SseConn {
                 continue; // a comment or a keep-alive
             }
             let (seq, message) = PushMessage::from_json(&data.join("\n"), self.max_frame_bytes)?;
-            if let PushMessage::AuthReply(reply) = &message {
-                if reply.ok && reply.session.is_some() {
-                    self.session.clone_from(&reply.session);
-                }
+            if let PushMessage::AuthReply(reply) = &message
+                && reply.ok
+                && reply.session.is_some()
+            {
+                self.session.clone_from(&reply.session);
             }
             messages.push((seq, message));
         }

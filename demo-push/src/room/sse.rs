@@ -27,6 +27,9 @@ const SHARDS: usize = 32;
 /// A message POSTed to a session, with its seq.
 pub(crate) type Posted = (u32, PushMessage);
 
+/// A shard of the key → inbox map.
+type KeyShard = Mutex<HashMap<String, mpsc::Sender<Posted>>>;
+
 /// Why a POSTed message was not handed to its session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum HandOver {
@@ -38,7 +41,7 @@ pub(crate) enum HandOver {
 
 /// The room's SSE sessions.
 pub(crate) struct SseSessions {
-    shards: Box<[Mutex<HashMap<String, mpsc::Sender<Posted>>>]>,
+    shards: Box<[KeyShard]>,
     hasher: RandomState,
     /// Streams open (slots taken).
     open: AtomicUsize,
@@ -67,7 +70,7 @@ impl SseSessions {
         })
     }
 
-    fn shard(&self, key: &str) -> &Mutex<HashMap<String, mpsc::Sender<Posted>>> {
+    fn shard(&self, key: &str) -> &KeyShard {
         &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
     }
 
