@@ -5,7 +5,8 @@
 #    empty password, database `test`), PostgreSQL (5432, trust auth, database `test`) and
 #    Redis (6379). Anything missing is installed with apt-get and started directly (no
 #    systemd on these machines). Headless Chromium and its WebDriver (Debian `chromium`,
-#    `chromium-driver`) for the push web page's browser test.
+#    `chromium-driver`) for the push web page's browser test; Python's protobuf and
+#    grpcio-tools for the client generated from proto/push.proto.
 # 2. cargo fmt --check, cargo clippy -D warnings, each cargo feature of longlink-pool
 #    alone, longlink-rpc without and with its `tls` and `compression` features (clippy and
 #    tests), then every test (cargo nextest, or cargo test where nextest is absent) and the
@@ -106,11 +107,24 @@ ensure_chromium() {
   fi
 }
 
+# The Python client generated from proto/push.proto (demo-push/tests/python_client.rs):
+# protobuf, and grpcio-tools for protoc. PyPI wheels; Debian's python3-pip where pip is missing.
+ensure_python_client() {
+  if ! python3 -c 'import google.protobuf, grpc_tools' >/dev/null 2>&1; then
+    log "installing the Python client's packages"
+    if ! python3 -m pip --version >/dev/null 2>&1; then apt_install python3-pip; fi
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
+      -r clients/python/requirements.txt 2>/dev/null ||
+      python3 -m pip install --quiet --disable-pip-version-check -r clients/python/requirements.txt
+  fi
+}
+
 log "services"
 ensure_mariadb
 ensure_postgres
 ensure_redis
 ensure_chromium
+ensure_python_client
 echo "MariaDB, PostgreSQL and Redis are up on 127.0.0.1; chromium $(chromium --version 2>/dev/null | awk '{print $2}') and chromedriver are installed"
 
 log "cargo fmt --check"
