@@ -205,3 +205,39 @@ async fn read_all(body: Incoming) -> Result<String, ClientError> {
         .to_bytes();
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_split_anyhow_are_parsed_whole_and_the_session_key_is_taken() {
+        let mut conn = SseConn::new("ws://127.0.0.1:7801/", None, 1 << 16).unwrap();
+        assert_eq!(conn.base, "http://127.0.0.1:7801");
+        let wire = concat!(
+            "data: {\"seq\":1,\"op\":\"auth_reply\",\"ok\":true,\"heartbeat_secs\":3,\"session\":\"r:1:k\"}\n\n",
+            ": a comment\n\n",
+            "data: {\"seq\":4,\"op\":\"heartbeat_reply\"}\r\n\n",
+        );
+        let mut got = Vec::new();
+        for b in wire.bytes() {
+            conn.buf.extend_from_slice(&[b]);
+            got.extend(conn.events().unwrap());
+        }
+        assert!(conn.buf.is_empty());
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(matches!(&got[0], (1, PushMessage::AuthReply(r)) if r.ok));
+        assert_eq!(got[1], (4, PushMessage::HeartbeatReply));
+        assert_eq!(conn.session.as_deref(), Some("r:1:k"));
+        conn.buf.extend_from_slice(b"data: {not json\n\n");
+        assert!(conn.events().is_err());
+    }
+
+    #[test]
+    fn a_tls_room_needs_tls_settings() {
+        assert!(matches!(
+            SseConn::new("wss://push.example:443/", None, 1024),
+            Err(ClientError::Tls(_))
+        ));
+    }
+}

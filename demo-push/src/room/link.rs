@@ -388,6 +388,21 @@ impl Link {
         }
     }
 
+    /// The session ended before its AUTH was answered (closed while it was checked): an
+    /// SSE client still waiting for the answer to its `POST /sse` gets a `503`; other links
+    /// have nothing more to say.
+    pub(crate) async fn abandon(&mut self) {
+        let reply = PushMessage::AuthReply(longlink_codec::push::AuthReply {
+            ok: false,
+            reason: Some("the session closed before it opened: try again".into()),
+            heartbeat_secs: 0,
+            session: None,
+        });
+        if self.sse.as_ref().is_some_and(|s| !s.streaming && !s.ended) {
+            self.refuse(0, &reply, 503).await;
+        }
+    }
+
     /// Writes everything queued in one write; the buffer goes back to the pool after.
     pub(crate) async fn flush(&mut self) -> Result<(), LinkError> {
         match self.out.take() {

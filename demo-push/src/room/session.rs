@@ -264,6 +264,8 @@ async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSl
     ))
     .await
     else {
+        // An SSE client still waiting for its answer is told (closed before it opened).
+        Box::pin(link.abandon()).await;
         return;
     };
 
