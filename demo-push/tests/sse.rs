@@ -240,6 +240,52 @@ async fn an_sse_session_streams_events_takes_posts_and_ends_on_a_kick() {
 }
 
 #[tokio::test]
+async fn a_refresh_over_sse_is_answered_down_the_stream_with_the_same_key() {
+    let s = start().await;
+    let (mut stream, key) = opened(&s, "rf").await;
+    let refresh = json!({"op": "refresh", "seq": 4, "token": s.token("rf")});
+    let (status, ..) = post(s.ws(), &format!("/sse/{key}"), &refresh.to_string()).await;
+    assert_eq!(status, 202);
+    let reply = stream.event().await.unwrap();
+    assert_eq!(
+        (
+            reply["op"].as_str(),
+            reply["seq"].as_u64(),
+            reply["ok"].as_bool()
+        ),
+        (Some("auth_reply"), Some(4), Some(true)),
+        "{reply}"
+    );
+    assert_eq!(reply["session"].as_str(), Some(key.as_str()));
+    // A subscribe goes through too: the other app's pushes reach the stream.
+    let subscribe = json!({"op": "subscribe", "seq": 5, "apps": ["other"]});
+    let (status, ..) = post(s.ws(), &format!("/sse/{key}"), &subscribe.to_string()).await;
+    assert_eq!(status, 202);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, user) = s.get("/users/rf", OTHER_KEY).await;
+        if user["sessions"].as_array().is_some_and(|a| a.len() == 1) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{user}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, answer) = s
+        .post(
+            "/push/unicast",
+            OTHER_KEY,
+            json!({"uid": "rf", "body": "other app"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let m = stream.event().await.unwrap();
+    assert_eq!(
+        (m["app"].as_str(), m["body"].as_str()),
+        (Some("other"), Some("other app"))
+    );
+}
+
+#[tokio::test]
 async fn a_bad_token_is_refused_with_401_and_the_auth_reply() {
     let s = start().await;
     let (status, head, body) = post(s.ws(), "/sse", &auth("u1", &s.token("someone-else"))).await;
