@@ -154,15 +154,15 @@ fn message_frame_has_exact_wire_bytes() {
     let bytes = message.to_frame(4).unwrap().to_bytes();
     #[rustfmt::skip]
     let expected: &[u8] = &[
-        0, 0, 0, 25,   // frame length, header included
-        0, 16,         // header length
-        0, 1,          // version
-        0, 0, 0, 5,    // op MESSAGE
-        0, 0, 0, 4,    // seq
-        0xac, 0x02,    // id 300 (varint)
-        2, b'i', b'm', // app
-        0,             // mode at_least_once
-        2, b'h', b'i', // body
+        0, 0, 0, 27,         // frame length, header included
+        0, 16,               // header length
+        0, 2,                // version 2: protobuf body
+        0, 0, 0, 5,          // op MESSAGE
+        0, 0, 0, 4,          // seq
+        0x08, 0xac, 0x02,    // field 1 (id), varint 300
+        0x12, 2, b'i', b'm', // field 2 (app), 2 bytes
+                             // field 3 (mode) at_least_once is the default: not written
+        0x22, 2, b'h', b'i', // field 4 (body), 2 bytes
     ];
     assert_eq!(&bytes[..], expected);
 }
@@ -237,7 +237,7 @@ fn oversized_frame_is_refused_before_reserving_memory() {
     let mut codec = PushCodec::new().max_frame_bytes(1024);
     let mut src = BytesMut::with_capacity(16);
     src.put_u32(1_000_000);
-    src.put_slice(&[0, 16, 0, 1, 0, 0, 0, 5, 0, 0, 0, 0]);
+    src.put_slice(&[0, 16, 0, 2, 0, 0, 0, 5, 0, 0, 0, 0]);
     let capacity = src.capacity();
     let err = codec.decode(&mut src).unwrap_err();
     assert!(
@@ -279,7 +279,7 @@ fn header_length_that_does_not_fit_is_a_typed_error() {
 fn longer_header_is_skipped_for_forward_compatibility() {
     let mut src = BytesMut::from(
         &[
-            0, 0, 0, 22, 0, 20, 0, 1, 0, 0, 0, 3, 0, 0, 0, 9, 0xee, 0xee, 0xee, 0xee, b'o', b'k',
+            0, 0, 0, 22, 0, 20, 0, 2, 0, 0, 0, 3, 0, 0, 0, 9, 0xee, 0xee, 0xee, 0xee, b'o', b'k',
         ][..],
     );
     let frame = PushCodec::new().decode(&mut src).unwrap().unwrap();
@@ -296,7 +296,13 @@ fn unknown_version_and_unknown_op_are_typed_errors() {
         PushCodec::new().decode(&mut src),
         Err(CodecError::UnsupportedVersion { version: 9 })
     ));
-    let mut src = BytesMut::from(&[0, 0, 0, 16, 0, 16, 0, 1, 0, 0, 3, 0xe7, 0, 0, 0, 0][..]);
+    // Version 1 (postcard bodies) is no longer spoken.
+    let mut src = BytesMut::from(&[0, 0, 0, 16, 0, 16, 0, 1, 0, 0, 0, 3, 0, 0, 0, 0][..]);
+    assert!(matches!(
+        PushCodec::new().decode(&mut src),
+        Err(CodecError::UnsupportedVersion { version: 1 })
+    ));
+    let mut src = BytesMut::from(&[0, 0, 0, 16, 0, 16, 0, 2, 0, 0, 3, 0xe7, 0, 0, 0, 0][..]);
     let err = PushCodec::new().decode(&mut src).unwrap_err();
     assert!(matches!(err, CodecError::UnknownOp { op: 999 }));
     assert_eq!(err.to_string(), "unknown push op 999");

@@ -9,7 +9,9 @@ use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
 use longlink_codec::BufPool;
-use longlink_codec::push::{Op, PushCodec, PushFrame};
+use longlink_codec::push::{
+    Ack, Deliver, DeliveryMode, Op, Payload, PushCodec, PushFrame, PushMessage,
+};
 use longlink_codec::rpc::{Flags, Message, Request, Response, RpcCodec, Status};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -164,6 +166,73 @@ fn push_decode_encode_allocates_nothing_per_frame_once_warm() {
     let allocations = count_allocations(|| {
         for _ in 0..1000 {
             assert_eq!(round(&mut codec), FRAMES_PER_READ);
+        }
+    });
+    assert_eq!(allocations, 0);
+}
+
+/// What a room does per frame on its hot paths, with protobuf bodies: read a client's
+/// HEARTBEAT and answer HEARTBEAT_REPLY, read an ACK's ids (into one reused vector), and
+/// write a MESSAGE (encoded into the pooled write buffer, and a shared one copied in).
+#[test]
+fn room_heartbeat_ack_and_message_allocate_nothing_per_frame_once_warm() {
+    let pool = BufPool::new();
+    let mut codec = PushCodec::new();
+    let mut wire = BytesMut::new();
+    for seq in 0..FRAMES_PER_READ as u32 {
+        let message = if seq % 2 == 0 {
+            PushMessage::Heartbeat
+        } else {
+            PushMessage::Ack(Ack {
+                ids: (0..8).map(|i| (1 << 45) + u64::from(seq) * 8 + i).collect(),
+            })
+        };
+        message.encode(seq, &mut wire).unwrap();
+    }
+    let deliver = PushMessage::Message(Deliver {
+        id: (1 << 53) - 1,
+        app: "demo".into(),
+        mode: DeliveryMode::AtLeastOnce,
+        body: Payload::from(vec![7u8; 512]),
+    });
+    let shared = deliver.to_frame(0).unwrap();
+    let mut ids = Vec::with_capacity(64);
+    let mut round = |codec: &mut PushCodec| {
+        let mut read_buf = pool.get(64 * 1024);
+        read_buf.extend_from_slice(&wire);
+        let mut write_buf = pool.get(64 * 1024);
+        let (mut heartbeats, mut acked) = (0, 0);
+        while let Some(frame) = codec.decode(&mut read_buf).unwrap() {
+            match frame.op {
+                Op::HEARTBEAT => {
+                    assert_eq!(
+                        PushMessage::from_frame(&frame).unwrap(),
+                        PushMessage::Heartbeat
+                    );
+                    PushMessage::HeartbeatReply
+                        .encode(frame.seq, &mut write_buf)
+                        .unwrap();
+                    heartbeats += 1;
+                }
+                Op::ACK => {
+                    Ack::read_ids(&frame.body, &mut ids).unwrap();
+                    acked += ids.len();
+                    deliver.encode(0, &mut write_buf).unwrap();
+                    codec.encode(&shared, &mut write_buf).unwrap();
+                }
+                op => panic!("{op}"),
+            }
+        }
+        black_box(&write_buf[..]);
+        (heartbeats, acked)
+    };
+    let want = (FRAMES_PER_READ / 2, FRAMES_PER_READ / 2 * 8);
+    for _ in 0..10 {
+        assert_eq!(round(&mut codec), want);
+    }
+    let allocations = count_allocations(|| {
+        for _ in 0..1000 {
+            assert_eq!(round(&mut codec), want);
         }
     });
     assert_eq!(allocations, 0);

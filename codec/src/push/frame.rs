@@ -15,7 +15,7 @@ use crate::CodecError;
 /// use longlink_codec::push::{Op, PushFrame};
 ///
 /// let frame = PushFrame::new(Op::HEARTBEAT, 7, Bytes::new());
-/// assert_eq!(&frame.to_bytes()[..], &[0, 0, 0, 16, 0, 16, 0, 1, 0, 0, 0, 3, 0, 0, 0, 7]);
+/// assert_eq!(&frame.to_bytes()[..], &[0, 0, 0, 16, 0, 16, 0, 2, 0, 0, 0, 3, 0, 0, 0, 7]);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushFrame {

@@ -3,9 +3,11 @@
 use std::fmt;
 use std::str::FromStr;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+use super::bodies::Body;
+use super::proto::{Fields, Out};
 use super::{HEADER_LEN, Op, Payload, PushFrame, VERSION};
 use crate::CodecError;
 
@@ -219,9 +221,9 @@ pub struct ErrorMessage {
 
 /// A typed push message: the body of a push frame read according to its op.
 ///
-/// The binary form is the frame (op and seq in the header) with a postcard-encoded body; the
-/// JSON form is one object with `"op"` and `"seq"` beside the message's fields, for browser
-/// clients on WebSocket text frames.
+/// The binary form is the frame (op and seq in the header) with a protobuf body (the
+/// messages of `proto/push.proto`); the JSON form is one object with `"op"` and `"seq"`
+/// beside the message's fields, for browser clients on WebSocket text frames.
 ///
 /// ```
 /// use longlink_codec::push::{Ack, PushMessage};
@@ -282,30 +284,16 @@ struct JsonIn {
     message: PushMessage,
 }
 
-/// `BytesMut` as postcard's output, writing straight into the frame buffer.
-struct Extender<'a>(&'a mut BytesMut);
-
-impl Extend<u8> for Extender<'_> {
-    fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
-        self.0.extend(iter);
-    }
+fn put<M: Body>(message: &M, dst: &mut BytesMut) {
+    message.write(&mut Out(dst));
 }
 
-impl<'a> Extend<&'a u8> for Extender<'_> {
-    fn extend<I: IntoIterator<Item = &'a u8>>(&mut self, iter: I) {
-        self.0.extend(iter);
-    }
+fn body<M: Body>(what: &'static str, bytes: &Bytes) -> Result<M, CodecError> {
+    M::read(Fields::new(what, bytes))
 }
 
-fn put<T: Serialize>(message: &T, dst: &mut BytesMut) -> Result<(), postcard::Error> {
-    postcard::to_extend(message, Extender(dst)).map(drop)
-}
-
-fn body<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Result<T, CodecError> {
-    postcard::from_bytes(bytes).map_err(|e| CodecError::Malformed {
-        what,
-        reason: e.to_string(),
-    })
+fn body_len<M: Body>(message: &M) -> usize {
+    message.encoded_len()
 }
 
 impl PushMessage {
@@ -329,19 +317,50 @@ impl PushMessage {
         }
     }
 
-    /// Writes the message as a binary push frame into `dst`, without intermediate buffers.
+    /// Length of the protobuf body.
+    fn body_len(&self) -> usize {
+        match self {
+            PushMessage::Auth(m) => body_len(m),
+            PushMessage::AuthReply(m) => body_len(m),
+            PushMessage::Heartbeat | PushMessage::HeartbeatReply => 0,
+            PushMessage::Message(m) => body_len(m),
+            PushMessage::Ack(m) => body_len(m),
+            PushMessage::Subscribe(m) | PushMessage::Unsubscribe(m) => body_len(m),
+            PushMessage::Upstream(m) => body_len(m),
+            PushMessage::UpstreamReply(m) => body_len(m),
+            PushMessage::Kick(m) => body_len(m),
+            PushMessage::Reconnect(m) => body_len(m),
+            PushMessage::Error(m) => body_len(m),
+            PushMessage::Refresh(m) => body_len(m),
+        }
+    }
+
+    /// Length of the binary frame, header included.
+    pub fn frame_len(&self) -> usize {
+        HEADER_LEN + self.body_len()
+    }
+
+    /// Writes the message as a binary push frame (protobuf body) into `dst`: it reserves
+    /// exactly [`frame_len`](Self::frame_len) bytes and writes the body in place, so into a
+    /// buffer with room it allocates nothing. A body over 4 GiB cannot be framed.
     pub fn encode(&self, seq: u32, dst: &mut BytesMut) -> Result<(), CodecError> {
-        let start = dst.len();
-        dst.reserve(HEADER_LEN);
-        dst.put_u32(0); // patched below
+        let len = self.frame_len();
+        let Ok(wire_len) = u32::try_from(len) else {
+            return Err(CodecError::FrameTooLarge {
+                len: len as u64,
+                max: u32::MAX.into(),
+            });
+        };
+        dst.reserve(len);
+        dst.put_u32(wire_len);
         dst.put_u16(HEADER_LEN as u16);
         dst.put_u16(VERSION);
         dst.put_u32(self.op().value());
         dst.put_u32(seq);
-        let written = match self {
+        match self {
             PushMessage::Auth(m) => put(m, dst),
             PushMessage::AuthReply(m) => put(m, dst),
-            PushMessage::Heartbeat | PushMessage::HeartbeatReply => Ok(()),
+            PushMessage::Heartbeat | PushMessage::HeartbeatReply => {}
             PushMessage::Message(m) => put(m, dst),
             PushMessage::Ack(m) => put(m, dst),
             PushMessage::Subscribe(m) | PushMessage::Unsubscribe(m) => put(m, dst),
@@ -351,16 +370,7 @@ impl PushMessage {
             PushMessage::Reconnect(m) => put(m, dst),
             PushMessage::Error(m) => put(m, dst),
             PushMessage::Refresh(m) => put(m, dst),
-        };
-        if let Err(e) = written {
-            dst.truncate(start);
-            return Err(CodecError::Malformed {
-                what: self.op().name(),
-                reason: e.to_string(),
-            });
         }
-        let len = (dst.len() - start) as u32;
-        dst[start..start + 4].copy_from_slice(&len.to_be_bytes());
         Ok(())
     }
 
@@ -375,7 +385,7 @@ impl PushMessage {
     /// Reads a frame's body according to its op. BATCH is not a message: use
     /// [`PushFrame::unbatch`].
     pub fn from_frame(frame: &PushFrame) -> Result<PushMessage, CodecError> {
-        let b = &frame.body[..];
+        let b = &frame.body;
         let what = frame.op.name();
         Ok(match frame.op {
             Op::AUTH => PushMessage::Auth(body(what, b)?),

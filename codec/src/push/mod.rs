@@ -11,14 +11,16 @@
 //!
 //! `len` is the whole frame, header included (as in goim); `hlen` is 16. Ops are listed on
 //! [`Op`]. [`PushCodec`] reads and writes frames; [`PushMessage`] turns a frame's body into a
-//! typed message (postcard-encoded in binary frames) and back, and reads and writes the JSON
-//! form.
+//! typed message (a protobuf body in binary frames, the messages of `proto/push.proto`) and
+//! back, and reads and writes the JSON form.
 
+mod bodies;
 mod dispatch;
 mod frame;
 mod message;
 mod op;
 mod payload;
+mod proto;
 
 pub use dispatch::{Dispatch, RoomAddress};
 pub use frame::{PushCodec, PushFrame, Unbatch};
@@ -31,7 +33,10 @@ pub use payload::Payload;
 
 /// Length of the push frame header in bytes.
 pub const HEADER_LEN: usize = 16;
-/// The push protocol version this crate speaks.
-pub const VERSION: u16 = 1;
+/// The push protocol version this crate speaks: 2, protobuf bodies. (Version 1 carried
+/// postcard bodies; a frame of it is refused as [`CodecError::UnsupportedVersion`].)
+///
+/// [`CodecError::UnsupportedVersion`]: crate::CodecError::UnsupportedVersion
+pub const VERSION: u16 = 2;
 /// Default largest push frame, header included: 64 KiB.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
