@@ -398,7 +398,10 @@ export function decodeBody(op: OpName, body: Uint8Array): PushMessage {
     case 'error': {
       const m = { op, code: 0, reason: '' };
       each((field, wire) => {
-        if (field === 1) m.code = u32(wire, 'error.code');
+        if (field === 1) {
+          m.code = varint(wire, 'error.code');
+          if (m.code > 0xffff) throw new DecodeError(`error.code ${m.code}: above 65535`);
+        }
         else if (field === 2) m.reason = string(wire, 'error.reason');
         else return false;
         return true;
