@@ -311,6 +311,11 @@ export class PushClient extends Emitter<ClientEvents> {
     return this.stateNow === 'connected' ? (this.current?.transport.name ?? null) : null;
   }
 
+  /** Where the live connection goes (its WebSocket URL or SSE endpoint), or `null`. */
+  get url(): string | null {
+    return this.stateNow === 'connected' ? (this.current?.transport.url ?? null) : null;
+  }
+
   /** The apps this client receives (and names in every AUTH). */
   get apps(): readonly string[] {
     return this.appList;
