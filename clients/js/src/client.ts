@@ -11,12 +11,22 @@ import { Dispatcher, type Room } from './dispatch.js';
 import { Emitter } from './emitter.js';
 import { PushError } from './errors.js';
 import { DEFAULT_MAX_FRAME_BYTES } from './frame.js';
+import type {
+  ClientEvents,
+  ClientState,
+  ConnectedEvent,
+  ConnectingEvent,
+  DisconnectCode,
+  DisconnectedEvent,
+  ReceivedMessage,
+  UpstreamReply,
+} from './events.js';
+import type { ConnectOptions } from './options.js';
 import {
   text as textOf,
   utf8,
   type Auth,
   type Deliver,
-  type DeliveryMode,
   type Net,
   type PushMessage,
   type Sequenced,
@@ -24,144 +34,7 @@ import {
 import { SseTransport, sseUrlOf, type FetchLike } from './sse.js';
 import { refreshInSecs, tokenExpiry, tokenStale, unixNow } from './token.js';
 import type { Transport, TransportClose, TransportName } from './transport.js';
-import { WebSocketTransport, type Format, type WebSocketConstructor } from './websocket.js';
-
-/** How the client is set up. Only `center`, `uid` and a token (or `getToken`) are needed. */
-export interface ConnectOptions {
-  /** The center's base URL (dispatcher and notify pull), e.g. `http://127.0.0.1:7800`. */
-  center: string;
-  /** The user. */
-  uid: string;
-  /** The token the business backend issued for `uid`. */
-  token?: string;
-  /**
-   * Where new tokens come from (usually your backend). Called for the first token when
-   * `token` is not given, before the token expires (the new one goes to the room in a
-   * REFRESH, the connection stays), before reconnecting with an expired one, and once
-   * when the room refuses one.
-   */
-  getToken?: () => string | Promise<string>;
-  /** This device (default `web`); a user may be online on several. */
-  device?: string;
-  /** Apps to receive messages for (default `['demo']`). */
-  apps?: string[];
-  /** The network type (default `wifi`); it picks the rooms and the heartbeat. */
-  net?: Net;
-  /** `auto` (default): WebSocket, and SSE after a WebSocket failure; or only one of them. */
-  transport?: 'auto' | TransportName;
-  /** WebSocket messages as protobuf frames (`binary`, default) or JSON text. SSE is JSON. */
-  format?: Format;
-  /** `auto` (default): ACK each stored message as it is handed to you; `manual`: call `ack`. */
-  ack?: 'auto' | 'manual';
-  /** `pull` (default): fetch a notify message's body before handing it over; `id`: hand over the id. */
-  notify?: 'pull' | 'id';
-  /** First reconnect delay (default 200 ms); doubles per failure, with full jitter. */
-  backoffMinMs?: number;
-  /** Longest reconnect delay (default 30 s). */
-  backoffMaxMs?: number;
-  /** Connecting and authenticating together must take no longer (default 10 s). */
-  connectTimeoutMs?: number;
-  /** How long `upstream` waits for the room's answer (default 10 s). */
-  requestTimeoutMs?: number;
-  /** ACKs are gathered this long and sent together (default 20 ms; 0: the next tick). */
-  ackDelayMs?: number;
-  /** Message ids remembered to drop duplicates (default 4096). */
-  dedupWindow?: number;
-  /** Largest frame accepted from the room (default 1 MiB). */
-  maxFrameBytes?: number;
-  /** After WebSocket failed and SSE worked, stay on SSE this long before trying WebSocket again (default 5 min). */
-  sseStickyMs?: number;
-  /** The WebSocket to use (default `globalThis.WebSocket`; on Node 20 pass one, or run with `--experimental-websocket`). */
-  WebSocket?: WebSocketConstructor;
-  /** The `fetch` to use (default `globalThis.fetch`). */
-  fetch?: FetchLike;
-  /** The WebSocket URL for a room (default `room.ws`); e.g. to put the page's host in. */
-  webSocketUrl?: (room: Room) => string;
-  /** The SSE endpoint for a room (default: `room.ws`'s host and port, http(s), `/sse`). */
-  sseUrl?: (room: Room) => string;
-}
-
-/** What the client is doing. */
-export type ClientState = 'connecting' | 'connected' | 'closed';
-
-/** A message handed to you. */
-export interface ReceivedMessage {
-  /** Unique and increasing; ACKs name it. */
-  readonly id: number;
-  readonly app: string;
-  readonly mode: DeliveryMode;
-  /** The content (for notify with `notify: 'id'`, the id as text). */
-  readonly body: Uint8Array;
-  /** `body` as UTF-8 text. */
-  readonly text: string;
-  /** `body` parsed as JSON. */
-  json<T = unknown>(): T;
-  /** ACKs it (with `ack: 'manual'`; with auto-ACK it was done for you). */
-  ack(): void;
-}
-
-/** `connecting`: a connection is being made (the first, or again after one ended). */
-export interface ConnectingEvent {
-  /** Why: `connect` the first time, else the code of the `disconnected` event before. */
-  code: string;
-  reason: string;
-  /** Failed attempts in a row so far. */
-  attempt: number;
-}
-
-/** `connected`: authenticated on a room. */
-export interface ConnectedEvent {
-  transport: TransportName;
-  room: string;
-  url: string;
-  session: string | null;
-  heartbeatSecs: number;
-}
-
-/** Why a connection ended. */
-export type DisconnectCode =
-  | 'connect_failed'
-  | 'transport_closed'
-  | 'heartbeat_timeout'
-  | 'reconnect'
-  | 'network_changed'
-  | 'dispatch_failed'
-  | 'token_failed'
-  | 'auth_refused'
-  | 'kicked'
-  | 'closed';
-
-/** `disconnected`: a connection ended (or one could not be made). */
-export interface DisconnectedEvent {
-  code: DisconnectCode;
-  reason: string;
-  /** The WebSocket close status (or HTTP status of a refused SSE stream), when known. */
-  closeCode?: number;
-  /** `false` for `kicked`, `auth_refused` and `closed`: the client has stopped. */
-  reconnect: boolean;
-  /** When it tries again, when `reconnect`. */
-  retryInMs?: number;
-}
-
-/** The client's events. */
-export interface ClientEvents {
-  connecting: ConnectingEvent;
-  connected: ConnectedEvent;
-  disconnected: DisconnectedEvent;
-  message: ReceivedMessage;
-  /** A message seen before, not handed over again (re-ACKed when it had been ACKed). */
-  duplicate: { id: number; app: string };
-  /** The room accepted a new token from `getToken`. */
-  refreshed: { expiresAt: number | null };
-  /** Something went wrong that does not end the client (a room ERROR, a failed pull or refresh). */
-  error: { error: PushError };
-}
-
-/** The room's answer to `upstream`. */
-export interface UpstreamReply {
-  ok: boolean;
-  reason: string | null;
-}
+import { WebSocketTransport, type WebSocketConstructor } from './websocket.js';
 
 /** How long after a failed refresh `getToken` is asked again. */
 const REFRESH_RETRY_MS = 5_000;
@@ -435,7 +308,7 @@ export class PushClient extends Emitter<ClientEvents> {
       this.setState('connecting');
       this.emit('connecting', why);
       const end = await this.attempt();
-      if (this.closed()) return;
+      if (this.isStopped()) return;
       if (end.retryInMs === null) {
         this.stop(end);
         return;
@@ -459,7 +332,7 @@ export class PushClient extends Emitter<ClientEvents> {
     } catch (error) {
       return { code: 'dispatch_failed', reason: (error as Error).message, retryInMs: this.backoff.next() };
     }
-    if (this.closed()) return { code: 'closed', reason: 'closed', retryInMs: null };
+    if (this.isStopped()) return { code: 'closed', reason: 'closed', retryInMs: null };
     const room = this.dispatcher.pick(rooms);
     const kinds: TransportName[] =
       this.options.transport !== 'auto'
@@ -470,7 +343,7 @@ export class PushClient extends Emitter<ClientEvents> {
     let failure: End | null = null;
     for (const kind of kinds) {
       const outcome = await this.open(kind, room);
-      if (this.closed()) {
+      if (this.isStopped()) {
         if (outcome.kind === 'open') outcome.session.transport.close(1000, 'closed by the client');
         return { code: 'closed', reason: 'closed', retryInMs: null };
       }
@@ -863,7 +736,7 @@ export class PushClient extends Emitter<ClientEvents> {
   }
 
   /** Whether the client has stopped (read afresh after each await). */
-  private closed(): boolean {
+  private isStopped(): boolean {
     return this.stateNow === 'closed';
   }
 

@@ -14,12 +14,12 @@ export type {
   ClientState,
   ConnectedEvent,
   ConnectingEvent,
-  ConnectOptions,
   DisconnectCode,
   DisconnectedEvent,
   ReceivedMessage,
   UpstreamReply,
-} from './client.js';
+} from './events.js';
+export type { ConnectOptions } from './options.js';
 export { PushError, type PushErrorCode } from './errors.js';
 export type { DispatchAnswer, Room } from './dispatch.js';
 export type { Net, DeliveryMode, PushMessage, Sequenced } from './messages.js';

@@ -100,7 +100,12 @@ export class SseTransport implements Transport {
     }
   }
 
-  /** A refused `POST /sse`: the AUTH_REPLY it carries goes up as if it came down the stream. */
+  /**
+   * A refused `POST /sse`. A 401 or 403 carries the AUTH_REPLY of a refused AUTH (a bad,
+   * expired or foreign token; apps not allowed): it goes up as if it came down the stream,
+   * and the client stops as on WebSocket. Anything else — 429 at the session limit, 503
+   * from a draining room (both with an AUTH_REPLY too), 400 — is a failed attempt.
+   */
   private async refused(response: Response): Promise<void> {
     const status = response.status;
     const text = await response.text().catch(() => '');
@@ -108,13 +113,22 @@ export class SseTransport implements Transport {
       this.end({ reason: `the room serves no SSE (POST /sse answered ${status})`, code: status, unsupported: true });
       return;
     }
+    let reason = text.slice(0, 200);
     try {
-      const messages = decodeJson(text);
-      if (messages.length > 0 && !this.ended) this.handlers.onMessages(messages);
+      const [first] = decodeJson(text);
+      if (first?.message.op === 'auth_reply') {
+        if ((status === 401 || status === 403) && !this.ended) {
+          this.handlers.onMessages([first]);
+          return;
+        }
+        reason = first.message.reason ?? reason;
+      } else if (first?.message.op === 'error') {
+        reason = first.message.reason;
+      }
     } catch {
-      // An error JSON (`{"error": …}`) or plain text: the reason below says it.
+      // Not a push message: the text says why.
     }
-    this.end({ reason: `POST /sse answered ${status}: ${text.slice(0, 200)}`, code: status });
+    this.end({ reason: `POST /sse answered ${status}: ${reason}`, code: status });
   }
 
   private event(data: string): void {

@@ -969,7 +969,12 @@ var SseTransport = class {
       reader.releaseLock?.();
     }
   }
-  /** A refused `POST /sse`: the AUTH_REPLY it carries goes up as if it came down the stream. */
+  /**
+   * A refused `POST /sse`. A 401 or 403 carries the AUTH_REPLY of a refused AUTH (a bad,
+   * expired or foreign token; apps not allowed): it goes up as if it came down the stream,
+   * and the client stops as on WebSocket. Anything else — 429 at the session limit, 503
+   * from a draining room (both with an AUTH_REPLY too), 400 — is a failed attempt.
+   */
   async refused(response) {
     const status = response.status;
     const text2 = await response.text().catch(() => "");
@@ -977,12 +982,21 @@ var SseTransport = class {
       this.end({ reason: `the room serves no SSE (POST /sse answered ${status})`, code: status, unsupported: true });
       return;
     }
+    let reason = text2.slice(0, 200);
     try {
-      const messages = decodeJson(text2);
-      if (messages.length > 0 && !this.ended) this.handlers.onMessages(messages);
+      const [first] = decodeJson(text2);
+      if (first?.message.op === "auth_reply") {
+        if ((status === 401 || status === 403) && !this.ended) {
+          this.handlers.onMessages([first]);
+          return;
+        }
+        reason = first.message.reason ?? reason;
+      } else if (first?.message.op === "error") {
+        reason = first.message.reason;
+      }
     } catch {
     }
-    this.end({ reason: `POST /sse answered ${status}: ${text2.slice(0, 200)}`, code: status });
+    this.end({ reason: `POST /sse answered ${status}: ${reason}`, code: status });
   }
   event(data) {
     if (data === "") return;
@@ -1385,7 +1399,7 @@ var PushClient = class extends Emitter {
       this.setState("connecting");
       this.emit("connecting", why);
       const end = await this.attempt();
-      if (this.closed()) return;
+      if (this.isStopped()) return;
       if (end.retryInMs === null) {
         this.stop(end);
         return;
@@ -1408,13 +1422,13 @@ var PushClient = class extends Emitter {
     } catch (error) {
       return { code: "dispatch_failed", reason: error.message, retryInMs: this.backoff.next() };
     }
-    if (this.closed()) return { code: "closed", reason: "closed", retryInMs: null };
+    if (this.isStopped()) return { code: "closed", reason: "closed", retryInMs: null };
     const room = this.dispatcher.pick(rooms);
     const kinds = this.options.transport !== "auto" ? [this.options.transport] : !this.WS || Date.now() < this.wsSkippedUntil ? ["sse"] : ["websocket", "sse"];
     let failure = null;
     for (const kind of kinds) {
       const outcome = await this.open(kind, room);
-      if (this.closed()) {
+      if (this.isStopped()) {
         if (outcome.kind === "open") outcome.session.transport.close(1e3, "closed by the client");
         return { code: "closed", reason: "closed", retryInMs: null };
       }
@@ -1768,7 +1782,7 @@ var PushClient = class extends Emitter {
     return this.seq;
   }
   /** Whether the client has stopped (read afresh after each await). */
-  closed() {
+  isStopped() {
     return this.stateNow === "closed";
   }
   setState(state) {

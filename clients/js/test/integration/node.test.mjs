@@ -182,6 +182,22 @@ test('a refused AUTH stops the client and says why', async () => {
   }
 });
 
+test('ready() resolves once connected, and rejects once the client has stopped', async () => {
+  const u = uid('ready');
+  const client = connect({ center: s.center, uid: u, token: token(u), format: FORMATS[0] });
+  try {
+    const event = await client.ready();
+    assert.equal(event.transport, 'websocket');
+    assert.equal(client.state, 'connected');
+    await client.ready(); // at once
+  } finally {
+    client.close();
+  }
+  await assert.rejects(client.ready(), { code: 'closed' });
+  const refused = connect({ center: s.center, uid: u, token: token('not-me'), format: FORMATS[0] });
+  await assert.rejects(refused.ready(), /another user/);
+});
+
 test('upstream while not connected is refused at once, nothing sent', async () => {
   const client = connect({ center: 'http://127.0.0.1:1', uid: 'nobody', token: 'x', backoffMinMs: 1000 });
   try {

@@ -40,6 +40,11 @@ class FakeRoom {
       assert.match(req.headers['content-type'], /^text\/plain/);
       const auth = JSON.parse(body);
       assert.equal(auth.op, 'auth');
+      if (auth.token === 'draining') {
+        res.writeHead(503, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ seq: auth.seq, op: 'auth_reply', ok: false, reason: 'the room is draining', heartbeat_secs: 0, session: null }));
+        return;
+      }
       if (auth.token === 'bad') {
         res.writeHead(401, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ seq: auth.seq, op: 'auth_reply', ok: false, reason: 'bad token signature', heartbeat_secs: 0, session: null }));
@@ -164,6 +169,19 @@ test('sse: a refused AUTH (401 with the auth_reply) stops the client with the ro
   const r = new Recorder(client);
   const end = await r.next('disconnected');
   assert.deepEqual([end.code, end.reason, end.reconnect, client.state], ['auth_refused', 'bad token signature', false, 'closed']);
+});
+
+test('sse: a draining room\'s 503 (with an auth_reply) is a failed attempt, tried again, not a refusal', async () => {
+  const client = connect({ center, uid: 'u5', token: 'draining', transport: 'sse', backoffMinMs: 10, backoffMaxMs: 20 });
+  const r = new Recorder(client);
+  try {
+    const end = await r.next('disconnected');
+    assert.deepEqual([end.code, end.reconnect, end.closeCode], ['connect_failed', true, 503]);
+    assert.match(end.reason, /503: the room is draining/);
+    await r.next('connecting', { code: 'connect_failed' });
+  } finally {
+    client.close();
+  }
 });
 
 test('websocket only: the refused address is named in failed= at the next dispatch', async () => {
