@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 
 import { drainReconnect, scenarios, uid } from '../support/scenarios.mjs';
-import { System, token } from '../support/system.mjs';
+import { System, freePort, token } from '../support/system.mjs';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const ARGS = [
@@ -29,7 +29,8 @@ const recorder = readFileSync(new URL('../support/recorder.mjs', import.meta.url
 const harness = `import * as sdk from '/push-client.js';
 ${recorder}
 window.clients = {};
-window.start = (name, options) => {
+window.start = (name, { blockedWebSocket, ...options }) => {
+  if (blockedWebSocket) options.webSocketUrl = () => blockedWebSocket;
   const client = sdk.connect(options);
   window.clients[name] = { client, recorder: new Recorder(client) };
 };
@@ -51,7 +52,7 @@ after(async () => {
 });
 
 /** A fresh page on `system`'s center origin with the SDK loaded; `open` starts clients in it. */
-async function pageOn(system) {
+async function pageOn(system, defaults = {}) {
   const context = await browser.newContext();
   const page = await context.newPage();
   const errors = [];
@@ -66,7 +67,7 @@ async function pageOn(system) {
   let n = 0;
   const open = async (u, options = {}) => {
     const name = `c${++n}`;
-    const base = { center: system.center, uid: u, token: token(u), backoffMinMs: 20, backoffMaxMs: 200, transport: 'websocket', format: FORMAT };
+    const base = { center: system.center, uid: u, token: token(u), backoffMinMs: 20, backoffMaxMs: 200, transport: 'websocket', format: FORMAT, ...defaults };
     await page.evaluate(([name, o]) => window.start(name, o), [name, { ...base, ...options }]);
     const call = (fn, ...args) => page.evaluate(fn, [name, ...args]);
     return {
@@ -122,6 +123,42 @@ describe(`chromium: websocket (${FORMAT})`, { skip }, () => {
     } finally {
       await open.done();
       await own.stop();
+    }
+  });
+});
+
+describe('chromium: sse', { skip }, () => {
+  let noSse = false;
+  before(async () => {
+    noSse = !(await s.servesSse());
+  });
+  const why = 'the room does not serve SSE yet (POST /sse answers 404/405/426): the SSE transport lands on branch `sse`';
+
+  for (const [name, scenario] of Object.entries(scenarios)) {
+    test(name, async (t) => {
+      if (noSse) return t.skip(why);
+      const open = await pageOn(s, { transport: 'sse' });
+      try {
+        await scenario(s, open);
+      } finally {
+        await open.done();
+      }
+    });
+  }
+
+  test('a WebSocket that cannot connect falls back to SSE', async (t) => {
+    if (noSse) return t.skip(why);
+    const open = await pageOn(s, { transport: 'auto', blockedWebSocket: `ws://127.0.0.1:${await freePort()}/` });
+    try {
+      const u = uid('fallback');
+      const c = await open(u);
+      const event = await c.connected();
+      assert.equal(event.transport, 'sse');
+      assert.equal(await c.transport(), 'sse');
+      const id = await s.push('unicast', { uid: u, body: 'over sse in chromium' });
+      assert.equal((await c.message({ id })).text, 'over sse in chromium');
+    } finally {
+      await open.done();
     }
   });
 });
