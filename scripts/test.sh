@@ -6,7 +6,8 @@
 #    Redis (6379). Anything missing is installed with apt-get and started directly (no
 #    systemd on these machines). Headless Chromium and its WebDriver (Debian `chromium`,
 #    `chromium-driver`) for the push web page's browser test and the JavaScript SDK's;
-#    Node.js 20 or later for the SDK.
+#    Python's protobuf and grpcio-tools for the client generated from proto/push.proto;
+#    Node.js 20 or later for the JavaScript SDK.
 # 2. cargo fmt --check, cargo clippy -D warnings, each cargo feature of longlink-pool
 #    alone, longlink-rpc without and with its `tls` and `compression` features (clippy and
 #    tests), then every test (cargo nextest, or cargo test where nextest is absent) and the
@@ -123,12 +124,25 @@ ensure_node() {
   fi
 }
 
+# The Python client generated from proto/push.proto (demo-push/tests/python_client.rs):
+# protobuf, and grpcio-tools for protoc. PyPI wheels; Debian's python3-pip where pip is missing.
+ensure_python_client() {
+  if ! python3 -c 'import google.protobuf, grpc_tools' >/dev/null 2>&1; then
+    log "installing the Python client's packages"
+    if ! python3 -m pip --version >/dev/null 2>&1; then apt_install python3-pip; fi
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
+      -r clients/python/requirements.txt 2>/dev/null ||
+      python3 -m pip install --quiet --disable-pip-version-check -r clients/python/requirements.txt
+  fi
+}
+
 log "services"
 ensure_node
 ensure_mariadb
 ensure_postgres
 ensure_redis
 ensure_chromium
+ensure_python_client
 echo "MariaDB, PostgreSQL and Redis are up on 127.0.0.1; chromium $(chromium --version 2>/dev/null | awk '{print $2}') and chromedriver are installed; node $(node --version)"
 
 log "cargo fmt --check"
