@@ -82,6 +82,14 @@ test('token expiry: HMAC middle field, JWT exp, nothing from anything else', () 
   assert.equal(tokenExpiry(`h.${b64('not json')}.s`), null);
 });
 
+test('tokens as the tests make them match the vector in docs/protocol.md', () => {
+  const head = `${Buffer.from('u1').toString('base64url')}.1767225600`;
+  const secret = '6c6f6e676c696e6b2d746573742d736563726574';
+  const made = `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`;
+  assert.equal(made, 'dTE.1767225600.ZZYWXZD701wJPLbBB0WaufvUbLjTrSTAupgxkFFNyK0');
+  assert.equal(tokenExpiry(made), 1767225600);
+});
+
 test('token refresh timing: a fifth of the time left, 5 s to 5 min ahead, at once when late', () => {
   assert.equal(refreshInSecs(3600, 0), 3300); // an hour left: five minutes' lead
   assert.equal(refreshInSecs(60, 0), 48); // a minute: twelve seconds
