@@ -354,7 +354,8 @@ export class PushClient extends Emitter<ClientEvents> {
       if (outcome.kind === 'refused') return this.refused(outcome.reason);
       failure = {
         code: 'connect_failed',
-        reason: `${kind} ${outcome.url}: ${outcome.close.reason}`,
+        // Both transports' reasons when the fallback failed too.
+        reason: `${failure ? `${failure.reason}; then ` : ''}${kind} ${outcome.url}: ${outcome.close.reason}`,
         retryInMs: 0,
       };
       if (outcome.close.code !== undefined) failure.closeCode = outcome.close.code;

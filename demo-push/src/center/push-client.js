@@ -1439,7 +1439,8 @@ var PushClient = class extends Emitter {
       if (outcome.kind === "refused") return this.refused(outcome.reason);
       failure = {
         code: "connect_failed",
-        reason: `${kind} ${outcome.url}: ${outcome.close.reason}`,
+        // Both transports' reasons when the fallback failed too.
+        reason: `${failure ? `${failure.reason}; then ` : ""}${kind} ${outcome.url}: ${outcome.close.reason}`,
         retryInMs: 0
       };
       if (outcome.close.code !== void 0) failure.closeCode = outcome.close.code;
