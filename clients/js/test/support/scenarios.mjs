@@ -197,14 +197,19 @@ export const scenarios = {
 
 /**
  * The drain: the room tells its clients to RECONNECT (the process is stopped with Ctrl-C),
- * the client waits the delay it was given and comes back to the restarted system, and
- * what is pushed next arrives. Needs a system of its own (it restarts it).
+ * the client waits the delay it was given and comes back to the restarted system (same
+ * ports, same store). A message it had not ACKed comes again, and its dedup window reports
+ * it as a duplicate instead of handing it over twice; what is pushed next arrives. Needs a
+ * system of its own (it restarts it).
  */
 export async function drainReconnect(s, open) {
   const u = uid('drain');
-  const c = await open(u);
+  const c = await open(u, { ack: 'manual' });
   await c.connected();
   await s.waitSessions(u, 1);
+  const before = await s.push('unicast', { uid: u, body: 'before the drain' });
+  assert.equal((await c.message({ id: before })).text, 'before the drain');
+  await s.waitStatus(before, u, 'delivered');
   const stopping = s.drain();
   const end = await c.next('disconnected', { code: 'reconnect' });
   assert.equal(end.reconnect, true);
@@ -213,6 +218,10 @@ export async function drainReconnect(s, open) {
   await s.run();
   const again = await c.next('connected', {}, 20_000);
   assert.ok(again.room);
+  // Redelivered (not ACKed), dropped as a duplicate; ACKed now, it is recorded.
+  await c.next('duplicate', { id: before });
+  await c.ack(before);
+  await s.waitStatus(before, u, 'acked');
   await s.waitSessions(u, 1);
   const id = await s.push('unicast', { uid: u, body: 'after the drain' });
   assert.equal((await c.message({ id })).text, 'after the drain');
