@@ -110,7 +110,7 @@ export class PushClient extends Emitter<ClientEvents> {
   private readonly dispatcher: Dispatcher;
   private readonly backoff: Backoff;
   private readonly dedup: Dedup;
-  /** Ids handed over and ACKed (a redelivered one is ACKed again without a word). */
+  // Ids handed over and ACKed (a redelivered one is ACKed again without a word).
   private readonly acked: Dedup;
 
   private token: string;
@@ -122,14 +122,14 @@ export class PushClient extends Emitter<ClientEvents> {
   private readonly waiting = new Map<number, Waiting>();
   private acks: number[] = [];
   private ackTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Messages are handed over in order, a notify pull included. */
+  // Messages are handed over in order, a notify pull included.
   private inbox: Promise<void> = Promise.resolve();
-  /** Until when WebSocket is skipped (it failed where SSE worked). */
+  // Until when WebSocket is skipped (it failed where SSE worked).
   private wsSkippedUntil = 0;
-  /** AUTHs refused in a row. */
+  // AUTHs refused in a row.
   private refusals = 0;
   private wake: (() => void) | null = null;
-  /** The transport being opened (closed by `close()` so the attempt ends at once). */
+  // The transport being opened (closed by `close()` so the attempt ends at once).
   private opening: Transport | null = null;
   private readonly stopped = new AbortController();
 
@@ -322,7 +322,7 @@ export class PushClient extends Emitter<ClientEvents> {
     }
   }
 
-  /** One connection, from dispatch to its end. */
+  // One connection, from dispatch to its end.
   private async attempt(): Promise<End> {
     const token = await this.freshToken();
     if (token) return token;
@@ -366,7 +366,7 @@ export class PushClient extends Emitter<ClientEvents> {
     return { ...failure!, retryInMs: this.backoff.next() };
   }
 
-  /** Opens `kind` to `room` and waits for the AUTH_REPLY, within the connect timeout. */
+  // Opens `kind` to `room` and waits for the AUTH_REPLY, within the connect timeout.
   private open(
     kind: TransportName,
     room: Room,
@@ -455,7 +455,7 @@ export class PushClient extends Emitter<ClientEvents> {
     });
   }
 
-  /** Runs an authenticated session until it ends. */
+  // Runs an authenticated session until it ends.
   private serve(session: Session, heartbeatSecs: number, sessionKey: string | null): Promise<End> {
     return new Promise<End>((resolve) => {
       let done = false;
@@ -550,7 +550,7 @@ export class PushClient extends Emitter<ClientEvents> {
     }
   }
 
-  /** A MESSAGE: dedup, pull (notify), hand over, ACK — in arrival order. */
+  // A MESSAGE: dedup, pull (notify), hand over, ACK — in arrival order.
   private deliver(m: Deliver): void {
     const stored = m.mode !== 'at_most_once';
     if (!this.dedup.firstTime(m.id)) {
@@ -626,7 +626,7 @@ export class PushClient extends Emitter<ClientEvents> {
 
   // ---- tokens ----
 
-  /** A token before connecting: the first, or a new one for an expired token. */
+  // A token before connecting: the first, or a new one for an expired token.
   private async freshToken(): Promise<End | null> {
     if (!this.getToken) return null;
     if (this.token !== '' && !tokenStale(this.token, unixNow())) return null;
@@ -656,7 +656,7 @@ export class PushClient extends Emitter<ClientEvents> {
     }
   }
 
-  /** The room refused the AUTH: with `getToken`, once more with a new token; else stop. */
+  // The room refused the AUTH: with `getToken`, once more with a new token; else stop.
   private async refused(reason: string): Promise<End> {
     this.refusals++;
     if (this.getToken && this.refusals === 1) {
@@ -672,7 +672,7 @@ export class PushClient extends Emitter<ClientEvents> {
     return { code: 'auth_refused', reason, retryInMs: null };
   }
 
-  /** When to send the next REFRESH on `session` (with `getToken` and a token that says when it ends). */
+  // When to send the next REFRESH on `session` (with `getToken` and a token that says when it ends).
   private scheduleRefresh(session: Session): void {
     if (!this.getToken) return;
     const expiresAt = tokenExpiry(this.token);
@@ -707,7 +707,7 @@ export class PushClient extends Emitter<ClientEvents> {
     return this.stateNow === 'connected' ? this.current : null;
   }
 
-  /** Sends on `session`; a failed send ends it (and says so). */
+  // Sends on `session`; a failed send ends it (and says so).
   private sendOn(session: Session, seq: number, message: PushMessage): boolean {
     try {
       session.transport.send(seq, message);
@@ -736,7 +736,7 @@ export class PushClient extends Emitter<ClientEvents> {
     return this.seq;
   }
 
-  /** Whether the client has stopped (read afresh after each await). */
+  // Whether the client has stopped (read afresh after each await).
   private isStopped(): boolean {
     return this.stateNow === 'closed';
   }
@@ -759,7 +759,7 @@ export class PushClient extends Emitter<ClientEvents> {
     });
   }
 
-  /** Stops for good: `close()`, a KICK, or a refused AUTH. */
+  // Stops for good: `close()`, a KICK, or a refused AUTH.
   private stop(end: End): void {
     if (this.stateNow === 'closed') return;
     const session = this.current;

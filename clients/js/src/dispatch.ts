@@ -34,7 +34,7 @@ export const FORGET_FAILURES_AFTER_MS = 60_000;
 /** Rooms per network type, and the addresses that failed. */
 export class Dispatcher {
   private readonly cache = new Map<Net, Room[]>();
-  /** Address → when it failed (ms). */
+  // Address → when it failed (ms).
   private readonly failed = new Map<string, number>();
 
   constructor(

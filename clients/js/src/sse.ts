@@ -41,7 +41,7 @@ export class SseTransport implements Transport {
   private session: string | null = null;
   private ended = false;
   private authenticated = false;
-  /** Messages waiting to be POSTed, in order; one POST is in flight at a time. */
+  // Messages waiting to be POSTed, in order; one POST is in flight at a time.
   private readonly queue: string[] = [];
   private sending = false;
 
@@ -167,7 +167,7 @@ export class SseTransport implements Transport {
     }
   }
 
-  /** POSTs one message; a 429 is tried again after a growing wait, then given up. */
+  // POSTs one message; a 429 is tried again after a growing wait, then given up.
   private async post(body: string): Promise<void> {
     const url = `${this.url}/${segment(this.session!)}`;
     for (let attempt = 0; attempt < BUSY_ATTEMPTS && !this.ended; attempt++) {

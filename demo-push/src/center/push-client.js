@@ -84,7 +84,7 @@ var Dispatcher = class {
     __publicField(this, "fetch", fetch);
     __publicField(this, "now", now);
     __publicField(this, "cache", /* @__PURE__ */ new Map());
-    /** Address → when it failed (ms). */
+    // Address → when it failed (ms).
     __publicField(this, "failed", /* @__PURE__ */ new Map());
   }
   /** The rooms for `net`, from the cache or the dispatcher. */
@@ -921,7 +921,7 @@ var SseTransport = class {
     __publicField(this, "session", null);
     __publicField(this, "ended", false);
     __publicField(this, "authenticated", false);
-    /** Messages waiting to be POSTed, in order; one POST is in flight at a time. */
+    // Messages waiting to be POSTed, in order; one POST is in flight at a time.
     __publicField(this, "queue", []);
     __publicField(this, "sending", false);
     void this.open(encodeJson(auth.seq, auth.message));
@@ -1032,7 +1032,7 @@ var SseTransport = class {
       this.sending = false;
     }
   }
-  /** POSTs one message; a 429 is tried again after a growing wait, then given up. */
+  // POSTs one message; a 429 is tried again after a growing wait, then given up.
   async post(body2) {
     const url = `${this.url}/${segment(this.session)}`;
     for (let attempt = 0; attempt < BUSY_ATTEMPTS && !this.ended; attempt++) {
@@ -1224,7 +1224,7 @@ var PushClient = class extends Emitter {
     __publicField(this, "dispatcher");
     __publicField(this, "backoff");
     __publicField(this, "dedup");
-    /** Ids handed over and ACKed (a redelivered one is ACKed again without a word). */
+    // Ids handed over and ACKed (a redelivered one is ACKed again without a word).
     __publicField(this, "acked");
     __publicField(this, "token");
     __publicField(this, "net");
@@ -1235,14 +1235,14 @@ var PushClient = class extends Emitter {
     __publicField(this, "waiting", /* @__PURE__ */ new Map());
     __publicField(this, "acks", []);
     __publicField(this, "ackTimer");
-    /** Messages are handed over in order, a notify pull included. */
+    // Messages are handed over in order, a notify pull included.
     __publicField(this, "inbox", Promise.resolve());
-    /** Until when WebSocket is skipped (it failed where SSE worked). */
+    // Until when WebSocket is skipped (it failed where SSE worked).
     __publicField(this, "wsSkippedUntil", 0);
-    /** AUTHs refused in a row. */
+    // AUTHs refused in a row.
     __publicField(this, "refusals", 0);
     __publicField(this, "wake", null);
-    /** The transport being opened (closed by `close()` so the attempt ends at once). */
+    // The transport being opened (closed by `close()` so the attempt ends at once).
     __publicField(this, "opening", null);
     __publicField(this, "stopped", new AbortController());
     if (!options.center) throw new TypeError("connect: `center` is required");
@@ -1412,7 +1412,7 @@ var PushClient = class extends Emitter {
       await this.sleep(retryInMs);
     }
   }
-  /** One connection, from dispatch to its end. */
+  // One connection, from dispatch to its end.
   async attempt() {
     const token = await this.freshToken();
     if (token) return token;
@@ -1449,7 +1449,7 @@ var PushClient = class extends Emitter {
     this.dispatcher.failedAt(room.ws, this.net);
     return { ...failure, retryInMs: this.backoff.next() };
   }
-  /** Opens `kind` to `room` and waits for the AUTH_REPLY, within the connect timeout. */
+  // Opens `kind` to `room` and waits for the AUTH_REPLY, within the connect timeout.
   open(kind, room) {
     return new Promise((resolve) => {
       const url = kind === "websocket" ? this.wsUrl(room) : this.sseUrl(room);
@@ -1527,7 +1527,7 @@ var PushClient = class extends Emitter {
       }
     });
   }
-  /** Runs an authenticated session until it ends. */
+  // Runs an authenticated session until it ends.
   serve(session, heartbeatSecs, sessionKey) {
     return new Promise((resolve) => {
       let done = false;
@@ -1617,7 +1617,7 @@ var PushClient = class extends Emitter {
         session.finish({ code: "transport_closed", reason: `the room sent ${message.op}`, retryInMs: this.backoff.next() });
     }
   }
-  /** A MESSAGE: dedup, pull (notify), hand over, ACK — in arrival order. */
+  // A MESSAGE: dedup, pull (notify), hand over, ACK — in arrival order.
   deliver(m) {
     const stored = m.mode !== "at_most_once";
     if (!this.dedup.firstTime(m.id)) {
@@ -1684,7 +1684,7 @@ var PushClient = class extends Emitter {
     }
   }
   // ---- tokens ----
-  /** A token before connecting: the first, or a new one for an expired token. */
+  // A token before connecting: the first, or a new one for an expired token.
   async freshToken() {
     if (!this.getToken) return null;
     if (this.token !== "" && !tokenStale(this.token, unixNow())) return null;
@@ -1712,7 +1712,7 @@ var PushClient = class extends Emitter {
       clearTimeout(timer);
     }
   }
-  /** The room refused the AUTH: with `getToken`, once more with a new token; else stop. */
+  // The room refused the AUTH: with `getToken`, once more with a new token; else stop.
   async refused(reason) {
     this.refusals++;
     if (this.getToken && this.refusals === 1) {
@@ -1727,7 +1727,7 @@ var PushClient = class extends Emitter {
     }
     return { code: "auth_refused", reason, retryInMs: null };
   }
-  /** When to send the next REFRESH on `session` (with `getToken` and a token that says when it ends). */
+  // When to send the next REFRESH on `session` (with `getToken` and a token that says when it ends).
   scheduleRefresh(session) {
     if (!this.getToken) return;
     const expiresAt = tokenExpiry(this.token);
@@ -1757,7 +1757,7 @@ var PushClient = class extends Emitter {
   live() {
     return this.stateNow === "connected" ? this.current : null;
   }
-  /** Sends on `session`; a failed send ends it (and says so). */
+  // Sends on `session`; a failed send ends it (and says so).
   sendOn(session, seq, message) {
     try {
       session.transport.send(seq, message);
@@ -1782,7 +1782,7 @@ var PushClient = class extends Emitter {
     this.seq = this.seq >= 4294967295 ? 1 : this.seq + 1;
     return this.seq;
   }
-  /** Whether the client has stopped (read afresh after each await). */
+  // Whether the client has stopped (read afresh after each await).
   isStopped() {
     return this.stateNow === "closed";
   }
@@ -1802,7 +1802,7 @@ var PushClient = class extends Emitter {
       };
     });
   }
-  /** Stops for good: `close()`, a KICK, or a refused AUTH. */
+  // Stops for good: `close()`, a KICK, or a refused AUTH.
   stop(end) {
     if (this.stateNow === "closed") return;
     const session = this.current;
