@@ -5,12 +5,16 @@
 #    empty password, database `test`), PostgreSQL (5432, trust auth, database `test`) and
 #    Redis (6379). Anything missing is installed with apt-get and started directly (no
 #    systemd on these machines). Headless Chromium and its WebDriver (Debian `chromium`,
-#    `chromium-driver`) for the push web page's browser test; Python's protobuf and
-#    grpcio-tools for the client generated from proto/push.proto.
+#    `chromium-driver`) for the push web page's browser test and the JavaScript SDK's;
+#    Python's protobuf and grpcio-tools for the client generated from proto/push.proto;
+#    Node.js 20 or later for the JavaScript SDK.
 # 2. cargo fmt --check, cargo clippy -D warnings, each cargo feature of longlink-pool
 #    alone, longlink-rpc without and with its `tls` and `compression` features (clippy and
 #    tests), then every test (cargo nextest, or cargo test where nextest is absent) and the
 #    doctests.
+# 3. The JavaScript SDK (clients/js): npm ci, then npm test — tsc, the committed bundle the
+#    center serves checked against a fresh build, unit tests, and the integration tests
+#    against the longlink-push binary in Node and headless Chromium.
 #
 # Idempotent and non-interactive. Exits non-zero on the first failing step.
 # CARGO_TARGET_DIR defaults to a cache outside the clone so repeated runs reuse artifacts.
@@ -107,6 +111,19 @@ ensure_chromium() {
   fi
 }
 
+ensure_node() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    log "installing Node.js"
+    apt_install nodejs npm
+  fi
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  if [ "$major" -lt 20 ]; then
+    echo "error: the JavaScript SDK needs Node.js 20 or later; this machine has $(node --version)" >&2
+    return 1
+  fi
+}
+
 # The Python client generated from proto/push.proto (demo-push/tests/python_client.rs):
 # protobuf, and grpcio-tools for protoc. PyPI wheels; Debian's python3-pip where pip is missing.
 ensure_python_client() {
@@ -120,12 +137,13 @@ ensure_python_client() {
 }
 
 log "services"
+ensure_node
 ensure_mariadb
 ensure_postgres
 ensure_redis
 ensure_chromium
 ensure_python_client
-echo "MariaDB, PostgreSQL and Redis are up on 127.0.0.1; chromium $(chromium --version 2>/dev/null | awk '{print $2}') and chromedriver are installed"
+echo "MariaDB, PostgreSQL and Redis are up on 127.0.0.1; chromium $(chromium --version 2>/dev/null | awk '{print $2}') and chromedriver are installed; node $(node --version)"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -163,6 +181,14 @@ fi
 log "doctests"
 cargo test --workspace --locked --doc
 cargo test -p longlink-rpc --locked --doc --features "$RPC_FEATURES"
+
+log "JavaScript SDK (clients/js): npm ci, npm test"
+cargo build -p longlink-push --bin longlink-push --locked
+(
+  cd clients/js
+  npm ci --no-audit --no-fund
+  LONGLINK_PUSH_BIN="$CARGO_TARGET_DIR/debug/longlink-push" npm test
+)
 
 log "rustdoc (broken links are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked

@@ -292,7 +292,10 @@ async fn the_page_works_over_https_and_wss_with_a_development_certificate() {
     // The certificate is for localhost and 127.0.0.1, from a CA Chromium does not know.
     let page = browser_with(&driver, &["--ignore-certificate-errors"]).await;
     connect_as(&page, &base, "carol").await;
-    let url = page.execute("return ws.url", vec![]).await.unwrap();
+    let url = page
+        .execute("return window.pushClient.url", vec![])
+        .await
+        .unwrap();
     assert!(
         url.as_str().is_some_and(|u| u.starts_with("wss://")),
         "{url}"

@@ -10,7 +10,7 @@
 //! | `GET /dispatch?uid=&net=&failed=` | client | rooms to connect to |
 //! | `GET /messages/{id}/body?uid=&token=` | client | pull a `notify` message's body |
 //! | `GET /metrics`, `GET /healthz` | operator | Prometheus text; storage check |
-//! | `GET /`, `GET /dev/session?uid=` | developer | the web page and its credentials (only with `dev_page`) |
+//! | `GET /`, `GET /push-client.js`, `GET /dev/session?uid=` | developer | the web page, the JavaScript SDK it uses, and its credentials (only with `dev_page`) |
 //!
 //! The API key goes in `Authorization: Bearer <key>` or `x-api-key: <key>`; each key
 //! belongs to one app, and an app reaches only its own messages, users' sessions in that
@@ -219,6 +219,7 @@ pub fn router(state: Arc<CenterState>, max_body_bytes: usize) -> Router {
     if state.dev.is_some() {
         router = router
             .route("/", get(page::index))
+            .route("/push-client.js", get(page::sdk))
             .route("/dev/session", get(page::session));
     }
     router

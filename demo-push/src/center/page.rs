@@ -1,11 +1,15 @@
 //! The development web page: connect as a user, watch messages arrive, ACK them, send
-//! upstream, and push from a small sender panel. Static HTML and JavaScript, no build step.
+//! upstream, and push from a small sender panel. Static HTML and JavaScript, no build step:
+//! the page uses the JavaScript SDK (`clients/js`), served as the one ESM file
+//! `push-client.js` that `npm run bundle` writes beside this file and that is committed
+//! (`scripts/test.sh` checks it matches a fresh build).
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::response::Html;
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
 use longlink_codec::push::{Dispatch, Net};
 use serde::{Deserialize, Serialize};
 
@@ -14,8 +18,22 @@ use crate::model::check_name;
 
 const PAGE: &str = include_str!("page.html");
 
+/// The SDK bundle (`@longlink/push-client`, generated from `clients/js`).
+const SDK: &str = include_str!("push-client.js");
+
 pub(super) async fn index() -> Html<&'static str> {
     Html(PAGE)
+}
+
+/// `GET /push-client.js`: the SDK the page imports, for any page on this origin.
+pub(super) async fn sdk() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        SDK,
+    )
 }
 
 /// `GET /dev/session?uid=`.
