@@ -1,7 +1,8 @@
 //! Messages reach their recipients: every addressing mode, offline storage, redelivery,
-//! ACKs, expiry, and the three delivery modes. Each scenario runs twice: against the
-//! single process (real sockets, real SQLite) and against a cluster of processes (two
-//! rooms, register on Redis, saver on MariaDB, every internal call over longlink-rpc).
+//! ACKs, expiry, the three delivery modes, kicks and drains. Each scenario runs four
+//! times: against the single process (real sockets, real SQLite) and against a cluster of
+//! processes (two rooms, register on Redis, saver on MariaDB, every internal call over
+//! longlink-rpc), each with clients on raw TCP and on the SSE fallback (HTTP).
 
 mod common;
 
@@ -11,7 +12,7 @@ use common::*;
 use longlink_push_client::Event;
 use serde_json::json;
 
-both_modes! {
+every_transport! {
     unicast_to_an_online_user_arrives_and_is_acked,
     multicast_reaches_each_user_once,
     group_push_reaches_bound_members_only,
@@ -26,6 +27,57 @@ both_modes! {
     several_devices_each_receive_and_a_device_push_reaches_one,
     the_client_drops_a_duplicate_it_has_seen,
     a_push_repeated_with_its_idempotency_key_is_stored_and_sent_once,
+    a_kicked_client_is_told_why_and_stops,
+    a_drained_client_reconnects_and_receives_again,
+}
+
+async fn a_kicked_client_is_told_why_and_stops<S: Starter>() {
+    let s = S::start().await;
+    let mut k = s.online("k").await;
+    let mut bystander = s.online("bystander").await;
+    s.wait_sessions("k", 1).await;
+    let (status, answer) = s
+        .post("/users/k/kick", KEY, json!({"reason": "account suspended"}))
+        .await;
+    assert_eq!(
+        (status, answer["kicked"].as_u64()),
+        (200, Some(1)),
+        "{answer}"
+    );
+    assert_eq!(
+        event(&mut k).await,
+        Event::Kicked("account suspended".into())
+    );
+    let after = tokio::time::timeout(WAIT, k.next_event()).await;
+    assert_eq!(after.expect("the client stops"), None);
+    s.wait_sessions("k", 0).await;
+    quiet(&mut bystander, Duration::from_millis(200)).await;
+}
+
+async fn a_drained_client_reconnects_and_receives_again<S: Starter>() {
+    let s = S::start().await;
+    let mut c = s.online("dr").await;
+    s.drain_user("dr").await;
+    match event(&mut c).await {
+        Event::Disconnected { reason, .. } => {
+            assert!(reason.contains("reconnect"), "{reason}")
+        }
+        other => panic!("expected the reconnect, got {other:?}"),
+    }
+    // Back on a room that takes it (a draining one may refuse it first: it tries again).
+    loop {
+        match event(&mut c).await {
+            Event::Connected { .. } => break,
+            Event::Disconnected { .. } => {}
+            other => panic!("expected to reconnect, got {other:?}"),
+        }
+    }
+    s.wait_sessions("dr", 1).await;
+    let id = s
+        .push("unicast", json!({"uid": "dr", "body": "after the drain"}))
+        .await;
+    assert_eq!(message(&mut c).await, (id, "after the drain".to_owned()));
+    s.wait_status(id, "dr", "acked").await;
 }
 
 async fn unicast_to_an_online_user_arrives_and_is_acked<S: Starter>() {

@@ -78,7 +78,9 @@ async fn clients_get_pushes_over_tcp_tls_and_wss_from_an_https_center() {
 
     let mut tcp = s.client("t1");
     let mut ws = s.client_with("t2", |c| c.transport = Transport::WebSocket);
-    for client in [&mut tcp, &mut ws] {
+    // The SSE fallback: HTTPS on the wss:// port.
+    let mut sse = s.client_with("t3", |c| c.transport = Transport::Sse);
+    for client in [&mut tcp, &mut ws, &mut sse] {
         match event(client).await {
             Event::Connected { address, .. } => {
                 assert!(address.contains(':'), "{address}");
@@ -92,6 +94,9 @@ async fn clients_get_pushes_over_tcp_tls_and_wss_from_an_https_center() {
         .await;
     assert_eq!(message(&mut tcp).await.1, "over tls");
     assert_eq!(message(&mut ws).await.1, "over wss");
+    s.push("unicast", json!({"uid": "t3", "body": "over https"}))
+        .await;
+    assert_eq!(message(&mut sse).await.1, "over https");
     // Two rooms' handshakes and the center's HTTPS ones, all counted.
     assert!(s.metric("longlink_push_tls_handshakes_total").await >= 3);
 }

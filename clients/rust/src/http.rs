@@ -24,6 +24,14 @@ pub(super) struct HttpClient {
 }
 
 pub(super) fn client(tls: Option<&Arc<rustls::ClientConfig>>) -> HttpClient {
+    HttpClient {
+        inner: Client::builder(TokioExecutor::new()).build(connector(tls)),
+        tls: tls.is_some(),
+    }
+}
+
+/// HTTP and HTTPS (with the client's TLS settings, HTTP/1.1 only).
+pub(super) fn connector(tls: Option<&Arc<rustls::ClientConfig>>) -> HttpsConnector<HttpConnector> {
     // Without TLS settings an https:// URL is refused before connecting (see `get`).
     let mut config = tls.map_or_else(
         || {
@@ -38,15 +46,11 @@ pub(super) fn client(tls: Option<&Arc<rustls::ClientConfig>>) -> HttpClient {
         |c| (**c).clone(),
     );
     config.alpn_protocols.clear(); // hyper-rustls offers http/1.1 itself
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_or_http()
         .enable_http1()
-        .build();
-    HttpClient {
-        inner: Client::builder(TokioExecutor::new()).build(connector),
-        tls: tls.is_some(),
-    }
+        .build()
 }
 
 /// GETs `url`: the status and the body (at most 16 MiB).
@@ -75,7 +79,7 @@ pub(super) async fn get(client: &HttpClient, full_url: &str) -> Result<(u16, Byt
 }
 
 /// An error with its causes (hyper's own message alone is "client error (Connect)").
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

@@ -10,6 +10,7 @@
 mod dedup;
 mod http;
 mod refresh;
+mod sse;
 mod transport;
 
 use std::collections::HashMap;
@@ -38,6 +39,11 @@ pub enum Transport {
     Tcp,
     /// WebSocket with one push frame per binary message.
     WebSocket,
+    /// The fallback for networks that let only plain HTTP through: the room's messages
+    /// as server-sent events (`POST /sse` on the room's WebSocket port), the client's as
+    /// HTTP POSTs (`/sse/{session}`), in the JSON form. The same session, ACKs and
+    /// redelivery as the other transports.
+    Sse,
 }
 
 /// A client's settings. Its `Debug` shows no token.
@@ -55,7 +61,7 @@ pub struct ClientConfig {
     pub apps: Vec<String>,
     /// The token the business backend issued for `uid`.
     pub token: String,
-    /// TCP or WebSocket.
+    /// TCP, WebSocket or SSE.
     pub transport: Transport,
     /// ACK every message as soon as it arrives (otherwise call [`Client::ack`]).
     pub auto_ack: bool,
@@ -634,6 +640,7 @@ impl Runner {
                 },
                 Transport::Tcp => Conn::tcp(&address, None, max).await,
                 Transport::WebSocket => Conn::ws(&address, self.ws_tls.as_ref(), max).await,
+                Transport::Sse => Conn::sse(&address, self.config.tls.as_ref(), max),
             }
         })
         .await;
@@ -717,7 +724,7 @@ impl Runner {
     fn address(&self, room: &RoomAddress) -> String {
         match self.config.transport {
             Transport::Tcp => room.tcp.clone(),
-            Transport::WebSocket => room.ws.clone(),
+            Transport::WebSocket | Transport::Sse => room.ws.clone(),
         }
     }
 

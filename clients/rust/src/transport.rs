@@ -1,5 +1,5 @@
-//! A client's connection to a room: raw TCP or WebSocket (binary frames), each plain or
-//! over TLS (rustls), one interface.
+//! A client's connection to a room: raw TCP, WebSocket (binary frames) or the SSE
+//! fallback (JSON over HTTP), each plain or over TLS (rustls), one interface.
 
 use std::sync::Arc;
 
@@ -23,6 +23,7 @@ pub(super) type Stream = Either<TcpStream, Box<TlsStream<TcpStream>>>;
 pub(super) enum Conn {
     Tcp(Framed<Stream, PushCodec>),
     Ws(Box<WebSocketStream<Stream>>, PushCodec),
+    Sse(Box<super::sse::SseConn>),
 }
 
 /// `config` offering this ALPN protocol only.
@@ -124,12 +125,22 @@ impl Conn {
         ))
     }
 
+    /// The SSE fallback of the room whose WebSocket URL is `url` (connects at the AUTH).
+    pub(super) fn sse(
+        url: &str,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+        max_frame_bytes: usize,
+    ) -> Result<Conn, ClientError> {
+        super::sse::SseConn::new(url, tls, max_frame_bytes).map(|c| Conn::Sse(Box::new(c)))
+    }
+
     pub(super) async fn send(
         &mut self,
         seq: u32,
         message: &PushMessage,
     ) -> Result<(), ClientError> {
         match self {
+            Conn::Sse(sse) => sse.send(seq, message).await?,
             Conn::Tcp(framed) => {
                 let frame = message.to_frame(seq)?;
                 framed.send(frame).await?;
@@ -149,6 +160,7 @@ impl Conn {
     /// `None` at EOF.
     pub(super) async fn recv(&mut self) -> Result<Option<Vec<(u32, PushMessage)>>, ClientError> {
         let frame = match self {
+            Conn::Sse(sse) => return sse.recv().await,
             Conn::Tcp(framed) => match framed.next().await {
                 None => return Ok(None),
                 Some(frame) => frame?,
@@ -176,6 +188,7 @@ impl Conn {
             let max = match self {
                 Conn::Tcp(f) => f.codec().get_max_frame_bytes(),
                 Conn::Ws(_, c) => c.get_max_frame_bytes(),
+                Conn::Sse(_) => unreachable!("an sse stream carries messages, not frames"),
             };
             return frame
                 .unbatch(max)

@@ -119,6 +119,17 @@ metrics! {
     accept_errors: Counter = "accept_errors", "Accepts that failed (the loop backs off)";
     /// WebSocket upgrades refused or failed (not a valid upgrade, timed out, hung up).
     upgrade_failures: Counter = "upgrade_failures", "WebSocket upgrades refused or failed";
+    /// `POST /sse` refused at the room's SSE session limit (429).
+    sse_refused: Counter = "sse_refused", "SSE sessions refused at the session limit";
+    /// Messages POSTed to SSE sessions and handed to them (202).
+    sse_posts: Counter = "sse_posts", "Messages POSTed to SSE sessions and handed over";
+    /// POSTs to an SSE session whose inbox was full (429).
+    sse_inbox_full: Counter = "sse_inbox_full", "POSTs refused because the SSE session's inbox was full";
+    /// POSTs to an SSE session that does not exist (404: ended, or never was).
+    sse_unknown_session: Counter = "sse_unknown_session", "POSTs to an SSE session that does not exist";
+    /// SSE requests refused for their body: too large (413), no length (411), malformed
+    /// or a server-only op (400).
+    sse_bad_requests: Counter = "sse_bad_requests", "SSE requests refused for their body (400, 411, 413)";
     /// Retries of stored messages for recipients who may be online (center).
     retries: Counter = "retries", "Tries again of stored messages for recipients who may be online";
     /// Recipients reached by such a retry (center).

@@ -14,6 +14,7 @@ use longlink_codec::ws::{OpCode, WsCodec, WsMessage, encode_header};
 use longlink_codec::{BufPool, CodecError, PooledBuf};
 
 use super::socket::{Read, Socket};
+use super::sse::SseLink;
 use crate::frame::Frame;
 use tokio_util::codec::Decoder;
 /// WebSocket close status: normal closure.
@@ -72,11 +73,18 @@ pub(crate) struct Link {
     last_form: Form,
     /// A WebSocket CLOSE has been queued (ours or the answer to the client's).
     close_sent: bool,
+    /// `Some` for SSE: the downstream is this socket's chunked `text/event-stream`, the
+    /// upstream comes from POSTs through the session's inbox (boxed: the other links
+    /// stay small).
+    sse: Option<Box<SseLink>>,
 }
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let tls = matches!(self.socket, Socket::Tls(_));
+        if self.sse.is_some() {
+            return f.write_str(if tls { "Link::Sses" } else { "Link::Sse" });
+        }
         f.write_str(match (self.ws.is_some(), tls) {
             (true, false) => "Link::Ws",
             (true, true) => "Link::Wss",
@@ -99,7 +107,31 @@ impl Link {
             max_frame_bytes,
             close_sent: false,
             last_form: Form::Binary,
+            sse: None,
         }
+    }
+
+    /// An SSE link: `sse` holds the AUTH that came as the `POST /sse` body (what the
+    /// session reads first); its answer opens the stream on `socket`.
+    pub(crate) fn sse(socket: Socket, sse: SseLink, max_frame_bytes: usize) -> Link {
+        let mut link = Link::tcp(socket, None, max_frame_bytes);
+        link.last_form = Form::Json;
+        link.sse = Some(Box::new(sse));
+        link
+    }
+
+    /// The session key the AUTH OK names: for SSE a new unguessable key that binds the
+    /// POSTs to this session from now on; `{room}:{id}` otherwise.
+    pub(crate) fn bind(&mut self, room: &super::RoomInner, id: u64) -> String {
+        match self.sse.as_mut() {
+            Some(sse) => sse.bind(&room.sse, &room.config.name, id),
+            None => format!("{}:{id}", room.config.name),
+        }
+    }
+
+    /// The SSE session's key, once bound (`None` for other links).
+    pub(crate) fn sse_key(&self) -> Option<&str> {
+        self.sse.as_ref().and_then(|s| s.key())
     }
 
     /// A WebSocket link over an upgraded stream; `early` holds bytes that followed the
@@ -127,6 +159,10 @@ impl Link {
     /// is something to read; it goes back as soon as every whole frame is decoded. Cancel
     /// safe: nothing is lost if the future is dropped.
     pub(crate) async fn recv(&mut self) -> Result<Option<Inbound>, LinkError> {
+        if self.sse.is_some() {
+            // Boxed: its state would otherwise grow every connection's task, SSE or not.
+            return Box::pin(self.recv_sse()).await;
+        }
         loop {
             if let Some(inbound) = self.decode()? {
                 return Ok(Some(inbound));
@@ -151,6 +187,37 @@ impl Link {
                 Ok(Read::Data) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// SSE: the AUTH first, then what is POSTed; `None` when the stream's connection
+    /// closed. Anything the client sends on the stream's own connection is dropped (it has
+    /// nothing to say there), as it arrives, so it holds no buffer.
+    async fn recv_sse(&mut self) -> Result<Option<Inbound>, LinkError> {
+        let Some(sse) = self.sse.as_mut() else {
+            return Ok(None);
+        };
+        if let Some((seq, auth)) = sse.take_auth() {
+            return Ok(Some(Inbound::Message(seq, auth, Form::Json)));
+        }
+        loop {
+            if self.socket.wants_flush() {
+                return Ok(Some(Inbound::Control));
+            }
+            tokio::select! {
+                posted = sse.next() => {
+                    return Ok(posted.map(|(seq, m)| Inbound::Message(seq, m, Form::Json)));
+                }
+                readable = self.socket.readable() => {
+                    readable?;
+                    match self.socket.try_read(&mut self.inbound) {
+                        Ok(Read::Eof) => return Ok(None),
+                        Ok(Read::Data) => self.inbound = None,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
             }
         }
     }
@@ -229,6 +296,9 @@ impl Link {
 
     /// Queues a shared frame (written at the next flush).
     pub(crate) fn feed(&mut self, frame: &Frame, form: Form) {
+        if self.sse.is_some() {
+            return self.feed_event(frame.json());
+        }
         let body = match form {
             Form::Binary => frame.binary(),
             Form::Json => frame.json(),
@@ -252,6 +322,10 @@ impl Link {
         message: &PushMessage,
         form: Form,
     ) -> Result<(), LinkError> {
+        if self.sse.is_some() {
+            self.feed_event(message.to_json(seq).as_bytes());
+            return Ok(());
+        }
         if self.ws.is_none() {
             let out = self.out(256);
             return Ok(message.encode(seq, out)?);
@@ -275,6 +349,60 @@ impl Link {
         Ok(())
     }
 
+    /// SSE: queues one event (the stream's head first, the first time).
+    fn feed_event(&mut self, json: &[u8]) {
+        let Some(sse) = self.sse.as_mut() else { return };
+        if sse.ended {
+            return;
+        }
+        let head = !std::mem::replace(&mut sse.streaming, true);
+        let out = self.out(
+            json.len()
+                + 16
+                + if head {
+                    super::http::STREAM_HEAD.len()
+                } else {
+                    0
+                },
+        );
+        if head {
+            out.extend_from_slice(super::http::STREAM_HEAD.as_bytes());
+        }
+        super::http::event_chunk(json, &mut **out);
+    }
+
+    /// Refuses the AUTH with `reply` and closes: for SSE an HTTP `status` with the reply
+    /// as its JSON body (the stream never opened), otherwise the reply itself.
+    pub(crate) async fn refuse(&mut self, seq: u32, reply: &PushMessage, status: u16) {
+        match self.sse.as_mut() {
+            Some(sse) if !sse.streaming => {
+                sse.ended = true;
+                let answer = super::http::answer(status, &reply.to_json(seq), false);
+                let _ = self.socket.write_all(answer.as_bytes()).await;
+                self.socket.shutdown().await;
+            }
+            _ => {
+                let _ = self.feed_message(seq, reply, self.last_form);
+                self.close_with(CLOSE_POLICY).await;
+            }
+        }
+    }
+
+    /// The session ended before its AUTH was answered (closed while it was checked): an
+    /// SSE client still waiting for the answer to its `POST /sse` gets a `503`; other links
+    /// have nothing more to say.
+    pub(crate) async fn abandon(&mut self) {
+        let reply = PushMessage::AuthReply(longlink_codec::push::AuthReply {
+            ok: false,
+            reason: Some("the session closed before it opened: try again".into()),
+            heartbeat_secs: 0,
+            session: None,
+        });
+        if self.sse.as_ref().is_some_and(|s| !s.streaming && !s.ended) {
+            self.refuse(0, &reply, 503).await;
+        }
+    }
+
     /// Writes everything queued in one write; the buffer goes back to the pool after.
     pub(crate) async fn flush(&mut self) -> Result<(), LinkError> {
         match self.out.take() {
@@ -292,6 +420,13 @@ impl Link {
 
     /// Flushes and closes with this WebSocket close status (unless a CLOSE was sent).
     pub(crate) async fn close_with(&mut self, code: u16) {
+        if let Some(sse) = self.sse.as_mut() {
+            // POSTs find no session from now on; the stream ends with its last chunk.
+            sse.unbind();
+            if sse.streaming && !std::mem::replace(&mut sse.ended, true) {
+                self.out(8).extend_from_slice(super::http::LAST_CHUNK);
+            }
+        }
         if self.ws.is_some() && !self.close_sent {
             self.queue_close(code);
         }

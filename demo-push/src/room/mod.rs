@@ -7,11 +7,14 @@
 //! connection too slow to drain it is closed (its stored messages are redelivered when it
 //! comes back).
 
+mod http;
+mod http_conn;
 mod ip_limit;
 pub mod link;
 mod outbox;
 mod session;
 mod socket;
+mod sse;
 mod trim;
 mod upgrade;
 mod wheel;
@@ -177,6 +180,12 @@ pub struct RoomConfig {
     pub tick: Duration,
     /// What happens when a connection's token expires.
     pub token_expiry: TokenExpiry,
+    /// SSE streams open at once, at most (each is a connection too, under the per-IP
+    /// limit); `POST /sse` past it is answered `429`.
+    pub max_sse_sessions: usize,
+    /// Messages POSTed to one SSE session and not yet read by it, at most; a POST past it
+    /// is answered `429`.
+    pub sse_inbox: usize,
 }
 
 /// What happens when a connection's token expires (`[room.token_expiry]`): the connection
@@ -232,6 +241,8 @@ impl Default for RoomConfig {
             max_apps_per_conn: 16,
             tick: Duration::from_secs(1),
             token_expiry: TokenExpiry::default(),
+            max_sse_sessions: 10_000,
+            sse_inbox: 64,
         }
     }
 }
@@ -350,6 +361,8 @@ pub(crate) struct RoomInner {
     refusing: Arc<Semaphore>,
     /// Set once the room drains: it takes no new users.
     draining: std::sync::atomic::AtomicBool,
+    /// The SSE fallback's sessions (keys to inboxes), bounded.
+    sse: Arc<sse::SseSessions>,
 }
 
 /// A room. Cheap to clone.
@@ -413,6 +426,7 @@ impl Room {
                 handshakes: Semaphore::new(1024),
                 refusing: Arc::new(Semaphore::new(session::MAX_REFUSING)),
                 draining: std::sync::atomic::AtomicBool::new(false),
+                sse: sse::SseSessions::new(config.max_sse_sessions, config.sse_inbox),
                 config,
             }),
         };
@@ -432,7 +446,44 @@ impl Room {
                     .unwrap_or_default()
             },
         ));
+        for (name, help, read) in [
+            (
+                "sse_sessions",
+                "SSE streams open (authenticating or authenticated)",
+                sse::SseSessions::open as fn(&sse::SseSessions) -> usize,
+            ),
+            (
+                "sse_session_keys",
+                "SSE session keys that POSTs can reach",
+                sse::SseSessions::keys,
+            ),
+            (
+                "sse_sessions_max",
+                "SSE streams a room takes at once",
+                sse::SseSessions::max_sessions,
+            ),
+        ] {
+            let weak = Arc::downgrade(&room.inner);
+            room.inner
+                .metrics
+                .add_family(Computed::gauge(name, help, move || {
+                    weak.upgrade()
+                        .map(|r| {
+                            vec![Sample::labelled(
+                                "room",
+                                r.config.name.clone(),
+                                read(&r.sse) as f64,
+                            )]
+                        })
+                        .unwrap_or_default()
+                }));
+        }
         room
+    }
+
+    /// SSE session keys in the room's map (sessions that POSTs can reach).
+    pub fn sse_sessions(&self) -> usize {
+        self.inner.sse.keys()
     }
 
     /// Binds the plaintext listeners and starts accepting, and the wheel's ticker.
@@ -666,6 +717,13 @@ impl Room {
         self.inner
             .draining
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.reconnect_all(reason, window);
+    }
+
+    /// Tells every connection to reconnect after a delay spread over `window`, and
+    /// closes it, without draining: the room takes them back (what a drain does to a
+    /// single process whose room stays, and an operator's way to rebalance).
+    pub fn reconnect_all(&self, reason: &str, window: Duration) {
         for shard in self.inner.conns.iter() {
             for handle in shard.lock().values() {
                 let after_ms = fastrand::u64(..=window.as_millis() as u64) as u32;

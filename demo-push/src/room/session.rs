@@ -63,13 +63,13 @@ pub(super) async fn accept(
             let link = if kind == Listening::Tcp && tls.is_none() {
                 Link::tcp(Socket::Plain(stream), None, room.config.max_frame_bytes)
             } else {
-                let Ok(_handshake) = room.handshakes.acquire().await else {
+                let Ok(handshake) = room.handshakes.acquire().await else {
                     return;
                 };
                 // Boxed: the handshake's state is freed once done, not kept in every
                 // connection's task.
                 let deadline = tokio::time::Instant::now() + room.config.auth_timeout;
-                match Box::pin(open(&room, stream, peer, kind, tls, deadline)).await {
+                match Box::pin(open(&room, stream, peer, kind, tls, handshake, deadline)).await {
                     Some(link) => link,
                     None => return,
                 }
@@ -79,17 +79,19 @@ pub(super) async fn accept(
     }
 }
 
-/// The TLS handshake (with `tls`) and the WebSocket upgrade (on a WebSocket port), by
-/// `deadline`; `None` (counted, logged) when either failed.
+/// The TLS handshake (with `tls`) and, on a WebSocket port, its HTTP requests (the
+/// WebSocket upgrade, or the SSE fallback's), the first by `deadline`; `None` (counted,
+/// logged) when they failed or the connection was done without becoming a link.
 async fn open(
-    room: &RoomInner,
+    room: &Arc<RoomInner>,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     kind: Listening,
     tls: Option<Arc<rustls::ServerConfig>>,
+    handshake: tokio::sync::SemaphorePermit<'_>,
     deadline: tokio::time::Instant,
 ) -> Option<Link> {
-    let (mut socket, early) = match tls {
+    let (socket, early) = match tls {
         None => (Socket::Plain(stream), None),
         Some(config) => {
             let handshake = TlsSocket::accept(stream, config);
@@ -121,19 +123,7 @@ async fn open(
     if kind == Listening::Tcp {
         return Some(Link::tcp(socket, early, max));
     }
-    let upgrade = super::upgrade::upgrade(&mut socket, early);
-    match tokio::time::timeout_at(deadline, upgrade).await {
-        Ok(Ok(early)) => Some(Link::ws(socket, early, max)),
-        Ok(Err(e)) => {
-            inc(&room.metrics.upgrade_failures);
-            tracing::debug!(%peer, error = %e, "websocket upgrade failed");
-            None
-        }
-        Err(_) => {
-            inc(&room.metrics.upgrade_failures);
-            None
-        }
-    }
+    super::http_conn::serve(room, socket, early, handshake, deadline, peer).await
 }
 
 /// Tells a plaintext client on a TLS port, in plaintext, that the port speaks TLS: an HTTP
@@ -274,6 +264,8 @@ async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSl
     ))
     .await
     else {
+        // An SSE client still waiting for its answer is told (closed before it opened).
+        Box::pin(link.abandon()).await;
         return;
     };
 
@@ -326,15 +318,17 @@ async fn run(room: Arc<RoomInner>, mut link: Link, peer: SocketAddr, _slot: IpSl
     room.events.disconnected(session).await;
 }
 
-async fn refuse(link: &mut Link, seq: u32, reason: &str, form: Form) {
+/// Refuses the AUTH and closes; `status` is the HTTP status an SSE client is answered
+/// with (401 a bad token, 403 apps it may not have, 503 keys that could not be fetched,
+/// 400 not an AUTH).
+async fn refuse(link: &mut Link, seq: u32, reason: &str, status: u16) {
     let reply = PushMessage::AuthReply(AuthReply {
         ok: false,
         reason: Some(reason.to_owned()),
         heartbeat_secs: 0,
         session: None,
     });
-    let _ = link.feed_message(seq, &reply, form);
-    link.close_with(CLOSE_POLICY).await;
+    link.refuse(seq, &reply, status).await;
 }
 
 /// What the handshake hands the open connection.
@@ -374,9 +368,9 @@ async fn authenticate(
     };
     let (seq, auth, form) = match first {
         Ok(Some(Inbound::Message(seq, PushMessage::Auth(auth), form))) => (seq, auth, form),
-        Ok(Some(Inbound::Message(_, _, form))) => {
+        Ok(Some(Inbound::Message(..))) => {
             inc(&room.metrics.auth_failures);
-            refuse(link, 0, "the first message must be auth", form).await;
+            refuse(link, 0, "the first message must be auth", 400).await;
             return None;
         }
         Ok(None) | Ok(Some(Inbound::Control)) | Err(LinkError::Io(_)) => return None,
@@ -398,7 +392,11 @@ async fn authenticate(
         Err(e) => {
             inc(&room.metrics.auth_failures);
             tracing::debug!(%peer, uid = auth.uid, error = %e, "auth refused");
-            refuse(link, seq, &e.to_string(), form).await;
+            let status = match e {
+                crate::token::TokenError::KeysUnavailable { .. } => 503,
+                _ => 401,
+            };
+            refuse(link, seq, &e.to_string(), status).await;
             return None;
         }
     };
@@ -408,7 +406,7 @@ async fn authenticate(
     if let Some(app) = apps.iter().find(|a| !token.allows_app(a)) {
         inc(&room.metrics.auth_failures);
         let reason = format!("the token does not allow app {app:?}");
-        refuse(link, seq, &reason, form).await;
+        refuse(link, seq, &reason, 403).await;
         return None;
     }
     if apps.len() > room.config.max_apps_per_conn {
@@ -419,7 +417,7 @@ async fn authenticate(
             apps.len(),
             room.config.max_apps_per_conn
         );
-        refuse(link, seq, &reason, form).await;
+        refuse(link, seq, &reason, 403).await;
         return None;
     }
     let interval = room.config.heartbeats.for_net(auth.net);
@@ -457,7 +455,7 @@ async fn authenticate(
         ok: true,
         reason: None,
         heartbeat_secs: interval as u32,
-        session: Some(format!("{}:{id}", room.config.name)),
+        session: Some(link.bind(room, id)),
     });
     // Registered before the client hears AUTH OK: once it has, a push finds it (in the
     // cluster the register must know it first).
@@ -550,7 +548,13 @@ async fn serve(
                         Box::pin(unsubscribe(room, handle, session, id, sub.apps)).await;
                     }
                     PushMessage::Refresh(refresh) => {
-                        let (answer, close) = Box::pin(refresh_token(room, handle, session, interval, deadline, id, refresh.token)).await;
+                        let (mut answer, close) = Box::pin(refresh_token(room, handle, session, interval, deadline, id, refresh.token)).await;
+                        if let (PushMessage::AuthReply(reply), Some(key)) = (&mut answer, link.sse_key()) {
+                            // An SSE session keeps the key its POSTs use.
+                            if reply.ok {
+                                reply.session = Some(key.to_owned());
+                            }
+                        }
                         if link.feed_message(seq, &answer, form).is_err() {
                             return None;
                         }
@@ -878,6 +882,99 @@ mod tests {
         }
     }
 
+    /// An SSE link for `uid` on one end of a loopback pair (the client's end returned).
+    async fn sse_session(
+        room: &Room,
+        token: &str,
+    ) -> (
+        Link,
+        tokio::net::TcpStream,
+        SocketAddr,
+        super::super::ip_limit::IpSlot,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, peer) = listener.accept().await.unwrap();
+        let auth = PushMessage::Auth(longlink_codec::push::Auth {
+            uid: "u".into(),
+            device: "d".into(),
+            net: longlink_codec::push::Net::Wifi,
+            token: token.into(),
+            apps: vec!["demo".into()],
+        });
+        let slot = room.inner.sse.reserve().unwrap();
+        let sse = super::super::sse::SseLink::new((1, auth), slot);
+        let ip = room.inner.ip_limit.admit(peer.ip()).unwrap();
+        (
+            Link::sse(Socket::Plain(server), sse, 1 << 16),
+            client,
+            peer,
+            ip,
+        )
+    }
+
+    #[tokio::test]
+    async fn an_sse_session_dropped_at_any_await_leaves_no_key_and_no_place() {
+        let tokens = Tokens::new(b"k");
+        let token = tokens.issue("u", Duration::from_secs(60));
+        let room = Room::new(
+            RoomConfig::default(),
+            crate::token::Verifier::hmac_only(tokens),
+            Arc::new(Nothing),
+            Arc::new(Metrics::default()),
+        );
+        // Dropped after 0, 1, 2… polls: before the AUTH is checked, while it is, once the
+        // key is bound and the stream open.
+        for polls in 0..6 {
+            let (link, client, peer, ip) = sse_session(&room, &token).await;
+            let mut task = Box::pin(run(Arc::clone(&room.inner), link, peer, ip));
+            for _ in 0..polls {
+                let polled = tokio::time::timeout(Duration::ZERO, &mut task).await;
+                assert!(polled.is_err(), "the session is still open");
+                tokio::task::yield_now().await;
+            }
+            drop(task);
+            assert_eq!(
+                (
+                    room.inner.sse.keys(),
+                    room.inner.sse.open(),
+                    room.connections()
+                ),
+                (0, 0, 0),
+                "after {polls} polls"
+            );
+            drop(client);
+        }
+        // Once streaming for sure: the AUTH OK was read by the client.
+        let (link, mut client, peer, ip) = sse_session(&room, &token).await;
+        let mut task = Box::pin(run(Arc::clone(&room.inner), link, peer, ip));
+        let mut seen = Vec::new();
+        loop {
+            let mut chunk = [0u8; 512];
+            tokio::select! {
+                _ = &mut task => panic!("the session ended"),
+                n = tokio::io::AsyncReadExt::read(&mut client, &mut chunk) => {
+                    seen.extend_from_slice(&chunk[..n.unwrap()]);
+                }
+            }
+            if String::from_utf8_lossy(&seen).contains("\"session\"") {
+                break;
+            }
+        }
+        assert_eq!((room.inner.sse.keys(), room.connections()), (1, 1));
+        drop(task);
+        assert_eq!(
+            (
+                room.inner.sse.keys(),
+                room.inner.sse.open(),
+                room.connections()
+            ),
+            (0, 0, 0)
+        );
+    }
+
     #[tokio::test]
     async fn a_connection_task_is_small() {
         let room = Room::new(
@@ -897,8 +994,9 @@ mod tests {
         let size = std::mem::size_of_val(&future);
         // Every open connection's task holds this; the handshake's state is boxed apart
         // (it was 1,968 bytes with the handshake inline, 1,544 before the socket could be
-        // TLS: a `TcpStream` in an enum is 24 bytes more than the two split halves).
-        assert!(size <= 1624, "the connection future grew to {size} bytes");
+        // TLS: a `TcpStream` in an enum is 24 bytes more than the two split halves; 8 more
+        // for the SSE link's box, its state boxed apart like the handshake's).
+        assert!(size <= 1632, "the connection future grew to {size} bytes");
         drop(client);
     }
 }

@@ -10,7 +10,7 @@ use super::socket::{Read, Socket};
 
 /// Largest request head accepted (request line and headers).
 pub(crate) const MAX_REQUEST_BYTES: usize = 8 * 1024;
-const MAX_HEADERS: usize = 32;
+pub(crate) const MAX_HEADERS: usize = 32;
 
 /// Why an upgrade failed.
 #[derive(Debug, thiserror::Error)]
@@ -26,33 +26,28 @@ pub(crate) enum UpgradeError {
 /// answers `101 Switching Protocols`, or an HTTP error saying what was wrong. Returns the
 /// bytes that followed the request (a client may send its first frame without waiting),
 /// `None` when there were none.
+#[cfg(test)]
 pub(crate) async fn upgrade(
     socket: &mut Socket,
     early: Option<PooledBuf>,
 ) -> Result<Option<PooledBuf>, UpgradeError> {
     let mut buf = early;
+    match read_head(socket, &mut buf).await? {
+        Some(end) => answer(socket, buf, end).await,
+        None => Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into()),
+    }
+}
+
+/// Reads until `buf` holds a whole request head; its length. `None`: the client closed
+/// before sending a byte of it. A head over [`MAX_REQUEST_BYTES`] is answered `431`.
+pub(crate) async fn read_head(
+    socket: &mut Socket,
+    buf: &mut Option<PooledBuf>,
+) -> Result<Option<usize>, UpgradeError> {
     loop {
         let head = buf.as_deref().map_or(&[][..], |b| &b[..]);
         if let Some(end) = find_head_end(head) {
-            let response = match respond(&head[..end]) {
-                Ok(accept) => accept,
-                Err((status, reason)) => {
-                    let head = format!(
-                        "HTTP/1.1 {status} {}\r\nconnection: close\r\ncontent-type: text/plain\r\n\
-                         sec-websocket-version: 13\r\ncontent-length: {}\r\n\r\n{reason}",
-                        phrase(status),
-                        reason.len()
-                    );
-                    refuse(socket, &head).await;
-                    return Err(UpgradeError::Refused { status, reason });
-                }
-            };
-            socket.write_all(response.as_bytes()).await?;
-            let Some(mut rest) = buf else {
-                unreachable!("a head was found in it")
-            };
-            rest.advance(end);
-            return Ok((!rest.is_empty()).then_some(rest));
+            return Ok(Some(end));
         }
         if head.len() >= MAX_REQUEST_BYTES {
             let reason = format!("request head over {MAX_REQUEST_BYTES} bytes");
@@ -67,10 +62,42 @@ pub(crate) async fn upgrade(
                 reason,
             });
         }
-        if socket.read(&mut buf).await? == Read::Eof {
+        let had = head.len();
+        if socket.read(buf).await? == Read::Eof {
+            if had == 0 {
+                return Ok(None);
+            }
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
     }
+}
+
+/// Answers the upgrade request whose head is the first `end` bytes of `buf`: `101`, or an
+/// HTTP error saying what was wrong. Returns the bytes that followed the head.
+pub(crate) async fn answer(
+    socket: &mut Socket,
+    buf: Option<PooledBuf>,
+    end: usize,
+) -> Result<Option<PooledBuf>, UpgradeError> {
+    let Some(mut rest) = buf else {
+        unreachable!("a head was found in it")
+    };
+    let response = match respond(&rest[..end]) {
+        Ok(accept) => accept,
+        Err((status, reason)) => {
+            let head = format!(
+                "HTTP/1.1 {status} {}\r\nconnection: close\r\ncontent-type: text/plain\r\n\
+                 sec-websocket-version: 13\r\ncontent-length: {}\r\n\r\n{reason}",
+                phrase(status),
+                reason.len()
+            );
+            refuse(socket, &head).await;
+            return Err(UpgradeError::Refused { status, reason });
+        }
+    };
+    socket.write_all(response.as_bytes()).await?;
+    rest.advance(end);
+    Ok((!rest.is_empty()).then_some(rest))
 }
 
 /// Writes the refusal, closes our side, and reads what the client still sends (up to 64 KiB,
@@ -99,12 +126,13 @@ pub(crate) async fn refuse_with(socket: &mut Socket, response: &[u8]) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
 }
 
-/// The answer to a WebSocket client refused before its upgrade is read (over the per-IP
-/// limit): `status` with `reason` as its body.
+/// The answer to a WebSocket or SSE client refused before its request is read (over the
+/// per-IP limit): `status` with `reason` as its body.
 pub(crate) fn refusal_head(status: u16, reason: &str) -> String {
+    // CORS: an SSE client from a browser is refused here too, and may read why.
     format!(
         "HTTP/1.1 {status} {}\r\nconnection: close\r\ncontent-type: text/plain\r\n\
-         content-length: {}\r\n\r\n{reason}",
+         access-control-allow-origin: *\r\ncontent-length: {}\r\n\r\n{reason}",
         phrase(status),
         reason.len()
     )
@@ -158,13 +186,7 @@ fn respond(head: &[u8]) -> Result<String, (u16, String)> {
 }
 
 fn phrase(status: u16) -> &'static str {
-    match status {
-        405 => "Method Not Allowed",
-        426 => "Upgrade Required",
-        429 => "Too Many Requests",
-        503 => "Service Unavailable",
-        _ => "Bad Request",
-    }
+    super::http::phrase(status)
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use longlink_push::config::Config;
 use longlink_push::room::Heartbeats;
 use longlink_push::system::System;
 use longlink_push::token::Tokens;
-use longlink_push_client::{Client, ClientConfig, Event};
+use longlink_push_client::{Client, ClientConfig, Event, Transport};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
@@ -159,6 +159,10 @@ pub trait Harness: Sync {
     fn drain_user(&self, uid: &str) -> impl std::future::Future<Output = ()> + Send;
     /// A counter summed over the processes that count it.
     fn metric(&self, name: &str) -> impl std::future::Future<Output = u64> + Send;
+    /// The transport its clients use (what [`Over`] sets).
+    fn transport(&self) -> Transport {
+        Transport::Tcp
+    }
 
     fn token(&self, uid: &str) -> String {
         self.tokens().issue(uid, Duration::from_secs(600))
@@ -170,6 +174,7 @@ pub trait Harness: Sync {
         c.backoff_min = Duration::from_millis(20);
         c.backoff_max = Duration::from_millis(200);
         c.tls = self.client_tls();
+        c.transport = self.transport();
         tweak(&mut c);
         Client::start(c)
     }
@@ -378,6 +383,59 @@ impl Starter for Cluster {
     }
 }
 
+/// A system whose clients use `transport` (the scenarios' systems are [`Over`] one).
+pub struct Over<H> {
+    pub inner: H,
+    pub transport: Transport,
+}
+
+impl<H> std::ops::Deref for Over<H> {
+    type Target = H;
+    fn deref(&self) -> &H {
+        &self.inner
+    }
+}
+
+impl<H: Harness + Send> Harness for Over<H> {
+    fn center_url(&self) -> String {
+        self.inner.center_url()
+    }
+    fn tokens(&self) -> &Tokens {
+        self.inner.tokens()
+    }
+    fn http(&self) -> &Http {
+        self.inner.http()
+    }
+    fn client_tls(&self) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+        self.inner.client_tls()
+    }
+    fn drain_user(&self, uid: &str) -> impl std::future::Future<Output = ()> + Send {
+        self.inner.drain_user(uid)
+    }
+    fn metric(&self, name: &str) -> impl std::future::Future<Output = u64> + Send {
+        self.inner.metric(name)
+    }
+    fn transport(&self) -> Transport {
+        self.transport
+    }
+}
+
+/// [`Single`] or [`Cluster`] (`S`) whose clients use the SSE fallback.
+pub struct Sse<S>(std::marker::PhantomData<S>);
+
+impl<S: Starter> Starter for Sse<S>
+where
+    S::System: Send,
+{
+    type System = Over<S::System>;
+    async fn start_with(tweak: impl FnOnce(&mut Config) + Send) -> Over<S::System> {
+        Over {
+            inner: S::start_with(tweak).await,
+            transport: Transport::Sse,
+        }
+    }
+}
+
 /// Runs each named scenario (`async fn name<S: Starter>()`) against the single process
 /// (module `single_process`) and against a cluster (module `cluster`).
 #[allow(unused_macros)]
@@ -404,6 +462,34 @@ macro_rules! both_modes {
 #[allow(unused_imports)]
 pub(crate) use both_modes;
 
+/// [`both_modes!`] over the transport the clients use by default (TCP), and again over
+/// the SSE fallback (modules `single_process_sse`, `cluster_sse`): one scenario body, every
+/// transport.
+#[allow(unused_macros)]
+macro_rules! every_transport {
+    ($($name:ident),* $(,)?) => {
+        $crate::common::both_modes! { $($name),* }
+        mod single_process_sse {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name::<super::common::Sse<super::common::Single>>().await
+                }
+            )*
+        }
+        mod cluster_sse {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name::<super::common::Sse<super::common::Cluster>>().await
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use every_transport;
+
 /// One value of a Prometheus text page.
 pub fn metric_in(text: &str, name: &str) -> Option<u64> {
     text.lines()
@@ -429,7 +515,11 @@ impl Harness for TestSystem {
     }
 
     async fn drain_user(&self, _uid: &str) {
-        self.system.room.drain("test", Duration::from_millis(10));
+        // The only room: its clients come back to it (a drained room refuses new SSE
+        // sessions with 503, as it should before it exits).
+        self.system
+            .room
+            .reconnect_all("test", Duration::from_millis(10));
     }
 
     async fn metric(&self, name: &str) -> u64 {
