@@ -6,6 +6,10 @@
 //!   size into a reused buffer and decode it back. The baseline is tokio-util's
 //!   `LengthDelimitedCodec` (a 4-byte length prefix and nothing else) doing the same.
 //! - `push_frame/longlink/{64,1024,16384}`: the same for push frames.
+//! - `push_body/{longlink,prost,postcard}/{message,ack}`: encode one MESSAGE (1 KiB body)
+//!   or ACK (8 ids) into a reused buffer and read it back into the typed message (the ACK's
+//!   ids into a reused vector for `longlink`, as the room does). The baselines are prost's
+//!   `#[derive(Message)]` structs of the same `.proto` messages, and postcard (version 1).
 //! - `buf/{pool,global_pool,fresh}/{1024,4096,65536}`: get a buffer, write 64 bytes, drop it;
 //!   `fresh` is `BytesMut::with_capacity` each time.
 //! - `buf_2threads/{pool,fresh}/{..}`: the same on two threads at once (time per pair of ops).
@@ -21,6 +25,9 @@ use longlink_codec::BufPool;
 use longlink_codec::push::{Op, PushCodec, PushFrame};
 use longlink_codec::rpc::{Message, Request, RpcCodec};
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+#[path = "codec/push_body.rs"]
+mod push_body;
 
 const FRAME_SIZES: [usize; 3] = [64, 1024, 16 * 1024];
 const BUF_SIZES: [usize; 3] = [1024, 4096, 64 * 1024];
@@ -162,6 +169,7 @@ criterion_group!(
     benches,
     rpc_frames,
     push_frames,
+    push_body::push_bodies,
     buffers,
     buffers_two_threads
 );
@@ -180,6 +188,15 @@ fn main() {
                 format!("rpc_frame/length_delimited/{s}"),
             )
         })
+        .chain(push_body::ROWS.iter().flat_map(|&(what, id)| {
+            ["prost", "postcard"].map(|baseline| {
+                (
+                    format!("push {what} body vs {baseline}"),
+                    format!("push_body/longlink/{id}"),
+                    format!("push_body/{baseline}/{id}"),
+                )
+            })
+        }))
         .chain(BUF_SIZES.iter().flat_map(|s| {
             [
                 (
