@@ -191,6 +191,10 @@ pub struct ClusterConfig {
     pub drain_window: Duration,
     /// Connections a room takes before the dispatcher stops sending users to it.
     pub room_capacity: usize,
+    /// A center's id lane is leased in Redis for this long, renewed every fifth of it; a
+    /// center that cannot renew it for this long stops issuing ids (pushes answer 503).
+    #[serde(rename = "id_lease_ms", with = "crate::serde_duration::millis")]
+    pub id_lease: Duration,
     /// TLS on every cluster RPC connection (`[cluster.tls]`; none: plaintext): each RPC
     /// server serves it, each RPC client speaks it, mutual by default.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -219,6 +223,7 @@ impl Default for ClusterConfig {
             grace: Duration::from_millis(10_000),
             drain_window: Duration::from_millis(10_000),
             room_capacity: 19_000,
+            id_lease: Duration::from_millis(30_000),
             tls: None,
         }
     }
@@ -268,6 +273,7 @@ impl ClusterConfig {
             ("epoch_check_ms", self.epoch_check),
             ("announce_ms", self.announce),
             ("room_ttl_ms", self.room_ttl),
+            ("id_lease_ms", self.id_lease),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::Invalid(format!(

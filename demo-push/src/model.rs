@@ -4,7 +4,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use longlink_codec::push::{DeliveryMode, Net};
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 /// Identifies one connection on one room.
@@ -38,47 +37,7 @@ pub fn check_name(what: &str, name: &str) -> Result<(), crate::PushError> {
     Ok(())
 }
 
-/// 2026-01-01T00:00:00Z in Unix milliseconds: message ids count from here.
-const ID_EPOCH_MS: u64 = 1_767_225_600_000;
-/// Ids per millisecond.
-const SEQ_BITS: u32 = 10;
-
-/// Hands out message ids: `(ms since 2026) << 10 | sequence`, strictly increasing, below
-/// 2^53 until the year 2305 (so they survive JavaScript numbers).
-///
-/// ```
-/// use longlink_push::model::IdGenerator;
-/// let ids = IdGenerator::starting_after(0);
-/// let (a, b) = (ids.next(), ids.next());
-/// assert!(b > a && b < 1 << 53);
-/// ```
-#[derive(Debug)]
-pub struct IdGenerator {
-    last: Mutex<u64>,
-}
-
-impl IdGenerator {
-    /// A generator whose ids are all above `floor` (the largest id already stored), so a
-    /// restart never reuses one even if the clock went back.
-    pub fn starting_after(floor: u64) -> IdGenerator {
-        IdGenerator {
-            last: Mutex::new(floor),
-        }
-    }
-
-    /// The next id.
-    pub fn next(&self) -> u64 {
-        let candidate = now_ms().saturating_sub(ID_EPOCH_MS) << SEQ_BITS;
-        let mut last = self.last.lock();
-        *last = (*last + 1).max(candidate);
-        *last
-    }
-
-    /// The last id handed out: every id handed out later is larger.
-    pub fn last(&self) -> u64 {
-        *self.last.lock()
-    }
-}
+pub use crate::ids::IdGenerator;
 
 /// A message on its way to recipients.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -278,6 +278,8 @@ pub struct CenterDeps {
     pub ids: Arc<IdGenerator>,
     /// The process's metrics (its page is served at `/metrics`).
     pub metrics: Arc<Metrics>,
+    /// Broadcast pacing shared with other centers (cluster); `None`: this center alone.
+    pub pacing: Option<crate::pacing::SharedPacing>,
 }
 
 /// A started center: the HTTP API, the dispatcher's route and the push engine.
@@ -289,8 +291,11 @@ pub struct CenterNode {
     pub http: SocketAddr,
     /// It speaks HTTPS.
     pub https: bool,
-    /// The server's task.
+    /// The server's task: it ends once `stop` is cancelled and the requests in flight
+    /// are answered.
     pub task: tokio::task::JoinHandle<()>,
+    /// Stops taking connections and requests (a graceful stop).
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 /// The center over `deps`, listening on `config.http_listen` (HTTPS with `tls`).
@@ -307,14 +312,18 @@ pub async fn center(
         Arc::clone(&deps.register),
         Arc::clone(&deps.metrics),
     );
-    let pusher = Arc::new(Pusher::new(
+    let mut pusher = Pusher::new(
         Arc::clone(&deps.register),
         Arc::clone(&deps.saver),
         fanout,
         deps.ids,
         config.push.clone(),
         Arc::clone(&deps.metrics),
-    ));
+    );
+    if let Some(pacing) = deps.pacing {
+        pusher = pusher.with_shared_pacing(pacing);
+    }
+    let pusher = Arc::new(pusher);
     let dispatcher = Dispatcher::new(
         deps.directory,
         Arc::clone(&deps.register),
@@ -351,8 +360,10 @@ pub async fn center(
         .local_addr()
         .map_err(bind_err("the center", config.http_listen))?;
     let metrics = Arc::clone(&pusher_metrics);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopped = stop.clone();
     let task = tokio::spawn(async move {
-        if let Err(e) = crate::tls::https::serve(listener, router, https, metrics).await {
+        if let Err(e) = crate::tls::https::serve(listener, router, https, metrics, stopped).await {
             tracing::error!(error = %e, "the center stopped");
         }
     });
@@ -361,5 +372,6 @@ pub async fn center(
         http,
         https: https_on,
         task,
+        stop,
     })
 }

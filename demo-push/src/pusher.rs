@@ -14,6 +14,7 @@ use crate::admission::Admission;
 use crate::frame::Frame;
 use crate::metrics::{Metrics, inc};
 use crate::model::{IdGenerator, Message, Target, check_name, now_ms};
+use crate::pacing::SharedPacing;
 use crate::records::Records;
 use crate::register::Register;
 use crate::retries::{Retries, Retry};
@@ -111,6 +112,9 @@ pub struct Pusher {
     /// Broadcasts take turns: the next starts when the last one's deliveries fit in
     /// `broadcast_rate`.
     broadcast_gate: tokio::sync::Mutex<tokio::time::Instant>,
+    /// With several centers: the schedule they share (the local gate then only orders
+    /// this center's own broadcasts).
+    shared_pacing: Option<SharedPacing>,
 }
 
 impl std::fmt::Debug for Pusher {
@@ -152,7 +156,14 @@ impl Pusher {
             config,
             metrics,
             broadcast_gate: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+            shared_pacing: None,
         }
+    }
+
+    /// Paces broadcasts on `pacing`, shared with the other centers.
+    pub fn with_shared_pacing(mut self, pacing: SharedPacing) -> Pusher {
+        self.shared_pacing = Some(pacing);
+        self
     }
 
     /// The ids this pusher issues (a room in the same process reads the last one to skip
@@ -227,7 +238,10 @@ impl Pusher {
         }
         let created_ms = now_ms();
         let message = Message {
-            id: self.ids.next(),
+            id: self.ids.next().map_err(|e| {
+                inc(&self.metrics.ids_refused);
+                PushError::unavailable("ids", e.0)
+            })?,
             app: app.to_owned(),
             mode,
             body: body.0,
@@ -386,13 +400,38 @@ impl Pusher {
             None
         };
         inc(&self.metrics.messages_in);
+        let rate = f64::from(self.config.broadcast_rate.max(1));
         let mut gate = self.broadcast_gate.lock().await;
         tokio::time::sleep_until(*gate).await;
+        let mut shared = false;
+        if let Some(pacing) = &self.shared_pacing {
+            // The span the busiest room needs, by the connections it announced.
+            let busiest = self
+                .rooms
+                .directory()
+                .rooms()
+                .iter()
+                .map(|r| r.info.connections)
+                .max()
+                .unwrap_or(0);
+            match pacing
+                .turn(Duration::from_secs_f64(busiest as f64 / rate))
+                .await
+            {
+                Ok(wait) => {
+                    tokio::time::sleep(wait).await;
+                    shared = true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the shared broadcast schedule is not reachable: pacing this center alone")
+                }
+            }
+        }
         let reached = self.rooms.broadcast(&message.app, &frame, stored).await;
-        *gate = tokio::time::Instant::now()
-            + Duration::from_secs_f64(
-                reached.busiest_room as f64 / f64::from(self.config.broadcast_rate.max(1)),
-            );
+        *gate = tokio::time::Instant::now();
+        if !shared {
+            *gate += Duration::from_secs_f64(reached.busiest_room as f64 / rate);
+        }
         drop(gate);
         let delivered = reached.deliveries as usize;
         if stored {

@@ -107,6 +107,7 @@ impl System {
                 directory: Arc::new(directory),
                 ids,
                 metrics: Arc::clone(&metrics),
+                pacing: None,
             },
             tls.as_ref(),
         )

@@ -695,7 +695,7 @@ mod cluster {
         assert_eq!(members, vec![format!("{id}|*")]);
         let _: () = redis::cmd("DEL")
             .arg(&owed)
-            .arg(format!("{}owed-index", s.prefix))
+            .arg(format!("{}{{owed-index}}", s.prefix))
             .query_async(&mut conn)
             .await
             .unwrap();

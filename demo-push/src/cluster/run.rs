@@ -5,21 +5,25 @@
 //! first.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
 
+use super::services::{Announcer, Services};
 use crate::config::Config;
 use crate::coordinator::{Callbacks, coordinator_svc};
 use crate::courier::CourierParts;
+use crate::ids::IdLease;
 use crate::metrics::{Metrics, Snapshot};
-use crate::model::{IdGenerator, now_ms};
+use crate::model::now_ms;
 use crate::node::{self, CenterDeps, StartError, bind_err, prepare};
 use crate::register::{GraceRegister, RedisRegister, Register, redis_connection, register_svc};
 use crate::remote::{Remote, RpcOptions, Served};
 use crate::rooms::{Gateway, Membership, MembershipView, RoomInfo, room_svc};
 use crate::saver::{HotSaver, Saver, saver_svc};
+use longlink_rpc::Balancer;
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn stop_signal() {
@@ -67,10 +71,13 @@ async fn rpc_server(
     Ok(server)
 }
 
-/// Serves `svc` until Ctrl-C or SIGTERM, then drains the calls in flight.
+/// Serves `svc` and announces it in membership until Ctrl-C or SIGTERM; then announces it
+/// draining, waits until every caller's view has left it out (two announce intervals),
+/// drains the calls still in flight, and leaves membership.
 async fn serve_until_stopped<S>(
     server: longlink_rpc::Server,
     svc: S,
+    role: &'static str,
     config: &Config,
 ) -> Result<(), StartError>
 where
@@ -81,10 +88,61 @@ where
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    server
-        .serve_with_shutdown(svc, stop_signal(), Duration::from_millis(500))
+    let announcer = announce_rpc(&server, role, config)?;
+    let settle = 2 * config.cluster.announce + Duration::from_millis(200);
+    let signal = async {
+        stop_signal().await;
+        tracing::info!(role, "draining");
+        announcer.drain().await;
+        tokio::time::sleep(settle).await;
+    };
+    let served = server
+        .serve_with_shutdown(svc, signal, Duration::from_millis(1000))
         .await
-        .map_err(bind_err("the RPC server", config.cluster.rpc_listen))
+        .map_err(bind_err("the RPC server", config.cluster.rpc_listen));
+    announcer.leave().await;
+    served
+}
+
+/// Announces this process's RPC server as an instance of `role`, its load the calls in
+/// flight.
+fn announce_rpc(
+    server: &longlink_rpc::Server,
+    role: &'static str,
+    config: &Config,
+) -> Result<Announcer, StartError> {
+    let load = Arc::new(AtomicU64::new(0));
+    {
+        let (handle, load) = (server.handle(), Arc::clone(&load));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                ticks.tick().await;
+                load.store(handle.stats().in_flight, Ordering::Relaxed);
+            }
+        });
+    }
+    let public = config
+        .cluster
+        .rpc_public
+        .clone()
+        .unwrap_or_else(|| server.local_addr().to_string());
+    Ok(Announcer::start(
+        services(config)?,
+        role,
+        public,
+        config.cluster.announce,
+        load,
+    ))
+}
+
+fn services(config: &Config) -> Result<Services, StartError> {
+    let c = &config.cluster;
+    Ok(Services::new(
+        redis_connection(&c.redis)?,
+        &c.redis_prefix,
+        c.room_ttl,
+    ))
 }
 
 /// A small HTTP server with `/metrics` and `/healthz` for a service without the center.
@@ -114,23 +172,53 @@ async fn serve_metrics(config: &Config, metrics: &Metrics) -> Result<(), StartEr
     Ok(())
 }
 
-/// The register service as its callers reach it: every instance listed, balanced.
-fn remote_register(config: &Config, rpc: &RpcOptions) -> Arc<dyn Register> {
-    Arc::new(Remote::new(register_svc::Client::new(
-        rpc.balancer("register", &config.cluster.register),
-    )))
+/// The instances of `role` as its callers reach them: the configured addresses and every
+/// one in membership, balanced (see [`services`](super::services)).
+fn balanced(
+    config: &Config,
+    rpc: &RpcOptions,
+    role: &'static str,
+    seeds: &[String],
+) -> Result<Balancer, StartError> {
+    let balancer = rpc.balancer(role, seeds);
+    let make = {
+        let rpc = rpc.clone();
+        Arc::new(move |addr: &str| rpc.client(role, addr))
+    };
+    super::services::watch(
+        services(config)?,
+        role,
+        seeds.to_vec(),
+        balancer.clone(),
+        make,
+        (config.cluster.announce / 2).max(Duration::from_millis(25)),
+    );
+    Ok(balancer)
 }
 
-fn remote_saver(config: &Config, rpc: &RpcOptions) -> Arc<dyn Saver> {
-    Arc::new(Remote::new(saver_svc::Client::new(
-        rpc.balancer("saver", &config.cluster.saver),
-    )))
+/// The register service as its callers reach it: every instance, balanced.
+fn remote_register(config: &Config, rpc: &RpcOptions) -> Result<Arc<dyn Register>, StartError> {
+    Ok(Arc::new(Remote::new(register_svc::Client::new(balanced(
+        config,
+        rpc,
+        "register",
+        &config.cluster.register,
+    )?))))
 }
 
-fn remote_coordinator(config: &Config, rpc: &RpcOptions) -> Arc<dyn Callbacks> {
-    Arc::new(Remote::new(coordinator_svc::Client::new(
-        rpc.balancer("coordinator", &config.cluster.coordinator),
-    )))
+fn remote_saver(config: &Config, rpc: &RpcOptions) -> Result<Arc<dyn Saver>, StartError> {
+    Ok(Arc::new(Remote::new(saver_svc::Client::new(balanced(
+        config,
+        rpc,
+        "saver",
+        &config.cluster.saver,
+    )?))))
+}
+
+fn remote_coordinator(config: &Config, rpc: &RpcOptions) -> Result<Arc<dyn Callbacks>, StartError> {
+    Ok(Arc::new(Remote::new(coordinator_svc::Client::new(
+        balanced(config, rpc, "coordinator", &config.cluster.coordinator)?,
+    ))))
 }
 
 fn membership(config: &Config) -> Result<Membership, StartError> {
@@ -203,7 +291,13 @@ pub async fn register(mut config: Config) -> Result<(), StartError> {
     let metrics = Metrics::default();
     serve_metrics(&config, &metrics).await?;
     let server = rpc_server("register", &config, &metrics).await?;
-    serve_until_stopped(server, register_svc::Server::new(Served(register)), &config).await
+    serve_until_stopped(
+        server,
+        register_svc::Server::new(Served(register)),
+        "register",
+        &config,
+    )
+    .await
 }
 
 /// The saver service: messages in MySQL (the schema is created at start; it waits for the
@@ -214,17 +308,25 @@ pub async fn saver(mut config: Config) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::default());
     let (db, sql) = node::message_store(&config, true, &metrics).await?;
     let c = &config.cluster;
-    let saver: Arc<dyn Saver> = Arc::new(HotSaver::start(
+    let hot = HotSaver::start(
         sql,
         redis_connection(&c.redis)?,
         &c.redis_prefix,
         c.epoch_check.max(Duration::from_millis(50)),
         Arc::clone(&metrics),
-    ));
+    );
+    let saver: Arc<dyn Saver> = Arc::new(hot.clone());
     node::sweep(&saver, config.sweep_interval, Arc::clone(&metrics));
     serve_metrics(&config, &metrics).await?;
     let server = rpc_server("saver", &config, &metrics).await?;
-    let served = serve_until_stopped(server, saver_svc::Server::new(Served(saver)), &config).await;
+    let served = serve_until_stopped(
+        server,
+        saver_svc::Server::new(Served(saver)),
+        "saver",
+        &config,
+    )
+    .await;
+    hot.leave().await;
     db.close();
     served
 }
@@ -240,6 +342,7 @@ pub async fn coordinator(mut config: Config) -> Result<(), StartError> {
     serve_until_stopped(
         server,
         coordinator_svc::Server::new(Served(callbacks)),
+        "coordinator",
         &config,
     )
     .await
@@ -253,17 +356,17 @@ pub async fn room(mut config: Config) -> Result<(), StartError> {
     let c = config.cluster.clone();
     let metrics = Arc::new(Metrics::default());
     let rpc = c.rpc(metrics.rpc())?;
-    let callbacks = remote_coordinator(&config, &rpc);
+    let callbacks = remote_coordinator(&config, &rpc)?;
     // A room that starts holds no connection: sessions left under its name by a previous
     // run (killed) are gone, with their offline callbacks, before it takes any.
     reap(
-        remote_register(&config, &rpc),
+        remote_register(&config, &rpc)?,
         Arc::clone(&callbacks),
         config.room.name.clone(),
     )
     .await;
     let grace = GraceRegister::start(
-        remote_register(&config, &rpc),
+        remote_register(&config, &rpc)?,
         c.grace,
         (c.session_ttl / 3).max(Duration::from_secs(1)),
         c.epoch_check.max(Duration::from_millis(50)),
@@ -274,7 +377,7 @@ pub async fn room(mut config: Config) -> Result<(), StartError> {
         tokens,
         CourierParts {
             register: Arc::new(grace.clone()),
-            saver: remote_saver(&config, &rpc),
+            saver: remote_saver(&config, &rpc)?,
             callbacks,
             // Ids are issued by the center: every pending message is sent on connect.
             last_issued: Arc::new(|| u64::MAX),
@@ -360,7 +463,7 @@ pub async fn dispatcher(mut config: Config) -> Result<(), StartError> {
     let rpc = config.cluster.rpc(metrics.rpc())?;
     let dispatcher = crate::dispatcher::Dispatcher::new(
         Arc::new(membership_view(&config, &rpc, &metrics).await?),
-        remote_register(&config, &rpc),
+        remote_register(&config, &rpc)?,
         config.room.heartbeats.clone(),
     );
     let addr = config.cluster.dispatcher_listen;
@@ -373,12 +476,31 @@ pub async fn dispatcher(mut config: Config) -> Result<(), StartError> {
             .local_addr()
             .map_err(bind_err("the dispatcher", addr))?
     );
+    let local = listener
+        .local_addr()
+        .map_err(bind_err("the dispatcher", addr))?;
     let router = crate::center::dispatcher_router(dispatcher);
     let https = node::https(node::tls(&config, &metrics)?.as_ref())?;
-    tokio::select! {
-        r = crate::tls::https::serve(listener, router, https, metrics) => { r.map_err(bind_err("the dispatcher", addr))?; }
-        _ = stop_signal() => {}
-    }
+    let announcer = Announcer::start(
+        services(&config)?,
+        "dispatcher",
+        local.to_string(),
+        config.cluster.announce,
+        Arc::new(AtomicU64::new(0)),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let served = tokio::spawn(crate::tls::https::serve(
+        listener,
+        router,
+        https,
+        metrics,
+        stop.clone(),
+    ));
+    stop_signal().await;
+    announcer.drain().await;
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), served).await;
+    announcer.leave().await;
     Ok(())
 }
 
@@ -388,8 +510,8 @@ pub async fn center(mut config: Config) -> Result<(), StartError> {
     let (tokens, _) = prepare(&mut config)?;
     let metrics = Arc::new(Metrics::default());
     let rpc = config.cluster.rpc(metrics.rpc())?;
-    let register = remote_register(&config, &rpc);
-    let saver = remote_saver(&config, &rpc);
+    let register = remote_register(&config, &rpc)?;
+    let saver = remote_saver(&config, &rpc)?;
     let floor = loop {
         match saver.max_id().await {
             Ok(id) => break id,
@@ -399,10 +521,27 @@ pub async fn center(mut config: Config) -> Result<(), StartError> {
             }
         }
     };
+    // This center's lane of message ids, leased in Redis: other centers issue from theirs.
+    let lease = loop {
+        match IdLease::acquire(
+            redis_connection(&config.cluster.redis)?,
+            &config.cluster.redis_prefix,
+            config.cluster.id_lease,
+            Arc::clone(&metrics),
+        )
+        .await
+        {
+            Ok(lease) => break lease,
+            Err(e) => {
+                tracing::warn!(error = %e, "no id lane leased yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
     let view = membership_view(&config, &rpc, &metrics).await?;
     {
         // A room gone from membership and not answering: its users are offline.
-        let (register, callbacks) = (Arc::clone(&register), remote_coordinator(&config, &rpc));
+        let (register, callbacks) = (Arc::clone(&register), remote_coordinator(&config, &rpc)?);
         view.on_gone(Arc::new(move |room: RoomInfo| {
             tokio::spawn(reap(
                 Arc::clone(&register),
@@ -419,7 +558,11 @@ pub async fn center(mut config: Config) -> Result<(), StartError> {
             register,
             saver,
             directory: Arc::new(view),
-            ids: Arc::new(IdGenerator::starting_after(floor)),
+            ids: Arc::new(lease.generator(floor)),
+            pacing: Some(crate::pacing::SharedPacing::new(
+                redis_connection(&config.cluster.redis)?,
+                &config.cluster.redis_prefix,
+            )),
             metrics,
         },
         tls.as_ref(),
@@ -430,7 +573,26 @@ pub async fn center(mut config: Config) -> Result<(), StartError> {
         if center.https { "https" } else { "http" },
         center.http
     );
+    let announcer = Announcer::start(
+        services(&config)?,
+        "center",
+        center.http.to_string(),
+        config.cluster.announce,
+        Arc::new(AtomicU64::new(0)),
+    );
     stop_signal().await;
-    center.task.abort();
+    // A graceful stop: no new connections (a business client's next try goes to another
+    // center), every request in flight answered, then the id lane given back.
+    tracing::info!("draining");
+    announcer.drain().await;
+    center.stop.cancel();
+    if tokio::time::timeout(Duration::from_secs(10), center.task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after 10 s: stopping anyway");
+    }
+    lease.release().await;
+    announcer.leave().await;
     Ok(())
 }

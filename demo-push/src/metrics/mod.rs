@@ -113,6 +113,12 @@ metrics! {
     hot_index_misses: Counter = "hot_index_misses", "Pending lookups that read MySQL";
     /// Rebuilds of the Redis pending index from MySQL (cluster saver).
     hot_index_rebuilds: Counter = "hot_index_rebuilds", "Rebuilds of the pending index";
+    /// Id lanes lost to another center (this center then issues no ids).
+    id_lease_lost: Counter = "id_lease_lost", "Id lanes this center lost to another";
+    /// Pushes refused because the id lane's lease was not known to be held.
+    ids_refused: Counter = "ids_refused", "Pushes refused for want of a held id lane";
+    /// Index writes that failed (the saver stops vouching; lookups use MySQL until rebuilt).
+    hot_index_write_failures: Counter = "hot_index_write_failures", "Pending-index writes that failed";
     /// Stale index entries pruned (cluster saver).
     hot_index_pruned: Counter = "hot_index_pruned", "Stale pending-index entries pruned";
     /// Accepts that failed (`EMFILE` at the open-file limit, …); the loop backs off.

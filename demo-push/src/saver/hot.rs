@@ -1,19 +1,26 @@
 //! The saver's hot state in Redis: which (message, device) each user is still owed. A
 //! user with nothing owed — most users on most reconnects — costs one Redis round trip
-//! instead of a MySQL query; everything durable stays in MySQL.
+//! instead of a MySQL query; everything durable stays in MySQL. Any number of savers share
+//! it.
 //!
-//! Keys: `owed:{uid}` — a set of `{message id}|{device or *}`; `owed-index` — present only
-//! while the sets are complete. The sets are written after MySQL commits (a store adds,
-//! an ACK or expiry removes), so a set may hold ids MySQL no longer owes (they are pruned
-//! when a lookup proves it) but never lacks one MySQL owes while the marker is present.
-//! When a Redis write fails the index is marked dirty: lookups go to MySQL, and once Redis
-//! answers again the marker is deleted and the sets are rebuilt from MySQL (also after a
-//! Redis restart or flush, which removes the marker). Run one saver per cluster: the dirty
-//! flag is this process's.
+//! Keys: `owed:{uid}` — a set of `{message id}|{device or *}`; `{owed-index}` — present only
+//! while the sets are complete; `{owed-index}:health` — a hash of saver → until when (Unix
+//! ms) that saver vouches that all its index writes succeeded; `{owed-index}:gen` — counts
+//! invalidations. (The three share a hash tag: one slot of a Redis Cluster.)
+//!
+//! **Invariant**: while the marker is present and every saver's vouch is current, the sets
+//! hold every (message, device) MySQL owes. A store adds its entries *before* its MySQL
+//! commit; an ACK or expiry removes nothing (a lookup prunes what MySQL proves stale, and
+//! only entries older than a minute, so never one whose store is still committing). A saver
+//! whose index write fails stops vouching and commits only once its vouch has run out, so
+//! from then on no saver trusts the index — even one that can reach Redis while this one
+//! cannot; a vouch found expired (a saver cut off, or killed) removes the marker, and a
+//! missing marker is rebuilt from MySQL by whichever saver gets there (a rebuild that an
+//! invalidation overtook does not set the marker).
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,12 +29,49 @@ use redis::aio::ConnectionManager;
 
 use super::{Claimed, MessageStatus, Pending, Recipient, Saver, SqlSaver};
 use crate::PushError;
+use crate::ids::{epoch_ms, first_id_of_ms, ms_of};
 use crate::metrics::{Metrics, add, inc};
-use crate::model::Message;
+use crate::model::{Message, now_ms};
 use crate::register::redis_err;
 
 /// Rows read per rebuild query.
 const REBUILD_PAGE: usize = 5000;
+/// How long a saver's vouch lasts (it renews it four times as often).
+const VOUCH: Duration = Duration::from_millis(1000);
+/// Added to a vouch's end before a saver whose write failed commits: clocks of savers
+/// differ a little.
+const SKEW: Duration = Duration::from_millis(250);
+/// Entries younger than this are never pruned: their store may still be committing.
+const PRUNE_AFTER_MS: u64 = 60_000;
+/// A rebuild reads again the rows of this last span of ids, after [`TAIL_SETTLE`]: stores
+/// whose entries a flush removed before they committed.
+const TAIL_MS: u64 = 60_000;
+const TAIL_SETTLE: Duration = Duration::from_secs(2);
+
+/// Drops a saver's expired vouch and the marker, once (ARGV: saver, the value seen).
+const INVALIDATE_STALE: &str = r"
+if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('DEL', KEYS[1])
+  redis.call('INCR', KEYS[3])
+  return 1
+end
+return 0";
+
+/// Drops the marker (this saver's own writes failed).
+const INVALIDATE: &str = r"
+redis.call('DEL', KEYS[1])
+return redis.call('INCR', KEYS[3])";
+
+/// Sets the marker unless an invalidation came after the rebuild began (ARGV: the
+/// generation then, or '' for none; the value).
+const COMPLETE: &str = r"
+local gen = redis.call('GET', KEYS[3]) or ''
+if gen == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return 1
+end
+return 0";
 
 /// A [`SqlSaver`] with its pending state indexed in Redis.
 #[derive(Clone)]
@@ -35,7 +79,12 @@ pub struct HotSaver {
     sql: Arc<SqlSaver>,
     redis: ConnectionManager,
     prefix: String,
+    /// This saver in the health hash.
+    id: String,
+    /// An index write of this saver failed and the marker has not been dropped since.
     dirty: Arc<AtomicBool>,
+    /// Until when (Unix ms) this saver's latest vouch may hold.
+    vouched_until: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
 }
 
@@ -43,6 +92,7 @@ impl std::fmt::Debug for HotSaver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HotSaver")
             .field("prefix", &self.prefix)
+            .field("id", &self.id)
             .field("dirty", &self.dirty.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -52,9 +102,16 @@ fn entry(id: u64, device: &str) -> String {
     format!("{id}|{device}")
 }
 
+fn eval(script: &str, keys: &[String; 3]) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(script).arg(3).arg(&keys[..]);
+    cmd
+}
+
 impl HotSaver {
-    /// Indexes `sql` in Redis under `prefix`, and starts the task that (re)builds the index
-    /// every `check` when its marker is missing.
+    /// Indexes `sql` in Redis under `prefix`, and starts the task that vouches for this
+    /// saver every quarter of a second and (re)builds the index every `check` when its
+    /// marker is missing.
     pub fn start(
         sql: SqlSaver,
         redis: ConnectionManager,
@@ -66,16 +123,23 @@ impl HotSaver {
             sql: Arc::new(sql),
             redis,
             prefix: prefix.to_owned(),
-            dirty: Arc::new(AtomicBool::new(true)),
+            id: format!("{:016x}", fastrand::u64(..)),
+            dirty: Arc::new(AtomicBool::new(false)),
+            vouched_until: Arc::new(AtomicU64::new(0)),
             metrics,
         };
         let hot = this.clone();
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(check);
+            let mut ticks = tokio::time::interval(VOUCH / 4);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_check = tokio::time::Instant::now() - check;
             loop {
                 ticks.tick().await;
-                if let Err(e) = hot.maintain().await {
+                let rebuild = last_check.elapsed() >= check;
+                if rebuild {
+                    last_check = tokio::time::Instant::now();
+                }
+                if let Err(e) = hot.maintain(rebuild).await {
                     tracing::debug!(error = %e, "pending index not maintained");
                 }
             }
@@ -83,35 +147,92 @@ impl HotSaver {
         this
     }
 
+    /// Stops vouching (a clean stop: nothing to invalidate).
+    pub async fn leave(&self) {
+        self.dirty.store(true, Ordering::SeqCst);
+        let _: Result<(), _> = redis::cmd("HDEL")
+            .arg(&self.keys()[1])
+            .arg(&self.id)
+            .query_async(&mut self.redis.clone())
+            .await;
+    }
+
     fn owed(&self, uid: &str) -> String {
         format!("{}owed:{uid}", self.prefix)
     }
 
-    fn marker(&self) -> String {
-        format!("{}owed-index", self.prefix)
+    /// The marker, the health hash, the generation.
+    fn keys(&self) -> [String; 3] {
+        let marker = format!("{}{{owed-index}}", self.prefix);
+        let health = format!("{marker}:health");
+        let generation = format!("{marker}:gen");
+        [marker, health, generation]
     }
 
-    /// Drops the marker after a failed write; rebuilds the index while it is missing.
-    async fn maintain(&self) -> Result<(), PushError> {
+    /// Vouches for this saver (or, after a failed write, drops the marker first); rebuilds
+    /// the index when its marker is missing and `rebuild` is set.
+    async fn maintain(&self, rebuild: bool) -> Result<(), PushError> {
         let mut conn = self.redis.clone();
+        let keys = self.keys();
         if self.dirty.load(Ordering::SeqCst) {
-            redis::cmd("DEL")
-                .arg(self.marker())
-                .query_async::<()>(&mut conn)
+            eval(INVALIDATE, &keys)
+                .query_async::<i64>(&mut conn)
                 .await
                 .map_err(redis_err)?;
             self.dirty.store(false, Ordering::SeqCst);
         }
+        let until = now_ms() + VOUCH.as_millis() as u64;
+        self.vouched_until.fetch_max(until, Ordering::SeqCst);
+        if self.dirty.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        redis::cmd("HSET")
+            .arg(&keys[1])
+            .arg(&self.id)
+            .arg(until)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        if !rebuild {
+            return Ok(());
+        }
         let present: bool = redis::cmd("EXISTS")
-            .arg(self.marker())
+            .arg(&keys[0])
             .query_async(&mut conn)
             .await
             .map_err(redis_err)?;
         if present {
             return Ok(());
         }
-        // Keyset pages over the owed rows; rows added meanwhile are indexed by their store.
-        let mut after: (i64, String, String) = (i64::MIN, String::new(), String::new());
+        let generation: Option<String> = redis::cmd("GET")
+            .arg(&keys[2])
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        let began_ms = epoch_ms();
+        let mut rows_seen = self.reindex(i64::MIN).await?;
+        // Stores whose entries a flush took before their commit: read the recent ids again.
+        tokio::time::sleep(TAIL_SETTLE).await;
+        let tail = first_id_of_ms(began_ms.saturating_sub(TAIL_MS)) as i64;
+        rows_seen += self.reindex(tail - 1).await?;
+        let set: i64 = eval(COMPLETE, &keys)
+            .arg(generation.unwrap_or_default())
+            .arg(now_ms())
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        if set == 1 {
+            inc(&self.metrics.hot_index_rebuilds);
+            tracing::info!(rows = rows_seen, "pending index rebuilt from MySQL");
+        }
+        Ok(())
+    }
+
+    /// Adds every owed row with a message id above `after` to the sets; answers how many.
+    async fn reindex(&self, after_id: i64) -> Result<u64, PushError> {
+        let mut conn = self.redis.clone();
+        // Keyset pages over the owed rows.
+        let mut after: (i64, String, String) = (after_id, String::new(), String::new());
         let mut rows_seen = 0u64;
         loop {
             let rows = self
@@ -146,29 +267,38 @@ impl HotSaver {
             }
             rows_seen += rows.len() as u64;
             if rows.len() < REBUILD_PAGE {
-                break;
+                return Ok(rows_seen);
             }
         }
-        if self.dirty.load(Ordering::SeqCst) {
-            // A write failed while rebuilding: start over on the next check.
-            return Ok(());
-        }
-        redis::cmd("SET")
-            .arg(self.marker())
-            .arg(crate::model::now_ms())
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(redis_err)?;
-        inc(&self.metrics.hot_index_rebuilds);
-        tracing::info!(rows = rows_seen, "pending index rebuilt from MySQL");
-        Ok(())
     }
 
-    /// Applies an index change; a failure marks the index dirty (MySQL stays right).
-    async fn index(&self, pipe: redis::Pipeline) {
+    /// Applies an index change before the MySQL write it describes. On failure this saver
+    /// stops vouching and waits for its vouch to run out (then no saver trusts the index),
+    /// so the write may go ahead either way.
+    async fn index_first(&self, pipe: redis::Pipeline) {
         if let Err(e) = pipe.query_async::<()>(&mut self.redis.clone()).await {
             self.dirty.store(true, Ordering::SeqCst);
-            tracing::warn!(error = %e, "pending index write failed: lookups use MySQL until it is rebuilt");
+            inc(&self.metrics.hot_index_write_failures);
+            let until = self.vouched_until.load(Ordering::SeqCst) + SKEW.as_millis() as u64;
+            let wait = until.saturating_sub(now_ms());
+            tracing::warn!(error = %e, wait_ms = wait, "pending index write failed: lookups use MySQL until it is rebuilt");
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+    }
+
+    /// Drops the marker because the vouch of `saver` (`value`) ran out, unless that was
+    /// done already.
+    async fn invalidate_stale(&self, saver: String, value: String) {
+        let dropped: Result<i64, _> = eval(INVALIDATE_STALE, &self.keys())
+            .arg(&saver)
+            .arg(&value)
+            .query_async(&mut self.redis.clone())
+            .await;
+        if let Ok(1) = dropped {
+            tracing::warn!(
+                saver,
+                "a saver stopped vouching for the pending index: rebuilding it"
+            );
         }
     }
 }
@@ -186,11 +316,10 @@ impl Saver for HotSaver {
         for r in &recipients {
             pipe.sadd(self.owed(&r.uid), entry(id, &r.device)).ignore();
         }
-        let claimed = self.sql.store(message, recipients, key).await?;
-        if claimed.is_none() {
-            self.index(pipe).await;
-        }
-        Ok(claimed)
+        // First the index (an entry for a store that then fails is pruned later), then
+        // MySQL: the index never lacks a row MySQL owes while it is trusted.
+        self.index_first(pipe).await;
+        self.sql.store(message, recipients, key).await
     }
 
     async fn claim(
@@ -231,12 +360,30 @@ impl Saver for HotSaver {
     ) -> Result<Vec<Pending>, PushError> {
         let mut snapshot: Option<Vec<String>> = None;
         if !self.dirty.load(Ordering::SeqCst) {
-            let answer: Result<(bool, Vec<String>), _> = redis::pipe()
-                .exists(self.marker())
+            let keys = self.keys();
+            let answer: Result<(bool, Vec<String>, Vec<(String, String)>), _> = redis::pipe()
+                .exists(&keys[0])
                 .smembers(self.owed(&uid))
+                .hgetall(&keys[1])
                 .query_async(&mut self.redis.clone())
                 .await;
-            if let Ok((true, entries)) = answer {
+            let now = crate::model::now_ms();
+            let trusted = match answer {
+                Ok((true, entries, vouches)) => {
+                    let stale = vouches
+                        .into_iter()
+                        .find(|(_, until)| until.parse::<u64>().is_ok_and(|u| u <= now));
+                    match stale {
+                        None => Some(entries),
+                        Some((saver, value)) => {
+                            self.invalidate_stale(saver, value).await;
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            if let Some(entries) = trusted {
                 let mine: Vec<String> = entries
                     .into_iter()
                     .filter(|e| {
@@ -259,19 +406,23 @@ impl Saver for HotSaver {
             && pending.len() < limit.min(1000) as usize
         {
             let owed: HashSet<u64> = pending.iter().map(|p| p.message.id).collect();
+            let old_enough = epoch_ms().saturating_sub(PRUNE_AFTER_MS);
             let stale: Vec<&String> = snapshot
                 .iter()
                 .filter(|e| {
                     e.split_once('|')
                         .and_then(|(id, _)| id.parse::<u64>().ok())
-                        .is_some_and(|id| !owed.contains(&id))
+                        .is_some_and(|id| !owed.contains(&id) && ms_of(id) < old_enough)
                 })
                 .collect();
             if !stale.is_empty() {
                 add(&self.metrics.hot_index_pruned, stale.len() as u64);
-                let mut pipe = redis::pipe();
-                pipe.srem(self.owed(&uid), stale).ignore();
-                self.index(pipe).await;
+                // A failed prune leaves stale entries only: they cost a MySQL read.
+                let _: Result<(), _> = redis::cmd("SREM")
+                    .arg(self.owed(&uid))
+                    .arg(stale)
+                    .query_async(&mut self.redis.clone())
+                    .await;
             }
         }
         Ok(pending)

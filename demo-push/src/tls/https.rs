@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{Metrics, inc};
 
@@ -33,15 +34,22 @@ pub async fn serve(
     router: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     metrics: Arc<Metrics>,
+    stop: CancellationToken,
 ) -> io::Result<()> {
     match tls {
-        None => axum::serve(listener, router).await,
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        }
         Some(config) => {
             let local = listener.local_addr()?;
             let (tx, rx) = mpsc::channel(64);
             let acceptor =
                 tokio::spawn(handshakes(listener, TlsAcceptor::from(config), tx, metrics));
-            let served = axum::serve(TlsListener { rx, local }, router).await;
+            let served = axum::serve(TlsListener { rx, local }, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
             acceptor.abort();
             served
         }
