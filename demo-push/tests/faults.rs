@@ -7,116 +7,15 @@ mod common;
 
 mod cluster {
     use std::collections::{BTreeSet, HashMap};
-    use std::sync::Arc;
     use std::time::Duration;
 
-    use longlink_push_client::{Client, Event};
-    use parking_lot::Mutex;
+    use longlink_push_client::Event;
     use serde_json::{Value, json};
 
     use super::common::cluster::{Options, TestCluster, start, start_opts};
+    use super::common::fleet::{Fleet, raw_post, users, wait_acked};
     use super::common::proxy::Proxy;
     use super::common::*;
-
-    /// Clients that record what they receive (ACKing it) and where they are connected.
-    struct Fleet {
-        received: Arc<Mutex<HashMap<String, BTreeSet<u64>>>>,
-        rooms: Arc<Mutex<HashMap<String, String>>>,
-        /// Connections made after the first, by all the clients.
-        reconnects: Arc<std::sync::atomic::AtomicUsize>,
-        tasks: Vec<tokio::task::JoinHandle<()>>,
-    }
-
-    impl Fleet {
-        async fn connect(s: &TestCluster, uids: &[String]) -> Fleet {
-            let received: Arc<Mutex<HashMap<String, BTreeSet<u64>>>> = Arc::default();
-            let rooms: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-            let reconnects: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
-            let mut tasks = Vec::new();
-            for uid in uids {
-                let mut client: Client = s.client(uid);
-                connected_to(&mut client, &rooms, uid).await;
-                let (received, rooms, uid, reconnects) = (
-                    Arc::clone(&received),
-                    Arc::clone(&rooms),
-                    uid.clone(),
-                    Arc::clone(&reconnects),
-                );
-                tasks.push(tokio::spawn(async move {
-                    while let Some(event) = client.next_event().await {
-                        match event {
-                            Event::Message(m) => {
-                                received.lock().entry(uid.clone()).or_default().insert(m.id);
-                            }
-                            Event::Connected { room, .. } => {
-                                reconnects.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                                rooms.lock().insert(uid.clone(), room);
-                            }
-                            _ => {}
-                        }
-                    }
-                }));
-            }
-            Fleet {
-                received,
-                rooms,
-                reconnects,
-                tasks,
-            }
-        }
-
-        fn rooms(&self) -> HashMap<String, String> {
-            self.rooms.lock().clone()
-        }
-
-        /// Waits until every user has every message it was sent.
-        async fn wait_all(&self, sent: &HashMap<String, Vec<u64>>, within: Duration) {
-            let deadline = tokio::time::Instant::now() + within;
-            loop {
-                let missing: Vec<(String, u64)> = {
-                    let received = self.received.lock();
-                    sent.iter()
-                        .flat_map(|(uid, ids)| {
-                            ids.iter()
-                                .filter(|id| !received.get(uid).is_some_and(|r| r.contains(id)))
-                                .map(move |id| (uid.clone(), *id))
-                        })
-                        .collect()
-                };
-                if missing.is_empty() {
-                    return;
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "{} messages never arrived, e.g. {:?}",
-                    missing.len(),
-                    &missing[..missing.len().min(5)]
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-
-    impl Drop for Fleet {
-        fn drop(&mut self) {
-            for t in &self.tasks {
-                t.abort();
-            }
-        }
-    }
-
-    async fn connected_to(client: &mut Client, rooms: &Mutex<HashMap<String, String>>, uid: &str) {
-        match event(client).await {
-            Event::Connected { room, .. } => {
-                rooms.lock().insert(uid.to_owned(), room);
-            }
-            other => panic!("expected Connected, got {other:?}"),
-        }
-    }
-
-    fn users(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("user{i}")).collect()
-    }
 
     /// Pushes `count` unicasts round-robin to `uids`, one every `every`, retrying a refused
     /// push (a 503 during a fault) until it is accepted; returns what was accepted and how
@@ -182,36 +81,6 @@ mod cluster {
                     );
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-            }
-        }
-    }
-
-    async fn raw_post(url: &str, body: &str) -> Option<(u16, Value)> {
-        use http_body_util::{BodyExt, Full};
-        let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http();
-        let req = http::Request::post(url)
-            .header("x-api-key", KEY)
-            .header("content-type", "application/json")
-            .body(Full::new(bytes::Bytes::from(body.to_owned())))
-            .unwrap();
-        let response = tokio::time::timeout(WAIT, client.request(req))
-            .await
-            .ok()?
-            .ok()?;
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await.ok()?.to_bytes();
-        Some((
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        ))
-    }
-
-    async fn wait_acked(s: &TestCluster, sent: &HashMap<String, Vec<u64>>) {
-        for (uid, ids) in sent {
-            for id in ids {
-                s.wait_status(*id, uid, "acked").await;
             }
         }
     }

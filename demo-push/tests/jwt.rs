@@ -326,6 +326,7 @@ async fn a_jwks_over_https_is_fetched_trusting_jwks_ca_and_refused_from_an_unkno
         app,
         Some(server_config),
         metrics,
+        Default::default(),
     ));
     let config = |ca: &std::path::Path| {
         let mut jwt = JwtConfig::default();

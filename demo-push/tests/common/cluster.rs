@@ -35,6 +35,14 @@ pub struct Options {
     pub real_redis: String,
     /// Register instances (`register`, `register-2`, …).
     pub registers: usize,
+    /// Saver instances (`saver`, `saver-2`, …).
+    pub savers: usize,
+    /// Coordinator instances (`coordinator`, `coordinator-2`, …).
+    pub coordinators: usize,
+    /// Dispatcher instances (`dispatcher`, `dispatcher-2`, …).
+    pub dispatchers: usize,
+    /// Center instances (`center`, `center-2`, …); clients dispatch through `center`.
+    pub centers: usize,
     /// A log level for every process, whose logs then go to `<name>.log` in the cluster's
     /// directory (see [`TestCluster::log_of`]); `None`: `warn`, to the test's stderr.
     pub log: Option<&'static str>,
@@ -48,6 +56,10 @@ impl Default for Options {
             mysql_host: "127.0.0.1:3306".into(),
             real_redis: "redis://127.0.0.1:6379/0".into(),
             registers: 1,
+            savers: 1,
+            coordinators: 1,
+            dispatchers: 1,
+            centers: 1,
             log: None,
         }
     }
@@ -153,10 +165,9 @@ pub async fn start_opts(options: Options, tweak: impl FnOnce(&mut Config)) -> Te
         http: super::http_client(None),
     };
     for svc in ["register", "saver", "coordinator"] {
-        cluster.spawn(svc, svc, Vec::new());
-    }
-    for i in 2..=options.registers {
-        cluster.spawn(&format!("register-{i}"), "register", Vec::new());
+        for name in instance_names(svc, options.count(svc)) {
+            cluster.spawn(&name, svc, Vec::new());
+        }
     }
     let wiring = cluster.wiring();
     for i in 1..=options.rooms {
@@ -164,28 +175,64 @@ pub async fn start_opts(options: Options, tweak: impl FnOnce(&mut Config)) -> Te
         args.extend(["--room-name".into(), format!("room-{i}")]);
         cluster.spawn(&format!("room-{i}"), "room", args);
     }
-    cluster.spawn("dispatcher", "dispatcher", wiring.clone());
-    cluster.spawn("center", "center", wiring);
+    for name in instance_names("dispatcher", options.dispatchers) {
+        cluster.spawn(&name, "dispatcher", wiring.clone());
+    }
+    for name in instance_names("center", options.centers) {
+        cluster.spawn(&name, "center", wiring.clone());
+    }
     cluster.center = format!("http://{}", cluster.addr("center", "http"));
     cluster.wait_rooms(options.rooms).await;
     cluster
 }
 
+/// `svc`, `svc-2`, … `svc-n`.
+pub fn instance_names(svc: &str, n: usize) -> Vec<String> {
+    (1..=n.max(1))
+        .map(|i| {
+            if i == 1 {
+                svc.to_owned()
+            } else {
+                format!("{svc}-{i}")
+            }
+        })
+        .collect()
+}
+
+impl Options {
+    /// Instances of `svc`.
+    pub fn count(&self, svc: &str) -> usize {
+        match svc {
+            "register" => self.registers,
+            "saver" => self.savers,
+            "coordinator" => self.coordinators,
+            "dispatcher" => self.dispatchers,
+            "center" => self.centers,
+            _ => 1,
+        }
+    }
+}
+
 impl TestCluster {
-    /// Flags that point a process at the register, saver and coordinator.
+    /// Flags that point a process at the register, saver and coordinator instances.
     fn wiring(&self) -> Vec<String> {
-        let registers: Vec<String> = std::iter::once("register".to_owned())
-            .chain((2..=self.options.registers).map(|i| format!("register-{i}")))
-            .map(|name| self.addr(&name, "rpc"))
-            .collect();
-        vec![
-            "--register".into(),
-            registers.join(","),
-            "--saver".into(),
-            self.addr("saver", "rpc"),
-            "--coordinator".into(),
-            self.addr("coordinator", "rpc"),
-        ]
+        let mut flags = Vec::new();
+        for svc in ["register", "saver", "coordinator"] {
+            let addrs: Vec<String> = instance_names(svc, self.options.count(svc))
+                .iter()
+                .map(|name| self.addr(name, "rpc"))
+                .collect();
+            flags.extend([format!("--{svc}"), addrs.join(",")]);
+        }
+        flags
+    }
+
+    /// The base URLs of every center (`center` first).
+    pub fn center_urls(&self) -> Vec<String> {
+        instance_names("center", self.options.centers)
+            .iter()
+            .map(|name| format!("http://{}", self.addr(name, "http")))
+            .collect()
     }
 
     /// An address a process printed (`rpc`, `http`, `ws`, `tcp`).
@@ -381,10 +428,12 @@ impl TestCluster {
 
     /// The processes' metrics pages that count room-side and center-side counters.
     async fn metric_pages(&self) -> Vec<String> {
-        let mut names = vec!["center".to_owned()];
-        for service in ["register", "saver", "coordinator"] {
-            if !self.exited(service) {
-                names.push(service.to_owned());
+        let mut names = Vec::new();
+        for svc in ["center", "register", "saver", "coordinator"] {
+            for name in instance_names(svc, self.options.count(svc)) {
+                if !self.exited(&name) {
+                    names.push(name);
+                }
             }
         }
         for name in self.room_names() {

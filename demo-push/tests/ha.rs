@@ -1,0 +1,307 @@
+//! No single point of failure: every role of the cluster as two instances at once, real
+//! processes on the real Redis and MariaDB. Ids from two centers never collide; killing one
+//! instance of each role in turn (SIGKILL, not restarted) under a steady stream of
+//! at-least-once unicasts and a broadcast every few seconds loses nothing; restarting every
+//! instance of every role one by one with SIGTERM refuses nothing.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use longlink_push::ids::instance_of;
+use parking_lot::Mutex;
+use serde_json::json;
+
+use common::cluster::{Options, TestCluster, start_opts};
+use common::fleet::{Fleet, Pushed, push_failing_over, users, wait_acked};
+
+fn everything_twice() -> Options {
+    Options {
+        rooms: 2,
+        registers: 2,
+        savers: 2,
+        coordinators: 2,
+        dispatchers: 2,
+        centers: 2,
+        ..Options::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_centers_pushing_at_once_never_issue_the_same_id() {
+    let s = start_opts(everything_twice(), |_| {}).await;
+    let centers = s.center_urls();
+    let mut tasks = Vec::new();
+    for (c, _) in centers.iter().enumerate() {
+        let centers = centers.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..150 {
+                let body = json!({"uid": format!("u{}", i % 7), "body": "x"});
+                let pushed = push_failing_over(
+                    &centers[c..=c],
+                    0,
+                    "/push/unicast",
+                    body,
+                    Duration::from_secs(10),
+                )
+                .await;
+                ids.push(pushed.answer["id"].as_u64().unwrap());
+            }
+            ids
+        }));
+    }
+    let mut all = HashSet::new();
+    let mut lanes = Vec::new();
+    for task in tasks {
+        let ids = task.await.unwrap();
+        // One center's ids increase and come from one lane.
+        assert!(ids.windows(2).all(|w| w[1] > w[0]));
+        let lane: HashSet<u64> = ids.iter().map(|&id| instance_of(id)).collect();
+        assert_eq!(lane.len(), 1);
+        lanes.extend(lane);
+        all.extend(ids);
+    }
+    assert_eq!(all.len(), 300, "every id unique across the two centers");
+    assert_ne!(lanes[0], lanes[1], "each center has its own lane");
+
+    // A center killed and started again takes a lane and numbers above everything stored.
+    let max = *all.iter().max().unwrap();
+    s.kill("center-2");
+    s.restart("center-2");
+    let pushed = push_failing_over(
+        &s.center_urls()[1..],
+        0,
+        "/push/unicast",
+        json!({"uid": "u0", "body": "after"}),
+        Duration::from_secs(20),
+    )
+    .await;
+    let id = pushed.answer["id"].as_u64().unwrap();
+    assert!(id > max && !all.contains(&id));
+}
+
+/// Traffic through both centers: one at-least-once unicast every `every` to a user of
+/// `uids`, a stored broadcast every 3 s, each by the business server's failover recipe.
+type Retried = (tokio::time::Instant, usize, usize);
+
+struct Traffic {
+    sent: Arc<Mutex<HashMap<String, Vec<u64>>>>,
+    /// (when, failed tries, 503s among them) of every push that needed more than one try.
+    retried: Arc<Mutex<Vec<Retried>>>,
+    pushes: Arc<std::sync::atomic::AtomicUsize>,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Traffic {
+    fn start(s: &TestCluster, uids: Vec<String>, every: Duration) -> Traffic {
+        let centers = s.center_urls();
+        let sent: Arc<Mutex<HashMap<String, Vec<u64>>>> = Arc::default();
+        let retried: Arc<Mutex<Vec<Retried>>> = Arc::default();
+        let preferred: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let pushes: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = {
+            let (sent, retried, pushes, stop) = (
+                Arc::clone(&sent),
+                Arc::clone(&retried),
+                Arc::clone(&pushes),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(every);
+                let mut in_flight = tokio::task::JoinSet::new();
+                let mut last_broadcast = tokio::time::Instant::now();
+                for i in 0usize.. {
+                    tokio::select! {
+                        _ = ticks.tick() => {}
+                        _ = stop.cancelled() => break,
+                    }
+                    let broadcast = last_broadcast.elapsed() >= Duration::from_secs(3);
+                    if broadcast {
+                        last_broadcast = tokio::time::Instant::now();
+                    }
+                    let uid = uids[i % uids.len()].clone();
+                    let (centers, sent, retried, pushes, preferred) = (
+                        centers.clone(),
+                        Arc::clone(&sent),
+                        Arc::clone(&retried),
+                        Arc::clone(&pushes),
+                        Arc::clone(&preferred),
+                    );
+                    // Open loop: each push on its own task, the next one on time.
+                    in_flight.spawn(async move {
+                        let (path, body) = if broadcast {
+                            ("/push/broadcast", json!({"body": format!("b{i}")}))
+                        } else {
+                            (
+                                "/push/unicast",
+                                json!({"uid": uid, "body": format!("m{i}")}),
+                            )
+                        };
+                        // Alternating centers, but not one that just failed.
+                        let first = if i % 4 == 0 {
+                            i
+                        } else {
+                            preferred.load(std::sync::atomic::Ordering::SeqCst)
+                        };
+                        let Pushed {
+                            answer,
+                            failed_tries,
+                            refused,
+                            center,
+                        } = push_failing_over(&centers, first, path, body, Duration::from_secs(20))
+                            .await;
+                        preferred.store(center, std::sync::atomic::Ordering::SeqCst);
+                        pushes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if failed_tries > 0 {
+                            retried.lock().push((
+                                tokio::time::Instant::now(),
+                                failed_tries,
+                                refused,
+                            ));
+                        }
+                        if !broadcast {
+                            sent.lock()
+                                .entry(uid)
+                                .or_default()
+                                .push(answer["id"].as_u64().unwrap());
+                        }
+                    });
+                }
+                while in_flight.join_next().await.is_some() {}
+            })
+        };
+        Traffic {
+            sent,
+            retried,
+            pushes,
+            stop,
+            task,
+        }
+    }
+
+    async fn finish(self) -> (HashMap<String, Vec<u64>>, Vec<Retried>, usize) {
+        self.stop.cancel();
+        self.task.await.unwrap();
+        let sent = self.sent.lock().clone();
+        let retried = self.retried.lock().clone();
+        (
+            sent,
+            retried,
+            self.pushes.load(std::sync::atomic::Ordering::SeqCst),
+        )
+    }
+}
+
+/// Pushes that needed another try in `[from, from + window)`, their failed tries, and the
+/// 503s among those.
+fn retried_in(
+    retried: &[Retried],
+    from: tokio::time::Instant,
+    window: Duration,
+) -> (usize, usize, usize) {
+    let hit: Vec<&Retried> = retried
+        .iter()
+        .filter(|(at, _, _)| *at >= from && *at < from + window)
+        .collect();
+    (
+        hit.len(),
+        hit.iter().map(|r| r.1).sum(),
+        hit.iter().map(|r| r.2).sum(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_of_each_role_killed_in_turn_loses_nothing() {
+    let s = start_opts(everything_twice(), |_| {}).await;
+    let uids = users(8);
+    let fleet = Fleet::connect(&s, &uids).await;
+    let traffic = Traffic::start(&s, uids.clone(), Duration::from_millis(25));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut kills = Vec::new();
+    for name in [
+        "center-2",
+        "saver-2",
+        "register-2",
+        "coordinator-2",
+        "dispatcher-2",
+        "room-2",
+    ] {
+        s.kill(name);
+        kills.push((name, tokio::time::Instant::now()));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+    let (sent, retried, pushes) = traffic.finish().await;
+    fleet.wait_all(&sent, Duration::from_secs(30)).await;
+    wait_acked(&s, &sent).await;
+    let unicasts: usize = sent.values().map(Vec::len).sum();
+    eprintln!("{pushes} pushes accepted ({unicasts} unicasts), 0 lost");
+    for (name, at) in &kills {
+        let (pushes, tries, refused) = retried_in(&retried, *at, Duration::from_millis(2500));
+        eprintln!(
+            "kill -9 {name}: {pushes} pushes needed another try ({tries} failed tries, {refused} of them a 503)"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_instance_of_every_role_restarted_in_turn_refuses_nothing() {
+    let s = start_opts(everything_twice(), |_| {}).await;
+    let uids = users(8);
+    let fleet = Fleet::connect(&s, &uids).await;
+    let traffic = Traffic::start(&s, uids.clone(), Duration::from_millis(25));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let order = [
+        "saver",
+        "saver-2",
+        "register",
+        "register-2",
+        "coordinator",
+        "coordinator-2",
+        "dispatcher",
+        "dispatcher-2",
+        "center",
+        "center-2",
+        "room-1",
+        "room-2",
+    ];
+    let started = tokio::time::Instant::now();
+    for name in order {
+        s.terminate(name);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while !s.exited(name) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} did not stop on SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        s.restart(name);
+        if name.starts_with("room") {
+            s.wait_rooms(2).await;
+        }
+        // Callers' views pick the new instance up within half an announce interval.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    let (sent, retried, pushes) = traffic.finish().await;
+    fleet.wait_all(&sent, Duration::from_secs(30)).await;
+    wait_acked(&s, &sent).await;
+    let refused: usize = retried.iter().map(|r| r.2).sum();
+    eprintln!(
+        "rolling restart of {} processes in {:?}: {pushes} pushes, 0 lost, {refused} refused, \
+         {} sent on to the other center after a stopping one refused the connection",
+        order.len(),
+        started.elapsed(),
+        retried.len()
+    );
+    // A stopped center's closed port sends the business server's try to the other center
+    // (the recipe); no center ever answered a push with a refusal.
+    assert_eq!(
+        refused, 0,
+        "pushes refused during the rolling restart: {retried:?}"
+    );
+}
