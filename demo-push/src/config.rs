@@ -195,6 +195,13 @@ pub struct ClusterConfig {
     /// center that cannot renew it for this long stops issuing ids (pushes answer 503).
     #[serde(rename = "id_lease_ms", with = "crate::serde_duration::millis")]
     pub id_lease: Duration,
+    /// The saver prunes an index entry MySQL no longer owes only once its message is this
+    /// old: a younger one's store may still be committing (entries are written first).
+    #[serde(
+        rename = "index_prune_after_ms",
+        with = "crate::serde_duration::millis"
+    )]
+    pub index_prune_after: Duration,
     /// TLS on every cluster RPC connection (`[cluster.tls]`; none: plaintext): each RPC
     /// server serves it, each RPC client speaks it, mutual by default.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -224,6 +231,7 @@ impl Default for ClusterConfig {
             drain_window: Duration::from_millis(10_000),
             room_capacity: 19_000,
             id_lease: Duration::from_millis(30_000),
+            index_prune_after: Duration::from_millis(60_000),
             tls: None,
         }
     }

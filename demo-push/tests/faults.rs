@@ -587,8 +587,9 @@ mod cluster {
         s.wait_status(id, "b", "acked").await;
         drop(b);
         s.wait_sessions("b", 0).await;
-        // Acked: the next lookup reads MariaDB once, prunes the entry, and the one after
-        // is answered by Redis.
+        // Acked: the next lookup reads MariaDB once, prunes the entry (old enough not to
+        // be a store still committing), and the one after is answered by Redis.
+        tokio::time::sleep(Duration::from_millis(400)).await;
         let mut b = s.online("b").await;
         quiet(&mut b, Duration::from_millis(200)).await;
         let deadline = tokio::time::Instant::now() + WAIT;

@@ -314,7 +314,8 @@ pub async fn saver(mut config: Config) -> Result<(), StartError> {
         &c.redis_prefix,
         c.epoch_check.max(Duration::from_millis(50)),
         Arc::clone(&metrics),
-    );
+    )
+    .prune_after(c.index_prune_after);
     let saver: Arc<dyn Saver> = Arc::new(hot.clone());
     node::sweep(&saver, config.sweep_interval, Arc::clone(&metrics));
     serve_metrics(&config, &metrics).await?;

@@ -41,8 +41,6 @@ const VOUCH: Duration = Duration::from_millis(1000);
 /// Added to a vouch's end before a saver whose write failed commits: clocks of savers
 /// differ a little.
 const SKEW: Duration = Duration::from_millis(250);
-/// Entries younger than this are never pruned: their store may still be committing.
-const PRUNE_AFTER_MS: u64 = 60_000;
 /// A rebuild reads again the rows of this last span of ids, after [`TAIL_SETTLE`]: stores
 /// whose entries a flush removed before they committed.
 const TAIL_MS: u64 = 60_000;
@@ -85,6 +83,8 @@ pub struct HotSaver {
     dirty: Arc<AtomicBool>,
     /// Until when (Unix ms) this saver's latest vouch may hold.
     vouched_until: Arc<AtomicU64>,
+    /// Entries younger than this are never pruned: their store may still be committing.
+    prune_after_ms: u64,
     metrics: Arc<Metrics>,
 }
 
@@ -126,6 +126,7 @@ impl HotSaver {
             id: format!("{:016x}", fastrand::u64(..)),
             dirty: Arc::new(AtomicBool::new(false)),
             vouched_until: Arc::new(AtomicU64::new(0)),
+            prune_after_ms: 60_000,
             metrics,
         };
         let hot = this.clone();
@@ -145,6 +146,12 @@ impl HotSaver {
             }
         });
         this
+    }
+
+    /// Prunes entries only once their message is `age` old (default a minute).
+    pub fn prune_after(mut self, age: Duration) -> HotSaver {
+        self.prune_after_ms = age.as_millis() as u64;
+        self
     }
 
     /// Stops vouching (a clean stop: nothing to invalidate).
@@ -406,7 +413,7 @@ impl Saver for HotSaver {
             && pending.len() < limit.min(1000) as usize
         {
             let owed: HashSet<u64> = pending.iter().map(|p| p.message.id).collect();
-            let old_enough = epoch_ms().saturating_sub(PRUNE_AFTER_MS);
+            let old_enough = epoch_ms().saturating_sub(self.prune_after_ms);
             let stale: Vec<&String> = snapshot
                 .iter()
                 .filter(|e| {

@@ -106,6 +106,7 @@ fn config(dir: &std::path::Path, prefix: &str, dsn: &str, options: &Options) -> 
     k.room_ttl = Duration::from_millis(1000);
     k.grace = Duration::from_millis(800);
     k.drain_window = Duration::from_millis(1000);
+    k.index_prune_after = Duration::from_millis(300);
     c
 }
 
