@@ -129,6 +129,7 @@ impl RpcStrategy {
 /// ```toml
 /// [cluster]
 /// redis = "redis://127.0.0.1:6379/0"
+/// # redis_cluster = ["redis://10.0.0.7:7000", "redis://10.0.0.8:7000"]   # instead of `redis`
 /// register = ["10.0.0.5:7810", "10.0.0.6:7810"]
 /// saver = "10.0.0.5:7811"
 /// coordinator = "10.0.0.5:7812"
@@ -143,6 +144,14 @@ impl RpcStrategy {
 pub struct ClusterConfig {
     /// Redis (register, membership, the saver's hot pending state).
     pub redis: String,
+    /// A Redis Cluster's seed nodes (`redis://host:port`, any of its nodes; the others are
+    /// found from them). When it lists any, every Redis user takes the cluster instead of
+    /// `redis`. Empty (a single Redis) by default.
+    #[serde(
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub redis_cluster: Vec<String>,
     /// Prefix of every Redis key (several clusters can share one Redis).
     pub redis_prefix: String,
     /// Register services' RPC addresses (calls go to any; one that fails without running a
@@ -201,6 +210,7 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             redis: "redis://127.0.0.1:6379/0".into(),
+            redis_cluster: Vec::new(),
             redis_prefix: "llpush:".into(),
             register: vec!["127.0.0.1:7810".into()],
             saver: vec!["127.0.0.1:7811".into()],

@@ -23,6 +23,7 @@ pub mod model;
 pub mod node;
 pub mod pusher;
 pub mod records;
+pub mod redis_conn;
 pub mod register;
 pub mod remote;
 pub mod retries;

@@ -16,7 +16,8 @@ use crate::courier::CourierParts;
 use crate::metrics::{Metrics, Snapshot};
 use crate::model::{IdGenerator, now_ms};
 use crate::node::{self, CenterDeps, StartError, bind_err, prepare};
-use crate::register::{GraceRegister, RedisRegister, Register, redis_connection, register_svc};
+use crate::redis_conn::redis_connection;
+use crate::register::{GraceRegister, RedisRegister, Register, register_svc};
 use crate::remote::{Remote, RpcOptions, Served};
 use crate::rooms::{Gateway, Membership, MembershipView, RoomInfo, room_svc};
 use crate::saver::{HotSaver, Saver, saver_svc};
@@ -136,7 +137,7 @@ fn remote_coordinator(config: &Config, rpc: &RpcOptions) -> Arc<dyn Callbacks> {
 fn membership(config: &Config) -> Result<Membership, StartError> {
     let c = &config.cluster;
     Ok(Membership::new(
-        redis_connection(&c.redis)?,
+        redis_connection(c)?,
         &c.redis_prefix,
         c.room_ttl,
     ))
@@ -195,7 +196,7 @@ pub async fn register(mut config: Config) -> Result<(), StartError> {
     prepare(&mut config)?;
     let c = &config.cluster;
     let register: Arc<dyn Register> = Arc::new(RedisRegister::new(
-        redis_connection(&c.redis)?,
+        redis_connection(c)?,
         &c.redis_prefix,
         c.session_ttl,
         c.settle,
@@ -216,7 +217,7 @@ pub async fn saver(mut config: Config) -> Result<(), StartError> {
     let c = &config.cluster;
     let saver: Arc<dyn Saver> = Arc::new(HotSaver::start(
         sql,
-        redis_connection(&c.redis)?,
+        redis_connection(c)?,
         &c.redis_prefix,
         c.epoch_check.max(Duration::from_millis(50)),
         Arc::clone(&metrics),

@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use longlink_pool::db::Value;
-use redis::aio::ConnectionManager;
 
 use super::{Claimed, MessageStatus, Pending, Recipient, Saver, SqlSaver};
 use crate::PushError;
 use crate::metrics::{Metrics, add, inc};
 use crate::model::Message;
+use crate::redis_conn::RedisConn;
 use crate::register::redis_err;
 
 /// Rows read per rebuild query.
@@ -33,7 +33,7 @@ const REBUILD_PAGE: usize = 5000;
 #[derive(Clone)]
 pub struct HotSaver {
     sql: Arc<SqlSaver>,
-    redis: ConnectionManager,
+    redis: RedisConn,
     prefix: String,
     dirty: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
@@ -57,7 +57,7 @@ impl HotSaver {
     /// every `check` when its marker is missing.
     pub fn start(
         sql: SqlSaver,
-        redis: ConnectionManager,
+        redis: RedisConn,
         prefix: &str,
         check: Duration,
         metrics: Arc<Metrics>,
