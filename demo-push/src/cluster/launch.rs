@@ -1,7 +1,7 @@
 //! `longlink-push cluster --rooms N`: a whole local cluster as child processes of this
 //! binary (register, saver, coordinator, N rooms, dispatcher, center) against the local
-//! Redis and MariaDB, each child's log lines prefixed with its name. Ctrl-C stops them all
-//! (rooms drain first).
+//! Redis (or a Redis Cluster, `--redis-cluster`) and MariaDB, each child's log lines
+//! prefixed with its name. Ctrl-C stops them all (rooms drain first).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -51,6 +51,8 @@ pub struct Plan {
     pub database: String,
     /// The Redis URL.
     pub redis: String,
+    /// A Redis Cluster's seed nodes, used instead of `redis` when any.
+    pub redis_cluster: Vec<String>,
     /// A configuration file every process also reads, if any.
     pub config: Option<PathBuf>,
     /// Every process serves a development certificate made under the data dir, on its
@@ -81,6 +83,9 @@ impl Plan {
                 "--coordinator".into(),
                 self.addr(12),
             ];
+            if !self.redis_cluster.is_empty() {
+                args.extend(["--redis-cluster".into(), self.redis_cluster.join(",")]);
+            }
             if let Some(c) = &self.config {
                 args.extend(["--config".into(), c.display().to_string()]);
             }
