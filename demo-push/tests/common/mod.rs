@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod proxy;
+pub mod redis_cluster;
 
 use std::net::SocketAddr;
 use std::time::Duration;
