@@ -457,3 +457,28 @@ pub fn load_or_generate(path: &Path) -> Result<(String, bool), ConfigError> {
     std::io::Write::write_all(&mut file, secret.as_bytes()).map_err(err)?;
     Ok((secret, true))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_cluster_seeds_are_read_as_a_list_or_one_and_default_to_none() {
+        let c: Config =
+            toml::from_str("[cluster]\nredis_cluster = [\"redis://a:7000\", \"redis://b:7000\"]\n")
+                .unwrap();
+        assert_eq!(
+            c.cluster.redis_cluster,
+            ["redis://a:7000", "redis://b:7000"]
+        );
+        let c: Config = toml::from_str("[cluster]\nredis_cluster = \"redis://a:7000\"\n").unwrap();
+        assert_eq!(c.cluster.redis_cluster, ["redis://a:7000"]);
+        assert!(Config::default().cluster.redis_cluster.is_empty());
+        // Not written when empty: a single Redis's file stays as it was.
+        assert!(
+            !toml::to_string(&Config::default())
+                .unwrap()
+                .contains("redis_cluster")
+        );
+    }
+}

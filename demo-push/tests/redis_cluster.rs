@@ -372,6 +372,18 @@ mod cluster {
         }
         assert_eq!(fleet.missing_after(&sent, WAIT).await, []);
         assert_eq!(unacked_after(&s, &sent, WAIT).await, []);
+        // The state is on the test's cluster, none of it on the machine's Redis.
+        let on_masters: u64 = rc.masters().iter().map(|m| keys_on(m)).sum();
+        assert!(on_masters >= 8, "{on_masters} keys on the masters");
+        let mut local = redis::Client::open("redis://127.0.0.1:6379/0")
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let stray: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", s.prefix))
+            .query(&mut local)
+            .unwrap();
+        assert_eq!(stray, Vec::<String>::new());
         // The register counts the users with a SCAN of every master.
         let page = s.metrics_page("center").await;
         assert_eq!(

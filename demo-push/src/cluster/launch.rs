@@ -283,3 +283,43 @@ pub async fn run(plan: Plan, stop_wait: Duration) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_on_a_redis_cluster_passes_its_seeds_to_every_process() {
+        let plan = Plan {
+            rooms: 2,
+            base_port: 7800,
+            data_dir: PathBuf::from("/tmp/x"),
+            database: "mysql://root@127.0.0.1:3306/test".into(),
+            redis: "redis://127.0.0.1:6379/0".into(),
+            redis_cluster: vec![
+                "redis://10.0.0.1:7000".into(),
+                "redis://10.0.0.2:7000".into(),
+            ],
+            config: None,
+            tls_self_signed: false,
+        };
+        for (name, args) in plan.processes() {
+            let at = args.iter().position(|a| a == "--redis-cluster");
+            assert_eq!(
+                at.map(|i| args[i + 1].as_str()),
+                Some("redis://10.0.0.1:7000,redis://10.0.0.2:7000"),
+                "{name}: {args:?}"
+            );
+        }
+        let single = Plan {
+            redis_cluster: Vec::new(),
+            ..plan
+        };
+        assert!(
+            single
+                .processes()
+                .iter()
+                .all(|(_, args)| !args.iter().any(|a| a == "--redis-cluster"))
+        );
+    }
+}
