@@ -148,6 +148,55 @@ mod cluster {
         assert_eq!(names, ["room-1", "room-2", "room-4", "room-5", "room-6"]);
     }
 
+    /// A cluster that is not there yet: commands fail within about a second each (not a
+    /// hang), and the same connection uses the cluster once it is formed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_redis_cluster_down_at_start_fails_fast_and_is_used_once_up() {
+        let ports = super::common::redis_cluster::free_ports(6);
+        let seeds: Vec<String> = ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect();
+        let mut conn = RedisConn::cluster(&seeds).unwrap();
+        for _ in 0..3 {
+            let asked = tokio::time::Instant::now();
+            let answer: redis::RedisResult<()> = redis::cmd("SET")
+                .arg("k")
+                .arg(1)
+                .query_async(&mut conn)
+                .await;
+            assert!(answer.is_err());
+            assert!(
+                asked.elapsed() < Duration::from_secs(3),
+                "a down cluster answered after {:?}",
+                asked.elapsed()
+            );
+        }
+        let _rc = RedisCluster::start_on(&ports);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let answer: redis::RedisResult<()> = redis::cmd("SET")
+                .arg("k")
+                .arg(1)
+                .query_async(&mut conn)
+                .await;
+            if answer.is_ok() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never used the cluster once up: {answer:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let value: u64 = redis::cmd("GET")
+            .arg("k")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(value, 1);
+    }
+
     fn message(id: u64) -> Message {
         Message {
             id,

@@ -108,7 +108,8 @@ impl RedisConn {
     /// connects in the background: a cluster that is down at start fails the first
     /// commands (within a second each) and is connected to once it answers. A command
     /// takes at most one second with its retries (three, 20–200 ms apart), so a master that
-    /// died fails its slots' commands fast until a replica is promoted.
+    /// died fails its slots' commands fast until a replica is promoted. Call it inside a
+    /// Tokio runtime: the connection's task is spawned here.
     ///
     /// ```no_run
     /// # async fn f() {

@@ -27,7 +27,7 @@ pub struct RedisCluster {
 }
 
 /// `n` ports in 20000–29999 free now, with their cluster bus ports (+10000) free too.
-fn free_ports(n: usize) -> Vec<u16> {
+pub fn free_ports(n: usize) -> Vec<u16> {
     let mut ports = Vec::with_capacity(n);
     let mut candidate = 20_000 + (std::process::id() as u16 % 97) * 100 + fastrand::u16(0..100);
     while ports.len() < n {
@@ -67,12 +67,8 @@ impl RedisCluster {
     pub fn start() -> RedisCluster {
         let mut last = String::new();
         for _ in 0..3 {
-            let mut cluster = RedisCluster {
-                dir: tempfile::tempdir().expect("a temporary directory"),
-                nodes: Vec::new(),
-            };
-            match cluster.form() {
-                Ok(()) => return cluster,
+            match RedisCluster::try_start_on(&free_ports(NODES)) {
+                Ok(cluster) => return cluster,
                 // Most likely a port taken between the check and the bind: the nodes
                 // are killed (drop) and others tried.
                 Err(e) => last = e,
@@ -81,8 +77,24 @@ impl RedisCluster {
         panic!("no Redis Cluster could be formed: {last}");
     }
 
-    fn form(&mut self) -> Result<(), String> {
-        for port in free_ports(NODES) {
+    /// [`RedisCluster::start`] on six given ports (from [`free_ports`]).
+    pub fn start_on(ports: &[u16]) -> RedisCluster {
+        RedisCluster::try_start_on(ports).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_start_on(ports: &[u16]) -> Result<RedisCluster, String> {
+        assert_eq!(ports.len(), NODES);
+        let mut cluster = RedisCluster {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            nodes: Vec::new(),
+        };
+        // On an error the nodes started are killed (drop).
+        cluster.form(ports)?;
+        Ok(cluster)
+    }
+
+    fn form(&mut self, ports: &[u16]) -> Result<(), String> {
+        for &port in ports {
             let dir = self.dir.path().join(port.to_string());
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             let log = std::fs::File::create(dir.join("redis.log")).map_err(|e| e.to_string())?;
