@@ -129,6 +129,7 @@ impl RpcStrategy {
 /// ```toml
 /// [cluster]
 /// redis = "redis://127.0.0.1:6379/0"
+/// # redis_cluster = ["redis://10.0.0.7:7000", "redis://10.0.0.8:7000"]   # instead of `redis`
 /// register = ["10.0.0.5:7810", "10.0.0.6:7810"]
 /// saver = "10.0.0.5:7811"
 /// coordinator = "10.0.0.5:7812"
@@ -143,6 +144,14 @@ impl RpcStrategy {
 pub struct ClusterConfig {
     /// Redis (register, membership, the saver's hot pending state).
     pub redis: String,
+    /// A Redis Cluster's seed nodes (`redis://host:port`, any of its nodes; the others are
+    /// found from them). When it lists any, every Redis user takes the cluster instead of
+    /// `redis`. Empty (a single Redis) by default.
+    #[serde(
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub redis_cluster: Vec<String>,
     /// Prefix of every Redis key (several clusters can share one Redis).
     pub redis_prefix: String,
     /// Register services' RPC addresses (calls go to any; one that fails without running a
@@ -212,6 +221,7 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             redis: "redis://127.0.0.1:6379/0".into(),
+            redis_cluster: Vec::new(),
             redis_prefix: "llpush:".into(),
             register: vec!["127.0.0.1:7810".into()],
             saver: vec!["127.0.0.1:7811".into()],
@@ -460,4 +470,29 @@ pub fn load_or_generate(path: &Path) -> Result<(String, bool), ConfigError> {
     let mut file = options.open(path).map_err(err)?;
     std::io::Write::write_all(&mut file, secret.as_bytes()).map_err(err)?;
     Ok((secret, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_cluster_seeds_are_read_as_a_list_or_one_and_default_to_none() {
+        let c: Config =
+            toml::from_str("[cluster]\nredis_cluster = [\"redis://a:7000\", \"redis://b:7000\"]\n")
+                .unwrap();
+        assert_eq!(
+            c.cluster.redis_cluster,
+            ["redis://a:7000", "redis://b:7000"]
+        );
+        let c: Config = toml::from_str("[cluster]\nredis_cluster = \"redis://a:7000\"\n").unwrap();
+        assert_eq!(c.cluster.redis_cluster, ["redis://a:7000"]);
+        assert!(Config::default().cluster.redis_cluster.is_empty());
+        // Not written when empty: a single Redis's file stays as it was.
+        assert!(
+            !toml::to_string(&Config::default())
+                .unwrap()
+                .contains("redis_cluster")
+        );
+    }
 }

@@ -25,6 +25,7 @@ pub mod node;
 pub mod pacing;
 pub mod pusher;
 pub mod records;
+pub mod redis_conn;
 pub mod register;
 pub mod remote;
 pub mod retries;

@@ -74,6 +74,10 @@ struct ClusterArgs {
     /// Redis.
     #[arg(long, default_value = "redis://127.0.0.1:6379/0")]
     redis: String,
+    /// A Redis Cluster instead of `--redis`: seed nodes (`redis://host:port`),
+    /// comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    redis_cluster: Vec<String>,
     /// A configuration file every process also reads.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -146,6 +150,10 @@ struct ServerArgs {
     /// Cluster: Redis URL.
     #[arg(long, env = "LONGLINK_PUSH_REDIS")]
     redis: Option<String>,
+    /// Cluster: a Redis Cluster instead of `--redis`, its seed nodes (`redis://host:port`)
+    /// comma-separated.
+    #[arg(long, env = "LONGLINK_PUSH_REDIS_CLUSTER", value_delimiter = ',')]
+    redis_cluster: Option<Vec<String>>,
     /// Cluster: the register services' RPC addresses, comma-separated.
     #[arg(long, env = "LONGLINK_PUSH_REGISTER", value_delimiter = ',')]
     register: Option<Vec<String>>,
@@ -201,6 +209,9 @@ impl ServerArgs {
         }
         if let Some(v) = &self.redis {
             config.cluster.redis = v.clone();
+        }
+        if let Some(v) = &self.redis_cluster {
+            config.cluster.redis_cluster = v.clone();
         }
         if let Some(v) = &self.register {
             config.cluster.register = v.clone();
@@ -419,6 +430,7 @@ async fn cluster(args: ClusterArgs) -> Result<(), String> {
         data_dir: args.data_dir,
         database: args.database,
         redis: args.redis,
+        redis_cluster: args.redis_cluster,
         config: args.config,
         tls_self_signed: args.tls_self_signed,
     };

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 
 use crate::PushError;
 use crate::register::redis_err;
@@ -25,7 +25,7 @@ return start - now";
 /// The shared schedule of broadcasts.
 #[derive(Clone)]
 pub struct SharedPacing {
-    conn: ConnectionManager,
+    conn: RedisConn,
     key: String,
 }
 
@@ -39,7 +39,7 @@ impl std::fmt::Debug for SharedPacing {
 
 impl SharedPacing {
     /// The schedule under `prefix`.
-    pub fn new(conn: ConnectionManager, prefix: &str) -> SharedPacing {
+    pub fn new(conn: RedisConn, prefix: &str) -> SharedPacing {
         SharedPacing {
             conn,
             key: format!("{prefix}{{broadcast-pacing}}"),

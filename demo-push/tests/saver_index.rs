@@ -12,7 +12,7 @@ use longlink_codec::push::DeliveryMode;
 use longlink_pool::db::Db;
 use longlink_push::metrics::Metrics;
 use longlink_push::model::{IdGenerator, Message, now_ms};
-use longlink_push::register::redis_connection;
+use longlink_push::redis_conn::RedisConn;
 use longlink_push::saver::{HotSaver, Recipient, Saver, SqlSaver};
 
 use common::proxy::Proxy;
@@ -41,7 +41,7 @@ async fn a_saver_cut_off_from_redis_makes_every_saver_read_mysql_until_the_index
     let open = async |redis: &str| {
         HotSaver::start(
             SqlSaver::open(Db::open(&dsn).unwrap()).await.unwrap(),
-            redis_connection(redis).unwrap(),
+            RedisConn::single(redis).unwrap(),
             &prefix,
             Duration::from_millis(100),
             Arc::new(Metrics::default()),

@@ -1,7 +1,7 @@
 //! `longlink-push cluster --rooms N`: a whole local cluster as child processes of this
 //! binary (register, saver, coordinator, N rooms, dispatcher, center) against the local
-//! Redis and MariaDB, each child's log lines prefixed with its name. Ctrl-C stops them all
-//! (rooms drain first).
+//! Redis (or a Redis Cluster, `--redis-cluster`) and MariaDB, each child's log lines
+//! prefixed with its name. Ctrl-C stops them all (rooms drain first).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -51,6 +51,8 @@ pub struct Plan {
     pub database: String,
     /// The Redis URL.
     pub redis: String,
+    /// A Redis Cluster's seed nodes, used instead of `redis` when any.
+    pub redis_cluster: Vec<String>,
     /// A configuration file every process also reads, if any.
     pub config: Option<PathBuf>,
     /// Every process serves a development certificate made under the data dir, on its
@@ -81,6 +83,9 @@ impl Plan {
                 "--coordinator".into(),
                 self.addr(12),
             ];
+            if !self.redis_cluster.is_empty() {
+                args.extend(["--redis-cluster".into(), self.redis_cluster.join(",")]);
+            }
             if let Some(c) = &self.config {
                 args.extend(["--config".into(), c.display().to_string()]);
             }
@@ -277,4 +282,44 @@ pub async fn run(plan: Plan, stop_wait: Duration) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_on_a_redis_cluster_passes_its_seeds_to_every_process() {
+        let plan = Plan {
+            rooms: 2,
+            base_port: 7800,
+            data_dir: PathBuf::from("/tmp/x"),
+            database: "mysql://root@127.0.0.1:3306/test".into(),
+            redis: "redis://127.0.0.1:6379/0".into(),
+            redis_cluster: vec![
+                "redis://10.0.0.1:7000".into(),
+                "redis://10.0.0.2:7000".into(),
+            ],
+            config: None,
+            tls_self_signed: false,
+        };
+        for (name, args) in plan.processes() {
+            let at = args.iter().position(|a| a == "--redis-cluster");
+            assert_eq!(
+                at.map(|i| args[i + 1].as_str()),
+                Some("redis://10.0.0.1:7000,redis://10.0.0.2:7000"),
+                "{name}: {args:?}"
+            );
+        }
+        let single = Plan {
+            redis_cluster: Vec::new(),
+            ..plan
+        };
+        assert!(
+            single
+                .processes()
+                .iter()
+                .all(|(_, args)| !args.iter().any(|a| a == "--redis-cluster"))
+        );
+    }
 }

@@ -19,7 +19,8 @@ use crate::ids::IdLease;
 use crate::metrics::{Metrics, Snapshot};
 use crate::model::now_ms;
 use crate::node::{self, CenterDeps, StartError, bind_err, prepare};
-use crate::register::{GraceRegister, RedisRegister, Register, redis_connection, register_svc};
+use crate::redis_conn::redis_connection;
+use crate::register::{GraceRegister, RedisRegister, Register, register_svc};
 use crate::remote::{Remote, RpcOptions, Served};
 use crate::rooms::{Gateway, Membership, MembershipView, RoomInfo, room_svc};
 use crate::saver::{HotSaver, Saver, saver_svc};
@@ -139,7 +140,7 @@ fn announce_rpc(
 fn services(config: &Config) -> Result<Services, StartError> {
     let c = &config.cluster;
     Ok(Services::new(
-        redis_connection(&c.redis)?,
+        redis_connection(c)?,
         &c.redis_prefix,
         c.room_ttl,
     ))
@@ -224,7 +225,7 @@ fn remote_coordinator(config: &Config, rpc: &RpcOptions) -> Result<Arc<dyn Callb
 fn membership(config: &Config) -> Result<Membership, StartError> {
     let c = &config.cluster;
     Ok(Membership::new(
-        redis_connection(&c.redis)?,
+        redis_connection(c)?,
         &c.redis_prefix,
         c.room_ttl,
     ))
@@ -283,7 +284,7 @@ pub async fn register(mut config: Config) -> Result<(), StartError> {
     prepare(&mut config)?;
     let c = &config.cluster;
     let register: Arc<dyn Register> = Arc::new(RedisRegister::new(
-        redis_connection(&c.redis)?,
+        redis_connection(c)?,
         &c.redis_prefix,
         c.session_ttl,
         c.settle,
@@ -310,7 +311,7 @@ pub async fn saver(mut config: Config) -> Result<(), StartError> {
     let c = &config.cluster;
     let hot = HotSaver::start(
         sql,
-        redis_connection(&c.redis)?,
+        redis_connection(c)?,
         &c.redis_prefix,
         c.epoch_check.max(Duration::from_millis(50)),
         Arc::clone(&metrics),
@@ -525,7 +526,7 @@ pub async fn center(mut config: Config) -> Result<(), StartError> {
     // This center's lane of message ids, leased in Redis: other centers issue from theirs.
     let lease = loop {
         match IdLease::acquire(
-            redis_connection(&config.cluster.redis)?,
+            redis_connection(&config.cluster)?,
             &config.cluster.redis_prefix,
             config.cluster.id_lease,
             Arc::clone(&metrics),
@@ -561,7 +562,7 @@ pub async fn center(mut config: Config) -> Result<(), StartError> {
             directory: Arc::new(view),
             ids: Arc::new(lease.generator(floor)),
             pacing: Some(crate::pacing::SharedPacing::new(
-                redis_connection(&config.cluster.redis)?,
+                redis_connection(&config.cluster)?,
                 &config.cluster.redis_prefix,
             )),
             metrics,

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use longlink_rpc::{Balancer, Client};
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 use serde::{Deserialize, Serialize};
 
 use crate::PushError;
@@ -39,7 +39,7 @@ pub struct ServiceInfo {
 /// Reads and writes the membership of services.
 #[derive(Clone)]
 pub struct Services {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     ttl: Duration,
 }
@@ -55,7 +55,7 @@ impl std::fmt::Debug for Services {
 
 impl Services {
     /// Membership under `prefix`; an announce counts for `ttl`.
-    pub fn new(conn: ConnectionManager, prefix: &str, ttl: Duration) -> Services {
+    pub fn new(conn: RedisConn, prefix: &str, ttl: Duration) -> Services {
         Services {
             conn,
             prefix: prefix.to_owned(),

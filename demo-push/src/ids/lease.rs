@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 use tokio::time::Instant;
 
 use super::{INSTANCES, IdGenerator, LOW_BITS, epoch_ms};
@@ -61,7 +61,7 @@ pub struct IdLease {
     found_ms: u64,
     keys: (String, String),
     token: String,
-    redis: ConnectionManager,
+    redis: RedisConn,
     renewer: tokio::task::JoinHandle<()>,
 }
 
@@ -82,7 +82,7 @@ impl IdLease {
     /// Takes a free lane (trying them from a random one), valid for `ttl` unless renewed;
     /// the lane may issue ids up to `ttl` ahead of the clock.
     pub async fn acquire(
-        redis: ConnectionManager,
+        redis: RedisConn,
         prefix: &str,
         ttl: Duration,
         metrics: Arc<Metrics>,
@@ -163,7 +163,7 @@ impl Drop for IdLease {
 /// lane once a whole TTL has passed since the last renewal that succeeded was sent, or at
 /// once if the lease was taken over.
 async fn renew(
-    redis: ConnectionManager,
+    redis: RedisConn,
     (lease, mark): (String, String),
     token: String,
     ttl: Duration,

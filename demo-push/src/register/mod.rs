@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::grace::GraceRegister;
 pub use self::memory::MemoryRegister;
-pub use self::redis::{RedisRegister, redis_connection, redis_err};
+pub use self::redis::{RedisRegister, redis_err};
 use crate::PushError;
 use crate::model::Session;
 

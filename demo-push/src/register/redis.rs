@@ -5,9 +5,10 @@
 //! Keys (all under the cluster's prefix):
 //! - `s:{uid}`: a hash, field `{room}|{device}` → `{expires_ms}|{session json}`; the key
 //!   expires with the user's last session.
-//! - `rs:{room}`: a set of `{uid}|{device}` on that room, so that the sessions of a room
+//! - `rs:{<room>}`: a set of `{uid}|{device}` on that room, so that the sessions of a room
 //!   that is gone can be found and removed ([`Register::reap`]); it expires with the room's
-//!   last refresh.
+//!   last refresh. The braces are literal, a hash tag: the reaper RENAMEs the set to
+//!   `rs:{<room>}:reaping:…`, which a Redis Cluster allows only within one slot.
 //! - `g:{app}\x1f{group}`: a set of uids; `groups`: the set of non-empty groups.
 //! - `epoch`: when this register state began (Unix ms). A lookup that finds it missing
 //!   (Redis restarted empty, or was flushed) starts a new epoch; rooms notice the change and
@@ -16,25 +17,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
 
 use super::{Counts, Lookup, Register};
 use crate::PushError;
 use crate::model::{Session, now_ms};
-
-/// Opens a lazily connecting Redis connection manager that fails fast while Redis is
-/// down (a response timeout of one second and two reconnect attempts per call).
-pub fn redis_connection(url: &str) -> Result<ConnectionManager, PushError> {
-    let client =
-        redis::Client::open(url).map_err(|e| PushError::Invalid(format!("redis url: {e}")))?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(Duration::from_secs(1)))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_millis(200));
-    ConnectionManager::new_lazy_with_config(client, config)
-        .map_err(|e| PushError::Invalid(format!("redis: {e}")))
-}
+use crate::redis_conn::RedisConn;
 
 /// A Redis failure as the push system reports it.
 pub fn redis_err(e: redis::RedisError) -> PushError {
@@ -52,7 +39,7 @@ pub fn redis_err(e: redis::RedisError) -> PushError {
 /// Sessions and groups in Redis.
 #[derive(Clone)]
 pub struct RedisRegister {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     session_ttl: Duration,
     settle: Duration,
@@ -80,7 +67,7 @@ impl RedisRegister {
     /// A register on `conn` under `prefix`; sessions live `session_ttl` unless refreshed;
     /// after a lost state, lookups say `settling` for `settle`.
     pub fn new(
-        conn: ConnectionManager,
+        conn: RedisConn,
         prefix: &str,
         session_ttl: Duration,
         settle: Duration,
@@ -99,6 +86,11 @@ impl RedisRegister {
         format!("{}{kind}:{name}", self.prefix)
     }
 
+    /// The set of a room's sessions, its name a hash tag (see the module doc).
+    fn room_set(&self, room: &str) -> String {
+        format!("{}rs:{{{room}}}", self.prefix)
+    }
+
     /// Records (or refreshes) sessions, one round trip for the batch.
     async fn connect_many(&self, sessions: &[Session]) -> Result<(), PushError> {
         if sessions.is_empty() {
@@ -115,7 +107,7 @@ impl RedisRegister {
             pipe.hset(&key, field(s), value).ignore();
             pipe.pexpire(&key, self.session_ttl.as_millis() as i64)
                 .ignore();
-            let on_room = self.key("rs", &s.room);
+            let on_room = self.room_set(&s.room);
             pipe.sadd(&on_room, member(s)).ignore();
             pipe.pexpire(&on_room, self.session_ttl.as_millis() as i64)
                 .ignore();
@@ -133,7 +125,7 @@ impl RedisRegister {
         let mut pipe = redis::pipe();
         for s in sessions {
             pipe.hdel(self.key("s", &s.uid), field(s)).ignore();
-            pipe.srem(self.key("rs", &s.room), member(s)).ignore();
+            pipe.srem(self.room_set(&s.room), member(s)).ignore();
         }
         pipe.query_async::<()>(&mut self.conn.clone())
             .await
@@ -201,32 +193,18 @@ impl RedisRegister {
         self.key("g", &format!("{app}\u{1f}{group}"))
     }
 
-    /// Online users (keys of sessions), counted with SCAN, and non-empty groups.
+    /// Online users (keys of sessions), counted with SCAN (on every master of a
+    /// cluster), and non-empty groups.
     async fn count(&self) -> Result<Counts, PushError> {
-        let mut conn = self.conn.clone();
-        let pattern = format!("{}s:*", self.prefix);
-        let mut cursor = 0u64;
-        let mut users = 0u64;
-        // Bounded: at most 1,000 SCAN round trips.
-        for _ in 0..1000 {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(redis_err)?;
-            users += keys.len() as u64;
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
-        }
+        // Bounded: at most 1,000 SCAN round trips per server.
+        let users = self
+            .conn
+            .count_matching(&format!("{}s:*", self.prefix), 1000)
+            .await
+            .map_err(redis_err)?;
         let groups: u64 = redis::cmd("SCARD")
             .arg(format!("{}groups", self.prefix))
-            .query_async(&mut conn)
+            .query_async(&mut self.conn.clone())
             .await
             .map_err(redis_err)?;
         Ok(Counts { users, groups })
@@ -325,7 +303,7 @@ impl Register for RedisRegister {
 
     async fn reap(&self, room: String) -> Result<Vec<Session>, PushError> {
         let mut conn = self.conn.clone();
-        let set = self.key("rs", &room);
+        let set = self.room_set(&room);
         // RENAME is atomic: of several reapers, one moves the set and the others find
         // none, so each session is reaped (and called back offline) once.
         let claimed = format!("{set}:reaping:{}:{}", now_ms(), fastrand::u64(..));

@@ -11,13 +11,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use parking_lot::RwLock;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use super::{Directory, Gateway, RoomEntry};
 use crate::PushError;
 use crate::metrics::{Computed, Metrics, Sample};
 use crate::model::now_ms;
+use crate::redis_conn::RedisConn;
 use crate::register::redis_err;
 
 /// What a room announces.
@@ -70,7 +70,7 @@ impl RoomInfo {
 /// Reads and writes membership.
 #[derive(Clone)]
 pub struct Membership {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     ttl: Duration,
 }
@@ -86,7 +86,7 @@ impl std::fmt::Debug for Membership {
 
 impl Membership {
     /// Membership under `prefix`; an announce lives `ttl`.
-    pub fn new(conn: ConnectionManager, prefix: &str, ttl: Duration) -> Membership {
+    pub fn new(conn: RedisConn, prefix: &str, ttl: Duration) -> Membership {
         Membership {
             conn,
             prefix: prefix.to_owned(),

@@ -25,13 +25,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use longlink_pool::db::Value;
-use redis::aio::ConnectionManager;
 
 use super::{Claimed, MessageStatus, Pending, Recipient, Saver, SqlSaver};
 use crate::PushError;
 use crate::ids::{epoch_ms, first_id_of_ms, ms_of};
 use crate::metrics::{Metrics, add, inc};
 use crate::model::{Message, now_ms};
+use crate::redis_conn::RedisConn;
 use crate::register::redis_err;
 
 /// Rows read per rebuild query.
@@ -75,7 +75,7 @@ return 0";
 #[derive(Clone)]
 pub struct HotSaver {
     sql: Arc<SqlSaver>,
-    redis: ConnectionManager,
+    redis: RedisConn,
     prefix: String,
     /// This saver in the health hash.
     id: String,
@@ -114,7 +114,7 @@ impl HotSaver {
     /// marker is missing.
     pub fn start(
         sql: SqlSaver,
-        redis: ConnectionManager,
+        redis: RedisConn,
         prefix: &str,
         check: Duration,
         metrics: Arc<Metrics>,

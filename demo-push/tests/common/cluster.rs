@@ -29,6 +29,10 @@ pub struct Options {
     pub rooms: usize,
     /// Redis URL the services use (a proxy's, to cut it).
     pub redis: String,
+    /// A Redis Cluster's seed nodes the services use instead of `redis` (the test's own
+    /// [`RedisCluster`](super::redis_cluster::RedisCluster): thrown away with its keys, so
+    /// nothing is cleaned up in `real_redis`).
+    pub redis_cluster: Vec<String>,
     /// MariaDB host:port the saver uses (a proxy's, to cut it).
     pub mysql_host: String,
     /// The real Redis, for cleaning up the cluster's keys.
@@ -53,6 +57,7 @@ impl Default for Options {
         Options {
             rooms: 2,
             redis: "redis://127.0.0.1:6379/0".into(),
+            redis_cluster: Vec::new(),
             mysql_host: "127.0.0.1:3306".into(),
             real_redis: "redis://127.0.0.1:6379/0".into(),
             registers: 1,
@@ -95,6 +100,7 @@ fn config(dir: &std::path::Path, prefix: &str, dsn: &str, options: &Options) -> 
     c.sweep_interval = Duration::from_secs(1);
     let k = &mut c.cluster;
     k.redis = options.redis.clone();
+    k.redis_cluster = options.redis_cluster.clone();
     k.redis_prefix = prefix.to_owned();
     k.rpc_listen = "127.0.0.1:0".parse().unwrap();
     k.dispatcher_listen = "127.0.0.1:0".parse().unwrap();
@@ -511,10 +517,11 @@ impl Drop for TestCluster {
             let _ = p.child.kill();
             let _ = p.child.wait();
         }
-        let (database, prefix, redis_url) = (
+        let (database, prefix, redis_url, on_redis_cluster) = (
             self.database.clone(),
             self.prefix.clone(),
             self.options.real_redis.clone(),
+            !self.options.redis_cluster.is_empty(),
         );
         blocking(async move {
             let _ = tokio::time::timeout(
@@ -522,6 +529,10 @@ impl Drop for TestCluster {
                 mysql_exec(format!("DROP DATABASE IF EXISTS {database}")),
             )
             .await;
+            if on_redis_cluster {
+                // The test's own cluster holds the keys, and goes with the test.
+                return;
+            }
             let Ok(client) = redis::Client::open(redis_url.as_str()) else {
                 return;
             };

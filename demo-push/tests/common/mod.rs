@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod fleet;
 pub mod proxy;
+pub mod redis_cluster;
 
 use std::net::SocketAddr;
 use std::time::Duration;
