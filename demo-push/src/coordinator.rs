@@ -113,8 +113,12 @@ async fn post(
     event: &WebhookEvent,
 ) -> Result<(), String> {
     let body = serde_json::to_vec(event).map_err(|e| e.to_string())?;
+    // The event's id (as Standard Webhooks name it): a receiver that sees one twice — a
+    // proxy's retry, say — keeps the first.
+    let id = format!("evt_{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
     let request = http::Request::post(url)
         .header(http::header::CONTENT_TYPE, "application/json")
+        .header("webhook-id", id)
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
     let response = tokio::time::timeout(Duration::from_secs(5), client.request(request))

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use longlink_rpc::{Balancer, Client};
 use crate::redis_conn::RedisConn;
+use longlink_rpc::{Balancer, Client};
 use serde::{Deserialize, Serialize};
 
 use crate::PushError;
