@@ -35,6 +35,11 @@ pub struct Options {
     pub real_redis: String,
     /// Register instances (`register`, `register-2`, …).
     pub registers: usize,
+    /// Saver instances (`saver`, `saver-2`, …); callers balance over them and fail over.
+    pub savers: usize,
+    /// Processes (by name: `room-1`, `saver-2`, `center`, …) that run on a test host of
+    /// their own (see [`netns`](super::netns)); the others run here, on 127.0.0.1.
+    pub hosts: HashMap<String, Placement>,
     /// A log level for every process, whose logs then go to `<name>.log` in the cluster's
     /// directory (see [`TestCluster::log_of`]); `None`: `warn`, to the test's stderr.
     pub log: Option<&'static str>,
@@ -48,9 +53,21 @@ impl Default for Options {
             mysql_host: "127.0.0.1:3306".into(),
             real_redis: "redis://127.0.0.1:6379/0".into(),
             registers: 1,
+            savers: 1,
+            hosts: HashMap::new(),
             log: None,
         }
     }
+}
+
+/// How a process runs on a test host: under `wrapper` (`ip netns exec <ns>`), bound to
+/// `ip` (port 0), which is also the address it tells others.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// The command the binary runs under.
+    pub wrapper: Vec<String>,
+    /// The host's address.
+    pub ip: String,
 }
 
 struct Proc {
@@ -158,6 +175,9 @@ pub async fn start_opts(options: Options, tweak: impl FnOnce(&mut Config)) -> Te
     for i in 2..=options.registers {
         cluster.spawn(&format!("register-{i}"), "register", Vec::new());
     }
+    for i in 2..=options.savers {
+        cluster.spawn(&format!("saver-{i}"), "saver", Vec::new());
+    }
     let wiring = cluster.wiring();
     for i in 1..=options.rooms {
         let mut args = wiring.clone();
@@ -174,15 +194,18 @@ pub async fn start_opts(options: Options, tweak: impl FnOnce(&mut Config)) -> Te
 impl TestCluster {
     /// Flags that point a process at the register, saver and coordinator.
     fn wiring(&self) -> Vec<String> {
-        let registers: Vec<String> = std::iter::once("register".to_owned())
-            .chain((2..=self.options.registers).map(|i| format!("register-{i}")))
-            .map(|name| self.addr(&name, "rpc"))
-            .collect();
+        let instances = |svc: &str, n: usize| -> String {
+            let names: Vec<String> = std::iter::once(svc.to_owned())
+                .chain((2..=n).map(|i| format!("{svc}-{i}")))
+                .map(|name| self.addr(&name, "rpc"))
+                .collect();
+            names.join(",")
+        };
         vec![
             "--register".into(),
-            registers.join(","),
+            instances("register", self.options.registers),
             "--saver".into(),
-            self.addr("saver", "rpc"),
+            instances("saver", self.options.savers),
             "--coordinator".into(),
             self.addr("coordinator", "rpc"),
         ]
@@ -193,11 +216,12 @@ impl TestCluster {
         self.procs.lock()[name].addrs[kind].clone()
     }
 
-    /// The address flags of a process: port 0 the first time, its old ports on a restart.
-    fn address_flags(svc: &str, old: Option<&HashMap<String, String>>) -> Vec<String> {
+    /// The address flags of a process: port 0 on `ip` the first time, its old addresses on
+    /// a restart.
+    fn address_flags(svc: &str, ip: &str, old: Option<&HashMap<String, String>>) -> Vec<String> {
         let get = |k: &str| {
             old.and_then(|o| o.get(k).cloned())
-                .unwrap_or_else(|| "127.0.0.1:0".into())
+                .unwrap_or_else(|| format!("{ip}:0"))
         };
         let pairs: &[(&str, &str)] = match svc {
             "register" | "saver" | "coordinator" => &[("--rpc", "rpc"), ("--http", "http")],
@@ -232,14 +256,29 @@ impl TestCluster {
             "register" | "saver" | "coordinator" => &["rpc", "http"],
             _ => &["http"],
         };
-        let mut command = Command::new(env!("CARGO_BIN_EXE_longlink-push"));
+        let binary = env!("CARGO_BIN_EXE_longlink-push");
+        let placement = self.options.hosts.get(name);
+        let mut command = match placement {
+            Some(p) => {
+                let mut c = Command::new(&p.wrapper[0]);
+                c.args(&p.wrapper[1..]).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let ip = placement.map_or("127.0.0.1", |p| p.ip.as_str());
         command
             .arg(svc)
             .arg("--config")
             .arg(&self.config_path)
             .args(&args)
-            .args(Self::address_flags(svc, old.as_ref()))
+            .args(Self::address_flags(svc, ip, old.as_ref()))
             .stdout(Stdio::piped());
+        if let (Some(p), "room") = (placement, svc) {
+            // Clients reach the room at its host's address. Its RPC address needs no flag:
+            // it defaults to the address bound (`<host ip>:<port>`), which others reach.
+            command.args(["--public-host", &p.ip]);
+        }
         match self.options.log {
             Some(level) => {
                 let file = std::fs::OpenOptions::new()
@@ -382,9 +421,17 @@ impl TestCluster {
     /// The processes' metrics pages that count room-side and center-side counters.
     async fn metric_pages(&self) -> Vec<String> {
         let mut names = vec!["center".to_owned()];
-        for service in ["register", "saver", "coordinator"] {
-            if !self.exited(service) {
-                names.push(service.to_owned());
+        let mut services: Vec<String> = self
+            .procs
+            .lock()
+            .iter()
+            .filter(|(_, p)| matches!(p.svc.as_str(), "register" | "saver" | "coordinator"))
+            .map(|(n, _)| n.clone())
+            .collect();
+        services.sort();
+        for service in services {
+            if !self.exited(&service) {
+                names.push(service);
             }
         }
         for name in self.room_names() {
