@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod cluster;
+pub mod netns;
 pub mod proxy;
 
 use std::net::SocketAddr;
