@@ -309,6 +309,10 @@ pub async fn saver(mut config: Config) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::default());
     let (db, sql) = node::message_store(&config, true, &metrics).await?;
     let c = &config.cluster;
+    // Half the callers' deadline (`rpc_timeout`, one setting for the cluster): a store stuck
+    // on a connection to MySQL that went silent answers "did not run" while the caller can
+    // still move it to another saver, instead of "may have run" at the deadline.
+    let sql = sql.commit_within(c.rpc_timeout / 2);
     let hot = HotSaver::start(
         sql,
         redis_connection(c)?,

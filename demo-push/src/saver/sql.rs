@@ -2,10 +2,11 @@
 //! statements on both.
 
 use std::fmt;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use longlink_pool::db::{Db, DbError, Driver, Row, Value};
+use longlink_pool::db::{Db, DbError, Driver, Row, Tx, Value};
 
 use super::{Claimed, MessageStatus, Pending, Recipient, RecipientStatus, Saver};
 use crate::PushError;
@@ -15,6 +16,16 @@ use crate::model::{DeliveryStatus, Message, mode_code, mode_from_code};
 #[derive(Clone)]
 pub struct SqlSaver {
     db: Db,
+    /// How long a store may take before its COMMIT is sent ([`SqlSaver::commit_within`]);
+    /// `None`: as long as it takes.
+    store_budget: Option<Duration>,
+}
+
+/// A store up to its COMMIT: the transaction to commit, or the answer already found for
+/// its idempotency key (nothing to commit).
+enum Staged {
+    Open(Tx),
+    Claimed(Option<Claimed>),
 }
 
 impl fmt::Debug for SqlSaver {
@@ -80,7 +91,10 @@ impl SqlSaver {
             (),
         )
         .await?;
-        Ok(SqlSaver { db })
+        Ok(SqlSaver {
+            db,
+            store_budget: None,
+        })
     }
 
     /// `INSERT … ` that does nothing where the key exists, in this database's words.
@@ -108,26 +122,26 @@ impl SqlSaver {
         }))
     }
 
-    /// The database handle (for its pool's metrics).
-    pub fn db(&self) -> &Db {
-        &self.db
+    /// Bounds a store's work before its COMMIT by `budget`: past it, the store gives up and
+    /// answers that it did not run (the uncommitted transaction is rolled back with its
+    /// connection). Without it, a store on a connection that went silent — a partition
+    /// between the saver and MySQL drops packets, resets nothing — hangs until the caller's
+    /// RPC deadline, and that answer only says it *may* have run: the caller cannot move it
+    /// to another saver and must refuse the push. Give it less than the callers' deadline.
+    pub fn commit_within(mut self, budget: Duration) -> SqlSaver {
+        self.store_budget = Some(budget);
+        self
     }
-}
 
-fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
-}
-
-#[async_trait]
-impl Saver for SqlSaver {
-    async fn store(
+    /// A store's statements up to its COMMIT.
+    async fn stage(
         &self,
-        message: Message,
-        recipients: Vec<Recipient>,
-        key: Option<String>,
-    ) -> Result<Option<Claimed>, PushError> {
+        message: &Message,
+        recipients: &[Recipient],
+        key: Option<&str>,
+    ) -> Result<Staged, PushError> {
         let mut tx = self.db.begin().await?;
-        if let Some(key) = &key {
+        if let Some(key) = key {
             // The key first, in the same transaction: of two pushes with one key, the
             // second waits for the first and finds its row.
             let done = tx
@@ -137,7 +151,7 @@ impl Saver for SqlSaver {
                     ),
                     (
                         message.app.as_str(),
-                        key.as_str(),
+                        key,
                         message.id as i64,
                         recipients.len() as i64,
                         message.expires_ms as i64,
@@ -146,7 +160,7 @@ impl Saver for SqlSaver {
                 .await?;
             if done.rows_affected == 0 {
                 tx.rollback().await?;
-                return self.claimed(&message.app, key).await;
+                return Ok(Staged::Claimed(self.claimed(&message.app, key).await?));
             }
         }
         tx.exec(
@@ -178,8 +192,45 @@ impl Saver for SqlSaver {
             )
             .await?;
         }
-        tx.commit().await?;
-        Ok(None)
+        Ok(Staged::Open(tx))
+    }
+
+    /// The database handle (for its pool's metrics).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+#[async_trait]
+impl Saver for SqlSaver {
+    async fn store(
+        &self,
+        message: Message,
+        recipients: Vec<Recipient>,
+        key: Option<String>,
+    ) -> Result<Option<Claimed>, PushError> {
+        let staged = self.stage(&message, &recipients, key.as_deref());
+        let staged = match self.store_budget {
+            Some(budget) => tokio::time::timeout(budget, staged).await.map_err(|_| {
+                // Nothing was committed: proven not to have run, whatever was sent.
+                PushError::unavailable(
+                    "store",
+                    format!("no answer within {budget:?} before the commit; nothing was stored"),
+                )
+            })?,
+            None => staged.await,
+        }?;
+        match staged {
+            Staged::Open(tx) => {
+                tx.commit().await?;
+                Ok(None)
+            }
+            Staged::Claimed(claimed) => Ok(claimed),
+        }
     }
 
     async fn claim(

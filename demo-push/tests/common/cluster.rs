@@ -47,6 +47,9 @@ pub struct Options {
     pub dispatchers: usize,
     /// Center instances (`center`, `center-2`, …); clients dispatch through `center`.
     pub centers: usize,
+    /// Processes (by name: `room-1`, `saver-2`, `center`, …) that run on a test host of
+    /// their own (see [`netns`](super::netns)); the others run here, on 127.0.0.1.
+    pub hosts: HashMap<String, Placement>,
     /// A log level for every process, whose logs then go to `<name>.log` in the cluster's
     /// directory (see [`TestCluster::log_of`]); `None`: `warn`, to the test's stderr.
     pub log: Option<&'static str>,
@@ -65,9 +68,20 @@ impl Default for Options {
             coordinators: 1,
             dispatchers: 1,
             centers: 1,
+            hosts: HashMap::new(),
             log: None,
         }
     }
+}
+
+/// How a process runs on a test host: under `wrapper` (`ip netns exec <ns>`), bound to
+/// `ip` (port 0), which is also the address it tells others.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// The command the binary runs under.
+    pub wrapper: Vec<String>,
+    /// The host's address.
+    pub ip: String,
 }
 
 struct Proc {
@@ -247,11 +261,12 @@ impl TestCluster {
         self.procs.lock()[name].addrs[kind].clone()
     }
 
-    /// The address flags of a process: port 0 the first time, its old ports on a restart.
-    fn address_flags(svc: &str, old: Option<&HashMap<String, String>>) -> Vec<String> {
+    /// The address flags of a process: port 0 on `ip` the first time, its old addresses on
+    /// a restart.
+    fn address_flags(svc: &str, ip: &str, old: Option<&HashMap<String, String>>) -> Vec<String> {
         let get = |k: &str| {
             old.and_then(|o| o.get(k).cloned())
-                .unwrap_or_else(|| "127.0.0.1:0".into())
+                .unwrap_or_else(|| format!("{ip}:0"))
         };
         let pairs: &[(&str, &str)] = match svc {
             "register" | "saver" | "coordinator" => &[("--rpc", "rpc"), ("--http", "http")],
@@ -286,14 +301,29 @@ impl TestCluster {
             "register" | "saver" | "coordinator" => &["rpc", "http"],
             _ => &["http"],
         };
-        let mut command = Command::new(env!("CARGO_BIN_EXE_longlink-push"));
+        let binary = env!("CARGO_BIN_EXE_longlink-push");
+        let placement = self.options.hosts.get(name);
+        let mut command = match placement {
+            Some(p) => {
+                let mut c = Command::new(&p.wrapper[0]);
+                c.args(&p.wrapper[1..]).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let ip = placement.map_or("127.0.0.1", |p| p.ip.as_str());
         command
             .arg(svc)
             .arg("--config")
             .arg(&self.config_path)
             .args(&args)
-            .args(Self::address_flags(svc, old.as_ref()))
+            .args(Self::address_flags(svc, ip, old.as_ref()))
             .stdout(Stdio::piped());
+        if let (Some(p), "room") = (placement, svc) {
+            // Clients reach the room at its host's address. Its RPC address needs no flag:
+            // it defaults to the address bound (`<host ip>:<port>`), which others reach.
+            command.args(["--public-host", &p.ip]);
+        }
         match self.options.log {
             Some(level) => {
                 let file = std::fs::OpenOptions::new()

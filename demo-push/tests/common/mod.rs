@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod fleet;
+pub mod netns;
 pub mod proxy;
 pub mod redis_cluster;
 

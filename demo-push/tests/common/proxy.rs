@@ -19,8 +19,14 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// A proxy on 127.0.0.1 (an ephemeral port) forwarding to `target`.
     pub async fn start(target: &str) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Proxy::start_on("127.0.0.1:0", target).await
+    }
+
+    /// A proxy listening on `local` (`ip:port`, port 0 for any) forwarding to `target`.
+    pub async fn start_on(local: &str, target: &str) -> Proxy {
+        let listener = TcpListener::bind(local).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let down = Arc::new(AtomicBool::new(false));
         let conns: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
