@@ -86,6 +86,8 @@ pub struct IdGenerator {
     last: Mutex<(u64, u64)>,
     /// Ids may be issued up to this millisecond (the lease's reach); `u64::MAX`: no bound.
     until_ms: Arc<AtomicU64>,
+    /// Every id is above it.
+    floor: u64,
     clock: fn() -> u64,
 }
 
@@ -111,6 +113,7 @@ impl IdGenerator {
             // The first id is in the millisecond after the floor's: above it in any lane.
             last: Mutex::new((ms_of(floor) + 1, u64::MAX)),
             until_ms: Arc::new(AtomicU64::new(u64::MAX)),
+            floor,
             clock,
         }
     }
@@ -154,12 +157,13 @@ impl IdGenerator {
         Ok((ms << LOW_BITS) | (self.instance << SEQ_BITS) | seq)
     }
 
-    /// The last id handed out (or the floor's lane start): every id handed out later is
+    /// The last id handed out (the floor before the first): every id handed out later is
     /// larger.
     pub fn last(&self) -> u64 {
-        let (ms, seq) = *self.last.lock();
-        let seq = if seq == u64::MAX { 0 } else { seq };
-        (ms << LOW_BITS) | (self.instance << SEQ_BITS) | seq
+        match *self.last.lock() {
+            (_, u64::MAX) => self.floor,
+            (ms, seq) => (ms << LOW_BITS) | (self.instance << SEQ_BITS) | seq,
+        }
     }
 
     /// The millisecond of the last id: a lease records it as its high-water mark.
@@ -232,6 +236,8 @@ mod tests {
     fn the_first_id_after_a_floor_from_another_lane_is_above_it() {
         let floor = (500 << LOW_BITS) | (15 << SEQ_BITS) | SEQ_MAX;
         let ids = IdGenerator::with_clock(0, floor, || 10);
-        assert!(ids.next().unwrap() > floor);
+        assert_eq!(ids.last(), floor);
+        let first = ids.next().unwrap();
+        assert!(first > floor && ids.last() == first);
     }
 }
