@@ -87,46 +87,61 @@ impl IdLease {
         ttl: Duration,
         metrics: Arc<Metrics>,
     ) -> Result<IdLease, LeaseError> {
-        let ttl = ttl.max(Duration::from_secs(1));
-        let token = format!("{:016x}", fastrand::u64(..));
         let start = fastrand::u64(..INSTANCES);
-        let mut conn = redis.clone();
         for i in 0..INSTANCES {
             let lane = (start + i) % INSTANCES;
-            let (lease, mark) = keys(prefix, lane);
-            let sent = Instant::now();
-            let reach = epoch_ms() + ttl.as_millis() as u64;
-            let found: i64 = eval(ACQUIRE, &[&lease, &mark])
-                .arg(&token)
-                .arg(ttl.as_millis() as u64)
-                .arg(reach)
-                .query_async(&mut conn)
-                .await?;
-            if found < 0 {
-                continue;
+            if let Some(lease) =
+                IdLease::try_lane(redis.clone(), prefix, lane, ttl, Arc::clone(&metrics)).await?
+            {
+                return Ok(lease);
             }
-            let until_ms = Arc::new(AtomicU64::new(reach));
-            let renewer = tokio::spawn(renew(
-                redis.clone(),
-                (lease.clone(), mark.clone()),
-                token.clone(),
-                ttl,
-                sent,
-                Arc::clone(&until_ms),
-                metrics,
-            ));
-            tracing::info!(lane, high_water_ms = found, "id lane leased");
-            return Ok(IdLease {
-                instance: lane,
-                until_ms,
-                found_ms: found as u64,
-                keys: (lease, mark),
-                token,
-                redis,
-                renewer,
-            });
         }
         Err(LeaseError::AllHeld)
+    }
+
+    /// Takes `lane` if it is free (`None`: another center holds it).
+    pub async fn try_lane(
+        redis: RedisConn,
+        prefix: &str,
+        lane: u64,
+        ttl: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<Option<IdLease>, LeaseError> {
+        let ttl = ttl.max(Duration::from_secs(1));
+        let token = format!("{:016x}", fastrand::u64(..));
+        let mut conn = redis.clone();
+        let (lease, mark) = keys(prefix, lane % INSTANCES);
+        let sent = Instant::now();
+        let reach = epoch_ms() + ttl.as_millis() as u64;
+        let found: i64 = eval(ACQUIRE, &[&lease, &mark])
+            .arg(&token)
+            .arg(ttl.as_millis() as u64)
+            .arg(reach)
+            .query_async(&mut conn)
+            .await?;
+        if found < 0 {
+            return Ok(None);
+        }
+        let until_ms = Arc::new(AtomicU64::new(reach));
+        let renewer = tokio::spawn(renew(
+            redis.clone(),
+            (lease.clone(), mark.clone()),
+            token.clone(),
+            ttl,
+            sent,
+            Arc::clone(&until_ms),
+            metrics,
+        ));
+        tracing::info!(lane, high_water_ms = found, "id lane leased");
+        Ok(Some(IdLease {
+            instance: lane % INSTANCES,
+            until_ms,
+            found_ms: found as u64,
+            keys: (lease, mark),
+            token,
+            redis,
+            renewer,
+        }))
     }
 
     /// The lane.
@@ -137,8 +152,13 @@ impl IdLease {
     /// The lane's generator: ids above `stored` (the largest stored id) and above the mark
     /// the lane's previous holders left, issued only while the lease holds.
     pub fn generator(&self, stored: u64) -> IdGenerator {
+        self.generator_with_clock(stored, super::epoch_ms)
+    }
+
+    /// As [`generator`](Self::generator) on another clock (tests step it back).
+    pub fn generator_with_clock(&self, stored: u64, clock: fn() -> u64) -> IdGenerator {
         let mark = (self.found_ms << LOW_BITS) | ((1 << LOW_BITS) - 1);
-        IdGenerator::for_instance(self.instance, stored.max(mark))
+        IdGenerator::with_clock(self.instance, stored.max(mark), clock)
             .bounded_by(Arc::clone(&self.until_ms))
     }
 
