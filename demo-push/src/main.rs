@@ -58,15 +58,26 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct ClusterArgs {
+    /// `restart --rolling`: restarts every process of the cluster running on `--data-dir`
+    /// one by one.
+    #[command(subcommand)]
+    action: Option<ClusterAction>,
     /// Room processes.
     #[arg(long, default_value_t = 3)]
     rooms: usize,
+    /// Instances of each of register, saver, coordinator and dispatcher (instance k ≥ 2 at
+    /// +200+10(k−2)).
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
+    /// Instances of the center (default: `--instances`).
+    #[arg(long)]
+    centers: Option<usize>,
     /// Ports count from here (center +0, dispatcher +9, register/saver/coordinator
     /// +10/+11/+12, room i at +20+4i).
     #[arg(long, default_value_t = 7800)]
     base_port: u16,
     /// The data directory every process shares (generated secret and API key).
-    #[arg(long, default_value = "./longlink-data")]
+    #[arg(long, default_value = "./longlink-data", global = true)]
     data_dir: PathBuf,
     /// The message store (MySQL/MariaDB).
     #[arg(long, default_value = "mysql://root@127.0.0.1:3306/test")]
@@ -86,6 +97,18 @@ struct ClusterArgs {
     /// RPC with the same certificate.
     #[arg(long)]
     tls_self_signed: bool,
+}
+
+/// What `cluster` does besides starting one.
+#[derive(Subcommand, Debug)]
+enum ClusterAction {
+    /// Restarts every process of a running cluster in turn (services, then rooms), each
+    /// drained with SIGTERM first; with two or more of each, no push is refused.
+    Restart {
+        /// One at a time (the only kind: all at once would refuse pushes).
+        #[arg(long)]
+        rolling: bool,
+    },
 }
 
 /// Where configuration comes from: defaults, then `--config`, then env vars and flags.
@@ -424,8 +447,16 @@ where
 
 async fn cluster(args: ClusterArgs) -> Result<(), String> {
     init_logs("info");
+    if let Some(ClusterAction::Restart { rolling }) = args.action {
+        if !rolling {
+            return Err("only `restart --rolling` is supported: restarting every process at once would refuse pushes".into());
+        }
+        return cluster::launch::request_rolling_restart(&args.data_dir).await;
+    }
     let plan = cluster::launch::Plan {
         rooms: args.rooms.max(1),
+        instances: args.instances.max(1),
+        centers: args.centers.unwrap_or(args.instances).max(1),
         base_port: args.base_port,
         data_dir: args.data_dir,
         database: args.database,

@@ -355,6 +355,16 @@ mod cluster {
         database: &str,
         cluster: &str,
     ) -> (tempfile::TempDir, Child, std::sync::mpsc::Receiver<String>) {
+        launch_with(rooms, base, database, cluster, &[]).await
+    }
+
+    async fn launch_with(
+        rooms: usize,
+        base: u16,
+        database: &str,
+        cluster: &str,
+        extra: &[&str],
+    ) -> (tempfile::TempDir, Child, std::sync::mpsc::Receiver<String>) {
         mysql(format!("CREATE DATABASE IF NOT EXISTS {database}")).await;
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("cluster.toml");
@@ -375,6 +385,7 @@ mod cluster {
             ])
             .arg("--config")
             .arg(&config)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -538,6 +549,183 @@ mod cluster {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+        mysql(format!("DROP DATABASE IF EXISTS {database}")).await;
+        cleanup_redis(pid).await;
+    }
+
+    /// A push through either center, the business server's way: one idempotency key, the
+    /// other center after a refused connection; `Err` with the answer of a 503.
+    async fn push_either(
+        centers: &[String; 2],
+        first: usize,
+        key: &str,
+        body: serde_json::Value,
+    ) -> Result<u64, String> {
+        let mut body = body;
+        body["idempotency_key"] = serde_json::Value::String(format!("k{:016x}", fastrand::u64(..)));
+        for i in first..first + 200 {
+            let center = &centers[i % 2];
+            let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http();
+            let req = http::Request::post(format!("{center}/push/unicast"))
+                .header("x-api-key", key)
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from(
+                    body.to_string(),
+                )))
+                .unwrap();
+            let Ok(Ok(response)) = tokio::time::timeout(WAIT, client.request(req)).await else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let status = response.status().as_u16();
+            let bytes = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            match status {
+                200 => return Ok(answer["id"].as_u64().unwrap()),
+                _ => return Err(format!("{status}: {answer}")),
+            }
+        }
+        Err("no center answered".into())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cluster_restart_rolling_restarts_every_process_and_refuses_no_push() {
+        let pid = std::process::id();
+        // Its own port block (instances 2 use +200…+207), away from the other tests'.
+        let base: u16 = 20_000 + ((pid + 75) % 300) as u16 * 40;
+        let database = format!("llpush_rolling{pid}");
+        let (dir, mut child, rx) = launch_with(
+            2,
+            base,
+            &database,
+            &format!(
+                "redis_prefix = \"lllaunch{pid}r:\"\ndrain_window_ms = 300\nannounce_ms = 200\nroom_ttl_ms = 1000\n"
+            ),
+            &["--instances", "2"],
+        )
+        .await;
+        struct Interrupt(u32);
+        impl Drop for Interrupt {
+            fn drop(&mut self) {
+                let _ = Command::new("kill")
+                    .args(["-INT", &self.0.to_string()])
+                    .status();
+            }
+        }
+        let _guard = Interrupt(child.id());
+        while !rx
+            .recv_timeout(WAIT)
+            .expect("the launcher prints its plan")
+            .contains("Ctrl-C stops them all")
+        {}
+        let centers = [
+            format!("http://127.0.0.1:{base}"),
+            format!("http://127.0.0.1:{}", base + 200),
+        ];
+        let key = std::fs::read_to_string(dir.path().join("demo-api-key")).unwrap();
+        let key = key.trim().to_owned();
+        let secret = std::fs::read_to_string(dir.path().join("token-secret")).unwrap();
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let (status, d) = request(&centers[0], "/dispatch?uid=u1&net=wifi", &key, None).await;
+            if status == 200 && d["rooms"].as_array().map(Vec::len) == Some(2) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never 2 rooms: {d}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Four users, each recording what arrives (the client ACKs it).
+        let received: std::sync::Arc<parking_lot::Mutex<std::collections::HashSet<u64>>> =
+            Default::default();
+        let mut clients = Vec::new();
+        for i in 0..4 {
+            let uid = format!("u{i}");
+            let token = Tokens::new(secret.trim().as_bytes()).issue(&uid, Duration::from_secs(600));
+            let mut client = Client::start(ClientConfig::new(&centers[0], &uid, &token));
+            match tokio::time::timeout(WAIT, client.next_event())
+                .await
+                .unwrap()
+                .unwrap()
+            {
+                Event::Connected { .. } => {}
+                other => panic!("{other:?}"),
+            }
+            let received = std::sync::Arc::clone(&received);
+            clients.push(tokio::spawn(async move {
+                while let Some(event) = client.next_event().await {
+                    if let Event::Message(m) = event {
+                        received.lock().insert(m.id);
+                    }
+                }
+            }));
+        }
+        // Steady pushes while `cluster restart --rolling` runs.
+        let restart = tokio::spawn({
+            let dir = dir.path().to_owned();
+            async move {
+                tokio::process::Command::new(env!("CARGO_BIN_EXE_longlink-push"))
+                    .args(["cluster", "restart", "--rolling", "--data-dir"])
+                    .arg(dir)
+                    .stdout(Stdio::null())
+                    .status()
+                    .await
+                    .unwrap()
+            }
+        });
+        let mut sent = Vec::new();
+        let mut refused = Vec::new();
+        let started = std::time::Instant::now();
+        let mut i = 0usize;
+        while !restart.is_finished() {
+            assert!(
+                started.elapsed() < Duration::from_secs(180),
+                "the rolling restart never ended"
+            );
+            let body = serde_json::json!({"uid": format!("u{}", i % 4), "body": format!("m{i}")});
+            match push_either(&centers, i, &key, body).await {
+                Ok(id) => sent.push(id),
+                Err(e) => refused.push(e),
+            }
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        assert!(restart.await.unwrap().success(), "restart --rolling failed");
+        eprintln!(
+            "rolling restart of 12 processes in {:?}: {} pushes, {} refused",
+            started.elapsed(),
+            sent.len(),
+            refused.len()
+        );
+        assert!(refused.is_empty(), "refused: {refused:?}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let missing = sent
+                .iter()
+                .filter(|id| !received.lock().contains(id))
+                .count();
+            if missing == 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{missing} of {} never arrived",
+                sent.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for c in clients {
+            c.abort();
+        }
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let _ = tokio::task::spawn_blocking(move || child.wait());
         mysql(format!("DROP DATABASE IF EXISTS {database}")).await;
         cleanup_redis(pid).await;
     }
