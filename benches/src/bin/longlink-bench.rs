@@ -92,6 +92,10 @@ enum Command {
         /// Where to write the JSON results.
         #[arg(long, default_value = "target/longlink-bench/push-unicast.json")]
         out: PathBuf,
+        /// Only the 2-room cluster with one center against two centers (the load spread
+        /// over both), both deliveries.
+        #[arg(long)]
+        centers: bool,
     },
     /// Many connections against a running push system (`longlink-push all` or a cluster):
     /// connect, broadcast, unicast, idle or churn, spread over worker processes and loopback source
@@ -306,8 +310,10 @@ fn main() {
             database,
             base_port,
             out,
+            centers,
         } => {
             let opts = longlink_benches::push_load::suite::Options {
+                centers,
                 bin,
                 load: longlink_benches::push_load::unicast::Load {
                     users,

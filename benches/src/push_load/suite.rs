@@ -23,6 +23,9 @@ pub struct Options {
     pub base_port: u16,
     /// Where the JSON goes.
     pub out: PathBuf,
+    /// Only the cluster with one center against the same cluster with two (both
+    /// deliveries), instead of the strategies and the single process.
+    pub centers: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -35,18 +38,29 @@ struct Row {
 
 /// Runs every row and prints the table.
 pub async fn run(opts: Options) -> Result<(), String> {
-    let cluster = |strategy: &str| Mode::Cluster {
+    let with = |strategy: &str, centers: usize| Mode::Cluster {
         rooms: 2,
         strategy: strategy.into(),
+        centers,
     };
-    let plan: Vec<(Mode, &str)> = vec![
-        (cluster("multiplexed"), "at_most_once"),
-        (cluster("pooled"), "at_most_once"),
-        (cluster("short"), "at_most_once"),
-        (Mode::Single, "at_most_once"),
-        (cluster("multiplexed"), "at_least_once"),
-        (Mode::Single, "at_least_once"),
-    ];
+    let cluster = |strategy: &str| with(strategy, 1);
+    let plan: Vec<(Mode, &str)> = if opts.centers {
+        vec![
+            (cluster("multiplexed"), "at_most_once"),
+            (with("multiplexed", 2), "at_most_once"),
+            (cluster("multiplexed"), "at_least_once"),
+            (with("multiplexed", 2), "at_least_once"),
+        ]
+    } else {
+        vec![
+            (cluster("multiplexed"), "at_most_once"),
+            (cluster("pooled"), "at_most_once"),
+            (cluster("short"), "at_most_once"),
+            (Mode::Single, "at_most_once"),
+            (cluster("multiplexed"), "at_least_once"),
+            (Mode::Single, "at_least_once"),
+        ]
+    };
     let mut rows = Vec::new();
     for (i, (mode, delivery)) in plan.iter().enumerate() {
         let dir =
@@ -64,7 +78,8 @@ pub async fn run(opts: Options) -> Result<(), String> {
             load.concurrency,
             load.duration
         );
-        let outcome = unicast::run(&running.center, &running.key, &running.secret, &load).await?;
+        let outcome =
+            unicast::run(&running.centers, &running.key, &running.secret, &load).await?;
         eprintln!(
             "  {:.0} pushes/s, {:.0} received/s, p50 {:.2} ms, p99 {:.2} ms, errors {}, missing {}",
             outcome.pushes_per_sec,
@@ -84,13 +99,25 @@ pub async fn run(opts: Options) -> Result<(), String> {
             outcome,
         });
     }
-    let baseline = rows[0].outcome.received_per_sec.max(1.0);
     println!();
-    println!(
-        "| system | delivery | pushes/s | received/s | p50 ms | p99 ms | errors | missing | multiplexed cluster ÷ this |"
-    );
+    if opts.centers {
+        println!(
+            "| system | delivery | pushes/s | received/s | p50 ms | p99 ms | errors | missing | this ÷ one center |"
+        );
+    } else {
+        println!(
+            "| system | delivery | pushes/s | received/s | p50 ms | p99 ms | errors | missing | multiplexed cluster ÷ this |"
+        );
+    }
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
-    for r in &rows {
+    for (i, r) in rows.iter().enumerate() {
+        // Two centers against one (the row before, same delivery); else the first row.
+        let ratio = if opts.centers {
+            let one = rows[i - i % 2].outcome.received_per_sec.max(1.0);
+            r.outcome.received_per_sec / one
+        } else {
+            rows[0].outcome.received_per_sec.max(1.0) / r.outcome.received_per_sec.max(1.0)
+        };
         println!(
             "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {} | {} | {:.2}× |",
             r.system,
@@ -101,7 +128,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
             r.outcome.p99_ms,
             r.outcome.errors,
             r.outcome.missing,
-            baseline / r.outcome.received_per_sec.max(1.0)
+            ratio
         );
     }
     if let Some(parent) = opts.out.parent() {

@@ -10,12 +10,15 @@ use std::time::Duration;
 pub enum Mode {
     /// `longlink-push all` (SQLite store).
     Single,
-    /// `longlink-push cluster --rooms N` with this RPC strategy, on Redis and MariaDB.
+    /// `longlink-push cluster --rooms N --centers C` with this RPC strategy, on Redis and
+    /// MariaDB.
     Cluster {
         /// Room processes.
         rooms: usize,
         /// `multiplexed`, `pooled` or `short`.
         strategy: String,
+        /// Center processes (the load is spread over them).
+        centers: usize,
     },
 }
 
@@ -24,7 +27,16 @@ impl Mode {
     pub fn label(&self) -> String {
         match self {
             Mode::Single => "single process".into(),
-            Mode::Cluster { rooms, strategy } => format!("cluster ({rooms} rooms), {strategy}"),
+            Mode::Cluster {
+                rooms,
+                strategy,
+                centers: 1,
+            } => format!("cluster ({rooms} rooms), {strategy}"),
+            Mode::Cluster {
+                rooms,
+                strategy,
+                centers,
+            } => format!("cluster ({rooms} rooms, {centers} centers), {strategy}"),
         }
     }
 }
@@ -35,6 +47,8 @@ pub struct Running {
     child: Child,
     /// The center's base URL.
     pub center: String,
+    /// Every center's base URL (`center` first).
+    pub centers: Vec<String>,
     /// The demo app's API key.
     pub key: String,
     /// The token secret.
@@ -86,7 +100,11 @@ pub fn start(
             ],
             1,
         ),
-        Mode::Cluster { rooms, strategy } => {
+        Mode::Cluster {
+            rooms,
+            strategy,
+            centers,
+        } => {
             std::fs::write(
                 &config,
                 format!(
@@ -106,6 +124,8 @@ pub fn start(
                     database.to_owned(),
                     "--config".into(),
                     config.display().to_string(),
+                    "--centers".into(),
+                    centers.to_string(),
                 ],
                 *rooms,
             )
@@ -123,6 +143,19 @@ pub fn start(
     let stdout = child.stdout.take().expect("piped");
     std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
     let center = format!("http://127.0.0.1:{base_port}");
+    // The launcher puts center k ≥ 2 at +200+10(k−2).
+    let center_ports: Vec<u16> = match mode {
+        Mode::Single => vec![base_port],
+        Mode::Cluster { centers, .. } => (0..(*centers).max(1))
+            .map(|k| {
+                if k == 0 {
+                    base_port
+                } else {
+                    base_port + 200 + 10 * (k as u16 - 1)
+                }
+            })
+            .collect(),
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let key_path = dir.join("demo-api-key");
     loop {
@@ -134,7 +167,9 @@ pub fn start(
             return Err(format!("{} exited: {status}", mode.label()));
         }
         let ready = key_path.exists()
-            && std::net::TcpStream::connect(("127.0.0.1", base_port)).is_ok()
+            && center_ports
+                .iter()
+                .all(|&p| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok())
             && dispatch_rooms(base_port) >= rooms;
         if ready {
             break;
@@ -149,6 +184,10 @@ pub fn start(
     Ok(Running {
         child,
         center,
+        centers: center_ports
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect(),
         key: read("demo-api-key")?,
         secret: read("token-secret")?,
         _dir: dir.to_owned(),

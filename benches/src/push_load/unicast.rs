@@ -50,8 +50,15 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-/// Connects the users, pushes for the load's duration, and measures.
-pub async fn run(center: &str, key: &str, secret: &str, load: &Load) -> Result<Outcome, String> {
+/// Connects the users (through `centers[0]`), pushes for the load's duration — the pushes
+/// in flight spread evenly over `centers` — and measures.
+pub async fn run(
+    centers: &[String],
+    key: &str,
+    secret: &str,
+    load: &Load,
+) -> Result<Outcome, String> {
+    let center = centers.first().ok_or("no center")?.as_str();
     let tokens = Tokens::new(secret.as_bytes());
     let measuring = Arc::new(AtomicBool::new(false));
     let received = Arc::new(AtomicU64::new(0));
@@ -100,7 +107,7 @@ pub async fn run(center: &str, key: &str, secret: &str, load: &Load) -> Result<O
     let stop = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicU64::new(0));
     let mut pushers = Vec::new();
-    for _ in 0..load.concurrency {
+    for j in 0..load.concurrency {
         let (http, accepted, accepted_all, errors, stop, next, measuring) = (
             http.clone(),
             Arc::clone(&accepted),
@@ -111,7 +118,7 @@ pub async fn run(center: &str, key: &str, secret: &str, load: &Load) -> Result<O
             Arc::clone(&measuring),
         );
         let (url, key, users, delivery) = (
-            format!("{center}/push/unicast"),
+            format!("{}/push/unicast", centers[j % centers.len()]),
             key.to_owned(),
             load.users as u64,
             load.delivery.clone(),
