@@ -553,46 +553,6 @@ mod cluster {
         cleanup_redis(pid).await;
     }
 
-    /// A push through either center, the business server's way: one idempotency key, the
-    /// other center after a refused connection; `Err` with the answer of a 503.
-    async fn push_either(
-        centers: &[String; 2],
-        first: usize,
-        key: &str,
-        body: serde_json::Value,
-    ) -> Result<u64, String> {
-        let mut body = body;
-        body["idempotency_key"] = serde_json::Value::String(format!("k{:016x}", fastrand::u64(..)));
-        for i in first..first + 200 {
-            let center = &centers[i % 2];
-            let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build_http();
-            let req = http::Request::post(format!("{center}/push/unicast"))
-                .header("x-api-key", key)
-                .header("content-type", "application/json")
-                .body(http_body_util::Full::new(bytes::Bytes::from(
-                    body.to_string(),
-                )))
-                .unwrap();
-            let Ok(Ok(response)) = tokio::time::timeout(WAIT, client.request(req)).await else {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            };
-            let status = response.status().as_u16();
-            let bytes = http_body_util::BodyExt::collect(response.into_body())
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            match status {
-                200 => return Ok(answer["id"].as_u64().unwrap()),
-                _ => return Err(format!("{status}: {answer}")),
-            }
-        }
-        Err("no center answered".into())
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn cluster_restart_rolling_restarts_every_process_and_refuses_no_push() {
         let pid = std::process::id();
@@ -677,6 +637,7 @@ mod cluster {
                     .unwrap()
             }
         });
+        let api = longlink_push_client::CenterApi::new(centers.clone(), &key).unwrap();
         let mut sent = Vec::new();
         let mut refused = Vec::new();
         let started = std::time::Instant::now();
@@ -687,9 +648,15 @@ mod cluster {
                 "the rolling restart never ended"
             );
             let body = serde_json::json!({"uid": format!("u{}", i % 4), "body": format!("m{i}")});
-            match push_either(&centers, i, &key, body).await {
-                Ok(id) => sent.push(id),
-                Err(e) => refused.push(e),
+            // The center API client: the centers in turn, the next one after a failure.
+            match api.push("/push/unicast", body).await {
+                Ok(pushed) => {
+                    sent.push(pushed.id);
+                    if pushed.refusals > 0 {
+                        refused.push(format!("{} refusals before it was taken", pushed.refusals));
+                    }
+                }
+                Err(e) => refused.push(e.to_string()),
             }
             i += 1;
             tokio::time::sleep(Duration::from_millis(30)).await;

@@ -14,8 +14,10 @@ use longlink_push::ids::instance_of;
 use parking_lot::Mutex;
 use serde_json::json;
 
+use common::KEY;
 use common::cluster::{Options, TestCluster, start_opts};
-use common::fleet::{Fleet, Pushed, push_failing_over, users, wait_acked};
+use common::fleet::{Fleet, users, wait_acked};
+use longlink_push_client::{ApiError, CenterApi, Pushed};
 
 fn everything_twice() -> Options {
     Options {
@@ -34,21 +36,13 @@ async fn two_centers_pushing_at_once_never_issue_the_same_id() {
     let s = start_opts(everything_twice(), |_| {}).await;
     let centers = s.center_urls();
     let mut tasks = Vec::new();
-    for (c, _) in centers.iter().enumerate() {
-        let centers = centers.clone();
+    for center in &centers {
+        let api = CenterApi::new([center], KEY).unwrap();
         tasks.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             for i in 0..150 {
                 let body = json!({"uid": format!("u{}", i % 7), "body": "x"});
-                let pushed = push_failing_over(
-                    &centers[c..=c],
-                    0,
-                    "/push/unicast",
-                    body,
-                    Duration::from_secs(10),
-                )
-                .await;
-                ids.push(pushed.answer["id"].as_u64().unwrap());
+                ids.push(api.push("/push/unicast", body).await.unwrap().id);
             }
             ids
         }));
@@ -71,22 +65,43 @@ async fn two_centers_pushing_at_once_never_issue_the_same_id() {
     let max = *all.iter().max().unwrap();
     s.kill("center-2");
     s.restart("center-2");
-    let pushed = push_failing_over(
-        &s.center_urls()[1..],
-        0,
-        "/push/unicast",
-        json!({"uid": "u0", "body": "after"}),
-        Duration::from_secs(20),
-    )
-    .await;
-    let id = pushed.answer["id"].as_u64().unwrap();
+    let id = CenterApi::new(&s.center_urls()[1..], KEY)
+        .unwrap()
+        .push("/push/unicast", json!({"uid": "u0", "body": "after"}))
+        .await
+        .unwrap()
+        .id;
     assert!(id > max && !all.contains(&id));
+
+    // The client's errors: a refusal that trying elsewhere would not change comes back at
+    // once; no center at all is "unavailable" with the key to send it again with.
+    let refused = CenterApi::new(&centers, "not-the-key")
+        .unwrap()
+        .push("/push/unicast", json!({"uid": "u0", "body": "x"}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, ApiError::Refused { status: 401, .. }),
+        "{refused}"
+    );
+    let nowhere = CenterApi::new(["http://127.0.0.1:1"], KEY)
+        .unwrap()
+        .timeouts(Duration::from_millis(200), Duration::from_millis(500))
+        .push("/push/unicast", json!({"uid": "u0", "body": "x"}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&nowhere, ApiError::Unavailable { tries, .. } if *tries >= 2),
+        "{nowhere}"
+    );
 }
 
-/// Traffic through both centers: one at-least-once unicast every `every` to a user of
-/// `uids`, a stored broadcast every 3 s, each by the business server's failover recipe.
+/// When a push was taken, its failed tries, the refusals (503, 429) among them.
 type Retried = (tokio::time::Instant, usize, usize);
 
+/// Traffic through both centers: one at-least-once unicast every `every` to a user of
+/// `uids`, a stored broadcast every 3 s, each through the center API client (the centers
+/// in turn, one idempotency key per push, the next center after a failure).
 struct Traffic {
     sent: Arc<Mutex<HashMap<String, Vec<u64>>>>,
     /// (when, failed tries, 503s among them) of every push that needed more than one try.
@@ -98,10 +113,9 @@ struct Traffic {
 
 impl Traffic {
     fn start(s: &TestCluster, uids: Vec<String>, every: Duration) -> Traffic {
-        let centers = s.center_urls();
+        let api = CenterApi::new(s.center_urls(), KEY).unwrap();
         let sent: Arc<Mutex<HashMap<String, Vec<u64>>>> = Arc::default();
         let retried: Arc<Mutex<Vec<Retried>>> = Arc::default();
-        let preferred: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
         let pushes: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
         let stop = tokio_util::sync::CancellationToken::new();
         let task = {
@@ -125,12 +139,11 @@ impl Traffic {
                         last_broadcast = tokio::time::Instant::now();
                     }
                     let uid = uids[i % uids.len()].clone();
-                    let (centers, sent, retried, pushes, preferred) = (
-                        centers.clone(),
+                    let (api, sent, retried, pushes) = (
+                        api.clone(),
                         Arc::clone(&sent),
                         Arc::clone(&retried),
                         Arc::clone(&pushes),
-                        Arc::clone(&preferred),
                     );
                     // Open loop: each push on its own task, the next one on time.
                     in_flight.spawn(async move {
@@ -142,33 +155,25 @@ impl Traffic {
                                 json!({"uid": uid, "body": format!("m{i}")}),
                             )
                         };
-                        // Alternating centers, but not one that just failed.
-                        let first = if i % 4 == 0 {
-                            i
-                        } else {
-                            preferred.load(std::sync::atomic::Ordering::SeqCst)
-                        };
                         let Pushed {
-                            answer,
+                            id,
                             failed_tries,
-                            refused,
-                            center,
-                        } = push_failing_over(&centers, first, path, body, Duration::from_secs(20))
-                            .await;
-                        preferred.store(center, std::sync::atomic::Ordering::SeqCst);
+                            refusals,
+                            ..
+                        } = api
+                            .push(path, body)
+                            .await
+                            .expect("a center takes every push");
                         pushes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         if failed_tries > 0 {
                             retried.lock().push((
                                 tokio::time::Instant::now(),
                                 failed_tries,
-                                refused,
+                                refusals,
                             ));
                         }
                         if !broadcast {
-                            sent.lock()
-                                .entry(uid)
-                                .or_default()
-                                .push(answer["id"].as_u64().unwrap());
+                            sent.lock().entry(uid).or_default().push(id);
                         }
                     });
                 }

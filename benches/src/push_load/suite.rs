@@ -78,8 +78,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
             load.concurrency,
             load.duration
         );
-        let outcome =
-            unicast::run(&running.centers, &running.key, &running.secret, &load).await?;
+        let outcome = unicast::run(&running.centers, &running.key, &running.secret, &load).await?;
         eprintln!(
             "  {:.0} pushes/s, {:.0} received/s, p50 {:.2} ms, p99 {:.2} ms, errors {}, missing {}",
             outcome.pushes_per_sec,

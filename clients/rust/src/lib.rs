@@ -7,6 +7,7 @@
 )]
 #![forbid(unsafe_code)]
 
+mod api;
 mod dedup;
 mod http;
 mod refresh;
@@ -26,6 +27,7 @@ use longlink_codec::push::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+pub use self::api::{ApiError, CenterApi, Pushed};
 pub use self::dedup::Dedup;
 pub use self::refresh::{TokenFuture, TokenSource};
 use self::transport::Conn;
