@@ -310,3 +310,92 @@ async fn every_instance_of_every_role_restarted_in_turn_refuses_nothing() {
         "pushes refused during the rolling restart: {retried:?}"
     );
 }
+
+/// Two centers broadcasting at once take turns on one schedule in Redis: eight stored
+/// broadcasts sent at the same moment, four through each center, reserve eight turns of the
+/// span the busiest room needs at `broadcast_rate` — one after another, as one center
+/// would — and every user gets all eight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_centers_broadcasting_at_once_take_turns_on_one_schedule() {
+    let s = start_opts(everything_twice(), |c| c.push.broadcast_rate = 10).await;
+    let uids = users(10);
+    let fleet = Fleet::connect(&s, &uids).await;
+    // The rooms announce their connections (the busiest has at least 5: a 500 ms turn).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let redis = redis::Client::open("redis://127.0.0.1:6379/0").unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+    let began_ms = secs * 1000 + micros / 1000;
+    let mut calls = Vec::new();
+    for (i, center) in s.center_urls().iter().cycle().take(8).enumerate() {
+        let api = CenterApi::new([center], KEY).unwrap();
+        calls.push(tokio::spawn(async move {
+            api.push("/push/broadcast", json!({"body": format!("b{i}")}))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut ids = Vec::new();
+    for call in calls {
+        let pushed = call.await.unwrap();
+        assert_eq!(pushed.failed_tries, 0);
+        ids.push(pushed.id);
+    }
+    let next: u64 = redis::cmd("GET")
+        .arg(format!("{}{{broadcast-pacing}}", s.prefix))
+        .query_async(&mut conn)
+        .await
+        .expect("the centers share one schedule");
+    assert!(
+        next >= began_ms + 8 * 500,
+        "eight turns of at least 500 ms from {began_ms}, the schedule ends at {next}"
+    );
+    let sent: std::collections::HashMap<String, Vec<u64>> =
+        uids.iter().map(|u| (u.clone(), ids.clone())).collect();
+    fleet.wait_all(&sent, Duration::from_secs(30)).await;
+}
+
+/// One stored broadcast sent to both centers at once with the same idempotency key is
+/// stored once, with one user list: one message, a row per user, not two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_broadcast_sent_to_both_centers_makes_one_user_list() {
+    let s = start_opts(everything_twice(), |_| {}).await;
+    let uids = users(6);
+    let fleet = Fleet::connect(&s, &uids).await;
+    let mut calls = Vec::new();
+    for center in s.center_urls() {
+        let api = CenterApi::new([center], KEY).unwrap();
+        calls.push(tokio::spawn(async move {
+            api.push_with_key("/push/broadcast", json!({"body": "once"}), "same-key")
+                .await
+                .unwrap()
+        }));
+    }
+    let mut answers = Vec::new();
+    for call in calls {
+        answers.push(call.await.unwrap());
+    }
+    assert_eq!(answers[0].id, answers[1].id, "one message");
+    assert_eq!(
+        answers.iter().filter(|a| a.duplicate).count(),
+        1,
+        "the second is answered as a repeat"
+    );
+    let id = answers[0].id;
+    let db = longlink_pool::db::Db::open(&format!("mysql://root@127.0.0.1:3306/{}", s.database))
+        .unwrap();
+    let rows = db
+        .query(
+            "SELECT COUNT(*) AS n FROM push_deliveries WHERE message_id = ?",
+            vec![longlink_pool::db::Value::I64(id as i64)],
+        )
+        .await
+        .unwrap();
+    let n: i64 = rows[0].get("n").unwrap();
+    assert_eq!(n as usize, uids.len(), "a row per user online, once");
+    db.close();
+    let sent: std::collections::HashMap<String, Vec<u64>> =
+        uids.iter().map(|u| (u.clone(), vec![id])).collect();
+    fleet.wait_all(&sent, Duration::from_secs(20)).await;
+    wait_acked(&s, &sent).await;
+}
