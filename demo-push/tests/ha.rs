@@ -222,14 +222,16 @@ fn retried_in(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_instance_of_each_role_killed_in_turn_loses_nothing() {
-    let s = start_opts(everything_twice(), |_| {}).await;
+    let mut s = start_opts(everything_twice(), |_| {}).await;
     let uids = users(8);
-    let fleet = Fleet::connect(&s, &uids).await;
+    // The clients dispatch through either center: the first one is killed.
+    let centers = s.center_urls();
+    let fleet = Fleet::connect_with(&s, &uids, |c| c.also.push(centers[1].clone())).await;
     let traffic = Traffic::start(&s, uids.clone(), Duration::from_millis(25));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut kills = Vec::new();
     for name in [
-        "center-2",
+        "center",
         "saver-2",
         "register-2",
         "coordinator-2",
@@ -242,6 +244,14 @@ async fn one_instance_of_each_role_killed_in_turn_loses_nothing() {
     }
     let (sent, retried, pushes) = traffic.finish().await;
     fleet.wait_all(&sent, Duration::from_secs(30)).await;
+    // room-2's users came back on room-1, dispatched by center-2: the first center was
+    // dead by then.
+    assert!(
+        fleet.reconnects.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "room-2's users reconnected"
+    );
+    // The harness asks the center that is left.
+    s.set_center(centers[1].clone());
     wait_acked(&s, &sent).await;
     let unicasts: usize = sent.values().map(Vec::len).sum();
     eprintln!("{pushes} pushes accepted ({unicasts} unicasts), 0 lost");

@@ -53,6 +53,10 @@ pub enum Transport {
 pub struct ClientConfig {
     /// The center's base URL (dispatcher and notify pull), e.g. `http://127.0.0.1:7800`.
     pub center: String,
+    /// More centers (or dispatchers) with the same API: a dispatch that `center` does not
+    /// answer goes to these in turn, and the next dispatch starts at the one that last
+    /// answered ([`ClientConfig::also_at`]).
+    pub also: Vec<String>,
     /// The user.
     pub uid: String,
     /// This device.
@@ -108,6 +112,7 @@ impl ClientConfig {
     pub fn new(center: &str, uid: &str, token: &str) -> ClientConfig {
         ClientConfig {
             center: center.trim_end_matches('/').to_owned(),
+            also: Vec::new(),
             uid: uid.to_owned(),
             device: "default".to_owned(),
             net: Net::Wifi,
@@ -123,6 +128,17 @@ impl ClientConfig {
             tls: None,
             refresh: None,
         }
+    }
+
+    /// Dispatches through `centers` too when `center` does not answer (several centers or
+    /// dispatchers: none of them a single point of failure for reconnecting clients).
+    pub fn also_at<S: AsRef<str>>(mut self, centers: impl IntoIterator<Item = S>) -> ClientConfig {
+        self.also.extend(
+            centers
+                .into_iter()
+                .map(|c| c.as_ref().trim_end_matches('/').to_owned()),
+        );
+        self
     }
 
     /// Gets new tokens from `source`: before the token expires (sent to the room in a
@@ -412,6 +428,8 @@ struct Runner {
     ws_tls: Option<Arc<rustls::ClientConfig>>,
     /// Rooms per network type, as the dispatcher last answered.
     rooms: HashMap<Net, Vec<RoomAddress>>,
+    /// Which of `center` and `also` answered the last dispatch (0: `center`).
+    dispatch_at: usize,
     /// Addresses that failed since the last good connection, and when.
     failed: Vec<(String, Instant)>,
     dedup: Dedup,
@@ -447,6 +465,7 @@ impl Runner {
                 .map(|c| transport::with_alpn(c, b"longlink-push")),
             ws_tls: tls.as_ref().map(|c| transport::with_alpn(c, b"http/1.1")),
             rooms: HashMap::new(),
+            dispatch_at: 0,
             failed: Vec::new(),
             failures: 0,
             seq: 0,
@@ -561,14 +580,37 @@ impl Runner {
         }
     }
 
-    /// The rooms to try, from the cache or the dispatcher.
+    /// The rooms to try, from the cache or the dispatcher: `center`, or while it does not
+    /// answer the next of `also`.
     async fn dispatch(&mut self) -> Result<Vec<RoomAddress>, String> {
         if let Some(rooms) = self.rooms.get(&self.config.net) {
             return Ok(rooms.clone());
         }
+        let count = 1 + self.config.also.len();
+        let mut last = String::new();
+        for i in self.dispatch_at..self.dispatch_at + count {
+            let at = i % count;
+            let center = if at == 0 {
+                self.config.center.clone()
+            } else {
+                self.config.also[at - 1].clone()
+            };
+            match self.dispatch_from(&center).await {
+                Ok(rooms) => {
+                    self.dispatch_at = at;
+                    self.rooms.insert(self.config.net, rooms.clone());
+                    return Ok(rooms);
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    async fn dispatch_from(&self, center: &str) -> Result<Vec<RoomAddress>, String> {
         let url = format!(
             "{}/dispatch?uid={}&net={}&failed={}",
-            self.config.center,
+            center,
             http::encode(&self.config.uid),
             self.config.net,
             http::encode(
@@ -594,7 +636,6 @@ impl Runner {
         if dispatch.rooms.is_empty() {
             return Err("dispatch: no rooms".into());
         }
-        self.rooms.insert(self.config.net, dispatch.rooms.clone());
         Ok(dispatch.rooms)
     }
 

@@ -248,6 +248,11 @@ impl TestCluster {
         flags
     }
 
+    /// Makes `url` the center the harness talks to (once the first one is killed).
+    pub fn set_center(&mut self, url: String) {
+        self.center = url;
+    }
+
     /// The base URLs of every center (`center` first).
     pub fn center_urls(&self) -> Vec<String> {
         instance_names("center", self.options.centers)

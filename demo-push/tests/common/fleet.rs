@@ -24,12 +24,21 @@ pub struct Fleet {
 
 impl Fleet {
     pub async fn connect(s: &TestCluster, uids: &[String]) -> Fleet {
+        Fleet::connect_with(s, uids, |_| {}).await
+    }
+
+    /// As [`connect`](Self::connect), each client's configuration changed by `tweak`.
+    pub async fn connect_with(
+        s: &TestCluster,
+        uids: &[String],
+        tweak: impl Fn(&mut longlink_push_client::ClientConfig),
+    ) -> Fleet {
         let received: Arc<Mutex<HashMap<String, BTreeSet<u64>>>> = Arc::default();
         let rooms: Arc<Mutex<HashMap<String, String>>> = Arc::default();
         let reconnects: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
         let mut tasks = Vec::new();
         for uid in uids {
-            let mut client: Client = s.client(uid);
+            let mut client: Client = s.client_with(uid, &tweak);
             connected_to(&mut client, &rooms, uid).await;
             let (received, rooms, uid, reconnects) = (
                 Arc::clone(&received),
