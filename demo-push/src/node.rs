@@ -296,6 +296,8 @@ pub struct CenterNode {
     pub task: tokio::task::JoinHandle<()>,
     /// Stops taking connections and requests (a graceful stop).
     pub stop: tokio_util::sync::CancellationToken,
+    /// Set before `stop`: `/healthz` answers 503 `draining` meanwhile.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The center over `deps`, listening on `config.http_listen` (HTTPS with `tls`).
@@ -352,6 +354,7 @@ pub async fn center(
         tokens,
         dev,
     });
+    let draining = state.draining();
     let router = crate::center::router(Arc::new(state), config.max_request_bytes);
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
@@ -373,5 +376,6 @@ pub async fn center(
         https: https_on,
         task,
         stop,
+        draining,
     })
 }

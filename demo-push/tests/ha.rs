@@ -409,3 +409,61 @@ async fn one_broadcast_sent_to_both_centers_makes_one_user_list() {
     fleet.wait_all(&sent, Duration::from_secs(20)).await;
     wait_acked(&s, &sent).await;
 }
+
+/// SIGTERM to a center: `/healthz` answers 503 `draining` (a load balancer's health check
+/// moves away) while requests are still answered, then the port closes and it exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_center_says_draining_before_its_port_closes() {
+    let s = start_opts(
+        Options {
+            centers: 2,
+            ..Options::default()
+        },
+        |_| {},
+    )
+    .await;
+    let center = s.center_urls()[1].clone();
+    let health = || {
+        let url = format!("{center}/healthz");
+        async move {
+            let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http();
+            let response = client.get(url.parse().unwrap()).await.ok()?;
+            let status = response.status().as_u16();
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .ok()?
+                .to_bytes();
+            let answer: serde_json::Value = serde_json::from_slice(&body).ok()?;
+            Some((
+                status,
+                answer["status"].as_str().unwrap_or_default().to_owned(),
+            ))
+        }
+    };
+    assert_eq!(health().await, Some((200, "ok".to_owned())));
+    s.terminate("center-2");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match health().await {
+            Some((503, status)) if status == "draining" => break,
+            Some((200, _)) => {}
+            other => panic!("the center stopped without saying it drains: {other:?}"),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never draining");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // While draining it still takes pushes.
+    let pushed = CenterApi::new([&center], KEY)
+        .unwrap()
+        .push("/push/unicast", json!({"uid": "u", "body": "x"}))
+        .await
+        .unwrap();
+    assert_eq!(pushed.failed_tries, 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !s.exited("center-2") {
+        assert!(tokio::time::Instant::now() < deadline, "it never exited");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -85,6 +85,8 @@ pub struct CenterState {
     register_users: Gauge,
     register_groups: Gauge,
     dev: Option<DevPage>,
+    /// Stopping: `/healthz` says so (a load balancer moves away before the port closes).
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for CenterState {
@@ -122,6 +124,11 @@ pub struct CenterParts {
 }
 
 impl CenterState {
+    /// Set when the center starts to stop: `/healthz` answers 503 `draining`.
+    pub fn draining(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        Arc::clone(&self.draining)
+    }
+
     /// The center's state.
     pub fn new(parts: CenterParts) -> CenterState {
         let (register_users, register_groups) = (Gauge::default(), Gauge::default());
@@ -145,6 +152,7 @@ impl CenterState {
                 }));
         }
         CenterState {
+            draining: Arc::default(),
             page: parts.metrics.registry(),
             register_users,
             register_groups,

@@ -75,9 +75,20 @@ pub(super) struct Health {
     connections: u64,
 }
 
-/// Healthy when the message store answers within two seconds.
+/// Healthy when the message store answers within two seconds; 503 `draining` once the
+/// center has begun to stop.
 pub(super) async fn healthz(State(state): State<Arc<CenterState>>) -> (StatusCode, Json<Health>) {
     let connections = state.metrics.connections.get().max(0) as u64;
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "draining",
+                storage: "not checked: the center is stopping".into(),
+                connections,
+            }),
+        );
+    }
     let check = tokio::time::timeout(Duration::from_secs(2), state.saver.max_id()).await;
     let (status, storage) = match check {
         Ok(Ok(_)) => (StatusCode::OK, "ok".to_owned()),

@@ -587,10 +587,16 @@ pub async fn center(mut config: Config) -> Result<(), StartError> {
         Arc::new(AtomicU64::new(0)),
     );
     stop_signal().await;
-    // A graceful stop: no new connections (a business client's next try goes to another
-    // center), every request in flight answered, then the id lane given back.
+    // A graceful stop: `/healthz` says draining (a load balancer moves away), then no new
+    // connections (a business client's next try goes to another center), every request in
+    // flight answered, then the id lane given back.
     tracing::info!("draining");
+    center
+        .draining
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     announcer.drain().await;
+    // Health checks see `draining` for two announce intervals before the port closes.
+    tokio::time::sleep(2 * config.cluster.announce).await;
     center.stop.cancel();
     if tokio::time::timeout(Duration::from_secs(10), center.task)
         .await
