@@ -692,7 +692,8 @@ mod cluster {
             .args(["-INT", &child.id().to_string()])
             .status()
             .unwrap();
-        let _ = tokio::task::spawn_blocking(move || child.wait());
+        let stopped = tokio::task::spawn_blocking(move || child.wait());
+        let _ = tokio::time::timeout(Duration::from_secs(30), stopped).await;
         mysql(format!("DROP DATABASE IF EXISTS {database}")).await;
         cleanup_redis(pid).await;
     }

@@ -70,6 +70,9 @@ pub enum ApiError {
     Invalid(String),
 }
 
+/// When a center last failed, and how many times in a row.
+type Failures = (Option<tokio::time::Instant>, u32);
+
 /// A client of the center API over several centers.
 ///
 /// ```no_run
@@ -91,7 +94,7 @@ pub struct CenterApi {
     next: Arc<AtomicUsize>,
     /// …but not at one that failed lately (index → when it last failed, failures in a
     /// row): it is left alone 1 s after one failure, doubling to 30 s.
-    failed_at: Arc<std::sync::Mutex<Vec<(Option<tokio::time::Instant>, u32)>>>,
+    failed_at: Arc<std::sync::Mutex<Vec<Failures>>>,
     try_timeout: Duration,
     within: Duration,
 }
