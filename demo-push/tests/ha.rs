@@ -96,15 +96,16 @@ async fn two_centers_pushing_at_once_never_issue_the_same_id() {
     );
 }
 
-/// When a push was taken, its failed tries, the refusals (503, 429) among them.
-type Retried = (tokio::time::Instant, usize, usize);
+/// When a push was started and taken, its failed tries, the refusals (503, 429) among
+/// them.
+type Retried = (tokio::time::Instant, tokio::time::Instant, usize, usize);
 
 /// Traffic through both centers: one at-least-once unicast every `every` to a user of
 /// `uids`, a stored broadcast every 3 s, each through the center API client (the centers
 /// in turn, one idempotency key per push, the next center after a failure).
 struct Traffic {
     sent: Arc<Mutex<HashMap<String, Vec<u64>>>>,
-    /// (when, failed tries, 503s among them) of every push that needed more than one try.
+    /// Every push taken.
     retried: Arc<Mutex<Vec<Retried>>>,
     pushes: Arc<std::sync::atomic::AtomicUsize>,
     stop: tokio_util::sync::CancellationToken,
@@ -155,6 +156,7 @@ impl Traffic {
                                 json!({"uid": uid, "body": format!("m{i}")}),
                             )
                         };
+                        let started = tokio::time::Instant::now();
                         let Pushed {
                             id,
                             failed_tries,
@@ -165,13 +167,12 @@ impl Traffic {
                             .await
                             .expect("a center takes every push");
                         pushes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        if failed_tries > 0 {
-                            retried.lock().push((
-                                tokio::time::Instant::now(),
-                                failed_tries,
-                                refusals,
-                            ));
-                        }
+                        retried.lock().push((
+                            started,
+                            tokio::time::Instant::now(),
+                            failed_tries,
+                            refusals,
+                        ));
                         if !broadcast {
                             sent.lock().entry(uid).or_default().push(id);
                         }
@@ -202,21 +203,29 @@ impl Traffic {
     }
 }
 
-/// Pushes that needed another try in `[from, from + window)`, their failed tries, and the
-/// 503s among those.
+/// Of the pushes started in `[from − 200 ms, from + window)` (so with those in flight at
+/// `from`): how many needed another try, their failed tries, the refusals among those, and
+/// the longest a push took to be taken.
 fn retried_in(
-    retried: &[Retried],
+    pushes: &[Retried],
     from: tokio::time::Instant,
     window: Duration,
-) -> (usize, usize, usize) {
-    let hit: Vec<&Retried> = retried
+) -> (usize, usize, usize, Duration) {
+    let since = from - Duration::from_millis(200);
+    let started: Vec<&Retried> = pushes
         .iter()
-        .filter(|(at, _, _)| *at >= from && *at < from + window)
+        .filter(|r| r.0 >= since && r.0 < from + window)
         .collect();
+    let retried = started.iter().filter(|r| r.2 > 0);
     (
-        hit.len(),
-        hit.iter().map(|r| r.1).sum(),
-        hit.iter().map(|r| r.2).sum(),
+        retried.clone().count(),
+        retried.clone().map(|r| r.2).sum(),
+        retried.map(|r| r.3).sum(),
+        started
+            .iter()
+            .map(|r| r.1.duration_since(r.0))
+            .max()
+            .unwrap_or_default(),
     )
 }
 
@@ -256,9 +265,11 @@ async fn one_instance_of_each_role_killed_in_turn_loses_nothing() {
     let unicasts: usize = sent.values().map(Vec::len).sum();
     eprintln!("{pushes} pushes accepted ({unicasts} unicasts), 0 lost");
     for (name, at) in &kills {
-        let (pushes, tries, refused) = retried_in(&retried, *at, Duration::from_millis(2500));
+        let (pushes, tries, refused, slowest) =
+            retried_in(&retried, *at, Duration::from_millis(2500));
         eprintln!(
-            "kill -9 {name}: {pushes} pushes needed another try ({tries} failed tries, {refused} of them a 503)"
+            "kill -9 {name}: {pushes} pushes needed another try ({tries} failed tries, {refused} of them a 503); the slowest push around it was taken in {} ms",
+            slowest.as_millis()
         );
     }
 }
@@ -305,7 +316,8 @@ async fn every_instance_of_every_role_restarted_in_turn_refuses_nothing() {
     let (sent, retried, pushes) = traffic.finish().await;
     fleet.wait_all(&sent, Duration::from_secs(30)).await;
     wait_acked(&s, &sent).await;
-    let refused: usize = retried.iter().map(|r| r.2).sum();
+    let refused: usize = retried.iter().map(|r| r.3).sum();
+    let retried: Vec<&Retried> = retried.iter().filter(|r| r.2 > 0).collect();
     eprintln!(
         "rolling restart of {} processes in {:?}: {pushes} pushes, 0 lost, {refused} refused, \
          {} sent on to the other center after a stopping one refused the connection",

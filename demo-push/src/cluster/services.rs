@@ -129,7 +129,15 @@ pub struct Announcer {
     addr: String,
     draining: Arc<AtomicBool>,
     load: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
+    /// `None`: the address is not one others can dial (`0.0.0.0:…`), so it is not
+    /// announced.
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Whether others can dial `addr`: not a wildcard listen address like `0.0.0.0:7810`.
+fn dialable(addr: &str) -> bool {
+    addr.parse::<std::net::SocketAddr>()
+        .map_or(true, |a| !a.ip().is_unspecified())
 }
 
 impl Announcer {
@@ -142,6 +150,22 @@ impl Announcer {
         load: Arc<AtomicU64>,
     ) -> Announcer {
         let draining = Arc::new(AtomicBool::new(false));
+        if !dialable(&addr) {
+            tracing::warn!(
+                role,
+                addr,
+                "listening on a wildcard address: not announced in membership (set its public \
+                 address, `--rpc-public`); callers reach it only through their configuration"
+            );
+            return Announcer {
+                services,
+                role,
+                addr,
+                draining,
+                load,
+                task: None,
+            };
+        }
         let task = {
             let (services, addr, draining, load) = (
                 services.clone(),
@@ -172,7 +196,7 @@ impl Announcer {
             addr,
             draining,
             load,
-            task,
+            task: Some(task),
         }
     }
 
@@ -180,6 +204,9 @@ impl Announcer {
     /// announce interval).
     pub async fn drain(&self) {
         self.draining.store(true, Ordering::SeqCst);
+        if self.task.is_none() {
+            return;
+        }
         let info = ServiceInfo {
             addr: self.addr.clone(),
             load: self.load.load(Ordering::Relaxed),
@@ -193,8 +220,10 @@ impl Announcer {
 
     /// Stops announcing and leaves membership.
     pub async fn leave(self) {
-        self.task.abort();
-        let _ = self.services.leave(self.role, &self.addr).await;
+        if let Some(task) = self.task {
+            task.abort();
+            let _ = self.services.leave(self.role, &self.addr).await;
+        }
     }
 }
 
@@ -255,6 +284,14 @@ mod tests {
             draining,
             seen_ms: 0,
         }
+    }
+
+    #[test]
+    fn a_wildcard_listen_address_is_not_announced() {
+        assert!(!dialable("0.0.0.0:7810"));
+        assert!(!dialable("[::]:7810"));
+        assert!(dialable("10.0.0.6:7810"));
+        assert!(dialable("rpc.internal:7810"));
     }
 
     #[test]

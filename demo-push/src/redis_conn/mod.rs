@@ -5,7 +5,7 @@
 //! and `pipe.query_async(&mut conn)` work on either. In cluster mode:
 //! - a command goes to the master of its key's slot (MOVED/ASK followed, a failover's new
 //!   master found by the crate's topology refresh);
-//! - a non-atomic pipeline is split by slot ([`pipeline`]): one sub-pipeline per slot,
+//! - a non-atomic pipeline is split by slot (the `pipeline` module): one sub-pipeline per slot,
 //!   all in flight at once, the answers put back in order;
 //! - an atomic pipeline (`MULTI`/`EXEC`), a script, `RENAME` and any other multi-key command
 //!   must name keys of one slot: the callers lay their keys out with hash tags for that
