@@ -7,7 +7,8 @@
 #    systemd on these machines). Headless Chromium and its WebDriver (Debian `chromium`,
 #    `chromium-driver`) for the push web page's browser test and the JavaScript SDK's;
 #    Python's protobuf and grpcio-tools for the client generated from proto/push.proto;
-#    Node.js 20 or later for the JavaScript SDK.
+#    Node.js 20 or later for the JavaScript SDK; redis-server and redis-cli (the Redis
+#    Cluster tests start their own cluster) and iproute2 (the partition tests' namespaces).
 # 2. cargo fmt --check, cargo clippy -D warnings, each cargo feature of longlink-pool
 #    alone, longlink-rpc without and with its `tls` and `compression` features (clippy and
 #    tests), then every test (cargo nextest, or cargo test where nextest is absent) and the
@@ -102,6 +103,15 @@ ensure_redis() {
       --dir /var/lib/redis --logfile /var/log/redis/ci.log
     wait_port 6379 Redis
   fi
+  # The Redis Cluster tests start their own servers and join them with redis-cli.
+  if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    apt_install redis-server redis-tools
+  fi
+}
+
+# The partition tests make network namespaces with `ip` (they skip, saying so, without root).
+ensure_iproute() {
+  command -v ip >/dev/null 2>&1 || apt_install iproute2
 }
 
 ensure_chromium() {
@@ -141,6 +151,7 @@ ensure_node
 ensure_mariadb
 ensure_postgres
 ensure_redis
+ensure_iproute
 ensure_chromium
 ensure_python_client
 echo "MariaDB, PostgreSQL and Redis are up on 127.0.0.1; chromium $(chromium --version 2>/dev/null | awk '{print $2}') and chromedriver are installed; node $(node --version)"
