@@ -16,7 +16,10 @@
 //! from then on no saver trusts the index — even one that can reach Redis while this one
 //! cannot; a vouch found expired (a saver cut off, or killed) removes the marker, and a
 //! missing marker is rebuilt from MySQL by whichever saver gets there (a rebuild that an
-//! invalidation overtook does not set the marker).
+//! invalidation overtook does not set the marker). Two seconds after a rebuild the last
+//! minute of ids is read again, for a store whose entries a flush removed while it was
+//! committing: until then a lookup may miss that one message (a flush in the
+//! milliseconds between a store's index write and its commit).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -41,8 +44,8 @@ const VOUCH: Duration = Duration::from_millis(1000);
 /// Added to a vouch's end before a saver whose write failed commits: clocks of savers
 /// differ a little.
 const SKEW: Duration = Duration::from_millis(250);
-/// A rebuild reads again the rows of this last span of ids, after [`TAIL_SETTLE`]: stores
-/// whose entries a flush removed before they committed.
+/// After a rebuild, the rows of this last span of ids are read again, [`TAIL_SETTLE`]
+/// later: stores whose entries a flush removed before they committed.
 const TAIL_MS: u64 = 60_000;
 const TAIL_SETTLE: Duration = Duration::from_secs(2);
 
@@ -83,6 +86,8 @@ pub struct HotSaver {
     dirty: Arc<AtomicBool>,
     /// Until when (Unix ms) this saver's latest vouch may hold.
     vouched_until: Arc<AtomicU64>,
+    /// Stopped cleanly: no more vouches or rebuilds.
+    left: Arc<AtomicBool>,
     /// Entries younger than this are never pruned: their store may still be committing.
     prune_after_ms: u64,
     metrics: Arc<Metrics>,
@@ -109,9 +114,9 @@ fn eval(script: &str, keys: &[String; 3]) -> redis::Cmd {
 }
 
 impl HotSaver {
-    /// Indexes `sql` in Redis under `prefix`, and starts the task that vouches for this
-    /// saver every quarter of a second and (re)builds the index every `check` when its
-    /// marker is missing.
+    /// Indexes `sql` in Redis under `prefix`, and starts the tasks that vouch for this
+    /// saver every quarter of a second and rebuild the index every `check` when its marker
+    /// is missing.
     pub fn start(
         sql: SqlSaver,
         redis: RedisConn,
@@ -126,22 +131,31 @@ impl HotSaver {
             id: format!("{:016x}", fastrand::u64(..)),
             dirty: Arc::new(AtomicBool::new(false)),
             vouched_until: Arc::new(AtomicU64::new(0)),
+            left: Arc::new(AtomicBool::new(false)),
             prune_after_ms: 60_000,
             metrics,
         };
+        // Vouching never waits for a rebuild (which takes seconds): a vouch left to run
+        // out would make the others drop the index just rebuilt.
         let hot = this.clone();
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(VOUCH / 4);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut last_check = tokio::time::Instant::now() - check;
-            loop {
+            while !hot.left.load(Ordering::SeqCst) {
                 ticks.tick().await;
-                let rebuild = last_check.elapsed() >= check;
-                if rebuild {
-                    last_check = tokio::time::Instant::now();
+                if let Err(e) = hot.vouch().await {
+                    tracing::debug!(error = %e, "no vouch for the pending index");
                 }
-                if let Err(e) = hot.maintain(rebuild).await {
-                    tracing::debug!(error = %e, "pending index not maintained");
+            }
+        });
+        let hot = this.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(check);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while !hot.left.load(Ordering::SeqCst) {
+                ticks.tick().await;
+                if let Err(e) = hot.rebuild_if_missing().await {
+                    tracing::debug!(error = %e, "pending index not rebuilt");
                 }
             }
         });
@@ -154,9 +168,9 @@ impl HotSaver {
         self
     }
 
-    /// Stops vouching (a clean stop: nothing to invalidate).
+    /// Stops vouching (a clean stop, once no store runs: nothing to invalidate).
     pub async fn leave(&self) {
-        self.dirty.store(true, Ordering::SeqCst);
+        self.left.store(true, Ordering::SeqCst);
         let _: Result<(), _> = redis::cmd("HDEL")
             .arg(&self.keys()[1])
             .arg(&self.id)
@@ -176,9 +190,8 @@ impl HotSaver {
         [marker, health, generation]
     }
 
-    /// Vouches for this saver (or, after a failed write, drops the marker first); rebuilds
-    /// the index when its marker is missing and `rebuild` is set.
-    async fn maintain(&self, rebuild: bool) -> Result<(), PushError> {
+    /// Vouches for this saver — after a failed write, once it has dropped the marker.
+    async fn vouch(&self) -> Result<(), PushError> {
         let mut conn = self.redis.clone();
         let keys = self.keys();
         if self.dirty.load(Ordering::SeqCst) {
@@ -190,7 +203,7 @@ impl HotSaver {
         }
         let until = now_ms() + VOUCH.as_millis() as u64;
         self.vouched_until.fetch_max(until, Ordering::SeqCst);
-        if self.dirty.load(Ordering::SeqCst) {
+        if self.dirty.load(Ordering::SeqCst) || self.left.load(Ordering::SeqCst) {
             return Ok(());
         }
         redis::cmd("HSET")
@@ -199,10 +212,13 @@ impl HotSaver {
             .arg(until)
             .query_async::<()>(&mut conn)
             .await
-            .map_err(redis_err)?;
-        if !rebuild {
-            return Ok(());
-        }
+            .map_err(redis_err)
+    }
+
+    /// Rebuilds the index from MySQL when its marker is missing.
+    async fn rebuild_if_missing(&self) -> Result<(), PushError> {
+        let mut conn = self.redis.clone();
+        let keys = self.keys();
         let present: bool = redis::cmd("EXISTS")
             .arg(&keys[0])
             .query_async(&mut conn)
@@ -217,21 +233,23 @@ impl HotSaver {
             .await
             .map_err(redis_err)?;
         let began_ms = epoch_ms();
-        let mut rows_seen = self.reindex(i64::MIN).await?;
-        // Stores whose entries a flush took before their commit: read the recent ids again.
-        tokio::time::sleep(TAIL_SETTLE).await;
-        let tail = first_id_of_ms(began_ms.saturating_sub(TAIL_MS)) as i64;
-        rows_seen += self.reindex(tail - 1).await?;
+        let rows_seen = self.reindex(i64::MIN).await?;
         let set: i64 = eval(COMPLETE, &keys)
             .arg(generation.unwrap_or_default())
             .arg(now_ms())
             .query_async(&mut conn)
             .await
             .map_err(redis_err)?;
-        if set == 1 {
-            inc(&self.metrics.hot_index_rebuilds);
-            tracing::info!(rows = rows_seen, "pending index rebuilt from MySQL");
+        if set != 1 {
+            return Ok(()); // invalidated meanwhile: the next check starts over
         }
+        inc(&self.metrics.hot_index_rebuilds);
+        tracing::info!(rows = rows_seen, "pending index rebuilt from MySQL");
+        // A store in flight when a flush took its entries commits within a second or so:
+        // read the last minute of ids again once it has (entries are idempotent).
+        tokio::time::sleep(TAIL_SETTLE).await;
+        let tail = first_id_of_ms(began_ms.saturating_sub(TAIL_MS)) as i64;
+        self.reindex(tail - 1).await?;
         Ok(())
     }
 
