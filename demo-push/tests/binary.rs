@@ -500,20 +500,7 @@ mod cluster {
     }
 
     async fn cleanup_redis(pid: u32) {
-        let redis = redis::Client::open("redis://127.0.0.1:6379/0").unwrap();
-        let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("lllaunch{pid}*"))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL")
-                .arg(keys)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-        }
+        common::delete_redis_keys(&format!("lllaunch{pid}")).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,23 +21,6 @@ fn prefix() -> String {
     )
 }
 
-async fn clean(prefix: &str) {
-    let client = redis::Client::open("redis://127.0.0.1:6379/0").unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
-}
-
 fn an_hour_ago() -> u64 {
     epoch_ms() - 3_600_000
 }
@@ -78,7 +61,7 @@ async fn a_lane_taken_over_after_a_crash_numbers_above_its_last_holder_even_with
     assert!(next[0] > last, "{} must be above {last}", next[0]);
     assert!(next.windows(2).all(|w| w[1] > w[0]));
     second.release().await;
-    clean(&prefix).await;
+    common::delete_redis_keys(&prefix).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,5 +83,5 @@ async fn a_lane_that_cannot_renew_its_lease_stops_issuing() {
         "{refused}"
     );
     proxy.up();
-    clean(&prefix).await;
+    common::delete_redis_keys(&prefix).await;
 }

@@ -6,7 +6,7 @@
 mod common;
 
 mod cluster {
-    use std::collections::{BTreeMap, BTreeSet, HashMap};
+    use std::collections::{BTreeMap, HashMap};
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -19,11 +19,10 @@ mod cluster {
     use longlink_push::register::{RedisRegister, Register};
     use longlink_push::rooms::{Membership, RoomInfo};
     use longlink_push::saver::{HotSaver, Recipient, Saver, SqlSaver};
-    use longlink_push_client::{Client, Event};
-    use parking_lot::Mutex;
     use serde_json::json;
 
     use super::common::cluster::{Options, TestCluster, start_opts};
+    use super::common::fleet::{Fleet, unacked_after, users};
     use super::common::redis_cluster::RedisCluster;
     use super::common::*;
 
@@ -284,101 +283,6 @@ mod cluster {
             .exec(&format!("DROP DATABASE {name}"), ())
             .await
             .unwrap();
-    }
-
-    /// Clients that record what they receive (the client library ACKs each message).
-    struct Fleet {
-        received: Arc<Mutex<HashMap<String, BTreeSet<u64>>>>,
-        tasks: Vec<tokio::task::JoinHandle<()>>,
-    }
-
-    impl Fleet {
-        async fn connect(s: &TestCluster, uids: &[String]) -> Fleet {
-            let received: Arc<Mutex<HashMap<String, BTreeSet<u64>>>> = Arc::default();
-            let mut tasks = Vec::new();
-            for uid in uids {
-                let mut client: Client = s.client(uid);
-                connected(&mut client).await;
-                let (received, uid) = (Arc::clone(&received), uid.clone());
-                tasks.push(tokio::spawn(async move {
-                    while let Some(event) = client.next_event().await {
-                        if let Event::Message(m) = event {
-                            received.lock().entry(uid.clone()).or_default().insert(m.id);
-                        }
-                    }
-                }));
-            }
-            for uid in uids {
-                s.wait_sessions(uid, 1).await;
-            }
-            Fleet { received, tasks }
-        }
-
-        /// What of `sent` has not arrived after waiting up to `within`.
-        async fn missing_after(
-            &self,
-            sent: &HashMap<String, Vec<u64>>,
-            within: Duration,
-        ) -> Vec<(String, u64)> {
-            let deadline = tokio::time::Instant::now() + within;
-            loop {
-                let missing: Vec<(String, u64)> = {
-                    let received = self.received.lock();
-                    sent.iter()
-                        .flat_map(|(uid, ids)| {
-                            ids.iter()
-                                .filter(|id| !received.get(uid).is_some_and(|r| r.contains(id)))
-                                .map(move |id| (uid.clone(), *id))
-                        })
-                        .collect()
-                };
-                if missing.is_empty() || tokio::time::Instant::now() > deadline {
-                    return missing;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-
-    impl Drop for Fleet {
-        fn drop(&mut self) {
-            for t in &self.tasks {
-                t.abort();
-            }
-        }
-    }
-
-    /// Of `sent`, what is not acknowledged after waiting up to `within` in all.
-    async fn unacked_after(
-        s: &TestCluster,
-        sent: &HashMap<String, Vec<u64>>,
-        within: Duration,
-    ) -> Vec<(String, u64)> {
-        let deadline = tokio::time::Instant::now() + within;
-        let mut unacked = Vec::new();
-        for (uid, ids) in sent {
-            for &id in ids {
-                loop {
-                    let (_, answer) = s.get(&format!("/messages/{id}"), KEY).await;
-                    let acked = answer["recipients"].as_array().is_some_and(|r| {
-                        r.iter().any(|r| r["uid"] == *uid && r["status"] == "acked")
-                    });
-                    if acked {
-                        break;
-                    }
-                    if tokio::time::Instant::now() > deadline {
-                        unacked.push((uid.clone(), id));
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-        unacked
-    }
-
-    fn users(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("user{i}")).collect()
     }
 
     async fn on_redis_cluster(rc: &RedisCluster) -> TestCluster {

@@ -148,18 +148,7 @@ async fn a_saver_cut_off_from_redis_makes_every_saver_read_mysql_until_the_index
     eprintln!("the cut-off saver's store waited {waited:?} for its vouch to run out");
     a.leave().await;
     b.leave().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
+    common::delete_redis_keys(&prefix).await;
     admin
         .exec(&format!("DROP DATABASE {name}"), ())
         .await

@@ -339,7 +339,7 @@ pub async fn run(plan: Plan, stop_wait: Duration) -> std::io::Result<()> {
         tokio::select! {
             _ = &mut stop => break,
             _ = hangups.recv() => {
-                rolling_restart(&exe, &plan, &mut children).await;
+                rolling_restart(&exe, &mut children).await;
                 let done = std::fs::read_to_string(restarts_file(&plan.data_dir))
                     .ok()
                     .and_then(|s| s.trim().parse::<u64>().ok())
@@ -379,11 +379,7 @@ async fn terminate(child: &Child) {
 /// out, calls in flight finish; a room moves its clients), waiting until the new process
 /// accepts and the others' views have it again before the next. With two or more of each,
 /// no push is refused (`every_instance_of_every_role_restarted_in_turn_refuses_nothing`).
-async fn rolling_restart(
-    exe: &PathBuf,
-    plan: &Plan,
-    children: &mut [(String, Vec<String>, Child)],
-) {
+async fn rolling_restart(exe: &PathBuf, children: &mut [(String, Vec<String>, Child)]) {
     println!(
         "rolling restart: {} processes, one at a time",
         children.len()
@@ -423,7 +419,6 @@ async fn rolling_restart(
         tokio::time::sleep(Duration::from_millis(2500)).await;
         println!("rolling restart: {name} restarted");
     }
-    let _ = plan;
     println!("rolling restart: done");
 }
 
@@ -458,9 +453,9 @@ pub async fn request_rolling_restart(data_dir: &std::path::Path) -> Result<(), S
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_plan_on_a_redis_cluster_passes_its_seeds_to_every_process() {
-        let plan = Plan {
+    /// Two rooms, two of every other role, on a single Redis.
+    fn plan() -> Plan {
+        Plan {
             rooms: 2,
             instances: 2,
             centers: 2,
@@ -468,12 +463,20 @@ mod tests {
             data_dir: PathBuf::from("/tmp/x"),
             database: "mysql://root@127.0.0.1:3306/test".into(),
             redis: "redis://127.0.0.1:6379/0".into(),
+            redis_cluster: Vec::new(),
+            config: None,
+            tls_self_signed: false,
+        }
+    }
+
+    #[test]
+    fn a_plan_on_a_redis_cluster_passes_its_seeds_to_every_process() {
+        let plan = Plan {
             redis_cluster: vec![
                 "redis://10.0.0.1:7000".into(),
                 "redis://10.0.0.2:7000".into(),
             ],
-            config: None,
-            tls_self_signed: false,
+            ..plan()
         };
         for (name, args) in plan.processes() {
             let at = args.iter().position(|a| a == "--redis-cluster");
@@ -497,18 +500,7 @@ mod tests {
 
     #[test]
     fn a_plan_with_two_instances_lists_both_and_gives_each_its_own_ports() {
-        let plan = Plan {
-            rooms: 2,
-            instances: 2,
-            centers: 2,
-            base_port: 7800,
-            data_dir: PathBuf::from("/tmp/x"),
-            database: "mysql://root@127.0.0.1:3306/test".into(),
-            redis: "redis://127.0.0.1:6379/0".into(),
-            redis_cluster: Vec::new(),
-            config: None,
-            tls_self_signed: false,
-        };
+        let plan = plan();
         let processes = plan.processes();
         let names: Vec<&str> = processes.iter().map(|(n, _)| n.as_str()).collect();
         for name in [

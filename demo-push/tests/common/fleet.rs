@@ -73,8 +73,12 @@ impl Fleet {
         self.rooms.lock().clone()
     }
 
-    /// Waits until every user has every message it was sent.
-    pub async fn wait_all(&self, sent: &HashMap<String, Vec<u64>>, within: Duration) {
+    /// What of `sent` has not arrived after waiting up to `within`.
+    pub async fn missing_after(
+        &self,
+        sent: &HashMap<String, Vec<u64>>,
+        within: Duration,
+    ) -> Vec<(String, u64)> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let missing: Vec<(String, u64)> = {
@@ -87,17 +91,22 @@ impl Fleet {
                     })
                     .collect()
             };
-            if missing.is_empty() {
-                return;
+            if missing.is_empty() || tokio::time::Instant::now() > deadline {
+                return missing;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{} messages never arrived, e.g. {:?}",
-                missing.len(),
-                &missing[..missing.len().min(5)]
-            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits until every user has every message it was sent.
+    pub async fn wait_all(&self, sent: &HashMap<String, Vec<u64>>, within: Duration) {
+        let missing = self.missing_after(sent, within).await;
+        assert!(
+            missing.is_empty(),
+            "{} messages never arrived, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
     }
 }
 
@@ -150,4 +159,33 @@ pub async fn wait_acked(s: &TestCluster, sent: &HashMap<String, Vec<u64>>) {
             s.wait_status(*id, uid, "acked").await;
         }
     }
+}
+
+/// Of `sent`, what is not acknowledged after waiting up to `within` in all.
+pub async fn unacked_after(
+    s: &TestCluster,
+    sent: &HashMap<String, Vec<u64>>,
+    within: Duration,
+) -> Vec<(String, u64)> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut unacked = Vec::new();
+    for (uid, ids) in sent {
+        for &id in ids {
+            loop {
+                let (_, answer) = s.get(&format!("/messages/{id}"), KEY).await;
+                let acked = answer["recipients"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r["uid"] == *uid && r["status"] == "acked"));
+                if acked {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    unacked.push((uid.clone(), id));
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    unacked
 }

@@ -657,3 +657,20 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Raw<S> {
         got
     }
 }
+
+/// Deletes the keys of the machine's Redis (database 0) that start with `prefix`: what a
+/// test left under its own prefix.
+pub async fn delete_redis_keys(prefix: &str) {
+    let client = redis::Client::open("redis://127.0.0.1:6379/0").expect("a Redis URL");
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+    }
+}

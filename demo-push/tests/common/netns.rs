@@ -69,6 +69,24 @@ pub struct Net {
     pub mysql: Proxy,
 }
 
+/// What `host`'s neighbour table says of `target` (empty: nothing).
+fn neighbour(host: &Host, target: Ipv4Addr) -> String {
+    let out = Command::new("ip")
+        .args([
+            "-n",
+            &host.ns,
+            "neigh",
+            "show",
+            &target.to_string(),
+            "dev",
+            "eth0",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("`ip neigh show` runs");
+    String::from_utf8_lossy(&out.stdout).to_lowercase()
+}
+
 /// Runs `ip args…`; its stderr on failure.
 fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
@@ -208,6 +226,12 @@ impl Net {
             "permanent",
         ])
         .unwrap();
+        let entry = neighbour(host, target);
+        assert!(
+            entry.contains(NOWHERE) && entry.contains("permanent"),
+            "the cut of {target} from {} is not in its neighbour table: {entry:?}",
+            host.ns
+        );
     }
 
     /// Undoes [`cut`](Net::cut): the target's address is resolved again.
@@ -222,6 +246,12 @@ impl Net {
             "eth0",
         ])
         .unwrap();
+        let entry = neighbour(host, target);
+        assert!(
+            !entry.contains(NOWHERE),
+            "{target} is still cut from {}: {entry:?}",
+            host.ns
+        );
     }
 
     /// Neither host reaches the other.
